@@ -1,0 +1,12 @@
+//! # bourse-nic
+//!
+//! Everything between the wire and the engine's commands, except the matching itself.
+//!
+//! * [`wire`] — zero-copy views over byte slices, one module per format, in the smoltcp manner: a view type
+//!   `Packet<T: AsRef<[u8]>>` whose `new_checked` validates lengths once, after which getters never panic; plain
+//!   `Copy` structs with `parse`/`emit` for the meaning. Nothing in `wire` allocates.
+//! * [`backend`] — packet I/O: DPDK, AF_XDP, io_uring and plain sockets behind one burst trait.
+#![deny(unsafe_code)]
+
+pub mod backend;
+pub mod wire;

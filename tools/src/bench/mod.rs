@@ -1,0 +1,7 @@
+//! `bourse bench …`: every speed or memory goal of the project is a benchmark here, never a timing assertion in a
+//! test. Each prints a human table, or with `--json` exactly one JSON object on stdout.
+
+pub mod clock;
+pub mod codec;
+pub mod engine;
+pub mod wal;

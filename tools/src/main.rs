@@ -1,0 +1,67 @@
+//! `bourse`: one binary, one subcommand per program (see `bourse --help`).
+
+use clap::{Parser, Subcommand};
+
+use bourse::{bench, hist, stats, walcmd};
+
+#[global_allocator]
+static ALLOC: bourse::alloc_count::CountingAlloc = bourse::alloc_count::CountingAlloc;
+
+#[derive(Parser)]
+#[command(name = "bourse", version, about = "bourse: a low-latency exchange matching appliance")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Benchmarks: each prints a table, or exactly one JSON object with --json.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCmd,
+    },
+    /// Operator tools for the write-ahead log.
+    Wal {
+        #[command(subcommand)]
+        cmd: walcmd::WalCmd,
+    },
+    /// Read HdrHistogram interval logs (.hlog): percentiles, comparisons, plots.
+    Hist(hist::HistArgs),
+    /// Live counters and per-stage latency of a running appliance.
+    Stats(stats::StatsArgs),
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Matching engine on exchange-core's command mix.
+    Engine(bench::engine::EngineArgs),
+    /// Wire codecs: decode and encode ns per message.
+    WireCodec(bench::codec::CodecArgs),
+    /// WAL append + flush per record, against the host's bare flush floor.
+    Wal(bench::wal::WalArgs),
+    /// Recovery replay throughput.
+    Replay(bench::wal::ReplayArgs),
+    /// Cost of a timestamp (rdtsc, rdtscp, clock_gettime).
+    Clock(bench::clock::ClockArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Bench { which } => match which {
+            BenchCmd::Engine(a) => bench::engine::run(a),
+            BenchCmd::WireCodec(a) => bench::codec::run(a),
+            BenchCmd::Wal(a) => bench::wal::run(a),
+            BenchCmd::Replay(a) => bench::wal::run_replay(a),
+            BenchCmd::Clock(a) => bench::clock::run(a),
+        },
+        Cmd::Wal { cmd } => walcmd::run(cmd),
+        Cmd::Hist(a) => hist::run(a),
+        Cmd::Stats(a) => stats::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("bourse: error: {e:#}");
+        std::process::exit(1);
+    }
+}
