@@ -14,8 +14,10 @@
 
 pub mod capacity;
 pub mod command;
+pub mod engine;
 pub mod event;
 
 pub use capacity::Capacity;
 pub use command::*;
+pub use engine::*;
 pub use event::*;

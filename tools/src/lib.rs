@@ -7,5 +7,7 @@
 pub mod alloc_count;
 pub mod bench;
 pub mod hist;
+pub mod obs;
 pub mod stats;
+pub mod translate;
 pub mod walcmd;

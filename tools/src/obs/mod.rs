@@ -1,0 +1,1 @@
+//! Latency observability: TSC clock, per-stage histograms, interval logs, stats block, metrics.
