@@ -1,1 +1,90 @@
 //! Packet I/O backends behind one burst trait.
+//!
+//! Every backend presents the same view to the pipeline: UDP datagrams addressed to our port, received in bursts as
+//! borrowed payloads with their source and destination addresses, and UDP datagrams transmitted by filling a slot the
+//! backend lends out. The raw backends (`dpdk`, `af_xdp`) parse Ethernet/IPv4/UDP themselves, answer ARP for our
+//! address, and drop and count everything else; the kernel-socket backends (`socket`, `uring`) get that from the
+//! kernel. Nothing here allocates after construction: receive buffers, transmit slots and the burst arrays are sized
+//! once from [`BackendConfig`].
+//!
+//! The pipeline core busy-polls: `rx_burst` and `tx_flush` never block and never sleep.
+
+use std::net::SocketAddrV4;
+
+/// One received UDP datagram, borrowed from the backend until the closure returns.
+#[derive(Clone, Copy, Debug)]
+pub struct Datagram<'a> {
+    pub src: SocketAddrV4,
+    pub dst: SocketAddrV4,
+    pub payload: &'a [u8],
+}
+
+/// Counters every backend keeps. Plain integers owned by the pipeline core; the stats exporter copies them out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendStats {
+    /// Datagrams delivered to the pipeline.
+    pub rx: u64,
+    /// Datagrams handed to the kernel or NIC for transmission.
+    pub tx: u64,
+    /// Frames not for us (other protocols, ports, addresses) or refused for lack of a transmit slot.
+    pub dropped: u64,
+    /// Frames that failed length or checksum validation.
+    pub malformed: u64,
+    /// ARP requests for our address answered (raw backends).
+    pub arp_replies: u64,
+    /// Transmits refused because every slot was in flight.
+    pub tx_full: u64,
+}
+
+/// Transmit slots are all in flight: the caller keeps its data and retries after [`Backend::tx_flush`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxFull;
+
+/// The one seam between the pipeline and the packet I/O.
+pub trait Backend {
+    /// A short name for logs and benchmark output (`socket`, `uring`, `af_xdp`, `dpdk`).
+    fn name(&self) -> &'static str;
+
+    /// Receives at most one burst of datagrams, calling `f` for each, and returns how many were delivered.
+    /// Never blocks: returns 0 when nothing is waiting.
+    fn rx_burst(&mut self, f: &mut dyn FnMut(Datagram<'_>)) -> usize;
+
+    /// Queues one UDP datagram to `dst`: `fill` writes the payload into the lent buffer (at most `max_len` bytes
+    /// as sized by the config's MTU) and returns its length. Sent at the latest by the next [`Backend::tx_flush`].
+    fn tx(&mut self, dst: SocketAddrV4, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxFull>;
+
+    /// Hands every queued datagram to the kernel or NIC in as few calls as possible; returns how many went out.
+    fn tx_flush(&mut self) -> usize;
+
+    fn stats(&self) -> BackendStats;
+}
+
+/// What every backend is built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// Our address and UDP port (order entry).
+    pub bind: SocketAddrV4,
+    /// Interface for the raw backends (ignored by socket backends).
+    pub interface: Option<String>,
+    /// Datagrams per receive burst and per transmit flush.
+    pub burst_max: usize,
+    /// Transmit slots (datagrams queued before `tx_flush`).
+    pub tx_slots: usize,
+    /// Largest UDP payload sent or received.
+    pub payload_max_bytes: usize,
+    /// DPDK EAL arguments (e.g. `--no-pci --vdev=net_af_xdp0,iface=veth0`).
+    pub eal_args: Vec<String>,
+}
+
+impl BackendConfig {
+    pub fn new(bind: SocketAddrV4) -> BackendConfig {
+        BackendConfig {
+            bind,
+            interface: None,
+            burst_max: 32,
+            tx_slots: 256,
+            payload_max_bytes: 1_472,
+            eal_args: Vec::new(),
+        }
+    }
+}
