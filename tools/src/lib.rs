@@ -6,6 +6,7 @@
 
 pub mod alloc_count;
 pub mod bench;
+pub mod config;
 pub mod hist;
 pub mod obs;
 pub mod stats;

@@ -1,0 +1,548 @@
+//! The appliance's configuration file (TOML) and its validation.
+//!
+//! Everything the appliance sizes, binds or trusts comes from here: the packet backend and its addresses, the
+//! market-data channel, the firms (credentials, allowed sources, account and funding), the symbols (reference
+//! prices and bands), the engine's capacities, the WAL and the core assignment. `bourse.example.toml` at the
+//! repository root is a commented example. Every bad value is refused at start-up with the key that holds it.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use bourse_engine::{Bands, Capacity, Price};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub appliance: ApplianceSection,
+    pub backend: BackendSection,
+    pub market_data: MarketDataSection,
+    #[serde(default)]
+    pub wal: WalSection,
+    #[serde(default)]
+    pub cores: CoresSection,
+    #[serde(default)]
+    pub capacity: CapacitySection,
+    #[serde(default)]
+    pub symbols: Vec<SymbolSection>,
+    #[serde(default)]
+    pub firms: Vec<FirmSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplianceSection {
+    /// Names the shared-memory stats block (`/dev/shm/bourse-<name>`).
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Management port for the Prometheus metrics endpoint (absent: no endpoint).
+    pub metrics_bind: Option<SocketAddrV4>,
+    /// Where interval histograms (.hlog) are written (absent: not written).
+    pub hlog_path: Option<PathBuf>,
+    #[serde(default = "default_hlog_interval_ms")]
+    pub hlog_interval_ms: u64,
+}
+
+impl Default for ApplianceSection {
+    fn default() -> Self {
+        ApplianceSection {
+            name: default_name(),
+            metrics_bind: None,
+            hlog_path: None,
+            hlog_interval_ms: default_hlog_interval_ms(),
+        }
+    }
+}
+
+fn default_name() -> String {
+    "bourse".to_string()
+}
+fn default_hlog_interval_ms() -> u64 {
+    1_000
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    Socket,
+    Uring,
+    AfXdp,
+    Dpdk,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Socket => "socket",
+            BackendKind::Uring => "uring",
+            BackendKind::AfXdp => "af_xdp",
+            BackendKind::Dpdk => "dpdk",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSection {
+    pub kind: BackendKind,
+    /// Our order-entry address and UDP port.
+    pub bind: SocketAddrV4,
+    /// Interface for the raw backends (af_xdp, dpdk).
+    pub interface: Option<String>,
+    #[serde(default)]
+    pub eal_args: Vec<String>,
+    #[serde(default = "default_burst")]
+    pub burst_max: usize,
+    #[serde(default = "default_tx_slots")]
+    pub tx_slots: usize,
+}
+
+fn default_burst() -> usize {
+    32
+}
+fn default_tx_slots() -> usize {
+    1_024
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketDataSection {
+    /// Where ITCH over MoldUDP64 goes: a multicast group, or a unicast address for loopback set-ups.
+    pub group: SocketAddrV4,
+    /// MoldUDP64 session name (up to 10 characters, space padded on the wire).
+    #[serde(default = "default_md_session")]
+    pub session: String,
+    /// Largest MoldUDP64 datagram payload.
+    #[serde(default = "default_mtu")]
+    pub payload_max_bytes: usize,
+    /// Where the retransmission server answers MoldUDP64 request packets.
+    pub retransmit_bind: Option<SocketAddrV4>,
+    /// Messages kept for retransmission (a ring; older ones are served from the journal only).
+    #[serde(default = "default_retransmit_messages")]
+    pub retransmit_messages_max: usize,
+}
+
+fn default_md_session() -> String {
+    "BOURSEMD01".to_string()
+}
+fn default_mtu() -> usize {
+    1_400
+}
+fn default_retransmit_messages() -> usize {
+    1 << 16
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WalMode {
+    Dax,
+    Msync,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalSection {
+    /// Directory of segments and snapshots; absent means a fresh temporary directory (demo runs only).
+    pub dir: Option<PathBuf>,
+    #[serde(default = "default_wal_mode")]
+    pub mode: WalMode,
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: u64,
+}
+
+impl Default for WalSection {
+    fn default() -> Self {
+        WalSection { dir: None, mode: default_wal_mode(), segment_bytes: default_segment_bytes() }
+    }
+}
+
+fn default_wal_mode() -> WalMode {
+    WalMode::Msync
+}
+fn default_segment_bytes() -> u64 {
+    64 << 20
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoresSection {
+    /// Core the pipeline thread is pinned to (absent: not pinned).
+    pub pipeline: Option<usize>,
+    /// Core of the aux thread (group commit, stats, retransmission).
+    pub aux: Option<usize>,
+    /// Lock all memory (`mlockall`) at start-up.
+    #[serde(default)]
+    pub mlock: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapacitySection {
+    #[serde(default = "d_orders")]
+    pub orders_max: u32,
+    #[serde(default = "d_levels")]
+    pub levels_per_symbol: u32,
+    #[serde(default = "d_halt_queue")]
+    pub halt_queue_max: u32,
+    #[serde(default = "d_matches")]
+    pub matches_per_order_max: u32,
+}
+
+impl Default for CapacitySection {
+    fn default() -> Self {
+        CapacitySection {
+            orders_max: d_orders(),
+            levels_per_symbol: d_levels(),
+            halt_queue_max: d_halt_queue(),
+            matches_per_order_max: d_matches(),
+        }
+    }
+}
+
+fn d_orders() -> u32 {
+    1 << 20
+}
+fn d_levels() -> u32 {
+    1 << 16
+}
+fn d_halt_queue() -> u32 {
+    1 << 14
+}
+fn d_matches() -> u32 {
+    1 << 12
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SymbolSection {
+    /// Ticker, up to 8 characters (ITCH/OUCH stock field).
+    pub name: String,
+    /// Reference price as a decimal string, e.g. "150.25" (4 decimals at most).
+    pub reference_price: String,
+    /// Lowest price the book can hold (default: a quarter of the reference).
+    pub ladder_min_price: Option<String>,
+    /// Price step, decimal (default "0.01").
+    #[serde(default = "default_tick")]
+    pub tick: String,
+    /// Circuit-breaker bands in percent for high/mid/low tiers (default 5/10/20).
+    pub bands_pct: Option<[f64; 3]>,
+    #[serde(default = "default_halt_s")]
+    pub halt_seconds: u64,
+    #[serde(default = "default_collar_bps")]
+    pub market_collar_bps: u32,
+    #[serde(default)]
+    pub index_weight: u32,
+}
+
+fn default_tick() -> String {
+    "0.01".to_string()
+}
+fn default_halt_s() -> u64 {
+    300
+}
+fn default_collar_bps() -> u32 {
+    500
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirmSection {
+    pub name: String,
+    /// SoupBinTCP login username (up to 6 characters).
+    pub username: String,
+    /// SoupBinTCP login password (up to 10 characters).
+    pub password: String,
+    /// Source addresses allowed to log in as this firm: "10.0.0.5" (any port) or "10.0.0.5:4000".
+    pub allowed_sources: Vec<String>,
+    /// Cash deposited at start-up, decimal currency units.
+    #[serde(default)]
+    pub cash: String,
+    /// Shares deposited at start-up, by symbol name.
+    #[serde(default)]
+    pub shares: std::collections::BTreeMap<String, u32>,
+    #[serde(default)]
+    pub short_limit: u32,
+    #[serde(default = "default_max_qty")]
+    pub max_order_qty: u32,
+    /// Maximum notional of one order, decimal currency units.
+    #[serde(default = "default_max_notional")]
+    pub max_order_notional: String,
+}
+
+fn default_max_qty() -> u32 {
+    1_000_000
+}
+fn default_max_notional() -> String {
+    "10000000".to_string()
+}
+
+/// An allowed source: an address, with or without a fixed port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllowedSource {
+    pub ip: Ipv4Addr,
+    pub port: Option<u16>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("in config {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.backend.burst_max == 0 || self.backend.burst_max > 1024 {
+            bail!("backend.burst_max = {} must be in 1..=1024", self.backend.burst_max);
+        }
+        if self.backend.tx_slots < self.backend.burst_max {
+            bail!("backend.tx_slots = {} must be at least burst_max", self.backend.tx_slots);
+        }
+        if matches!(self.backend.kind, BackendKind::AfXdp | BackendKind::Dpdk) && self.backend.interface.is_none()
+        {
+            bail!("backend.interface is required for backend.kind = {:?}", self.backend.kind.as_str());
+        }
+        let md = &self.market_data;
+        if md.session.is_empty() || md.session.len() > 10 || !md.session.is_ascii() {
+            bail!("market_data.session = {:?} must be 1 to 10 ASCII characters", md.session);
+        }
+        if !(64..=9_000).contains(&md.payload_max_bytes) {
+            bail!("market_data.payload_max_bytes = {} must be in 64..=9000", md.payload_max_bytes);
+        }
+        if self.wal.segment_bytes < 1 << 20 || self.wal.segment_bytes % 4096 != 0 {
+            bail!("wal.segment_bytes = {} must be a multiple of 4096 and at least 1 MiB", self.wal.segment_bytes);
+        }
+        if self.symbols.is_empty() {
+            bail!("no [[symbols]]: the appliance needs at least one");
+        }
+        if self.symbols.len() > u16::MAX as usize {
+            bail!("{} symbols: at most {}", self.symbols.len(), u16::MAX);
+        }
+        if self.firms.len() > u16::MAX as usize {
+            bail!("{} firms: at most {}", self.firms.len(), u16::MAX);
+        }
+        for (i, s) in self.symbols.iter().enumerate() {
+            let at = |k: &str| format!("symbols[{i}] ({}).{k}", s.name);
+            if s.name.is_empty() || s.name.len() > 8 || !s.name.bytes().all(|b| b.is_ascii_graphic()) {
+                bail!("{} = {:?} must be 1 to 8 printable ASCII characters", at("name"), s.name);
+            }
+            if self.symbols[..i].iter().any(|o| o.name == s.name) {
+                bail!("{}: symbol {:?} is listed twice", at("name"), s.name);
+            }
+            let bands = self.bands(s).with_context(|| at("bands_pct"))?;
+            let _ = bands;
+            let reference = parse_price(&s.reference_price).with_context(|| at("reference_price"))?;
+            let tick = parse_price(&s.tick).with_context(|| at("tick"))?;
+            if tick == 0 {
+                bail!("{} must be positive", at("tick"));
+            }
+            if reference == 0 || reference % tick != 0 {
+                bail!("{} = {} must be positive and a multiple of tick {}", at("reference_price"), s.reference_price, s.tick);
+            }
+            let min = self.ladder_min(s)?;
+            let top = min as u64 + tick as u64 * self.capacity.levels_per_symbol as u64;
+            if (reference as u64) < min as u64 || reference as u64 >= top {
+                bail!(
+                    "{}: reference price {} is outside the ladder [{}, {}) (raise capacity.levels_per_symbol or set ladder_min_price)",
+                    at("reference_price"), s.reference_price, fmt_price(min), fmt_price(top.min(u32::MAX as u64) as u32)
+                );
+            }
+        }
+        for (i, f) in self.firms.iter().enumerate() {
+            let at = |k: &str| format!("firms[{i}] ({}).{k}", f.name);
+            if f.username.is_empty() || f.username.len() > 6 || !f.username.is_ascii() {
+                bail!("{} = {:?} must be 1 to 6 ASCII characters (SoupBinTCP)", at("username"), f.username);
+            }
+            if f.password.len() > 10 || !f.password.is_ascii() {
+                bail!("{} must be at most 10 ASCII characters (SoupBinTCP)", at("password"));
+            }
+            if self.firms[..i].iter().any(|o| o.username == f.username) {
+                bail!("{}: username {:?} is used twice", at("username"), f.username);
+            }
+            if f.allowed_sources.is_empty() {
+                bail!("{} is empty: nobody could log in as this firm", at("allowed_sources"));
+            }
+            for src in &f.allowed_sources {
+                parse_source(src).with_context(|| at("allowed_sources"))?;
+            }
+            if !f.cash.is_empty() {
+                parse_cash(&f.cash).with_context(|| at("cash"))?;
+            }
+            parse_cash(&f.max_order_notional).with_context(|| at("max_order_notional"))?;
+            for name in f.shares.keys() {
+                if !self.symbols.iter().any(|s| &s.name == name) {
+                    bail!("{}: unknown symbol {:?}", at("shares"), name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn bands(&self, s: &SymbolSection) -> anyhow::Result<Bands> {
+        let mut bands = Bands::DEFAULT;
+        if let Some(pct) = s.bands_pct {
+            for p in pct {
+                if !(0.1..=100.0).contains(&p) {
+                    bail!("band {p} % must be in 0.1..=100");
+                }
+            }
+            bands.high_bps = (pct[0] * 100.0).round() as u32;
+            bands.mid_bps = (pct[1] * 100.0).round() as u32;
+            bands.low_bps = (pct[2] * 100.0).round() as u32;
+        }
+        bands.halt_ns = s.halt_seconds.saturating_mul(1_000_000_000);
+        Ok(bands)
+    }
+
+    pub fn ladder_min(&self, s: &SymbolSection) -> anyhow::Result<Price> {
+        let tick = parse_price(&s.tick)?;
+        let reference = parse_price(&s.reference_price)?;
+        let min = match &s.ladder_min_price {
+            Some(p) => parse_price(p).context("ladder_min_price")?,
+            None => {
+                // Half the ladder below the reference, so the bands always fit either side.
+                let below = tick as u64 * (self.capacity.levels_per_symbol as u64 / 2);
+                (reference as u64).saturating_sub(below) as Price
+            }
+        };
+        Ok(min - min % tick)
+    }
+
+    pub fn engine_capacity(&self) -> Capacity {
+        Capacity {
+            orders_max: self.capacity.orders_max,
+            symbols_max: self.symbols.len() as u16,
+            accounts_max: self.firms.len().max(1) as u32,
+            sessions_max: self.firms.len().max(1) as u16,
+            levels_per_symbol: self.capacity.levels_per_symbol,
+            halt_queue_max: self.capacity.halt_queue_max,
+            matches_per_order_max: self.capacity.matches_per_order_max,
+        }
+    }
+}
+
+/// Parses a decimal price ("150", "150.25", "0.0001") into ticks with 4 implied decimals.
+pub fn parse_price(text: &str) -> anyhow::Result<Price> {
+    let v = parse_fixed4(text)?;
+    u32::try_from(v).map_err(|_| anyhow::anyhow!("price {text:?} is above the largest ITCH price 429496.7295"))
+}
+
+/// Parses a decimal cash amount into units of 1/10_000.
+pub fn parse_cash(text: &str) -> anyhow::Result<i64> {
+    i64::try_from(parse_fixed4(text)?).map_err(|_| anyhow::anyhow!("amount {text:?} is too large"))
+}
+
+fn parse_fixed4(text: &str) -> anyhow::Result<u64> {
+    let t = text.trim();
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    if int.is_empty() && frac.is_empty() {
+        bail!("{text:?} is not a decimal number");
+    }
+    if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("{text:?} is not a non-negative decimal number");
+    }
+    if frac.len() > 4 {
+        bail!("{text:?} has more than 4 decimals");
+    }
+    let int: u64 = if int.is_empty() { 0 } else { int.parse().map_err(|_| anyhow::anyhow!("{text:?} is too large"))? };
+    let mut f: u64 = if frac.is_empty() { 0 } else { frac.parse()? };
+    for _ in frac.len()..4 {
+        f *= 10;
+    }
+    int.checked_mul(10_000)
+        .and_then(|v| v.checked_add(f))
+        .ok_or_else(|| anyhow::anyhow!("{text:?} is too large"))
+}
+
+pub fn fmt_price(p: Price) -> String {
+    format!("{}.{:04}", p / 10_000, p % 10_000)
+}
+
+pub fn parse_source(text: &str) -> anyhow::Result<AllowedSource> {
+    if let Ok(sa) = text.parse::<SocketAddrV4>() {
+        return Ok(AllowedSource { ip: *sa.ip(), port: Some(sa.port()) });
+    }
+    match text.parse::<Ipv4Addr>() {
+        Ok(ip) => Ok(AllowedSource { ip, port: None }),
+        Err(_) => bail!("{text:?} is neither an IPv4 address nor IPv4:port"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [backend]
+        kind = "socket"
+        bind = "127.0.0.1:9000"
+        [market_data]
+        group = "127.0.0.1:9100"
+        [[symbols]]
+        name = "AAPL"
+        reference_price = "150.00"
+        [[firms]]
+        name = "alpha"
+        username = "ALPHA"
+        password = "secret"
+        allowed_sources = ["127.0.0.1"]
+        cash = "1000000"
+        shares = { AAPL = 1000 }
+    "#;
+
+    #[test]
+    fn parses_a_minimal_config_with_defaults() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.backend.kind, BackendKind::Socket);
+        assert_eq!(c.wal.mode, WalMode::Msync);
+        assert_eq!(parse_price(&c.symbols[0].reference_price).unwrap(), 1_500_000);
+        let min = c.ladder_min(&c.symbols[0]).unwrap();
+        assert!(min < 1_500_000 && min % 100 == 0);
+    }
+
+    #[test]
+    fn decimals() {
+        assert_eq!(parse_price("150.25").unwrap(), 1_502_500);
+        assert_eq!(parse_price("0.0001").unwrap(), 1);
+        assert_eq!(parse_price("7").unwrap(), 70_000);
+        assert!(parse_price("1.00001").is_err());
+        assert!(parse_price("-1").is_err());
+        assert!(parse_price("429497").is_err());
+        assert!(parse_price("").is_err());
+        assert_eq!(parse_cash("1000000").unwrap(), 10_000_000_000);
+    }
+
+    #[test]
+    fn every_bad_value_names_its_key() {
+        let cases = [
+            (GOOD.replace("\"socket\"", "\"carrier-pigeon\""), "kind"),
+            (GOOD.replace("150.00", "150.001"), "reference_price"),
+            (GOOD.replace("\"ALPHA\"", "\"TOOLONGNAME\""), "username"),
+            (GOOD.replace("[\"127.0.0.1\"]", "[\"localhost\"]"), "allowed_sources"),
+            (GOOD.replace("AAPL = 1000", "MSFT = 1000"), "shares"),
+            (GOOD.replace("kind = \"socket\"", "kind = \"af_xdp\""), "interface"),
+            (GOOD.replace("name = \"AAPL\"", "name = \"AAPL\"\nsurprise = 1"), "surprise"),
+        ];
+        for (text, key) in cases {
+            let err = format!("{:#}", Config::parse(&text).unwrap_err());
+            assert!(err.contains(key), "error for {key}: {err}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod example {
+    #[test]
+    fn the_example_config_in_the_repository_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bourse.example.toml");
+        super::Config::load(&path).unwrap();
+    }
+}
