@@ -5,6 +5,7 @@
 //! benchmarks and the operator tools, and the glue between wire protocols and engine commands.
 
 pub mod alloc_count;
+pub mod appliance;
 pub mod bench;
 pub mod config;
 pub mod hist;

@@ -1,0 +1,3 @@
+//! The appliance: `bourse run`.
+
+pub mod outq;
