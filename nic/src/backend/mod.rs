@@ -9,6 +9,14 @@
 //!
 //! The pipeline core busy-polls: `rx_burst` and `tx_flush` never block and never sleep.
 
+pub mod af_xdp;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
+pub mod echo;
+pub mod pin;
+pub mod socket;
+pub mod uring;
+
 use std::net::SocketAddrV4;
 
 /// One received UDP datagram, borrowed from the backend until the closure returns.

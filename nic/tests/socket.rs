@@ -1,0 +1,147 @@
+//! The `socket` backend: loopback tests that need no privileges, then the two-namespace veth tests (root).
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::time::{Duration, Instant};
+
+use bourse_nic::backend::socket::{SocketBackend, SocketError, SocketOptions};
+use bourse_nic::backend::{Backend, BackendConfig, BackendStats};
+use support::{cases, Side};
+
+#[global_allocator]
+static ALLOC: support::alloc_count::CountingAlloc = support::alloc_count::CountingAlloc;
+
+fn make(cfg: &BackendConfig) -> (SocketBackend, SocketAddrV4) {
+    let b = SocketBackend::new(cfg).expect("socket backend");
+    let a = b.local_addr();
+    (b, a)
+}
+
+#[test]
+fn loopback_echo_1000() {
+    cases::loopback_echo_1000(make);
+}
+
+#[test]
+fn delivers_bursts_with_addresses() {
+    cases::delivers_bursts_with_addresses(make);
+}
+
+#[test]
+fn oversized_is_malformed() {
+    cases::oversized_is_malformed(make);
+}
+
+#[test]
+fn tx_full_is_backpressure() {
+    cases::tx_full_is_backpressure(make);
+}
+
+#[test]
+fn bad_config_is_a_typed_error() {
+    let mut cfg = BackendConfig::new(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
+    cfg.burst_max = 0;
+    assert!(matches!(SocketBackend::new(&cfg), Err(SocketError::Config(_))));
+    let mut cfg = BackendConfig::new(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
+    cfg.payload_max_bytes = 70_000;
+    assert!(matches!(SocketBackend::new(&cfg), Err(SocketError::Config(_))));
+    // An address we do not own cannot be bound.
+    let cfg = BackendConfig::new(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 0));
+    assert!(matches!(SocketBackend::new(&cfg), Err(SocketError::Bind { .. })));
+}
+
+#[test]
+fn reuse_addr_allows_a_second_bind() {
+    let cfg = BackendConfig::new(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
+    let (first, addr) = make(&cfg);
+    drop(first);
+    let again = BackendConfig::new(addr);
+    let opts = SocketOptions { busy_poll_us: Some(0), recv_buffer_bytes: Some(1 << 20), ..SocketOptions::default() };
+    let b = SocketBackend::with_options(&again, &opts).expect("rebind with SO_REUSEADDR");
+    assert_eq!(b.local_addr(), addr);
+}
+
+#[test]
+fn netns_veth_echo_1000() {
+    let Some(ns) = support::require_root_netns() else { return };
+    let cfg = BackendConfig::new(SocketAddrV4::new(Side::A.addr(), 0));
+    let server = support::spawn_echo(Some((&ns, Side::A)), move || make(&cfg), |b: &SocketBackend| b.stats());
+    let to = server.addr;
+    let ex = ns.run_in(Side::B, move || {
+        let peer = UdpSocket::bind(SocketAddrV4::new(Side::B.addr(), 0)).expect("bind peer in bourse-b");
+        support::echo_exchange(&peer, to, 1_000, 16, 1_472)
+    });
+    let (echoed, stats) = server.stop();
+    assert_eq!((ex.echoed, echoed), (1_000, 1_000));
+    assert_eq!(stats, BackendStats { rx: 1_000, tx: 1_000, ..BackendStats::default() });
+    eprintln!("socket over veth: window of 16 median {:.1} us", ex.median_us());
+}
+
+/// Multicast from bourse-a out of its veth (IP_MULTICAST_IF, TTL, LOOP set) reaches a group member in bourse-b.
+#[test]
+fn netns_multicast_send() {
+    let Some(ns) = support::require_root_netns() else { return };
+    let group = Ipv4Addr::new(239, 77, 0, 1);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let listener = ns.spawn_in(Side::B, move || {
+        let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).expect("bind listener");
+        s.join_multicast_v4(&group, &Side::B.addr()).expect("join group");
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let port = s.local_addr().expect("addr").port();
+        ready_tx.send(port).expect("ready");
+        let mut buf = [0u8; 256];
+        let mut got = Vec::new();
+        while got.len() < 5 {
+            match s.recv_from(&mut buf) {
+                Ok((n, from)) => got.push((buf[..n].to_vec(), from)),
+                Err(_) => break,
+            }
+        }
+        got
+    });
+    let port = ready_rx.recv().expect("listener port");
+    let sent = ns.run_in(Side::A, move || {
+        let opts = SocketOptions {
+            multicast_if: Some(Side::A.addr()),
+            multicast_ttl: Some(1),
+            multicast_loop: Some(false),
+            ..SocketOptions::default()
+        };
+        let cfg = BackendConfig::new(SocketAddrV4::new(Side::A.addr(), 0));
+        let mut b = SocketBackend::with_options(&cfg, &opts).expect("multicast sender");
+        let dst = SocketAddrV4::new(group, port);
+        for seq in 0..5 {
+            b.tx(dst, &mut |buf| {
+                let p = support::payload(seq, 40);
+                buf[..p.len()].copy_from_slice(&p);
+                p.len()
+            })
+            .expect("slot");
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while b.stats().tx < 5 && Instant::now() < deadline {
+            b.tx_flush();
+        }
+        (b.stats(), b.local_addr())
+    });
+    let got = listener.join().expect("listener");
+    assert_eq!(sent.0.tx, 5);
+    assert_eq!(got.len(), 5, "multicast datagrams received in bourse-b");
+    for (seq, (p, from)) in got.iter().enumerate() {
+        assert_eq!(*p, support::payload(seq as u32, 40));
+        assert_eq!(*from, std::net::SocketAddr::V4(sent.1));
+    }
+}
+
+#[test]
+fn netns_veth_round_trip_latency() {
+    let Some(ns) = support::require_root_netns() else { return };
+    let rtts = support::veth_round_trips(&ns, |bind| make(&BackendConfig::new(bind)), 2_000);
+    eprintln!("socket echo over veth, 2000 x 64 B: {}", support::percentiles_us(&rtts));
+}
+
+#[test]
+fn hot_path_does_not_allocate() {
+    cases::hot_path_does_not_allocate(make);
+}
