@@ -1,0 +1,343 @@
+//! The standby's side of the mirror: lands the primary's bytes, validates them, reports durable progress, and
+//! promotes itself when the primary falls silent.
+
+use super::frame::{Frame, FRAME_MAX_BYTES};
+use super::record::RecordFormat;
+use super::{send_frame, MirrorConfig, MirrorError, MirrorStats, MirrorTransport, Position};
+
+/// Records that passed validation, in log order, ready for `Engine::apply` and the standby's own WAL durability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validated<'a> {
+    /// The records' bytes, exactly as in the region between `from.offset` and `to.offset`.
+    pub bytes: &'a [u8],
+    /// Position before the first record (its seq is `from.seq + 1`).
+    pub from: Position,
+    /// Position after the last record.
+    pub to: Position,
+}
+
+/// The appliance's side of the standby: applies what the mirror validated and says what is durable.
+pub trait StandbyHost {
+    /// Called once per batch, in order, never twice for a seq. The bytes are already in the standby's WAL region;
+    /// the host applies them to its engine and starts making them durable under its WAL mode.
+    fn on_validated(&mut self, batch: Validated<'_>);
+    /// How far the standby's own WAL is durable now. Must never exceed what was handed to `on_validated`.
+    fn durable(&mut self) -> Position;
+}
+
+/// Something the appliance must act on, returned once from [`Standby::tick`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StandbyEvent {
+    /// The primary was silent for the promotion timeout: serve as primary in `epoch` from `at` (everything up to
+    /// `at` was validated and handed to the host). Build a [`super::Primary`] with this epoch and start.
+    Promoted { epoch: u64, at: Position },
+    /// A newer epoch began at `truncate_to`, and this node's log runs past it (it was a primary that kept writing
+    /// after being failed over). Truncate the WAL to `truncate_to`, rebuild the engine from snapshot and replay, then
+    /// follow again with a new `Standby` in `epoch`.
+    MustResync { epoch: u64, truncate_to: Position },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Following,
+    Promoted,
+    Resync,
+}
+
+/// Standby state machine. Drive it from one thread with `tick`.
+pub struct Standby<R: RecordFormat> {
+    config: MirrorConfig,
+    format: R,
+    epoch: u64,
+    role: Role,
+    validated: Position,
+    durable: Position,
+    acked: Option<Position>,
+    /// Tail the primary last announced in a heartbeat.
+    primary_tail_seq: u64,
+    /// Whether validation has reached an announced primary tail since this standby started following.
+    synced_once: bool,
+    /// Whether the primary has been heard in the current epoch since the last silence; until then we send Hello.
+    attached: bool,
+    last_heard_ns: Option<u64>,
+    last_heartbeat_ns: Option<u64>,
+    last_hello_ns: Option<u64>,
+    hello_now: bool,
+    fence_reply_due: bool,
+    event: Option<StandbyEvent>,
+    frame_buf: Box<[u8]>,
+    stats: MirrorStats,
+}
+
+/// The smallest seq at or after `base` whose low 32 bits are `low`. The verbs transport's immediate carries only
+/// the low 32 bits of the tail seq; since the primary can never be 2^32 records ahead of the standby's validated
+/// seq (that would take a 256 GiB region of 64-byte records, and the in-flight window is far smaller), the full
+/// seq is recovered unambiguously across the 32-bit wrap.
+pub fn expand_seq32(base: u64, low: u32) -> u64 {
+    let candidate = (base & !0xffff_ffff) | low as u64;
+    if candidate < base {
+        candidate + (1 << 32)
+    } else {
+        candidate
+    }
+}
+
+impl<R: RecordFormat> Standby<R> {
+    /// A standby in `epoch` whose own WAL recovered up to `durable`.
+    pub fn new(config: MirrorConfig, format: R, epoch: u64, durable: Position) -> Standby<R> {
+        config.check();
+        Standby {
+            config,
+            format,
+            epoch,
+            role: Role::Following,
+            validated: durable,
+            durable,
+            acked: None,
+            primary_tail_seq: 0,
+            synced_once: false,
+            attached: false,
+            last_heard_ns: None,
+            last_heartbeat_ns: None,
+            last_hello_ns: None,
+            hello_now: true,
+            fence_reply_due: false,
+            event: None,
+            frame_buf: vec![0u8; FRAME_MAX_BYTES].into_boxed_slice(),
+            stats: MirrorStats::default(),
+        }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+    pub fn validated(&self) -> Position {
+        self.validated
+    }
+    pub fn durable(&self) -> Position {
+        self.durable
+    }
+    pub fn is_promoted(&self) -> bool {
+        self.role == Role::Promoted
+    }
+    /// Whether validation has reached the primary's announced tail at least once (a precondition for promotion).
+    pub fn synced_once(&self) -> bool {
+        self.synced_once
+    }
+    pub fn stats(&self) -> MirrorStats {
+        self.stats
+    }
+
+    /// Polls the transport, lands and validates writes, reports durable progress, and decides promotion. `region` is
+    /// the standby's WAL region (the same bytes the verbs transport registers for remote writes).
+    pub fn tick<T: MirrorTransport + ?Sized, H: StandbyHost>(
+        &mut self,
+        now_ns: u64,
+        region: &mut [u8],
+        transport: &mut T,
+        host: &mut H,
+    ) -> Result<Option<StandbyEvent>, MirrorError> {
+        if region.len() as u64 != self.config.region_size_bytes {
+            return Err(MirrorError::RegionSize { region_bytes: region.len(), config_bytes: self.config.region_size_bytes });
+        }
+        let mut work = transport.poll(&mut |bytes| self.on_frame(now_ns, region, host, bytes))?;
+        let durable = host.durable();
+        if durable > self.validated {
+            return Err(MirrorError::DurableBeyondValidated { durable, validated: self.validated });
+        }
+        self.durable = self.durable.max(durable);
+        if self.fence_reply_due {
+            self.fence_reply_due = false;
+            let f = Frame::Fence { epoch: self.epoch, epoch_start_seq: self.validated.seq, epoch_start_offset: self.validated.offset };
+            work += send_frame(transport, &mut self.frame_buf, &f, &mut self.stats)? as usize;
+        }
+        if self.role != Role::Following {
+            return Ok(self.event.take());
+        }
+        let silent_ns = self.last_heard_ns.map(|t| now_ns.saturating_sub(t));
+        if silent_ns.is_some_and(|s| s >= self.config.promote_after_silence_ns) && self.synced_once {
+            self.role = Role::Promoted;
+            self.epoch += 1;
+            self.event = Some(StandbyEvent::Promoted { epoch: self.epoch, at: self.validated });
+            return Ok(self.event.take());
+        }
+        if silent_ns.is_some_and(|s| s >= 2 * self.config.heartbeat_interval_ns) {
+            // Quiet for two periods: the link may have been re-established, so announce our position again.
+            self.attached = false;
+        }
+        self.send_due(now_ns, transport)?;
+        let _ = work;
+        Ok(self.event.take())
+    }
+
+    fn send_due<T: MirrorTransport + ?Sized>(&mut self, now_ns: u64, transport: &mut T) -> Result<(), MirrorError> {
+        let period = self.config.heartbeat_interval_ns;
+        if !self.attached && (self.hello_now || self.last_hello_ns.is_none_or(|t| now_ns.saturating_sub(t) >= period)) {
+            let f = Frame::Hello {
+                epoch: self.epoch,
+                region_size_bytes: self.config.region_size_bytes,
+                durable_seq: self.durable.seq,
+                durable_offset: self.durable.offset,
+            };
+            if send_frame(transport, &mut self.frame_buf, &f, &mut self.stats)? {
+                self.hello_now = false;
+                self.last_hello_ns = Some(now_ns);
+            }
+        }
+        if self.acked.is_none_or(|a| self.durable.offset > a.offset) {
+            let f = Frame::Ack { epoch: self.epoch, durable_seq: self.durable.seq, durable_offset: self.durable.offset };
+            if send_frame(transport, &mut self.frame_buf, &f, &mut self.stats)? {
+                self.acked = Some(self.durable);
+                self.last_heartbeat_ns = Some(now_ns);
+            }
+        } else if self.last_heartbeat_ns.is_none_or(|t| now_ns.saturating_sub(t) >= period) {
+            let f = Frame::Heartbeat { epoch: self.epoch, seq: self.durable.seq, offset: self.durable.offset };
+            send_frame(transport, &mut self.frame_buf, &f, &mut self.stats)?;
+            self.last_heartbeat_ns = Some(now_ns);
+        }
+        Ok(())
+    }
+
+    fn on_frame<H: StandbyHost>(&mut self, now_ns: u64, region: &mut [u8], host: &mut H, bytes: &[u8]) {
+        self.stats.frames_received += 1;
+        let frame = match Frame::parse(bytes) {
+            Ok(f) => f,
+            Err(_) => {
+                self.stats.frames_dropped_malformed += 1;
+                return;
+            }
+        };
+        let epoch = frame.epoch();
+        if epoch < self.epoch {
+            self.stats.frames_stale_epoch += 1;
+            self.fence_reply_due = true;
+            return;
+        }
+        if epoch > self.epoch {
+            self.on_newer_epoch(&frame);
+            return;
+        }
+        if self.role != Role::Following {
+            self.stats.frames_rejected += 1;
+            return;
+        }
+        match frame {
+            Frame::Write { epoch, offset, tail_seq, bytes } => {
+                self.heard(now_ns);
+                self.on_write(region, host, epoch, offset, tail_seq, bytes);
+            }
+            Frame::Tail { epoch, tail_seq } => {
+                self.heard(now_ns);
+                let tail_seq = expand_seq32(self.validated.seq, tail_seq as u32);
+                let limit = region.len() as u64;
+                self.advance(region, host, epoch, limit, tail_seq);
+            }
+            Frame::Heartbeat { seq, .. } => {
+                self.heard(now_ns);
+                self.primary_tail_seq = self.primary_tail_seq.max(seq);
+                self.note_sync();
+            }
+            Frame::Hello { .. } | Frame::Ack { .. } | Frame::Fence { .. } => self.stats.frames_rejected += 1,
+        }
+    }
+
+    fn heard(&mut self, now_ns: u64) {
+        self.last_heard_ns = Some(now_ns);
+        self.attached = true;
+    }
+
+    fn note_sync(&mut self) {
+        if self.validated.seq >= self.primary_tail_seq {
+            self.synced_once = true;
+        }
+    }
+
+    /// A frame from a newer epoch. Only `Fence` says where that epoch began, which decides whether this log can
+    /// simply continue; any other kind makes us send `Hello` in our old epoch, which the new primary answers with
+    /// `Fence`.
+    fn on_newer_epoch(&mut self, frame: &Frame<'_>) {
+        let Frame::Fence { epoch, epoch_start_seq, epoch_start_offset } = *frame else {
+            self.hello_now = true;
+            self.attached = false;
+            return;
+        };
+        let start = Position { seq: epoch_start_seq, offset: epoch_start_offset };
+        if self.validated.seq > start.seq {
+            self.role = Role::Resync;
+            self.epoch = epoch;
+            self.event = Some(StandbyEvent::MustResync { epoch, truncate_to: start });
+            return;
+        }
+        // Our whole log precedes the new epoch: keep following, in the new epoch, from where we are.
+        self.epoch = epoch;
+        self.role = Role::Following;
+        self.attached = false;
+        self.hello_now = true;
+        self.synced_once = false;
+        self.last_heard_ns = None;
+    }
+
+    fn on_write<H: StandbyHost>(&mut self, region: &mut [u8], host: &mut H, epoch: u64, offset: u64, tail_seq: u64, bytes: &[u8]) {
+        let end = offset.saturating_add(bytes.len() as u64);
+        if end > region.len() as u64 || !offset.is_multiple_of(64) {
+            self.stats.frames_rejected += 1;
+            return;
+        }
+        if offset > self.validated.offset {
+            self.stats.writes_gap += 1;
+            return;
+        }
+        if end <= self.validated.offset {
+            self.stats.writes_duplicate += 1;
+            return;
+        }
+        // Validated bytes are never rewritten: copy only what extends the validated prefix.
+        let skip = (self.validated.offset - offset) as usize;
+        region[self.validated.offset as usize..end as usize].copy_from_slice(&bytes[skip..]);
+        let before = self.validated;
+        self.advance(region, host, epoch, end, tail_seq);
+        if self.validated.offset != end && self.validated == before {
+            self.stats.frames_rejected += 1;
+        }
+    }
+
+    /// Validates records from the validated position up to `limit_offset` and `limit_seq`, then hands the new ones
+    /// to the host. Stops at the first record that fails any check; it is counted and will be rewritten by a
+    /// retransmission.
+    fn advance<H: StandbyHost>(&mut self, region: &[u8], host: &mut H, epoch: u64, limit_offset: u64, limit_seq: u64) {
+        let from = self.validated;
+        let mut at = from;
+        while at.offset < limit_offset && at.seq < limit_seq {
+            match self.format.check(&region[at.offset as usize..limit_offset as usize]) {
+                Ok(meta) if meta.seq == at.seq + 1 && meta.epoch <= epoch => {
+                    at = Position { seq: meta.seq, offset: at.offset + meta.len_bytes as u64 };
+                }
+                Ok(_) | Err(_) => {
+                    self.stats.records_invalid += 1;
+                    break;
+                }
+            }
+        }
+        if at == from {
+            return;
+        }
+        self.validated = at;
+        self.stats.records_validated += at.seq - from.seq;
+        self.note_sync();
+        host.on_validated(Validated { bytes: &region[from.offset as usize..at.offset as usize], from, to: at });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_expand_seq32_across_wrap() {
+        assert_eq!(expand_seq32(0, 5), 5);
+        assert_eq!(expand_seq32(10, 10), 10);
+        assert_eq!(expand_seq32(0xffff_fff0, 0x10), 0x1_0000_0010);
+        assert_eq!(expand_seq32(0x1_0000_0002, 0x3), 0x1_0000_0003);
+        assert_eq!(expand_seq32(0x2_ffff_ffff, 0xffff_ffff), 0x2_ffff_ffff);
+    }
+}
