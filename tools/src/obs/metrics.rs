@@ -1,0 +1,371 @@
+//! The metrics endpoint: the stats block rendered in the Prometheus text exposition format (version 0.0.4) and
+//! served by a tiny non-blocking HTTP/1.1 responder that the aux core polls between its other duties.
+//!
+//! Nothing here runs on the pipeline core. The aux loop calls [`MetricsServer::poll`]; it accepts what is waiting,
+//! reads requests without blocking, and answers `GET /metrics` with a body rendered into a buffer allocated at
+//! bind time (reused for every response), anything else with 404. Each response closes its connection, which is
+//! what Prometheus scrapers expect of a simple exporter and keeps the state per connection tiny.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+
+use super::stages::Span;
+use super::statsblock::{name_str, StatsBlock, STAGE_QUANTILES, WAL_MODE_NAMES};
+use super::tsc::monotonic_ns;
+
+/// Connections served at once; more wait in the kernel's accept queue.
+pub const CONNECTIONS_MAX: usize = 8;
+/// Longest request head we read; longer ones are answered 431 and closed.
+pub const REQUEST_BYTES_MAX: usize = 4096;
+/// Initial capacity of the body and response buffers (the block renders to about 6 KiB).
+pub const BODY_BYTES_INITIAL: usize = 16 * 1024;
+/// A connection that has not sent a whole request head within this time is closed.
+pub const REQUEST_TIMEOUT_NS: u64 = 2_000_000_000;
+
+/// Renders the block into `out` (cleared first). Allocates only if `out` must grow.
+pub fn render(block: &StatsBlock, out: &mut String) {
+    out.clear();
+    // Writing into a String cannot fail; the results are ignored for that reason.
+    let text = block.text_fields();
+    let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+        );
+    };
+    counter(
+        out,
+        "bourse_rx_total",
+        "Datagrams received.",
+        block.rx_total(),
+    );
+    counter(out, "bourse_tx_total", "Datagrams sent.", block.tx_total());
+
+    let _ = write!(out, "# HELP bourse_drops_total Datagrams dropped, by reason.\n# TYPE bourse_drops_total counter\n");
+    for (i, name) in text.drop_names.iter().enumerate() {
+        let n = block.drops(i);
+        let name = name_str(name);
+        if !name.is_empty() || n != 0 {
+            write_reason(out, "bourse_drops_total", name, i, n);
+        }
+    }
+    let _ = write!(out, "# HELP bourse_rejects_total Orders rejected, by reason.\n# TYPE bourse_rejects_total counter\n");
+    for (i, name) in text.reject_names.iter().enumerate() {
+        let n = block.rejects(i);
+        let name = name_str(name);
+        if !name.is_empty() || n != 0 {
+            write_reason(out, "bourse_rejects_total", name, i, n);
+        }
+    }
+
+    let gauge = |out: &mut String, name: &str, help: &str, value: f64| {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        );
+    };
+    gauge(
+        out,
+        "bourse_orders_resting",
+        "Orders resting in the books.",
+        block.orders_resting() as f64,
+    );
+    gauge(
+        out,
+        "bourse_commit_seq",
+        "Highest committed input sequence number.",
+        block.commit_seq() as f64,
+    );
+    gauge(
+        out,
+        "bourse_commit_lag_seconds",
+        "Time from journaling to commit of the latest input.",
+        block.commit_lag_ns() as f64 / 1e9,
+    );
+    let age_ns = monotonic_ns().saturating_sub(block.heartbeat_ns());
+    gauge(
+        out,
+        "bourse_heartbeat_age_seconds",
+        "Time since the appliance last updated this block.",
+        age_ns as f64 / 1e9,
+    );
+    let _ = write!(
+        out,
+        "# HELP bourse_info Static facts about the running appliance.\n# TYPE bourse_info gauge\n\
+         bourse_info{{backend=\"",
+    );
+    escape_label(out, name_str(&text.backend_name));
+    let wal_mode = WAL_MODE_NAMES
+        .get(block.wal_mode_code() as usize)
+        .copied()
+        .unwrap_or("unknown");
+    let _ = writeln!(out, "\",wal_mode=\"{wal_mode}\"}} 1");
+
+    let _ = write!(
+        out,
+        "# HELP bourse_stage_latency_seconds Latency between pipeline stages over the last exported interval.\n\
+         # TYPE bourse_stage_latency_seconds summary\n"
+    );
+    for span in Span::ALL {
+        let q = block.stage_quantiles_ns(span);
+        for ((_, label), v) in STAGE_QUANTILES.iter().zip(q) {
+            let _ = writeln!(
+                out,
+                "bourse_stage_latency_seconds{{stage=\"{}\",quantile=\"{label}\"}} {}",
+                span.tag(),
+                v as f64 / 1e9
+            );
+        }
+        let (count, sum_ns) = block.stage_count_sum(span);
+        let _ = writeln!(
+            out,
+            "bourse_stage_latency_seconds_sum{{stage=\"{}\"}} {}",
+            span.tag(),
+            sum_ns as f64 / 1e9
+        );
+        let _ = writeln!(
+            out,
+            "bourse_stage_latency_seconds_count{{stage=\"{}\"}} {count}",
+            span.tag()
+        );
+    }
+}
+
+fn write_reason(out: &mut String, metric: &str, name: &str, index: usize, n: u64) {
+    let _ = write!(out, "{metric}{{reason=\"");
+    if name.is_empty() {
+        let _ = write!(out, "reason_{index}");
+    } else {
+        escape_label(out, name);
+    }
+    let _ = writeln!(out, "\"}} {n}");
+}
+
+/// Label values escape backslash, double quote and newline (exposition format 0.0.4).
+fn escape_label(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+struct Connection {
+    stream: TcpStream,
+    request: Box<[u8; REQUEST_BYTES_MAX]>,
+    request_len: usize,
+    /// Bytes of the response in `MetricsServer::response` sent so far, once a response is being written.
+    sent: Option<usize>,
+    response: Vec<u8>,
+    accepted_ns: u64,
+}
+
+/// The HTTP/1.1 responder for `GET /metrics`.
+pub struct MetricsServer {
+    listener: TcpListener,
+    connections: Vec<Connection>,
+    body: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("metrics endpoint: binding {addr}: {source}")]
+    Bind { addr: String, source: io::Error },
+    #[error("metrics endpoint: accepting: {0}")]
+    Accept(io::Error),
+}
+
+enum Progress {
+    Open,
+    Closed,
+}
+
+impl MetricsServer {
+    /// Binds the management address (`127.0.0.1:0` picks a free port; see [`MetricsServer::local_addr`]).
+    pub fn bind(addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<MetricsServer, MetricsError> {
+        let shown = format!("{addr:?}");
+        let bind_err = |source| MetricsError::Bind {
+            addr: shown.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(&addr).map_err(bind_err)?;
+        listener.set_nonblocking(true).map_err(bind_err)?;
+        Ok(MetricsServer {
+            listener,
+            connections: Vec::with_capacity(CONNECTIONS_MAX),
+            body: String::with_capacity(BODY_BYTES_INITIAL),
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Does whatever work is ready without blocking: accepts, reads requests, writes responses. Returns the number
+    /// of responses completed. Errors on single connections close them; only a failing listener is an error.
+    pub fn poll(&mut self, block: &StatsBlock) -> Result<usize, MetricsError> {
+        while self.connections.len() < CONNECTIONS_MAX {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    self.connections.push(Connection {
+                        stream,
+                        request: Box::new([0; REQUEST_BYTES_MAX]),
+                        request_len: 0,
+                        sent: None,
+                        response: Vec::new(),
+                        accepted_ns: monotonic_ns(),
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // A peer that reset before we accepted it is its problem, not the listener's.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+                    ) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(MetricsError::Accept(e)),
+            }
+        }
+        let mut served = 0;
+        let mut i = 0;
+        while i < self.connections.len() {
+            let (progress, done) = self.step(i, block);
+            served += done as usize;
+            match progress {
+                Progress::Open => i += 1,
+                Progress::Closed => {
+                    self.connections.swap_remove(i);
+                }
+            }
+        }
+        Ok(served)
+    }
+
+    /// Advances one connection; returns whether it stays open and whether a response was completed.
+    fn step(&mut self, index: usize, block: &StatsBlock) -> (Progress, bool) {
+        let conn = &mut self.connections[index];
+        if conn.sent.is_none() {
+            loop {
+                if conn.request_len == REQUEST_BYTES_MAX {
+                    conn.response = response_bytes(
+                        "431 Request Header Fields Too Large",
+                        "text/plain",
+                        "too large\n",
+                    );
+                    conn.sent = Some(0);
+                    break;
+                }
+                match conn.stream.read(&mut conn.request[conn.request_len..]) {
+                    Ok(0) => return (Progress::Closed, false),
+                    Ok(n) => conn.request_len += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return (Progress::Closed, false),
+                }
+            }
+            if conn.sent.is_none() {
+                let head = &conn.request[..conn.request_len];
+                if !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let waited_ns = monotonic_ns().saturating_sub(conn.accepted_ns);
+                    let progress = if waited_ns > REQUEST_TIMEOUT_NS {
+                        Progress::Closed
+                    } else {
+                        Progress::Open
+                    };
+                    return (progress, false);
+                }
+                let line_end = head.iter().position(|&b| b == b'\r').unwrap_or(head.len());
+                let mut parts = head[..line_end].split(|&b| b == b' ');
+                let method = parts.next().unwrap_or_default();
+                let target = parts.next().unwrap_or_default();
+                conn.response = match (method, target) {
+                    (b"GET", b"/metrics") => {
+                        render(block, &mut self.body);
+                        response_bytes(
+                            "200 OK",
+                            "text/plain; version=0.0.4; charset=utf-8",
+                            &self.body,
+                        )
+                    }
+                    (b"GET", _) => {
+                        response_bytes("404 Not Found", "text/plain", "not found; try /metrics\n")
+                    }
+                    _ => response_bytes("405 Method Not Allowed", "text/plain", "only GET\n"),
+                };
+                conn.sent = Some(0);
+            }
+        }
+        let Some(mut sent) = conn.sent else {
+            return (Progress::Open, false);
+        };
+        while sent < conn.response.len() {
+            match conn.stream.write(&conn.response[sent..]) {
+                Ok(0) => return (Progress::Closed, false),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.sent = Some(sent);
+                    return (Progress::Open, false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return (Progress::Closed, false),
+            }
+        }
+        let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+        (Progress::Closed, true)
+    }
+}
+
+fn response_bytes(status: &str, content_type: &str, body: &str) -> Vec<u8> {
+    let mut r = Vec::with_capacity(body.len() + 128);
+    let _ = write!(
+        r,
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    r.extend_from_slice(body.as_bytes());
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::obs::statsblock::StatsWriter;
+
+    #[test]
+    fn render_has_help_type_and_values() {
+        let w = StatsWriter::in_memory();
+        w.add_rx(7);
+        w.set_names("socket", &["bad_checksum"], &[]);
+        w.add_drop(0, 2);
+        let mut out = String::new();
+        render(w.block(), &mut out);
+        assert!(
+            out.contains("# TYPE bourse_rx_total counter\nbourse_rx_total 7\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("bourse_drops_total{reason=\"bad_checksum\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("bourse_info{backend=\"socket\",wal_mode=\"unknown\"} 1\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn labels_are_escaped() {
+        let mut out = String::new();
+        escape_label(&mut out, "a\"b\\c\nd");
+        assert_eq!(out, "a\\\"b\\\\c\\nd");
+    }
+}

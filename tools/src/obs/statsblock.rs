@@ -1,0 +1,565 @@
+//! The stats block: the appliance's live counters in a fixed-layout shared-memory file that `bourse stats`, the
+//! metrics endpoint and tests read while the appliance runs.
+//!
+//! The block is one `#[repr(C)]` struct of `AtomicU64`s mapped from `/dev/shm/bourse-stats-<name>`. Every field
+//! has exactly one writer thread (the pipeline core for traffic counters, the aux core for latencies, commit lag and
+//! the heartbeat), so updates are a relaxed load and store — plain `mov`s, no locked instruction, no lock — and
+//! readers see each counter whole because each is one aligned atomic word.
+//!
+//! The text fields (backend name, drop and reject reason names) span several words, so they are guarded by a
+//! seqlock: the writer makes `text_seq` odd, writes the words, and makes it even again; a reader retries when it
+//! saw an odd or changed sequence.
+//!
+//! ```text
+//!  word  0 magic "BRSSTAT1"         1 layout version     2 size in bytes      3 writer pid
+//!        4 heartbeat (CLOCK_MONOTONIC ns)                 5 rx  6 tx  7 orders resting
+//!        8 commit lag ns            9 commit seq        10 WAL mode code
+//!       11 drops[16]  27 rejects[32]  59 stage quantiles[6][3]  77 stage count[6]  83 stage sum ns[6]
+//!       89 text seq   90 backend name (32 bytes)  94 drop names[16] (24 bytes each)  142 reject names[32]
+//! ```
+//!
+//! The magic is stored last, with Release, when the writer creates the block, so a reader that sees it (Acquire)
+//! sees an initialised block.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+
+use super::stages::{Span, SPAN_COUNT};
+use super::sys::Mapping;
+use super::tsc::monotonic_ns;
+
+pub const STATS_MAGIC: u64 = u64::from_le_bytes(*b"BRSSTAT1");
+pub const STATS_LAYOUT_VERSION: u64 = 1;
+pub const DROP_REASONS_MAX: usize = 16;
+pub const REJECT_REASONS_MAX: usize = 32;
+pub const REASON_NAME_BYTES: usize = 24;
+pub const BACKEND_NAME_BYTES: usize = 32;
+/// The recent quantiles kept per stage span: p50, p99, p99.9.
+pub const STAGE_QUANTILES: [(f64, &str); 3] = [(0.5, "0.5"), (0.99, "0.99"), (0.999, "0.999")];
+const QUANTILES_COUNT: usize = STAGE_QUANTILES.len();
+const REASON_NAME_WORDS: usize = REASON_NAME_BYTES / 8;
+const BACKEND_NAME_WORDS: usize = BACKEND_NAME_BYTES / 8;
+/// The directory of the block files: tmpfs, so the block is memory and never written back to a disk.
+pub const STATS_DIR: &str = "/dev/shm";
+
+/// WAL durability modes, as the codes stored in the block.
+pub const WAL_MODE_NAMES: [&str; 4] = ["unknown", "dax", "msync", "none"];
+
+/// The shared layout. Read it through [`StatsBlock::snapshot`] or the getters; write it through [`StatsWriter`].
+#[repr(C)]
+#[derive(Default)]
+pub struct StatsBlock {
+    magic: AtomicU64,
+    layout_version: AtomicU64,
+    size_bytes: AtomicU64,
+    writer_pid: AtomicU64,
+    heartbeat_ns: AtomicU64,
+    rx_total: AtomicU64,
+    tx_total: AtomicU64,
+    orders_resting: AtomicU64,
+    commit_lag_ns: AtomicU64,
+    commit_seq: AtomicU64,
+    wal_mode: AtomicU64,
+    drops: [AtomicU64; DROP_REASONS_MAX],
+    rejects: [AtomicU64; REJECT_REASONS_MAX],
+    stage_ns: [[AtomicU64; QUANTILES_COUNT]; SPAN_COUNT],
+    stage_count: [AtomicU64; SPAN_COUNT],
+    stage_sum_ns: [AtomicU64; SPAN_COUNT],
+    text_seq: AtomicU64,
+    backend_name: [AtomicU64; BACKEND_NAME_WORDS],
+    drop_names: [[AtomicU64; REASON_NAME_WORDS]; DROP_REASONS_MAX],
+    reject_names: [[AtomicU64; REASON_NAME_WORDS]; REJECT_REASONS_MAX],
+}
+
+const _: () = assert!(REASON_NAME_BYTES.is_multiple_of(8) && BACKEND_NAME_BYTES.is_multiple_of(8));
+const _: () = assert!(std::mem::size_of::<StatsBlock>() == 238 * 8);
+const _: () = assert!(
+    std::mem::size_of::<StatsBlock>() <= 4096,
+    "the block fits one page"
+);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    #[error("stats block name {0:?}: use 1–64 characters from [A-Za-z0-9_-]")]
+    BadName(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {size_bytes} bytes is smaller than a stats block ({expected_bytes} bytes)")]
+    TooSmall {
+        path: PathBuf,
+        size_bytes: u64,
+        expected_bytes: u64,
+    },
+    #[error("{path}: not a bourse stats block (magic {magic:#018x}); is the appliance starting?")]
+    BadMagic { path: PathBuf, magic: u64 },
+    #[error("{path}: stats block layout {found}, this build reads layout {expected}")]
+    Version {
+        path: PathBuf,
+        found: u64,
+        expected: u64,
+    },
+}
+
+/// The file of the block called `name`.
+pub fn stats_path(name: &str) -> Result<PathBuf, StatsError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !ok {
+        return Err(StatsError::BadName(name.to_string()));
+    }
+    Ok(Path::new(STATS_DIR).join(format!("bourse-stats-{name}")))
+}
+
+/// Text fields copied out under the seqlock, on the stack.
+#[derive(Clone, Copy)]
+pub struct TextFields {
+    pub backend_name: [u8; BACKEND_NAME_BYTES],
+    pub drop_names: [[u8; REASON_NAME_BYTES]; DROP_REASONS_MAX],
+    pub reject_names: [[u8; REASON_NAME_BYTES]; REJECT_REASONS_MAX],
+}
+
+/// The bytes of a fixed-size, zero-padded name up to the first zero, or "" if they are not UTF-8.
+pub fn name_str(bytes: &[u8]) -> &str {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    std::str::from_utf8(&bytes[..end]).unwrap_or("")
+}
+
+fn load_words<const N: usize>(words: &[AtomicU64], out: &mut [u8; N]) {
+    for (i, w) in words.iter().enumerate() {
+        out[i * 8..i * 8 + 8].copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+    }
+}
+
+fn store_words(words: &[AtomicU64], text: &str) {
+    let bytes = text.as_bytes();
+    for (i, w) in words.iter().enumerate() {
+        let mut chunk = [0u8; 8];
+        for (j, c) in chunk.iter_mut().enumerate() {
+            // Truncation at the field width is deliberate: names are labels, not data.
+            *c = bytes.get(i * 8 + j).copied().unwrap_or(0);
+        }
+        w.store(u64::from_le_bytes(chunk), Ordering::Relaxed);
+    }
+}
+
+/// One reason counter with its name, as read.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ReasonCount {
+    pub reason: String,
+    pub count: u64,
+}
+
+/// Recent latency of one stage span, as read.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StageLatency {
+    pub stage: &'static str,
+    pub count: u64,
+    pub sum_ns: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub p999_ns: u64,
+}
+
+/// Everything in the block, copied out (allocates; for tools, not for the appliance).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StatsSnapshot {
+    pub writer_pid: u64,
+    pub heartbeat_ns: u64,
+    pub rx_total: u64,
+    pub tx_total: u64,
+    pub orders_resting: u64,
+    pub commit_lag_ns: u64,
+    pub commit_seq: u64,
+    pub wal_mode: String,
+    pub backend: String,
+    pub drops: Vec<ReasonCount>,
+    pub rejects: Vec<ReasonCount>,
+    pub stages: Vec<StageLatency>,
+}
+
+impl StatsBlock {
+    pub fn magic(&self) -> u64 {
+        self.magic.load(Ordering::Acquire)
+    }
+    pub fn writer_pid(&self) -> u64 {
+        self.writer_pid.load(Ordering::Relaxed)
+    }
+    /// The writer's last heartbeat, CLOCK_MONOTONIC nanoseconds (comparable across processes of one host).
+    pub fn heartbeat_ns(&self) -> u64 {
+        self.heartbeat_ns.load(Ordering::Relaxed)
+    }
+    pub fn rx_total(&self) -> u64 {
+        self.rx_total.load(Ordering::Relaxed)
+    }
+    pub fn tx_total(&self) -> u64 {
+        self.tx_total.load(Ordering::Relaxed)
+    }
+    pub fn orders_resting(&self) -> u64 {
+        self.orders_resting.load(Ordering::Relaxed)
+    }
+    pub fn commit_lag_ns(&self) -> u64 {
+        self.commit_lag_ns.load(Ordering::Relaxed)
+    }
+    pub fn commit_seq(&self) -> u64 {
+        self.commit_seq.load(Ordering::Relaxed)
+    }
+    pub fn wal_mode_code(&self) -> u64 {
+        self.wal_mode.load(Ordering::Relaxed)
+    }
+    pub fn wal_mode_name(&self) -> &'static str {
+        WAL_MODE_NAMES
+            .get(self.wal_mode_code() as usize)
+            .copied()
+            .unwrap_or("unknown")
+    }
+    pub fn drops(&self, reason: usize) -> u64 {
+        self.drops
+            .get(reason)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+    pub fn rejects(&self, reason: usize) -> u64 {
+        self.rejects
+            .get(reason)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+    /// `[p50, p99, p99.9]` of the last exported interval of `span`, in nanoseconds.
+    pub fn stage_quantiles_ns(&self, span: Span) -> [u64; QUANTILES_COUNT] {
+        let q = &self.stage_ns[span as usize];
+        [
+            q[0].load(Ordering::Relaxed),
+            q[1].load(Ordering::Relaxed),
+            q[2].load(Ordering::Relaxed),
+        ]
+    }
+    /// Count and sum (ns) of the last exported interval of `span`.
+    pub fn stage_count_sum(&self, span: Span) -> (u64, u64) {
+        (
+            self.stage_count[span as usize].load(Ordering::Relaxed),
+            self.stage_sum_ns[span as usize].load(Ordering::Relaxed),
+        )
+    }
+
+    /// Copies the text fields out consistently (retrying while the writer is changing them). Never allocates.
+    pub fn text_fields(&self) -> TextFields {
+        let mut t = TextFields {
+            backend_name: [0; BACKEND_NAME_BYTES],
+            drop_names: [[0; REASON_NAME_BYTES]; DROP_REASONS_MAX],
+            reject_names: [[0; REASON_NAME_BYTES]; REJECT_REASONS_MAX],
+        };
+        loop {
+            // Acquire: the words read below are at least as new as the writer's last completed update.
+            let before = self.text_seq.load(Ordering::Acquire);
+            if before % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            load_words(&self.backend_name, &mut t.backend_name);
+            for (words, out) in self.drop_names.iter().zip(t.drop_names.iter_mut()) {
+                load_words(words, out);
+            }
+            for (words, out) in self.reject_names.iter().zip(t.reject_names.iter_mut()) {
+                load_words(words, out);
+            }
+            // Acquire fence: the relaxed word loads above cannot move below the re-check of the sequence.
+            fence(Ordering::Acquire);
+            if self.text_seq.load(Ordering::Relaxed) == before {
+                return t;
+            }
+        }
+    }
+
+    /// Copies everything out. Reasons are listed when named or non-zero; unnamed ones as `reason_<index>`.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let text = self.text_fields();
+        let reasons =
+            |counters: &[AtomicU64], names: &[[u8; REASON_NAME_BYTES]]| -> Vec<ReasonCount> {
+                counters
+                    .iter()
+                    .zip(names)
+                    .enumerate()
+                    .filter_map(|(i, (c, n))| {
+                        let count = c.load(Ordering::Relaxed);
+                        let name = name_str(n);
+                        if name.is_empty() && count == 0 {
+                            return None;
+                        }
+                        let reason = if name.is_empty() {
+                            format!("reason_{i}")
+                        } else {
+                            name.to_string()
+                        };
+                        Some(ReasonCount { reason, count })
+                    })
+                    .collect()
+            };
+        let stages = Span::ALL
+            .iter()
+            .map(|&span| {
+                let [p50_ns, p99_ns, p999_ns] = self.stage_quantiles_ns(span);
+                let (count, sum_ns) = self.stage_count_sum(span);
+                StageLatency {
+                    stage: span.tag(),
+                    count,
+                    sum_ns,
+                    p50_ns,
+                    p99_ns,
+                    p999_ns,
+                }
+            })
+            .collect();
+        StatsSnapshot {
+            writer_pid: self.writer_pid(),
+            heartbeat_ns: self.heartbeat_ns(),
+            rx_total: self.rx_total(),
+            tx_total: self.tx_total(),
+            orders_resting: self.orders_resting(),
+            commit_lag_ns: self.commit_lag_ns(),
+            commit_seq: self.commit_seq(),
+            wal_mode: self.wal_mode_name().to_string(),
+            backend: name_str(&text.backend_name).to_string(),
+            drops: reasons(&self.drops, &text.drop_names),
+            rejects: reasons(&self.rejects, &text.reject_names),
+            stages,
+        }
+    }
+}
+
+enum Backing {
+    Shared { map: Mapping, path: PathBuf },
+    Heap(Box<StatsBlock>),
+}
+
+/// The appliance's handle: creates the block and updates it. Share it by reference (or `Arc`) between the
+/// pipeline and aux threads; each field must have one writing thread (see the module documentation).
+pub struct StatsWriter {
+    backing: Backing,
+}
+
+/// Adds to a counter that only this thread writes: no locked instruction is needed.
+#[inline(always)]
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
+
+impl StatsWriter {
+    /// Creates (or re-creates, zeroed) the block file for `name` under /dev/shm and maps it.
+    pub fn create(name: &str) -> Result<StatsWriter, StatsError> {
+        let path = stats_path(name)?;
+        StatsWriter::create_at(&path)
+    }
+
+    /// As [`StatsWriter::create`], at an explicit path.
+    pub fn create_at(path: &Path) -> Result<StatsWriter, StatsError> {
+        let io_err = |source| StatsError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(io_err)?;
+        let size_bytes = std::mem::size_of::<StatsBlock>();
+        // Truncating to zero then extending zero-fills the block, which is its initial state.
+        file.set_len(size_bytes as u64).map_err(io_err)?;
+        let map = Mapping::map(&file, size_bytes, true).map_err(io_err)?;
+        let writer = StatsWriter {
+            backing: Backing::Shared {
+                map,
+                path: path.to_path_buf(),
+            },
+        };
+        writer.init();
+        Ok(writer)
+    }
+
+    /// A block in this process's heap, for tests and for running without /dev/shm.
+    pub fn in_memory() -> StatsWriter {
+        let writer = StatsWriter {
+            backing: Backing::Heap(Box::default()),
+        };
+        writer.init();
+        writer
+    }
+
+    fn init(&self) {
+        let b = self.block();
+        b.layout_version
+            .store(STATS_LAYOUT_VERSION, Ordering::Relaxed);
+        b.size_bytes
+            .store(std::mem::size_of::<StatsBlock>() as u64, Ordering::Relaxed);
+        b.writer_pid
+            .store(std::process::id() as u64, Ordering::Relaxed);
+        b.heartbeat_ns.store(monotonic_ns(), Ordering::Relaxed);
+        // Release, last: a reader that sees the magic sees the fields above.
+        b.magic.store(STATS_MAGIC, Ordering::Release);
+    }
+
+    /// The block, for reading.
+    pub fn block(&self) -> &StatsBlock {
+        match &self.backing {
+            Backing::Shared { map, .. } => map.as_ref::<StatsBlock>(),
+            Backing::Heap(b) => b,
+        }
+    }
+
+    /// The file backing the block, if it is shared.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backing {
+            Backing::Shared { path, .. } => Some(path),
+            Backing::Heap(_) => None,
+        }
+    }
+
+    #[inline(always)]
+    pub fn add_rx(&self, n: u64) {
+        bump(&self.block().rx_total, n);
+    }
+    #[inline(always)]
+    pub fn add_tx(&self, n: u64) {
+        bump(&self.block().tx_total, n);
+    }
+    /// Counts `n` drops of reason `reason` (an index below [`DROP_REASONS_MAX`]; larger ones count in the last).
+    #[inline(always)]
+    pub fn add_drop(&self, reason: usize, n: u64) {
+        bump(&self.block().drops[reason.min(DROP_REASONS_MAX - 1)], n);
+    }
+    /// Counts `n` rejects of reason `reason` (an index below [`REJECT_REASONS_MAX`]; larger ones count in the last).
+    #[inline(always)]
+    pub fn add_reject(&self, reason: usize, n: u64) {
+        bump(&self.block().rejects[reason.min(REJECT_REASONS_MAX - 1)], n);
+    }
+    #[inline(always)]
+    pub fn set_orders_resting(&self, n: u64) {
+        self.block().orders_resting.store(n, Ordering::Relaxed);
+    }
+    pub fn set_commit(&self, commit_seq: u64, commit_lag_ns: u64) {
+        let b = self.block();
+        b.commit_seq.store(commit_seq, Ordering::Relaxed);
+        b.commit_lag_ns.store(commit_lag_ns, Ordering::Relaxed);
+    }
+    /// Sets the WAL mode by name (one of [`WAL_MODE_NAMES`]; others store "unknown").
+    pub fn set_wal_mode(&self, mode: &str) {
+        let code = WAL_MODE_NAMES.iter().position(|&m| m == mode).unwrap_or(0);
+        self.block().wal_mode.store(code as u64, Ordering::Relaxed);
+    }
+    /// Publishes the recent latency of one span: count, sum and `[p50, p99, p99.9]` in nanoseconds.
+    pub fn set_stage(
+        &self,
+        span: Span,
+        count: u64,
+        sum_ns: u64,
+        quantiles_ns: [u64; QUANTILES_COUNT],
+    ) {
+        let b = self.block();
+        for (slot, v) in b.stage_ns[span as usize].iter().zip(quantiles_ns) {
+            slot.store(v, Ordering::Relaxed);
+        }
+        b.stage_count[span as usize].store(count, Ordering::Relaxed);
+        b.stage_sum_ns[span as usize].store(sum_ns, Ordering::Relaxed);
+    }
+    /// Publishes every span of an interval's histogram set (aux core, after each export).
+    pub fn set_stages_from(&self, set: &super::stages::HistogramSet) {
+        for span in Span::ALL {
+            let h = set.get(span);
+            let sum_ns = (h.mean() * h.len() as f64).round() as u64;
+            let q = STAGE_QUANTILES.map(|(q, _)| h.value_at_quantile(q));
+            self.set_stage(span, h.len(), sum_ns, q);
+        }
+    }
+    /// Stores CLOCK_MONOTONIC now as the heartbeat.
+    pub fn heartbeat(&self) {
+        self.block()
+            .heartbeat_ns
+            .store(monotonic_ns(), Ordering::Relaxed);
+    }
+
+    /// Sets the text fields in one seqlock update: backend name and the reason names (truncated to their widths;
+    /// reasons beyond the arrays are ignored).
+    pub fn set_names(&self, backend: &str, drop_names: &[&str], reject_names: &[&str]) {
+        let b = self.block();
+        let seq = b.text_seq.load(Ordering::Relaxed);
+        b.text_seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        // Release fence: a reader that sees any word written below also sees the odd sequence above.
+        fence(Ordering::Release);
+        store_words(&b.backend_name, backend);
+        for (i, words) in b.drop_names.iter().enumerate() {
+            store_words(words, drop_names.get(i).copied().unwrap_or(""));
+        }
+        for (i, words) in b.reject_names.iter().enumerate() {
+            store_words(words, reject_names.get(i).copied().unwrap_or(""));
+        }
+        // Release: the words above are visible to a reader that sees the even sequence.
+        b.text_seq.store(seq.wrapping_add(2), Ordering::Release);
+    }
+}
+
+/// A read-only mapping of a block another process writes.
+pub struct StatsReader {
+    map: Mapping,
+    path: PathBuf,
+}
+
+impl StatsReader {
+    pub fn open(name: &str) -> Result<StatsReader, StatsError> {
+        StatsReader::open_at(&stats_path(name)?)
+    }
+
+    pub fn open_at(path: &Path) -> Result<StatsReader, StatsError> {
+        let io_err = |source| StatsError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io_err)?;
+        let size_bytes = file.metadata().map_err(io_err)?.len();
+        let expected_bytes = std::mem::size_of::<StatsBlock>() as u64;
+        if size_bytes < expected_bytes {
+            return Err(StatsError::TooSmall {
+                path: path.to_path_buf(),
+                size_bytes,
+                expected_bytes,
+            });
+        }
+        let map = Mapping::map(&file, expected_bytes as usize, false).map_err(io_err)?;
+        let reader = StatsReader {
+            map,
+            path: path.to_path_buf(),
+        };
+        let block = reader.block();
+        let magic = block.magic();
+        if magic != STATS_MAGIC {
+            return Err(StatsError::BadMagic {
+                path: path.to_path_buf(),
+                magic,
+            });
+        }
+        let found = block.layout_version.load(Ordering::Relaxed);
+        if found != STATS_LAYOUT_VERSION {
+            return Err(StatsError::Version {
+                path: path.to_path_buf(),
+                found,
+                expected: STATS_LAYOUT_VERSION,
+            });
+        }
+        Ok(reader)
+    }
+
+    /// The block; only its reading methods exist, so nothing can write through the read-only mapping.
+    pub fn block(&self) -> &StatsBlock {
+        self.map.as_ref::<StatsBlock>()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

@@ -1,0 +1,164 @@
+//! The stats block: one thread writes it through /dev/shm while another maps it read-only and reads it
+//! consistently; `bourse stats --once` and `--json` show it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bourse::obs::stages::Span;
+use bourse::obs::statsblock::{stats_path, StatsReader, StatsWriter};
+
+fn unique_name(what: &str) -> String {
+    format!("test-{what}-{}", std::process::id())
+}
+
+struct Cleanup(std::path::PathBuf);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn written_by_one_thread_read_consistently_by_another() {
+    let name = unique_name("threads");
+    let _cleanup = Cleanup(stats_path(&name).unwrap());
+    let writer = StatsWriter::create(&name).unwrap();
+    let reader = StatsReader::open(&name).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    const ROUNDS: u64 = 200_000;
+
+    let writer_thread = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            for i in 0..ROUNDS {
+                writer.add_rx(1);
+                writer.add_tx(1);
+                // Two complete name sets, alternated: a reader must never see a mix of the two.
+                if i % 2 == 0 {
+                    writer.set_names("alpha-backend", &["aaaa", "aaab"], &["ra"]);
+                } else {
+                    writer.set_names(
+                        "beta",
+                        &["bbbbbbbbbbbbbbbbbbbbbbbb", "b"],
+                        &["rb_longer_name"],
+                    );
+                }
+                writer.set_stage(Span::RxTx, i, i * 10, [i, i + 1, i + 2]);
+            }
+            done.store(true, Ordering::Release);
+            writer
+        })
+    };
+
+    let mut last_rx = 0;
+    let mut reads = 0u64;
+    loop {
+        let finished = done.load(Ordering::Acquire);
+        let snap = reader.block().snapshot();
+        assert!(snap.rx_total >= last_rx, "rx went backwards");
+        last_rx = snap.rx_total;
+        let names: Vec<&str> = snap.drops.iter().map(|d| d.reason.as_str()).collect();
+        match snap.backend.as_str() {
+            "alpha-backend" => {
+                assert_eq!(names, ["aaaa", "aaab"]);
+                assert_eq!(snap.rejects[0].reason, "ra");
+            }
+            "beta" => {
+                assert_eq!(names, ["bbbbbbbbbbbbbbbbbbbbbbbb", "b"]);
+                assert_eq!(snap.rejects[0].reason, "rb_longer_name");
+            }
+            "" => assert!(names.is_empty()),
+            other => panic!("torn backend name {other:?}"),
+        }
+        reads += 1;
+        if finished {
+            break;
+        }
+    }
+    let writer = writer_thread.join().unwrap();
+    let snap = reader.block().snapshot();
+    assert_eq!(snap.rx_total, ROUNDS);
+    assert_eq!(snap.tx_total, ROUNDS);
+    assert_eq!(snap.writer_pid, std::process::id() as u64);
+    let rx_tx = snap.stages.iter().find(|s| s.stage == "rx_tx").unwrap();
+    assert_eq!(
+        (rx_tx.p50_ns, rx_tx.p99_ns, rx_tx.p999_ns),
+        (ROUNDS - 1, ROUNDS, ROUNDS + 1)
+    );
+    assert!(reads > 1);
+    drop(writer);
+}
+
+#[test]
+fn reader_rejects_what_is_not_a_stats_block() {
+    assert!(StatsReader::open("no/slashes").is_err());
+    assert!(StatsReader::open(&unique_name("missing")).is_err());
+    let name = unique_name("garbage");
+    let path = stats_path(&name).unwrap();
+    let _cleanup = Cleanup(path.clone());
+    std::fs::write(&path, vec![0xa5u8; 8192]).unwrap();
+    let err = StatsReader::open(&name).err().unwrap().to_string();
+    assert!(err.contains("not a bourse stats block"), "{err}");
+    std::fs::write(&path, b"short").unwrap();
+    assert!(StatsReader::open(&name).is_err());
+}
+
+#[test]
+fn stats_command_prints_once_and_json() {
+    let name = unique_name("cli");
+    let _cleanup = Cleanup(stats_path(&name).unwrap());
+    let writer = StatsWriter::create(&name).unwrap();
+    writer.set_names("socket", &["bad_checksum"], &["price_band"]);
+    writer.set_wal_mode("msync");
+    writer.add_rx(77);
+    writer.add_drop(0, 3);
+    writer.set_stage(Span::JournaledMatched, 10, 1000, [90, 150, 400]);
+
+    let bin = env!("CARGO_BIN_EXE_bourse");
+    let out = std::process::Command::new(bin)
+        .args(["stats", "--name", &name, "--once"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("backend socket"), "{text}");
+    assert!(text.contains("wal msync"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["rx", "77"]),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["drop", "bad_checksum", "3"]),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["journaled_matched", "10", "0.090", "0.150", "0.400"]),
+        "{text}"
+    );
+
+    let out = std::process::Command::new(bin)
+        .args(["stats", "--name", &name, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rx_total"], 77);
+    assert_eq!(v["backend"], "socket");
+    assert_eq!(v["drops"][0]["reason"], "bad_checksum");
+    assert_eq!(v["drops"][0]["count"], 3);
+    assert!(v["heartbeat_age_ns"].as_u64().is_some());
+
+    let out = std::process::Command::new(bin)
+        .args(["stats", "--name", &unique_name("absent"), "--once"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
