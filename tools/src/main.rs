@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use bourse::{bench, hist, stats, walcmd};
+use bourse::{appliance, bench, hist, stats, walcmd};
 
 #[global_allocator]
 static ALLOC: bourse::alloc_count::CountingAlloc = bourse::alloc_count::CountingAlloc;
@@ -16,6 +16,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the appliance (order entry, matching, journal, market data).
+    Run(appliance::RunArgs),
     /// Benchmarks: each prints a table, or exactly one JSON object with --json.
     Bench {
         #[command(subcommand)]
@@ -56,6 +58,7 @@ fn main() {
             BenchCmd::Replay(a) => bench::wal::run_replay(a),
             BenchCmd::Clock(a) => bench::clock::run(a),
         },
+        Cmd::Run(a) => appliance::run(a),
         Cmd::Wal { cmd } => walcmd::run(cmd),
         Cmd::Hist(a) => hist::run(a),
         Cmd::Stats(a) => stats::run(a),

@@ -50,6 +50,11 @@ impl OutQueue {
         self.entries == 0
     }
 
+    /// Bytes that can still be queued (an entry takes its length plus 16, rounded up to 16, plus wrap waste).
+    pub fn free_bytes(&self) -> usize {
+        self.buf.len() - (self.head - self.tail)
+    }
+
     /// Sequence number of the oldest waiting output.
     pub fn oldest_seq(&self) -> Option<u64> {
         if self.entries == 0 {
