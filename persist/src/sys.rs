@@ -1,0 +1,337 @@
+//! The unsafe seam: shared file mappings, cache-line flushes, fences and preallocation.
+//!
+//! Everything here is a thin, bounds-checked wrapper over a kernel or CPU interface. The rest of the crate is safe
+//! code and reaches the mapping only through [`Mmap`]'s methods, which take offsets, never pointers.
+//!
+//! A mapping is written through raw pointers, never through `&mut [u8]`: the writer and the group-commit thread share
+//! one mapping (the writer stores records, the other thread calls `msync` on the same range), and other processes
+//! may read the same file pages. No Rust reference to mapped bytes is held across a write.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Cache-line size in bytes on every x86_64 part we run on, and the unit of a WAL record.
+pub const LINE_BYTES: usize = 64;
+
+/// Linux `MAP_SHARED_VALIDATE`: like `MAP_SHARED`, but unknown flags are refused instead of ignored, which is what
+/// makes a refused `MAP_SYNC` visible.
+const MAP_SHARED_VALIDATE: libc::c_int = 0x03;
+/// Linux `MAP_SYNC`: page faults make file metadata durable first, so CPU cache flushes alone persist data (DAX).
+const MAP_SYNC: libc::c_int = 0x80000;
+
+/// How a mapping was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapKind {
+    /// `MAP_SHARED_VALIDATE | MAP_SYNC` was accepted: the file lives on DAX and flushed lines are durable.
+    Sync,
+    /// Plain `MAP_SHARED` (page cache): durability needs `msync`/`fdatasync`.
+    Shared,
+    /// Read-only `MAP_SHARED` view (recovery, tools).
+    ReadOnly,
+}
+
+/// A file mapping, unmapped on drop.
+#[derive(Debug)]
+pub struct Mmap {
+    ptr: NonNull<u8>,
+    len: usize,
+    kind: MapKind,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; all access goes through raw-pointer copies with bounds
+// checks, so sharing the handle between threads is as safe as sharing a `*mut u8` to process-shared memory.
+unsafe impl Send for Mmap {}
+// SAFETY: see `Send`; methods taking `&self` never create overlapping `&mut` references.
+unsafe impl Sync for Mmap {}
+
+impl Mmap {
+    /// Maps `len` bytes of `file` read-write and shared. With `want_sync`, tries `MAP_SHARED_VALIDATE | MAP_SYNC`
+    /// first and falls back to `MAP_SHARED` when the filesystem refuses (EOPNOTSUPP on ext4/tmpfs); the returned
+    /// [`MapKind`] says which one is in force, and the errno of the refusal is returned alongside.
+    pub fn map_shared(file: &File, len: usize, want_sync: bool) -> io::Result<(Mmap, Option<io::Error>)> {
+        assert!(len > 0, "a mapping needs a length");
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        let mut refusal = None;
+        if want_sync {
+            // SAFETY: a fresh mapping chosen by the kernel (null hint); the fd is valid for the call.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    prot,
+                    MAP_SHARED_VALIDATE | MAP_SYNC,
+                    file.as_raw_fd(),
+                    0,
+                )
+            };
+            if p != libc::MAP_FAILED {
+                return Ok((Mmap { ptr: nonnull(p), len, kind: MapKind::Sync }, None));
+            }
+            refusal = Some(io::Error::last_os_error());
+        }
+        // SAFETY: as above.
+        let p = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, file.as_raw_fd(), 0)
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((Mmap { ptr: nonnull(p), len, kind: MapKind::Shared }, refusal))
+    }
+
+    /// Maps `len` bytes of `file` read-only and shared: the view sees what a live writer stores.
+    pub fn map_readonly(file: &File, len: usize) -> io::Result<Mmap> {
+        assert!(len > 0, "a mapping needs a length");
+        // SAFETY: a fresh read-only mapping chosen by the kernel; the fd is valid for the call.
+        let p = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0)
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mmap { ptr: nonnull(p), len, kind: MapKind::ReadOnly })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn kind(&self) -> MapKind {
+        self.kind
+    }
+
+    /// The mapped bytes as a slice, for readers. A concurrent writer (another thread or process) may change bytes
+    /// beyond the ones it has published; readers validate every record by CRC, so a torn view is detected, not
+    /// trusted.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is valid for `len` bytes for the life of `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Copies `src` to `offset`. Panics (programmer error) when out of bounds or on a read-only mapping.
+    #[inline]
+    pub fn write(&self, offset: usize, src: &[u8]) {
+        assert!(self.kind != MapKind::ReadOnly, "write to a read-only mapping");
+        assert!(offset <= self.len && src.len() <= self.len - offset, "write beyond the mapping");
+        // SAFETY: bounds checked above; `src` is ordinary memory and cannot overlap the mapping's pages in a way
+        // that matters for a byte copy (the writer encodes into a stack buffer).
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(offset), src.len()) }
+    }
+
+    /// Stores an 8-byte native-endian word (pass `u64::from_ne_bytes` of the bytes wanted) at an 8-aligned `offset` with release ordering: every earlier store to
+    /// the mapping is visible to a reader that sees this word. The WAL uses it for a record's `crc|length` word,
+    /// which is written last so that a half-written record is always detectable.
+    #[inline]
+    pub fn store_u64_release(&self, offset: usize, value: u64) {
+        assert!(self.kind != MapKind::ReadOnly, "write to a read-only mapping");
+        assert!(offset.is_multiple_of(8) && offset + 8 <= self.len, "misaligned or out-of-bounds word");
+        // SAFETY: in bounds and 8-aligned (the mapping is page-aligned); an AtomicU64 has the layout of a u64.
+        let word = unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(offset).cast::<u64>()) };
+        word.store(value, Ordering::Release);
+    }
+
+    /// Writes back every cache line that overlaps `[offset, offset + len)` with the chosen instruction. No fence:
+    /// the caller issues [`sfence`] once per burst.
+    #[inline]
+    pub fn flush_range(&self, offset: usize, len: usize, flush: FlushKind) {
+        assert!(offset <= self.len && len <= self.len - offset, "flush beyond the mapping");
+        let start = offset & !(LINE_BYTES - 1);
+        let end = offset + len;
+        let mut line = start;
+        while line < end {
+            // SAFETY: `line` lies inside the mapping (checked range, rounded down to its line).
+            unsafe { flush_line(flush, self.ptr.as_ptr().add(line)) };
+            line += LINE_BYTES;
+        }
+    }
+
+    /// `msync(MS_SYNC)` over `[offset, offset + len)`, rounded out to pages: returns when the page cache has
+    /// written those pages to the device.
+    pub fn msync(&self, offset: usize, len: usize) -> io::Result<()> {
+        assert!(offset <= self.len && len <= self.len - offset, "msync beyond the mapping");
+        let page = page_bytes();
+        let start = offset & !(page - 1);
+        let end = (offset + len).min(self.len);
+        // SAFETY: the range is inside our mapping and page-aligned at its start.
+        let rc = unsafe { libc::msync(self.ptr.as_ptr().add(start).cast(), end - start, libc::MS_SYNC) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Touches every page with a write of the byte already there, so that later appends do not take the first-write
+    /// page fault (ext4 `page_mkwrite`) on the hot path. Contents are unchanged.
+    pub fn prefault(&self) {
+        assert!(self.kind != MapKind::ReadOnly, "prefault of a read-only mapping");
+        let page = page_bytes();
+        let mut off = 0;
+        while off < self.len {
+            // SAFETY: in bounds; a volatile read then write of the same byte keeps the contents.
+            unsafe {
+                let p = self.ptr.as_ptr().add(off);
+                std::ptr::write_volatile(p, std::ptr::read_volatile(p));
+            }
+            off += page;
+        }
+    }
+}
+
+impl Drop for Mmap {
+    fn drop(&mut self) {
+        // SAFETY: we own the mapping; nothing borrows it past `self`'s life.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+fn nonnull(p: *mut libc::c_void) -> NonNull<u8> {
+    NonNull::new(p.cast::<u8>()).expect("mmap returned null without MAP_FIXED")
+}
+
+/// The system page size in bytes.
+pub fn page_bytes() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p <= 0 {
+        4096
+    } else {
+        p as usize
+    }
+}
+
+/// Reserves `len` bytes of disk for `file` (posix_fallocate), so that writes through the mapping can never hit a
+/// full disk (which would be a SIGBUS, not an error). ENOSPC is returned as an error here, at creation.
+pub fn allocate(file: &File, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: plain syscall on a valid fd.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// The instruction that writes a dirty cache line back towards memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushKind {
+    /// Write back, keep the line cached (cheapest; Skylake-SP and Zen 2 onwards).
+    Clwb,
+    /// Write back and invalidate, weakly ordered.
+    Clflushopt,
+    /// Write back and invalidate, strongly ordered (every x86_64; valgrind decodes it).
+    Clflush,
+    /// No cache-flush instruction on this architecture: durability comes from `msync` only.
+    None,
+}
+
+impl FlushKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FlushKind::Clwb => "clwb",
+            FlushKind::Clflushopt => "clflushopt",
+            FlushKind::Clflush => "clflush",
+            FlushKind::None => "none",
+        }
+    }
+
+    /// The best instruction this CPU supports (CPUID).
+    pub fn detect() -> FlushKind {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (clwb, clflushopt) = cpuid_flush_features();
+            if clwb {
+                return FlushKind::Clwb;
+            }
+            if clflushopt {
+                return FlushKind::Clflushopt;
+            }
+            FlushKind::Clflush
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            FlushKind::None
+        }
+    }
+
+    /// Whether this CPU can execute the instruction.
+    pub fn supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (clwb, clflushopt) = cpuid_flush_features();
+            match self {
+                FlushKind::Clwb => clwb,
+                FlushKind::Clflushopt => clflushopt,
+                FlushKind::Clflush | FlushKind::None => true,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == FlushKind::None
+        }
+    }
+}
+
+/// CPUID leaf 7 (sub-leaf 0), EBX: bit 24 = CLWB, bit 23 = CLFLUSHOPT. std's feature-detection macro does not
+/// know these two, so we read the bits ourselves.
+#[cfg(target_arch = "x86_64")]
+fn cpuid_flush_features() -> (bool, bool) {
+    use std::arch::x86_64::{__cpuid, __cpuid_count};
+    // SAFETY: CPUID exists on every x86_64 CPU; leaf 0 reports the highest leaf, checked before asking for leaf 7.
+    #[allow(unused_unsafe)]
+    let max_leaf = unsafe { __cpuid(0) }.eax;
+    if max_leaf < 7 {
+        return (false, false);
+    }
+    // SAFETY: leaf 7 is supported (checked above).
+    #[allow(unused_unsafe)]
+    let ebx = unsafe { __cpuid_count(7, 0) }.ebx;
+    (ebx & (1 << 24) != 0, ebx & (1 << 23) != 0)
+}
+
+/// Writes back the cache line holding `p`.
+///
+/// # Safety
+/// `p` must point into mapped memory of this process, and `kind` must be supported by the CPU.
+#[inline(always)]
+unsafe fn flush_line(kind: FlushKind, p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match kind {
+            // SAFETY: the caller guarantees `p` is mapped and the CPU has CLWB (checked by CPUID at selection).
+            FlushKind::Clwb => unsafe {
+                std::arch::asm!("clwb [{0}]", in(reg) p, options(nostack, preserves_flags))
+            },
+            // SAFETY: as above, for CLFLUSHOPT.
+            FlushKind::Clflushopt => unsafe {
+                std::arch::asm!("clflushopt [{0}]", in(reg) p, options(nostack, preserves_flags))
+            },
+            // SAFETY: CLFLUSH exists on every x86_64 CPU (SSE2); `p` is mapped.
+            FlushKind::Clflush => unsafe { std::arch::x86_64::_mm_clflush(p) },
+            FlushKind::None => {}
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (kind, p);
+    }
+}
+
+/// Store fence: orders the preceding flushes before any later store (the durability point on DAX).
+#[inline(always)]
+pub fn sfence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SFENCE exists on every x86_64 CPU and touches no memory operands.
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    std::sync::atomic::fence(Ordering::SeqCst);
+}

@@ -1,0 +1,770 @@
+//! WAL records: one per accepted [`Input`], a whole number of cache lines.
+//!
+//! ```text
+//!  byte 0       4       8               16              24      26      28      32
+//!       +-------+-------+---------------+---------------+-------+-------+-------+----------------------------+
+//!       | crc32c| length|      seq      |   timestamp   | kind  | rsvd  | epoch | body (Pod struct per kind) |
+//!       |  u32  |  u32  |      u64      |      u64      |  u16  |  u16  |  u32  | zero-padded to `length`    |
+//!       +-------+-------+---------------+---------------+-------+-------+-------+----------------------------+
+//!       \_ written last, as one 8-byte release store _/
+//!       \_______________ crc32c covers bytes [4, length): everything after the crc field _______________/
+//! ```
+//!
+//! `length` is the whole record in bytes, a multiple of 64: a new order, cancel, replace, deposit, bind or tick is
+//! one cache line (32-byte header + at most 32 bytes of body); `AddSymbol` and `SetMarketBreaker` take two. A slot
+//! whose `crc|length` word is zero has not been written (segments are preallocated zero-filled), which is how the
+//! reader finds the end of the log. Bodies are `#[repr(C)]` structs with explicit padding, stored in the host's byte
+//! order (little-endian: asserted at compile time), so encoding is a copy.
+//!
+//! Decoding validates everything — length, CRC, kind, every enum byte and every reserved byte — and returns a typed
+//! [`RecordError`] instead of panicking on any input (fuzzed in `persist/fuzz`).
+
+use bourse_engine::{
+    AddAccount, AddSymbol, Bands, BindSession, Cancel, Command, Deposit, DepositShares, Input, MarketBreaker,
+    NewOrder, OrderKind, Replace, SetHalt, Side, TimeInForce,
+};
+use bytemuck::{Pod, Zeroable};
+
+/// Bytes of the record header.
+pub const HEADER_BYTES: usize = 32;
+/// Records are whole cache lines.
+pub const RECORD_ALIGN_BYTES: usize = 64;
+/// The largest record (two cache lines).
+pub const RECORD_BYTES_MAX: usize = 128;
+
+const _: () = assert!(cfg!(target_endian = "little"), "records are stored little-endian, as the host writes them");
+const _: () = assert!(RECORD_BYTES_MAX.is_multiple_of(RECORD_ALIGN_BYTES));
+
+/// The record header as stored.
+#[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq, Eq)]
+#[repr(C)]
+pub struct RecordHeader {
+    pub crc: u32,
+    pub length: u32,
+    pub seq: u64,
+    pub timestamp: u64,
+    pub kind: u16,
+    pub reserved: u16,
+    pub epoch: u32,
+}
+const _: () = assert!(core::mem::size_of::<RecordHeader>() == HEADER_BYTES);
+
+/// Which command a record holds. The numbers are on disk: never renumber.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum RecordKind {
+    NewOrder = 1,
+    Cancel = 2,
+    Replace = 3,
+    AddSymbol = 4,
+    AddAccount = 5,
+    Deposit = 6,
+    DepositShares = 7,
+    BindSession = 8,
+    SetHalt = 9,
+    SetMarketBreaker = 10,
+    Tick = 11,
+}
+
+/// Number of record kinds (for per-kind counters indexed by `kind as usize - 1`).
+pub const KINDS_COUNT: usize = 11;
+
+impl RecordKind {
+    pub const ALL: [RecordKind; KINDS_COUNT] = [
+        RecordKind::NewOrder,
+        RecordKind::Cancel,
+        RecordKind::Replace,
+        RecordKind::AddSymbol,
+        RecordKind::AddAccount,
+        RecordKind::Deposit,
+        RecordKind::DepositShares,
+        RecordKind::BindSession,
+        RecordKind::SetHalt,
+        RecordKind::SetMarketBreaker,
+        RecordKind::Tick,
+    ];
+
+    pub fn from_u16(v: u16) -> Option<RecordKind> {
+        RecordKind::ALL.get(usize::from(v).wrapping_sub(1)).copied()
+    }
+
+    pub fn of(command: &Command) -> RecordKind {
+        match command {
+            Command::NewOrder(_) => RecordKind::NewOrder,
+            Command::Cancel(_) => RecordKind::Cancel,
+            Command::Replace(_) => RecordKind::Replace,
+            Command::AddSymbol(_) => RecordKind::AddSymbol,
+            Command::AddAccount(_) => RecordKind::AddAccount,
+            Command::Deposit(_) => RecordKind::Deposit,
+            Command::DepositShares(_) => RecordKind::DepositShares,
+            Command::BindSession(_) => RecordKind::BindSession,
+            Command::SetHalt(_) => RecordKind::SetHalt,
+            Command::SetMarketBreaker(_) => RecordKind::SetMarketBreaker,
+            Command::Tick => RecordKind::Tick,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordKind::NewOrder => "new_order",
+            RecordKind::Cancel => "cancel",
+            RecordKind::Replace => "replace",
+            RecordKind::AddSymbol => "add_symbol",
+            RecordKind::AddAccount => "add_account",
+            RecordKind::Deposit => "deposit",
+            RecordKind::DepositShares => "deposit_shares",
+            RecordKind::BindSession => "bind_session",
+            RecordKind::SetHalt => "set_halt",
+            RecordKind::SetMarketBreaker => "set_market_breaker",
+            RecordKind::Tick => "tick",
+        }
+    }
+
+    /// Size of this kind's body struct in bytes.
+    pub const fn body_bytes(self) -> usize {
+        match self {
+            RecordKind::NewOrder => core::mem::size_of::<NewOrderBody>(),
+            RecordKind::Cancel => core::mem::size_of::<CancelBody>(),
+            RecordKind::Replace => core::mem::size_of::<ReplaceBody>(),
+            RecordKind::AddSymbol => core::mem::size_of::<AddSymbolBody>(),
+            RecordKind::AddAccount => core::mem::size_of::<AddAccountBody>(),
+            RecordKind::Deposit => core::mem::size_of::<DepositBody>(),
+            RecordKind::DepositShares => core::mem::size_of::<DepositSharesBody>(),
+            RecordKind::BindSession => core::mem::size_of::<BindSessionBody>(),
+            RecordKind::SetHalt => core::mem::size_of::<SetHaltBody>(),
+            RecordKind::SetMarketBreaker => core::mem::size_of::<MarketBreakerBody>(),
+            RecordKind::Tick => 0,
+        }
+    }
+
+    /// The whole record's length in bytes: header plus body, rounded up to cache lines.
+    pub const fn record_bytes(self) -> usize {
+        (HEADER_BYTES + self.body_bytes()).div_ceil(RECORD_ALIGN_BYTES) * RECORD_ALIGN_BYTES
+    }
+}
+
+/// `NewOrder` body: 28 bytes of fields + 4 reserved; with the header, exactly one cache line.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct NewOrderBody {
+    pub session: u16,
+    pub symbol: u16,
+    pub user_ref: u32,
+    pub account: u32,
+    pub qty: u32,
+    pub price: u32,
+    pub stop_price: u32,
+    pub side: u8,
+    pub kind: u8,
+    pub tif: u8,
+    pub post_only: u8,
+    pub reserved: [u8; 4],
+}
+
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct CancelBody {
+    pub session: u16,
+    pub reserved: u16,
+    pub user_ref: u32,
+    pub qty: u32,
+}
+
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct ReplaceBody {
+    pub session: u16,
+    pub reserved: u16,
+    pub orig_user_ref: u32,
+    pub new_user_ref: u32,
+    pub qty: u32,
+    pub price: u32,
+}
+
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct AddSymbolBody {
+    pub halt_ns: u64,
+    pub reference_price: u32,
+    pub ladder_min_price: u32,
+    pub tick: u32,
+    pub high_bps: u32,
+    pub mid_bps: u32,
+    pub low_bps: u32,
+    pub tier_high_price: u32,
+    pub tier_low_price: u32,
+    pub market_collar_bps: u32,
+    pub index_weight: u32,
+    pub symbol: u16,
+    pub reserved: [u8; 6],
+}
+
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct AddAccountBody {
+    pub max_order_notional: i64,
+    pub account: u32,
+    pub short_limit: u32,
+    pub max_order_qty: u32,
+    pub firm: u16,
+    pub reserved: u16,
+}
+
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct DepositBody {
+    pub amount: i64,
+    pub account: u32,
+    pub reserved: u32,
+}
+
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct DepositSharesBody {
+    pub account: u32,
+    pub qty: u32,
+    pub symbol: u16,
+    pub reserved: [u8; 6],
+}
+
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BindSessionBody {
+    pub account: u32,
+    pub session: u16,
+    pub reserved: u16,
+}
+
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct SetHaltBody {
+    pub until: u64,
+    pub symbol: u16,
+    pub halted: u8,
+    pub reserved: [u8; 5],
+}
+
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct MarketBreakerBody {
+    pub halt_ns: [u64; 3],
+    pub level_bps: [u32; 3],
+    pub reserved: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<NewOrderBody>() == 32);
+const _: () = assert!(RecordKind::NewOrder.record_bytes() == 64, "an order must be one cache line");
+const _: () = assert!(RecordKind::Cancel.record_bytes() == 64);
+const _: () = assert!(RecordKind::Replace.record_bytes() == 64);
+const _: () = assert!(RecordKind::Deposit.record_bytes() == 64);
+const _: () = assert!(RecordKind::Tick.record_bytes() == 64);
+const _: () = assert!(core::mem::size_of::<AddSymbolBody>() == 56);
+const _: () = assert!(RecordKind::AddSymbol.record_bytes() == 128);
+const _: () = assert!(core::mem::size_of::<MarketBreakerBody>() == 40);
+const _: () = assert!(RecordKind::SetMarketBreaker.record_bytes() == 128);
+const _: () = assert!(core::mem::size_of::<AddAccountBody>() == 24);
+const _: () = assert!(core::mem::size_of::<DepositSharesBody>() == 16);
+const _: () = assert!(core::mem::size_of::<SetHaltBody>() == 16);
+const _: () = assert!(core::mem::size_of::<BindSessionBody>() == 8);
+
+/// Why bytes are not a valid record. Offsets are relative to the record start; callers add file context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("empty slot (crc and length are zero)")]
+    Empty,
+    #[error("truncated: {available} bytes available, {needed} needed")]
+    Truncated { available: usize, needed: usize },
+    #[error("bad length {length} (must be 64 or 128)")]
+    BadLength { length: u32 },
+    #[error("crc mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    BadCrc { stored: u32, computed: u32 },
+    #[error("unknown record kind {kind}")]
+    UnknownKind { kind: u16 },
+    #[error("length {length} does not match kind {kind} ({expected} bytes)")]
+    KindLength { kind: u16, length: u32, expected: u32 },
+    #[error("field {field} holds invalid value {value}")]
+    BadField { field: &'static str, value: u64 },
+    #[error("reserved bytes are not zero")]
+    ReservedNotZero,
+}
+
+/// A decoded record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub input: Input,
+    pub epoch: u32,
+    pub kind: RecordKind,
+    /// Bytes the record occupies (64 or 128).
+    pub length: usize,
+}
+
+/// Computes the CRC of a record image whose header `length` is already set.
+fn record_crc(bytes: &[u8]) -> u32 {
+    crc32c::crc32c(&bytes[4..])
+}
+
+/// Encodes `input` into `out` and returns the record length. Only `out[..length]` is written, and it is written
+/// completely (zero padding included), so `out` may be reused without clearing.
+pub fn encode(input: &Input, epoch: u32, out: &mut [u8; RECORD_BYTES_MAX]) -> usize {
+    let kind = RecordKind::of(&input.command);
+    let length = kind.record_bytes();
+    out[..length].fill(0);
+    let body = &mut out[HEADER_BYTES..];
+    match input.command {
+        Command::NewOrder(o) => put(body, &new_order_body(&o)),
+        Command::Cancel(c) => put(
+            body,
+            &CancelBody { session: c.session, reserved: 0, user_ref: c.user_ref, qty: c.qty },
+        ),
+        Command::Replace(r) => put(
+            body,
+            &ReplaceBody {
+                session: r.session,
+                reserved: 0,
+                orig_user_ref: r.orig_user_ref,
+                new_user_ref: r.new_user_ref,
+                qty: r.qty,
+                price: r.price,
+            },
+        ),
+        Command::AddSymbol(s) => put(body, &add_symbol_body(&s)),
+        Command::AddAccount(a) => put(
+            body,
+            &AddAccountBody {
+                max_order_notional: a.max_order_notional,
+                account: a.account,
+                short_limit: a.short_limit,
+                max_order_qty: a.max_order_qty,
+                firm: a.firm,
+                reserved: 0,
+            },
+        ),
+        Command::Deposit(d) => put(body, &DepositBody { amount: d.amount, account: d.account, reserved: 0 }),
+        Command::DepositShares(d) => put(
+            body,
+            &DepositSharesBody { account: d.account, qty: d.qty, symbol: d.symbol, reserved: [0; 6] },
+        ),
+        Command::BindSession(b) => {
+            put(body, &BindSessionBody { account: b.account, session: b.session, reserved: 0 })
+        }
+        Command::SetHalt(h) => put(
+            body,
+            &SetHaltBody { until: h.until, symbol: h.symbol, halted: u8::from(h.halted), reserved: [0; 5] },
+        ),
+        Command::SetMarketBreaker(m) => {
+            put(body, &MarketBreakerBody { halt_ns: m.halt_ns, level_bps: m.level_bps, reserved: 0 })
+        }
+        Command::Tick => {}
+    }
+    let header = RecordHeader {
+        crc: 0,
+        length: length as u32,
+        seq: input.seq,
+        timestamp: input.timestamp,
+        kind: kind as u16,
+        reserved: 0,
+        epoch,
+    };
+    out[..HEADER_BYTES].copy_from_slice(bytemuck::bytes_of(&header));
+    let crc = record_crc(&out[..length]);
+    out[..4].copy_from_slice(&crc.to_le_bytes());
+    length
+}
+
+fn put<T: Pod>(dst: &mut [u8], body: &T) {
+    let src = bytemuck::bytes_of(body);
+    dst[..src.len()].copy_from_slice(src);
+}
+
+fn new_order_body(o: &NewOrder) -> NewOrderBody {
+    NewOrderBody {
+        session: o.session,
+        symbol: o.symbol,
+        user_ref: o.user_ref,
+        account: o.account,
+        qty: o.qty,
+        price: o.price,
+        stop_price: o.stop_price,
+        side: match o.side {
+            Side::Buy => 0,
+            Side::Sell => 1,
+        },
+        kind: match o.kind {
+            OrderKind::Limit => 0,
+            OrderKind::Market => 1,
+            OrderKind::Stop => 2,
+            OrderKind::StopLimit => 3,
+        },
+        tif: match o.tif {
+            TimeInForce::Day => 0,
+            TimeInForce::Ioc => 1,
+            TimeInForce::Fok => 2,
+        },
+        post_only: u8::from(o.post_only),
+        reserved: [0; 4],
+    }
+}
+
+fn add_symbol_body(s: &AddSymbol) -> AddSymbolBody {
+    AddSymbolBody {
+        halt_ns: s.bands.halt_ns,
+        reference_price: s.reference_price,
+        ladder_min_price: s.ladder_min_price,
+        tick: s.tick,
+        high_bps: s.bands.high_bps,
+        mid_bps: s.bands.mid_bps,
+        low_bps: s.bands.low_bps,
+        tier_high_price: s.bands.tier_high_price,
+        tier_low_price: s.bands.tier_low_price,
+        market_collar_bps: s.market_collar_bps,
+        index_weight: s.index_weight,
+        symbol: s.symbol,
+        reserved: [0; 6],
+    }
+}
+
+/// Reads only the `length` field of the record starting at `bytes[0]` (0 when fewer than 8 bytes).
+pub fn peek_length(bytes: &[u8]) -> u32 {
+    match bytes.get(4..8) {
+        Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        None => 0,
+    }
+}
+
+/// Decodes the record at the start of `bytes`, validating length, CRC and every field.
+pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
+    if bytes.len() < HEADER_BYTES {
+        return Err(RecordError::Truncated { available: bytes.len(), needed: HEADER_BYTES });
+    }
+    let header: RecordHeader = bytemuck::pod_read_unaligned(&bytes[..HEADER_BYTES]);
+    if header.crc == 0 && header.length == 0 {
+        return Err(RecordError::Empty);
+    }
+    let length = header.length as usize;
+    if !(RECORD_ALIGN_BYTES..=RECORD_BYTES_MAX).contains(&length) || !length.is_multiple_of(RECORD_ALIGN_BYTES) {
+        return Err(RecordError::BadLength { length: header.length });
+    }
+    if bytes.len() < length {
+        return Err(RecordError::Truncated { available: bytes.len(), needed: length });
+    }
+    let image = &bytes[..length];
+    let computed = record_crc(image);
+    if computed != header.crc {
+        return Err(RecordError::BadCrc { stored: header.crc, computed });
+    }
+    let kind = RecordKind::from_u16(header.kind).ok_or(RecordError::UnknownKind { kind: header.kind })?;
+    if kind.record_bytes() != length {
+        return Err(RecordError::KindLength {
+            kind: header.kind,
+            length: header.length,
+            expected: kind.record_bytes() as u32,
+        });
+    }
+    if header.reserved != 0 {
+        return Err(RecordError::ReservedNotZero);
+    }
+    let body_end = HEADER_BYTES + kind.body_bytes();
+    if image[body_end..].iter().any(|&b| b != 0) {
+        return Err(RecordError::ReservedNotZero);
+    }
+    let command = decode_body(kind, &image[HEADER_BYTES..body_end])?;
+    Ok(Record {
+        input: Input { seq: header.seq, timestamp: header.timestamp, command },
+        epoch: header.epoch,
+        kind,
+        length,
+    })
+}
+
+fn bad(field: &'static str, value: u8) -> RecordError {
+    RecordError::BadField { field, value: u64::from(value) }
+}
+
+fn flag(field: &'static str, value: u8) -> Result<bool, RecordError> {
+    match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        v => Err(bad(field, v)),
+    }
+}
+
+fn decode_body(kind: RecordKind, body: &[u8]) -> Result<Command, RecordError> {
+    Ok(match kind {
+        RecordKind::NewOrder => {
+            let b: NewOrderBody = bytemuck::pod_read_unaligned(body);
+            if b.reserved != [0; 4] {
+                return Err(RecordError::ReservedNotZero);
+            }
+            Command::NewOrder(NewOrder {
+                session: b.session,
+                user_ref: b.user_ref,
+                account: b.account,
+                symbol: b.symbol,
+                side: match b.side {
+                    0 => Side::Buy,
+                    1 => Side::Sell,
+                    v => return Err(bad("side", v)),
+                },
+                kind: match b.kind {
+                    0 => OrderKind::Limit,
+                    1 => OrderKind::Market,
+                    2 => OrderKind::Stop,
+                    3 => OrderKind::StopLimit,
+                    v => return Err(bad("order_kind", v)),
+                },
+                tif: match b.tif {
+                    0 => TimeInForce::Day,
+                    1 => TimeInForce::Ioc,
+                    2 => TimeInForce::Fok,
+                    v => return Err(bad("time_in_force", v)),
+                },
+                post_only: flag("post_only", b.post_only)?,
+                qty: b.qty,
+                price: b.price,
+                stop_price: b.stop_price,
+            })
+        }
+        RecordKind::Cancel => {
+            let b: CancelBody = bytemuck::pod_read_unaligned(body);
+            if b.reserved != 0 {
+                return Err(RecordError::ReservedNotZero);
+            }
+            Command::Cancel(Cancel { session: b.session, user_ref: b.user_ref, qty: b.qty })
+        }
+        RecordKind::Replace => {
+            let b: ReplaceBody = bytemuck::pod_read_unaligned(body);
+            if b.reserved != 0 {
+                return Err(RecordError::ReservedNotZero);
+            }
+            Command::Replace(Replace {
+                session: b.session,
+                orig_user_ref: b.orig_user_ref,
+                new_user_ref: b.new_user_ref,
+                qty: b.qty,
+                price: b.price,
+            })
+        }
+        RecordKind::AddSymbol => {
+            let b: AddSymbolBody = bytemuck::pod_read_unaligned(body);
+            if b.reserved != [0; 6] {
+                return Err(RecordError::ReservedNotZero);
+            }
+            Command::AddSymbol(AddSymbol {
+                symbol: b.symbol,
+                reference_price: b.reference_price,
+                ladder_min_price: b.ladder_min_price,
+                tick: b.tick,
+                bands: Bands {
+                    high_bps: b.high_bps,
+                    mid_bps: b.mid_bps,
+                    low_bps: b.low_bps,
+                    tier_high_price: b.tier_high_price,
+                    tier_low_price: b.tier_low_price,
+                    halt_ns: b.halt_ns,
+                },
+                market_collar_bps: b.market_collar_bps,
+                index_weight: b.index_weight,
+            })
+        }
+        RecordKind::AddAccount => {
+            let b: AddAccountBody = bytemuck::pod_read_unaligned(body);
+            if b.reserved != 0 {
+                return Err(RecordError::ReservedNotZero);
+            }
+            Command::AddAccount(AddAccount {
+                account: b.account,
+                firm: b.firm,
+                short_limit: b.short_limit,
+                max_order_qty: b.max_order_qty,
+                max_order_notional: b.max_order_notional,
+            })
+        }
+        RecordKind::Deposit => {
+            let b: DepositBody = bytemuck::pod_read_unaligned(body);
+            if b.reserved != 0 {
+                return Err(RecordError::ReservedNotZero);
+            }
+            Command::Deposit(Deposit { account: b.account, amount: b.amount })
+        }
+        RecordKind::DepositShares => {
+            let b: DepositSharesBody = bytemuck::pod_read_unaligned(body);
+            if b.reserved != [0; 6] {
+                return Err(RecordError::ReservedNotZero);
+            }
+            Command::DepositShares(DepositShares { account: b.account, symbol: b.symbol, qty: b.qty })
+        }
+        RecordKind::BindSession => {
+            let b: BindSessionBody = bytemuck::pod_read_unaligned(body);
+            if b.reserved != 0 {
+                return Err(RecordError::ReservedNotZero);
+            }
+            Command::BindSession(BindSession { session: b.session, account: b.account })
+        }
+        RecordKind::SetHalt => {
+            let b: SetHaltBody = bytemuck::pod_read_unaligned(body);
+            if b.reserved != [0; 5] {
+                return Err(RecordError::ReservedNotZero);
+            }
+            Command::SetHalt(SetHalt { symbol: b.symbol, halted: flag("halted", b.halted)?, until: b.until })
+        }
+        RecordKind::SetMarketBreaker => {
+            let b: MarketBreakerBody = bytemuck::pod_read_unaligned(body);
+            if b.reserved != 0 {
+                return Err(RecordError::ReservedNotZero);
+            }
+            Command::SetMarketBreaker(MarketBreaker { level_bps: b.level_bps, halt_ns: b.halt_ns })
+        }
+        RecordKind::Tick => Command::Tick,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn side() -> impl Strategy<Value = Side> {
+        prop_oneof![Just(Side::Buy), Just(Side::Sell)]
+    }
+    fn order_kind() -> impl Strategy<Value = OrderKind> {
+        prop_oneof![
+            Just(OrderKind::Limit),
+            Just(OrderKind::Market),
+            Just(OrderKind::Stop),
+            Just(OrderKind::StopLimit)
+        ]
+    }
+    fn tif() -> impl Strategy<Value = TimeInForce> {
+        prop_oneof![Just(TimeInForce::Day), Just(TimeInForce::Ioc), Just(TimeInForce::Fok)]
+    }
+
+    pub(crate) fn command() -> impl Strategy<Value = Command> {
+        prop_oneof![
+            (any::<(u16, u32, u32, u16)>(), side(), order_kind(), tif(), any::<(bool, u32, u32, u32)>()).prop_map(
+                |((session, user_ref, account, symbol), side, kind, tif, (post_only, qty, price, stop_price))| {
+                    Command::NewOrder(NewOrder {
+                        session,
+                        user_ref,
+                        account,
+                        symbol,
+                        side,
+                        kind,
+                        tif,
+                        post_only,
+                        qty,
+                        price,
+                        stop_price,
+                    })
+                }
+            ),
+            any::<(u16, u32, u32)>()
+                .prop_map(|(session, user_ref, qty)| Command::Cancel(Cancel { session, user_ref, qty })),
+            any::<(u16, u32, u32, u32, u32)>().prop_map(|(session, orig_user_ref, new_user_ref, qty, price)| {
+                Command::Replace(Replace { session, orig_user_ref, new_user_ref, qty, price })
+            }),
+            (any::<(u16, u32, u32, u32, u32, u32)>(), any::<(u32, u32, u32, u32, u32, u64)>()).prop_map(
+                |((symbol, reference_price, ladder_min_price, tick, market_collar_bps, index_weight), b)| {
+                    Command::AddSymbol(AddSymbol {
+                        symbol,
+                        reference_price,
+                        ladder_min_price,
+                        tick,
+                        bands: Bands {
+                            high_bps: b.0,
+                            mid_bps: b.1,
+                            low_bps: b.2,
+                            tier_high_price: b.3,
+                            tier_low_price: b.4,
+                            halt_ns: b.5,
+                        },
+                        market_collar_bps,
+                        index_weight,
+                    })
+                }
+            ),
+            any::<(u32, u16, u32, u32, i64)>().prop_map(|(account, firm, short_limit, max_order_qty, n)| {
+                Command::AddAccount(AddAccount {
+                    account,
+                    firm,
+                    short_limit,
+                    max_order_qty,
+                    max_order_notional: n,
+                })
+            }),
+            any::<(u32, i64)>().prop_map(|(account, amount)| Command::Deposit(Deposit { account, amount })),
+            any::<(u32, u16, u32)>().prop_map(|(account, symbol, qty)| {
+                Command::DepositShares(DepositShares { account, symbol, qty })
+            }),
+            any::<(u16, u32)>()
+                .prop_map(|(session, account)| Command::BindSession(BindSession { session, account })),
+            any::<(u16, bool, u64)>()
+                .prop_map(|(symbol, halted, until)| Command::SetHalt(SetHalt { symbol, halted, until })),
+            any::<([u32; 3], [u64; 3])>().prop_map(|(level_bps, halt_ns)| {
+                Command::SetMarketBreaker(MarketBreaker { level_bps, halt_ns })
+            }),
+            Just(Command::Tick),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_command_round_trips(command in command(), seq: u64, timestamp: u64, epoch: u32) {
+            let input = Input { seq, timestamp, command };
+            let mut buf = [0xa5u8; RECORD_BYTES_MAX];
+            let n = encode(&input, epoch, &mut buf);
+            prop_assert_eq!(n % RECORD_ALIGN_BYTES, 0);
+            prop_assert_eq!(n, RecordKind::of(&command).record_bytes());
+            let r = decode(&buf[..n]).unwrap();
+            prop_assert_eq!(r.input, input);
+            prop_assert_eq!(r.epoch, epoch);
+            prop_assert_eq!(r.length, n);
+        }
+
+        #[test]
+        fn any_single_bit_flip_is_detected(command in command(), seq: u64, bit in 0usize..(RECORD_BYTES_MAX * 8)) {
+            let input = Input { seq, timestamp: 7, command };
+            let mut buf = [0u8; RECORD_BYTES_MAX];
+            let n = encode(&input, 1, &mut buf);
+            let bit = bit % (n * 8);
+            buf[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(decode(&buf[..n]).is_err());
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn order_is_one_line_and_header_is_at_the_front() {
+        let input = Input {
+            seq: 0x0102_0304_0506_0708,
+            timestamp: 9,
+            command: Command::Cancel(Cancel { session: 3, user_ref: 4, qty: 0 }),
+        };
+        let mut buf = [0u8; RECORD_BYTES_MAX];
+        assert_eq!(encode(&input, 2, &mut buf), 64);
+        assert_eq!(&buf[4..8], &64u32.to_le_bytes());
+        assert_eq!(&buf[8..16], &0x0102_0304_0506_0708u64.to_le_bytes());
+        assert_eq!(&buf[24..26], &(RecordKind::Cancel as u16).to_le_bytes());
+        assert_eq!(&buf[28..32], &2u32.to_le_bytes());
+        assert_eq!(u32::from_le_bytes(buf[0..4].try_into().unwrap()), crc32c::crc32c(&buf[4..64]));
+    }
+
+    #[test]
+    fn zero_slot_is_empty_and_bad_enum_is_typed() {
+        assert_eq!(decode(&[0u8; 64]), Err(RecordError::Empty));
+        let input = Input {
+            seq: 1,
+            timestamp: 1,
+            command: Command::SetHalt(SetHalt { symbol: 1, halted: true, until: 0 }),
+        };
+        let mut buf = [0u8; RECORD_BYTES_MAX];
+        let n = encode(&input, 0, &mut buf);
+        buf[HEADER_BYTES + 10] = 7; // the `halted` byte
+        let crc = crc32c::crc32c(&buf[4..n]);
+        buf[..4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode(&buf[..n]), Err(RecordError::BadField { field: "halted", value: 7 }));
+    }
+}
