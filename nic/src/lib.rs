@@ -9,4 +9,5 @@
 #![deny(unsafe_code)]
 
 pub mod backend;
+pub mod session;
 pub mod wire;

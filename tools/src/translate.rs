@@ -1,1 +1,625 @@
-//! Translation between wire protocols (OUCH 5.0, ITCH 5.0) and engine commands and events.
+//! Translation between the wire protocols (OUCH 5.0, ITCH 5.0) and the engine's commands and events.
+//!
+//! The appliance calls, for each authenticated OUCH message (from `bourse_nic::session`):
+//!
+//! ```text
+//! Translator::on_ouch(session, account, &ouch::Inbound) -> Result<Command, OuchReject>
+//! ```
+//!
+//! and answers an `Err` with [`OuchReject::emit`] (an OUCH Order Rejected) without sequencing anything. For
+//! every engine event it calls
+//!
+//! ```text
+//! Translator::on_event(&Event, timestamp_ns, &mut ouch_out, &mut itch_out)
+//!     ouch_out: FnMut(SessionId, Option<UserRef> /* first reply to */, &[u8])   one OUCH message
+//!     itch_out: FnMut(&[u8])                                                   one ITCH message
+//! ```
+//!
+//! Both closures receive bytes encoded into the translator's own fixed scratch buffer: no allocation.
+//!
+//! ## Enter Order mapping (OUCH 5.0 has no native market, stop or FOK orders)
+//! * Side: 'B' → Buy; 'S', 'T' (short) and 'E' (short exempt) → Sell. The engine enforces the account's short
+//!   limit itself, so the short markings only matter to the reports.
+//! * Price: u64 with 4 decimals → engine u32 ticks; above `u32::MAX` → rejected with Invalid Price (0x001D).
+//!   Price [`MARKET_PRICE`] (214748.3647, OUCH 4.x's market-order sentinel) means a market order.
+//! * Stop orders: the bourse appendage tag 224 (StopPrice, u64) makes a Stop (with the market price) or a
+//!   StopLimit order.
+//! * Time in force: '0' Day, '5' GTX, '6' GTT and 'E' after hours → Day (ExpireTime is not enforced); '3' →
+//!   IOC; '3' with MinQty equal to the quantity → FOK. Any other MinQty → rejected (Invalid Min Quantity).
+//! * PostOnly option 'P' → post-only. PriceType other than 'L' (pegs) → Pegging Not Allowed (0x0011). Cross type
+//!   other than 'N' → Invalid Cross Order (0x0014).
+//! * Replace → `Replace`; Cancel → `Cancel` (quantity = intended remaining size); Modify → `Cancel` reducing to
+//!   the new quantity (a change between buy and sell is refused; sell/short/exempt changes are accepted).
+//!
+//! ## Reject reasons (engine → OUCH 5.0 Appendix C). Where the spec has no exact code the closest is used:
+//! UnknownSymbol → 0x0017 Invalid Symbol; UnknownAccount/UnknownSession → 0x000C Firm Not Authorized;
+//! UnknownOrder, UserRefNotIncreasing, InvalidAdmin → 0x000F Other; ZeroQuantity → 0x0013 Invalid Quantity;
+//! QuantityTooLarge → 0x001E Shares Exceed Threshold; NotionalTooLarge → 0x001F Exceeds Maximum Notional;
+//! InvalidPrice, InvalidStopPrice → 0x001D Invalid Price; InsufficientFunds → 0x0020 Risk: Aggregate Exposure;
+//! InsufficientShares → 0x002B Risk: Short Sell Not Allowed; WouldTakeLiquidity → 0x0012 Crossed Market;
+//! FokUnfillable → 0x000D Invalid Min Quantity (FOK is expressed with MinQty); NoLiquidity → 0x0001 Quote
+//! Unavailable; CapacityExhausted → 0x000A Processing Error; InvalidReplace → 0x0015 Replace Not Allowed;
+//! Halted → 0x0007 Halted.
+
+use bourse_engine::{
+    Cancel, CancelReason, Command, Event, HaltReason, NewOrder, OrderKind, RejectReason, Replace,
+    SessionId, Side, SymbolId, TimeInForce, TradingState, UserRef,
+};
+use bourse_nic::wire::alpha::{Alpha, ClOrdId, Symbol};
+use bourse_nic::wire::itch;
+use bourse_nic::wire::ouch::{self, reject_reason as rr};
+
+/// OUCH price meaning "market order" (the all-ones 31-bit price of OUCH 4.x, 214748.3647).
+pub const MARKET_PRICE: u64 = 0x7fff_ffff;
+/// Largest message either closure receives (OUCH Order Replaced).
+pub const SCRATCH_BYTES: usize = 72;
+
+/// An OUCH message refused before reaching the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OuchReject {
+    pub user_ref: UserRef,
+    pub reason: u16,
+    pub cl_ord_id: ClOrdId,
+}
+
+impl OuchReject {
+    /// Writes the OUCH Order Rejected message; returns its length.
+    pub fn emit(&self, timestamp: u64, buf: &mut [u8]) -> Result<usize, bourse_nic::wire::Error> {
+        ouch::Outbound::OrderRejected {
+            timestamp,
+            user_ref: self.user_ref,
+            reason: self.reason,
+            cl_ord_id: self.cl_ord_id,
+        }
+        .emit(buf)
+    }
+}
+
+/// Engine reject reason → OUCH 5.0 Appendix C code (see the module comment for the closest-code choices).
+pub fn reject_code(r: RejectReason) -> u16 {
+    match r {
+        RejectReason::UnknownSymbol => rr::INVALID_SYMBOL,
+        RejectReason::UnknownAccount | RejectReason::UnknownSession => rr::FIRM_NOT_AUTHORIZED,
+        RejectReason::UnknownOrder
+        | RejectReason::UserRefNotIncreasing
+        | RejectReason::InvalidAdmin => rr::OTHER,
+        RejectReason::ZeroQuantity => rr::INVALID_QUANTITY,
+        RejectReason::QuantityTooLarge => rr::SHARES_EXCEED_THRESHOLD,
+        RejectReason::NotionalTooLarge => rr::EXCEEDS_MAX_NOTIONAL,
+        RejectReason::InvalidPrice | RejectReason::InvalidStopPrice => rr::INVALID_PRICE,
+        RejectReason::InsufficientFunds => rr::RISK_AGGREGATE_EXPOSURE,
+        RejectReason::InsufficientShares => rr::RISK_SHORT_SELL_NOT_ALLOWED,
+        RejectReason::WouldTakeLiquidity => 0x0012,
+        RejectReason::FokUnfillable => rr::INVALID_MIN_QUANTITY,
+        RejectReason::NoLiquidity => rr::QUOTE_UNAVAILABLE,
+        RejectReason::CapacityExhausted => rr::PROCESSING_ERROR,
+        RejectReason::InvalidReplace => rr::REPLACE_NOT_ALLOWED,
+        RejectReason::Halted => rr::HALTED,
+    }
+}
+
+/// Engine cancel reason → OUCH Order Canceled reason; `None` for the cancel half of a replace (the Order
+/// Replaced message reports it).
+pub fn cancel_code(r: CancelReason) -> Option<u8> {
+    match r {
+        CancelReason::UserRequested => Some(ouch::cancel_reason::USER_REQUESTED),
+        CancelReason::ImmediateOrCancel => Some(ouch::cancel_reason::IMMEDIATE_OR_CANCEL),
+        CancelReason::SelfTrade => Some(ouch::cancel_reason::SELF_MATCH_PREVENTION),
+        CancelReason::Replaced => None,
+    }
+}
+
+/// What Accepted must echo about an order, kept per (session, UserRefNum).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct OrderRecord {
+    user_ref: UserRef,
+    cl_ord_id: ClOrdId,
+    side: u8,
+    tif: u8,
+    display: u8,
+    capacity: u8,
+    cross_type: u8,
+    sell: bool,
+}
+
+const EMPTY: OrderRecord = OrderRecord {
+    user_ref: 0,
+    cl_ord_id: Alpha([b' '; 14]),
+    side: b'B',
+    tif: b'0',
+    display: b'Y',
+    capacity: b'A',
+    cross_type: b'N',
+    sell: false,
+};
+
+/// Preallocated sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TranslateLimits {
+    pub sessions_max: u16,
+    /// Order records per session, a power of two; direct-mapped by UserRefNum, so the last `records_max` dense
+    /// UserRefNums always echo their ClOrdID (an evicted one echoes a blank ClOrdID).
+    pub records_max: usize,
+}
+
+/// OUCH/ITCH ↔ engine translation with preallocated symbol and order-record tables.
+pub struct Translator {
+    /// Symbol names by SymbolId, sorted copy for lookups by name.
+    names: Vec<Symbol>,
+    by_name: Vec<(Symbol, SymbolId)>,
+    records: Vec<OrderRecord>,
+    records_mask: u32,
+    sessions_max: u16,
+    scratch: [u8; SCRATCH_BYTES],
+}
+
+impl Translator {
+    /// `symbols[i]` is the name of SymbolId `i`.
+    pub fn new(symbols: &[Symbol], limits: TranslateLimits) -> Translator {
+        assert!(
+            limits.records_max.is_power_of_two(),
+            "records_max must be a power of two"
+        );
+        assert!(symbols.len() <= usize::from(u16::MAX));
+        let mut by_name: Vec<(Symbol, SymbolId)> = symbols
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (*s, i as SymbolId))
+            .collect();
+        by_name.sort();
+        Translator {
+            names: symbols.to_vec(),
+            by_name,
+            records: vec![EMPTY; usize::from(limits.sessions_max) * limits.records_max],
+            records_mask: limits.records_max as u32 - 1,
+            sessions_max: limits.sessions_max,
+            scratch: [0; SCRATCH_BYTES],
+        }
+    }
+
+    pub fn symbol_id(&self, name: &Symbol) -> Option<SymbolId> {
+        self.by_name
+            .binary_search_by(|(n, _)| n.cmp(name))
+            .ok()
+            .map(|i| self.by_name[i].1)
+    }
+
+    pub fn symbol_name(&self, id: SymbolId) -> Symbol {
+        self.names
+            .get(usize::from(id))
+            .copied()
+            .unwrap_or(Symbol::BLANK)
+    }
+
+    fn slot(&self, session: SessionId, user_ref: UserRef) -> Option<usize> {
+        (session < self.sessions_max).then(|| {
+            usize::from(session) * (self.records_mask as usize + 1)
+                + (user_ref & self.records_mask) as usize
+        })
+    }
+
+    fn record(&self, session: SessionId, user_ref: UserRef) -> OrderRecord {
+        match self.slot(session, user_ref) {
+            Some(i) if self.records[i].user_ref == user_ref => self.records[i],
+            _ => OrderRecord { user_ref, ..EMPTY },
+        }
+    }
+
+    /// The record, with the engine's side filled in when the record was evicted (its side code then disagrees).
+    fn record_for(&self, session: SessionId, user_ref: UserRef, side: Side) -> OrderRecord {
+        let rec = self.record(session, user_ref);
+        let sell = side == Side::Sell;
+        if rec.sell == sell {
+            rec
+        } else {
+            OrderRecord {
+                side: if sell { b'S' } else { b'B' },
+                sell,
+                ..rec
+            }
+        }
+    }
+
+    fn remember(&mut self, session: SessionId, rec: OrderRecord) {
+        if let Some(i) = self.slot(session, rec.user_ref) {
+            self.records[i] = rec;
+        }
+    }
+
+    /// OUCH inbound → engine command, or a reject to send back at once.
+    pub fn on_ouch(
+        &mut self,
+        session: SessionId,
+        account: u32,
+        msg: &ouch::Inbound,
+    ) -> Result<Command, OuchReject> {
+        match msg {
+            ouch::Inbound::EnterOrder(m) => self.enter(session, account, m),
+            ouch::Inbound::ReplaceOrder(m) => {
+                let rej = |reason| OuchReject {
+                    user_ref: m.user_ref,
+                    reason,
+                    cl_ord_id: m.cl_ord_id,
+                };
+                let price = ticks(m.price).ok_or(rej(rr::INVALID_PRICE))?;
+                let old = self.record(session, m.orig_user_ref);
+                self.remember(
+                    session,
+                    OrderRecord {
+                        user_ref: m.user_ref,
+                        cl_ord_id: m.cl_ord_id,
+                        tif: m.time_in_force,
+                        display: m.display,
+                        ..old
+                    },
+                );
+                Ok(Command::Replace(Replace {
+                    session,
+                    orig_user_ref: m.orig_user_ref,
+                    new_user_ref: m.user_ref,
+                    qty: m.quantity,
+                    price,
+                }))
+            }
+            ouch::Inbound::CancelOrder(m) => Ok(Command::Cancel(Cancel {
+                session,
+                user_ref: m.user_ref,
+                qty: m.quantity,
+            })),
+            ouch::Inbound::ModifyOrder(m) => {
+                let rec = self.record(session, m.user_ref);
+                let sell = m.side != ouch::Side::Buy;
+                if rec.user_ref == m.user_ref
+                    && rec.cl_ord_id != EMPTY.cl_ord_id
+                    && sell != rec.sell
+                {
+                    return Err(OuchReject {
+                        user_ref: m.user_ref,
+                        reason: rr::INVALID_SIDE,
+                        cl_ord_id: rec.cl_ord_id,
+                    });
+                }
+                Ok(Command::Cancel(Cancel {
+                    session,
+                    user_ref: m.user_ref,
+                    qty: m.quantity,
+                }))
+            }
+        }
+    }
+
+    fn enter(
+        &mut self,
+        session: SessionId,
+        account: u32,
+        m: &ouch::EnterOrder,
+    ) -> Result<Command, OuchReject> {
+        let rej = |reason| OuchReject {
+            user_ref: m.user_ref,
+            reason,
+            cl_ord_id: m.cl_ord_id,
+        };
+        let symbol = self.symbol_id(&m.symbol).ok_or(rej(rr::INVALID_SYMBOL))?;
+        if m.cross_type != b'N' {
+            return Err(rej(0x0014));
+        }
+        if m.options.price_type.is_some_and(|p| p != b'L') {
+            return Err(rej(0x0011));
+        }
+        let market = m.price == MARKET_PRICE;
+        let price = if market {
+            0
+        } else {
+            ticks(m.price).ok_or(rej(rr::INVALID_PRICE))?
+        };
+        let stop_price = match m.options.stop_price {
+            Some(p) => Some(ticks(p).ok_or(rej(rr::INVALID_PRICE))?),
+            None => None,
+        };
+        let kind = match (market, stop_price) {
+            (true, None) => OrderKind::Market,
+            (false, None) => OrderKind::Limit,
+            (true, Some(_)) => OrderKind::Stop,
+            (false, Some(_)) => OrderKind::StopLimit,
+        };
+        let tif = match (m.time_in_force, m.options.min_qty) {
+            (ouch::tif::IOC, Some(q)) if q == m.quantity => TimeInForce::Fok,
+            (_, Some(q)) if q != 0 => return Err(rej(rr::INVALID_MIN_QUANTITY)),
+            (ouch::tif::IOC, _) => TimeInForce::Ioc,
+            (ouch::tif::DAY | ouch::tif::GTX | ouch::tif::GTT | ouch::tif::AFTER_HOURS, _) => {
+                TimeInForce::Day
+            }
+            _ => return Err(rej(rr::OTHER)),
+        };
+        let sell = m.side != ouch::Side::Buy;
+        self.remember(
+            session,
+            OrderRecord {
+                user_ref: m.user_ref,
+                cl_ord_id: m.cl_ord_id,
+                side: m.side.code(),
+                tif: m.time_in_force,
+                display: m.display,
+                capacity: m.capacity,
+                cross_type: m.cross_type,
+                sell,
+            },
+        );
+        Ok(Command::NewOrder(NewOrder {
+            session,
+            user_ref: m.user_ref,
+            account,
+            symbol,
+            side: if sell { Side::Sell } else { Side::Buy },
+            kind,
+            tif,
+            post_only: m.options.post_only == Some(b'P'),
+            qty: m.quantity,
+            price,
+            stop_price: stop_price.unwrap_or(0),
+        }))
+    }
+
+    fn ouch(
+        &mut self,
+        session: SessionId,
+        first: Option<UserRef>,
+        m: ouch::Outbound,
+        out: &mut impl FnMut(SessionId, Option<UserRef>, &[u8]),
+    ) {
+        // SCRATCH_BYTES holds the largest outbound message, so emit cannot fail.
+        if let Ok(n) = m.emit(&mut self.scratch) {
+            out(session, first, &self.scratch[..n]);
+        }
+    }
+
+    fn itch(&mut self, m: itch::Message, out: &mut impl FnMut(&[u8])) {
+        if let Ok(n) = m.emit(&mut self.scratch) {
+            out(&self.scratch[..n]);
+        }
+    }
+
+    /// Engine event → OUCH replies (per owning session) and ITCH market data, encoded without allocation.
+    pub fn on_event(
+        &mut self,
+        ev: &Event,
+        timestamp: u64,
+        ouch_out: &mut impl FnMut(SessionId, Option<UserRef>, &[u8]),
+        itch_out: &mut impl FnMut(&[u8]),
+    ) {
+        let h = |locate: SymbolId| itch::Header {
+            locate,
+            tracking: 0,
+            timestamp,
+        };
+        match *ev {
+            Event::Accepted {
+                order_ref,
+                session,
+                user_ref,
+                symbol,
+                side,
+                qty,
+                price,
+                kind,
+                ..
+            } => {
+                let rec = self.record_for(session, user_ref, side);
+                let price = if matches!(kind, OrderKind::Market | OrderKind::Stop) {
+                    MARKET_PRICE
+                } else {
+                    u64::from(price)
+                };
+                let m = ouch::Outbound::OrderAccepted(ouch::OrderAccepted {
+                    timestamp,
+                    user_ref,
+                    side: ouch::Side::from_code(rec.side).unwrap_or(ouch::Side::Buy),
+                    quantity: qty,
+                    symbol: self.symbol_name(symbol),
+                    price,
+                    time_in_force: rec.tif,
+                    display: rec.display,
+                    order_ref,
+                    capacity: rec.capacity,
+                    intermarket_sweep: b'N',
+                    cross_type: rec.cross_type,
+                    order_state: ouch::order_state::LIVE,
+                    cl_ord_id: rec.cl_ord_id,
+                });
+                self.ouch(session, Some(user_ref), m, ouch_out);
+            }
+            Event::Rejected {
+                session,
+                user_ref,
+                reason,
+            } => {
+                let rec = self.record(session, user_ref);
+                let m = ouch::Outbound::OrderRejected {
+                    timestamp,
+                    user_ref,
+                    reason: reject_code(reason),
+                    cl_ord_id: rec.cl_ord_id,
+                };
+                self.ouch(session, Some(user_ref), m, ouch_out);
+            }
+            Event::Executed {
+                symbol,
+                match_number,
+                price,
+                qty,
+                maker,
+                taker,
+                ..
+            } => {
+                for (p, liquidity) in [(maker, b'A'), (taker, b'R')] {
+                    let m = ouch::Outbound::OrderExecuted {
+                        timestamp,
+                        user_ref: p.user_ref,
+                        quantity: qty,
+                        price: u64::from(price),
+                        liquidity,
+                        match_number,
+                    };
+                    self.ouch(p.session, None, m, ouch_out);
+                }
+                let m = itch::OrderExecuted {
+                    header: h(symbol),
+                    order_ref: maker.order_ref,
+                    shares: qty,
+                    match_number,
+                    with_price: None,
+                };
+                self.itch(itch::Message::OrderExecuted(m), itch_out);
+            }
+            Event::Canceled {
+                session,
+                user_ref,
+                canceled_qty,
+                reason,
+                ..
+            } => {
+                if let Some(reason) = cancel_code(reason) {
+                    let m = ouch::Outbound::OrderCanceled {
+                        timestamp,
+                        user_ref,
+                        quantity: canceled_qty,
+                        reason,
+                    };
+                    self.ouch(session, None, m, ouch_out);
+                }
+            }
+            Event::Replaced {
+                new_ref,
+                session,
+                orig_user_ref,
+                new_user_ref,
+                symbol,
+                side,
+                qty,
+                price,
+                ..
+            } => {
+                let rec = self.record_for(session, new_user_ref, side);
+                let order = ouch::OrderAccepted {
+                    timestamp,
+                    user_ref: new_user_ref,
+                    side: ouch::Side::from_code(rec.side).unwrap_or(ouch::Side::Buy),
+                    quantity: qty,
+                    symbol: self.symbol_name(symbol),
+                    price: u64::from(price),
+                    time_in_force: rec.tif,
+                    display: rec.display,
+                    order_ref: new_ref,
+                    capacity: rec.capacity,
+                    intermarket_sweep: b'N',
+                    cross_type: rec.cross_type,
+                    order_state: ouch::order_state::LIVE,
+                    cl_ord_id: rec.cl_ord_id,
+                };
+                self.ouch(
+                    session,
+                    Some(new_user_ref),
+                    ouch::Outbound::OrderReplaced {
+                        orig_user_ref,
+                        order,
+                    },
+                    ouch_out,
+                );
+            }
+            Event::BookAdd {
+                order_ref,
+                symbol,
+                side,
+                price,
+                qty,
+            } => {
+                let side = if side == Side::Buy {
+                    itch::Side::Buy
+                } else {
+                    itch::Side::Sell
+                };
+                let m = itch::AddOrder {
+                    header: h(symbol),
+                    order_ref,
+                    side,
+                    shares: qty,
+                    stock: self.symbol_name(symbol),
+                    price,
+                    attribution: None,
+                };
+                self.itch(itch::Message::AddOrder(m), itch_out);
+            }
+            Event::BookReduce {
+                order_ref,
+                symbol,
+                canceled_qty,
+            } => {
+                let m = itch::OrderCancel {
+                    header: h(symbol),
+                    order_ref,
+                    canceled_shares: canceled_qty,
+                };
+                self.itch(itch::Message::OrderCancel(m), itch_out);
+            }
+            Event::BookDelete { order_ref, symbol } => {
+                self.itch(
+                    itch::Message::OrderDelete(itch::OrderDelete {
+                        header: h(symbol),
+                        order_ref,
+                    }),
+                    itch_out,
+                );
+            }
+            Event::BookReplace {
+                old_ref,
+                new_ref,
+                symbol,
+                price,
+                qty,
+            } => {
+                let m = itch::OrderReplace {
+                    header: h(symbol),
+                    orig_ref: old_ref,
+                    new_ref,
+                    shares: qty,
+                    price,
+                };
+                self.itch(itch::Message::OrderReplace(m), itch_out);
+            }
+            Event::TradingAction {
+                symbol,
+                state,
+                reason,
+            } => {
+                let reason = match reason {
+                    HaltReason::PriceBand => *b"LUDP",
+                    HaltReason::MarketWide(1) => *b"MWC1",
+                    HaltReason::MarketWide(2) => *b"MWC2",
+                    HaltReason::MarketWide(_) => *b"MWC3",
+                    HaltReason::Operator => *b"H10 ",
+                    HaltReason::Resumed => *b"    ",
+                };
+                let state = match state {
+                    TradingState::Trading => itch::trading_state::TRADING,
+                    TradingState::Halted => itch::trading_state::HALTED,
+                };
+                let m = itch::TradingAction {
+                    header: h(symbol),
+                    stock: self.symbol_name(symbol),
+                    state,
+                    reason: Alpha(reason),
+                };
+                self.itch(itch::Message::TradingAction(m), itch_out);
+            }
+            // No OUCH or ITCH message exists for these: a triggered stop is reported by what it then does.
+            Event::StopTriggered { .. }
+            | Event::AdminRejected { .. }
+            | Event::AdminApplied { .. } => {}
+        }
+    }
+}
+
+/// OUCH u64 price (4 decimals) → engine ticks (4 decimals), `None` when out of the engine's range.
+pub fn ticks(p: u64) -> Option<u32> {
+    u32::try_from(p).ok()
+}

@@ -1,0 +1,70 @@
+//! Session configuration: firms, their credentials and allowed source addresses, and the preallocated bounds.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::wire::alpha::{Alpha, SessionName};
+
+/// Where a firm may send from: one IPv4 address, and either one UDP port or any port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllowedSource {
+    pub ip: Ipv4Addr,
+    /// `None` = any source port.
+    pub port: Option<u16>,
+}
+
+impl AllowedSource {
+    pub fn matches(&self, src: SocketAddrV4) -> bool {
+        if *src.ip() != self.ip {
+            return false;
+        }
+        match self.port {
+            Some(p) => p == src.port(),
+            None => true,
+        }
+    }
+}
+
+/// One firm's order-entry session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FirmConfig {
+    /// SoupBinTCP username (6 bytes, space padded).
+    pub username: Alpha<6>,
+    /// SoupBinTCP password (10 bytes, space padded).
+    pub password: Alpha<10>,
+    pub sources: Vec<AllowedSource>,
+    /// The engine's session id (dense, `0..sessions_max`).
+    pub session: u16,
+    /// The engine account this session trades for.
+    pub account: u32,
+    /// MoldUDP64 session name of this session's outbound stream.
+    pub session_name: SessionName,
+}
+
+/// Preallocated capacities, identical for every session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Remembered (UserRefNum → reply sequence) pairs per session for answering retransmitted orders; a power
+    /// of two. The last `outcomes_max` distinct UserRefNums are always answerable when refs are dense.
+    pub outcomes_max: usize,
+    /// Outbound messages kept per session for MoldUDP64 re-requests; a power of two.
+    pub retransmit_slots: usize,
+    /// Largest outbound OUCH message stored (Order Replaced, 68 bytes, is the largest we send).
+    pub retransmit_slot_bytes: usize,
+    /// A logged-in session that sends nothing for this long is logged out by `expire`.
+    pub idle_timeout_ns: u64,
+}
+
+impl SessionLimits {
+    pub const DEFAULT: SessionLimits = SessionLimits {
+        outcomes_max: 4096,
+        retransmit_slots: 8192,
+        retransmit_slot_bytes: 72,
+        idle_timeout_ns: 15_000_000_000,
+    };
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}

@@ -1,0 +1,898 @@
+//! Nasdaq OUCH 5.0 order entry messages ("O*U*C*H Version 5.0", section 2 "Inbound Messages", section 3
+//! "Outbound Messages", section 4 "Optional Appendages", Appendix C "Reject Reasons").
+//!
+//! Each OUCH message travels as the payload of one SoupBinTCP data packet: inbound in Unsequenced Data, outbound
+//! sequenced (here in MoldUDP64 framing). All integers are big-endian. UserRefNum is u32, strictly increasing
+//! per session; Price is u64 with 4 implied decimals; Symbol is 8 bytes; ClOrdID is 14 bytes; Timestamp is u64
+//! nanoseconds since midnight.
+//!
+//! Messages that may carry options end with Appendage Length (u16) followed by that many bytes of
+//! tag-length-value options, each `length (u8, counting tag + value) | tag (u8) | value`:
+//!
+//! ```text
+//! … | appendage length (u16) | len | tag | value … | len | tag | value … |
+//! ```
+//!
+//! Unknown tags are skipped by their length; an option whose length is zero, overruns the appendage, or whose
+//! value has the wrong width for a known tag makes the whole message malformed.
+
+use super::alpha::{Alpha, ClOrdId, Symbol};
+use super::be::{get_array, get_u16, get_u32, get_u64, put_array, put_u16, put_u32, put_u64};
+use super::error::{need, room, Error, Result};
+
+const FORMAT: &str = "ouch";
+
+/// Offsets of every message's fields (type byte at 0).
+pub mod field {
+    /// Enter Order 'O' — section 2.1.
+    pub mod enter {
+        pub const USER_REF: usize = 1;
+        pub const SIDE: usize = 5;
+        pub const QUANTITY: usize = 6;
+        pub const SYMBOL: usize = 10;
+        pub const PRICE: usize = 18;
+        pub const TIF: usize = 26;
+        pub const DISPLAY: usize = 27;
+        pub const CAPACITY: usize = 28;
+        pub const ISE: usize = 29;
+        pub const CROSS_TYPE: usize = 30;
+        pub const CL_ORD_ID: usize = 31;
+        pub const APPENDAGE_LEN: usize = 45;
+        pub const LEN: usize = 47;
+    }
+    /// Replace Order 'U' — section 2.2.
+    pub mod replace {
+        pub const ORIG_USER_REF: usize = 1;
+        pub const USER_REF: usize = 5;
+        pub const QUANTITY: usize = 9;
+        pub const PRICE: usize = 13;
+        pub const TIF: usize = 21;
+        pub const DISPLAY: usize = 22;
+        pub const ISE: usize = 23;
+        pub const CL_ORD_ID: usize = 24;
+        pub const APPENDAGE_LEN: usize = 38;
+        pub const LEN: usize = 40;
+    }
+    /// Cancel Order 'X' — section 2.3.
+    pub mod cancel {
+        pub const USER_REF: usize = 1;
+        pub const QUANTITY: usize = 5;
+        pub const LEN: usize = 9;
+    }
+    /// Modify Order 'M' — section 2.4.
+    pub mod modify {
+        pub const USER_REF: usize = 1;
+        pub const SIDE: usize = 5;
+        pub const QUANTITY: usize = 6;
+        pub const LEN: usize = 10;
+    }
+    /// Every outbound message: type, then Timestamp.
+    pub const TIMESTAMP: usize = 1;
+    /// System Event 'S' — section 3.1.
+    pub mod system_event {
+        pub const EVENT_CODE: usize = 9;
+        pub const LEN: usize = 10;
+    }
+    /// Order Accepted 'A' — section 3.2.
+    pub mod accepted {
+        pub const USER_REF: usize = 9;
+        pub const SIDE: usize = 13;
+        pub const QUANTITY: usize = 14;
+        pub const SYMBOL: usize = 18;
+        pub const PRICE: usize = 26;
+        pub const TIF: usize = 34;
+        pub const DISPLAY: usize = 35;
+        pub const ORDER_REF: usize = 36;
+        pub const CAPACITY: usize = 44;
+        pub const ISE: usize = 45;
+        pub const CROSS_TYPE: usize = 46;
+        pub const ORDER_STATE: usize = 47;
+        pub const CL_ORD_ID: usize = 48;
+        pub const APPENDAGE_LEN: usize = 62;
+        pub const LEN: usize = 64;
+    }
+    /// Order Replaced 'U' — section 3.3.
+    pub mod replaced {
+        pub const ORIG_USER_REF: usize = 9;
+        pub const USER_REF: usize = 13;
+        pub const SIDE: usize = 17;
+        pub const QUANTITY: usize = 18;
+        pub const SYMBOL: usize = 22;
+        pub const PRICE: usize = 30;
+        pub const TIF: usize = 38;
+        pub const DISPLAY: usize = 39;
+        pub const ORDER_REF: usize = 40;
+        pub const CAPACITY: usize = 48;
+        pub const ISE: usize = 49;
+        pub const CROSS_TYPE: usize = 50;
+        pub const ORDER_STATE: usize = 51;
+        pub const CL_ORD_ID: usize = 52;
+        pub const APPENDAGE_LEN: usize = 66;
+        pub const LEN: usize = 68;
+    }
+    /// Order Canceled 'C' — section 3.4.
+    pub mod canceled {
+        pub const USER_REF: usize = 9;
+        pub const QUANTITY: usize = 13;
+        pub const REASON: usize = 17;
+        pub const LEN: usize = 18;
+    }
+    /// Order Executed 'E' — section 3.6.
+    pub mod executed {
+        pub const USER_REF: usize = 9;
+        pub const QUANTITY: usize = 13;
+        pub const PRICE: usize = 17;
+        pub const LIQUIDITY: usize = 25;
+        pub const MATCH_NUMBER: usize = 26;
+        pub const APPENDAGE_LEN: usize = 34;
+        pub const LEN: usize = 36;
+    }
+    /// Order Rejected 'J' — section 3.8.
+    pub mod rejected {
+        pub const USER_REF: usize = 9;
+        pub const REASON: usize = 13;
+        pub const CL_ORD_ID: usize = 15;
+        pub const LEN: usize = 29;
+    }
+    /// Cancel Reject 'I' — section 3.10.
+    pub mod cancel_reject {
+        pub const USER_REF: usize = 9;
+        pub const LEN: usize = 13;
+    }
+    /// Order Modified 'M' — section 3.12.
+    pub mod modified {
+        pub const USER_REF: usize = 9;
+        pub const SIDE: usize = 13;
+        pub const QUANTITY: usize = 14;
+        pub const LEN: usize = 18;
+    }
+}
+
+/// Side codes (section 2.1): 'B' buy, 'S' sell, 'T' sell short, 'E' sell short exempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Buy,
+    Sell,
+    SellShort,
+    SellShortExempt,
+}
+
+impl Side {
+    pub fn code(self) -> u8 {
+        match self {
+            Side::Buy => b'B',
+            Side::Sell => b'S',
+            Side::SellShort => b'T',
+            Side::SellShortExempt => b'E',
+        }
+    }
+    pub fn from_code(c: u8) -> Result<Side> {
+        match c {
+            b'B' => Ok(Side::Buy),
+            b'S' => Ok(Side::Sell),
+            b'T' => Ok(Side::SellShort),
+            b'E' => Ok(Side::SellShortExempt),
+            _ => Err(Error::InvalidField {
+                format: FORMAT,
+                field: "side",
+            }),
+        }
+    }
+}
+
+/// Time In Force codes (section 2.1): '0' Day (market hours), '3' IOC, '5' GTX (extended hours), '6' GTT
+/// (needs ExpireTime), 'E' after hours.
+pub mod tif {
+    pub const DAY: u8 = b'0';
+    pub const IOC: u8 = b'3';
+    pub const GTX: u8 = b'5';
+    pub const GTT: u8 = b'6';
+    pub const AFTER_HOURS: u8 = b'E';
+}
+
+/// Order Canceled reason codes (section 3.4).
+pub mod cancel_reason {
+    pub const REGULATORY_RESTRICTION: u8 = b'D';
+    pub const CLOSED: u8 = b'E';
+    pub const POST_ONLY_NMS: u8 = b'F';
+    pub const POST_ONLY: u8 = b'G';
+    pub const HALTED: u8 = b'H';
+    pub const IMMEDIATE_OR_CANCEL: u8 = b'I';
+    pub const MARKET_COLLARS: u8 = b'K';
+    pub const SELF_MATCH_PREVENTION: u8 = b'Q';
+    pub const SUPERVISORY: u8 = b'S';
+    pub const TIMEOUT: u8 = b'T';
+    pub const USER_REQUESTED: u8 = b'U';
+    pub const OPEN_PROTECTION: u8 = b'X';
+    pub const SYSTEM: u8 = b'Z';
+}
+
+/// Order Rejected reason codes, u16 (Appendix C). Only the codes we send are named; the rest are valid on parse.
+pub mod reject_reason {
+    pub const QUOTE_UNAVAILABLE: u16 = 0x0001;
+    pub const DESTINATION_CLOSED: u16 = 0x0002;
+    pub const INVALID_DISPLAY: u16 = 0x0003;
+    pub const FAT_FINGER: u16 = 0x0006;
+    pub const HALTED: u16 = 0x0007;
+    pub const INVALID_SIDE: u16 = 0x0009;
+    pub const PROCESSING_ERROR: u16 = 0x000A;
+    pub const FIRM_NOT_AUTHORIZED: u16 = 0x000C;
+    pub const INVALID_MIN_QUANTITY: u16 = 0x000D;
+    pub const OTHER: u16 = 0x000F;
+    pub const CANCEL_NOT_ALLOWED: u16 = 0x0010;
+    pub const INVALID_QUANTITY: u16 = 0x0013;
+    pub const REPLACE_NOT_ALLOWED: u16 = 0x0015;
+    pub const INVALID_SYMBOL: u16 = 0x0017;
+    pub const INVALID_PRICE: u16 = 0x001D;
+    pub const SHARES_EXCEED_THRESHOLD: u16 = 0x001E;
+    pub const EXCEEDS_MAX_NOTIONAL: u16 = 0x001F;
+    pub const RISK_AGGREGATE_EXPOSURE: u16 = 0x0020;
+    pub const RISK_SHORT_SELL_RESTRICTED: u16 = 0x0023;
+    pub const RISK_DUPLICATE_MESSAGE_RATE: u16 = 0x002A;
+    pub const RISK_SHORT_SELL_NOT_ALLOWED: u16 = 0x002B;
+    pub const RISK_MARKET_ORDER_NOT_ALLOWED: u16 = 0x002C;
+    pub const RISK_SINGLE_ORDER_NOTIONAL: u16 = 0x0030;
+    pub const RISK_MAX_QUANTITY: u16 = 0x0031;
+}
+
+/// Option tags (section 4) that we interpret; every other tag is skipped.
+pub mod tag {
+    pub const FIRM: u8 = 2;
+    pub const MIN_QTY: u8 = 3;
+    pub const PRICE_TYPE: u8 = 6;
+    pub const POST_ONLY: u8 = 12;
+    pub const EXPIRE_TIME: u8 = 15;
+    /// bourse extension (outside Nasdaq's tag range in use): stop/trigger price, u64 with 4 implied decimals.
+    /// OUCH 5.0 has no stop orders; a client that does not know this tag never sends it.
+    pub const STOP_PRICE: u8 = 224;
+}
+
+/// The options we understand, from the appendage. `None` = absent (the spec's default applies).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    pub firm: Option<Alpha<4>>,
+    pub min_qty: Option<u32>,
+    /// PriceType: 'L' limit (default), 'P' market peg, 'M' midpoint peg, 'R' primary peg, 'Q', 'm'.
+    pub price_type: Option<u8>,
+    /// PostOnly: 'P' post only, 'N' not.
+    pub post_only: Option<u8>,
+    /// ExpireTime: seconds to live, below 86 400.
+    pub expire_time: Option<u32>,
+    pub stop_price: Option<u64>,
+}
+
+/// Largest appendage we emit or accept: every option we know, once each, is 6+6+3+3+6+10 = 34 bytes; unknown
+/// options may make a client's appendage longer, so the parse limit is the u16 field itself.
+pub const OPTIONS_MAX_BYTES: usize = 34;
+
+impl Options {
+    #[inline]
+    fn parse(b: &[u8]) -> Result<Options> {
+        let mut o = Options::default();
+        let mut at = 0;
+        // Each option consumes at least two bytes, so the loop is bounded by the appendage length.
+        while at < b.len() {
+            let len = usize::from(b[at]);
+            if len == 0 || at + 1 + len > b.len() {
+                return Err(Error::InvalidField {
+                    format: FORMAT,
+                    field: "appendage option length",
+                });
+            }
+            let tag = b[at + 1];
+            let v = &b[at + 2..at + 1 + len];
+            let bad = |field| Error::InvalidField {
+                format: FORMAT,
+                field,
+            };
+            match tag {
+                tag::FIRM => o.firm = Some(Alpha(v.try_into().map_err(|_| bad("Firm option"))?)),
+                tag::MIN_QTY => {
+                    o.min_qty = Some(u32::from_be_bytes(
+                        v.try_into().map_err(|_| bad("MinQty option"))?,
+                    ))
+                }
+                tag::PRICE_TYPE => o.price_type = Some(one(v).ok_or(bad("PriceType option"))?),
+                tag::POST_ONLY => o.post_only = Some(one(v).ok_or(bad("PostOnly option"))?),
+                tag::EXPIRE_TIME => {
+                    o.expire_time = Some(u32::from_be_bytes(
+                        v.try_into().map_err(|_| bad("ExpireTime option"))?,
+                    ))
+                }
+                tag::STOP_PRICE => {
+                    o.stop_price = Some(u64::from_be_bytes(
+                        v.try_into().map_err(|_| bad("StopPrice option"))?,
+                    ))
+                }
+                _ => {}
+            }
+            at += 1 + len;
+        }
+        Ok(o)
+    }
+
+    pub fn buffer_len(&self) -> usize {
+        self.firm.map_or(0, |_| 6)
+            + self.min_qty.map_or(0, |_| 6)
+            + self.price_type.map_or(0, |_| 3)
+            + self.post_only.map_or(0, |_| 3)
+            + self.expire_time.map_or(0, |_| 6)
+            + self.stop_price.map_or(0, |_| 10)
+    }
+
+    /// Writes the options in tag order; `b` is exactly `buffer_len()` bytes.
+    fn emit(&self, b: &mut [u8]) {
+        let mut at = 0;
+        let mut put = |tag: u8, v: &[u8]| {
+            b[at] = (1 + v.len()) as u8;
+            b[at + 1] = tag;
+            b[at + 2..at + 2 + v.len()].copy_from_slice(v);
+            at += 2 + v.len();
+        };
+        if let Some(f) = self.firm {
+            put(tag::FIRM, &f.0);
+        }
+        if let Some(q) = self.min_qty {
+            put(tag::MIN_QTY, &q.to_be_bytes());
+        }
+        if let Some(p) = self.price_type {
+            put(tag::PRICE_TYPE, &[p]);
+        }
+        if let Some(p) = self.post_only {
+            put(tag::POST_ONLY, &[p]);
+        }
+        if let Some(t) = self.expire_time {
+            put(tag::EXPIRE_TIME, &t.to_be_bytes());
+        }
+        if let Some(p) = self.stop_price {
+            put(tag::STOP_PRICE, &p.to_be_bytes());
+        }
+    }
+}
+
+fn one(v: &[u8]) -> Option<u8> {
+    match v {
+        [c] => Some(*c),
+        _ => None,
+    }
+}
+
+/// Enter Order 'O' — OUCH 5.0 section 2.1: 47 bytes plus appendage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnterOrder {
+    pub user_ref: u32,
+    pub side: Side,
+    pub quantity: u32,
+    pub symbol: Symbol,
+    pub price: u64,
+    pub time_in_force: u8,
+    pub display: u8,
+    pub capacity: u8,
+    pub intermarket_sweep: u8,
+    pub cross_type: u8,
+    pub cl_ord_id: ClOrdId,
+    pub options: Options,
+}
+
+/// Replace Order 'U' — section 2.2: 40 bytes plus appendage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplaceOrder {
+    pub orig_user_ref: u32,
+    pub user_ref: u32,
+    pub quantity: u32,
+    pub price: u64,
+    pub time_in_force: u8,
+    pub display: u8,
+    pub intermarket_sweep: u8,
+    pub cl_ord_id: ClOrdId,
+    pub options: Options,
+}
+
+/// Cancel Order 'X' — section 2.3: 9 bytes. `quantity` is the intended remaining size (0 = cancel all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CancelOrder {
+    pub user_ref: u32,
+    pub quantity: u32,
+}
+
+/// Modify Order 'M' — section 2.4: 10 bytes. Changes the side (e.g. sell ↔ sell short) and/or reduces the
+/// quantity to `quantity`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModifyOrder {
+    pub user_ref: u32,
+    pub side: Side,
+    pub quantity: u32,
+}
+
+/// One inbound (client → exchange) OUCH message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inbound {
+    EnterOrder(EnterOrder),
+    ReplaceOrder(ReplaceOrder),
+    CancelOrder(CancelOrder),
+    ModifyOrder(ModifyOrder),
+}
+
+#[inline]
+fn appendage(b: &[u8], len_at: usize) -> Result<&[u8]> {
+    let fixed = len_at + 2;
+    need(FORMAT, b.len(), fixed)?;
+    let n = usize::from(get_u16(b, len_at));
+    need(FORMAT, b.len(), fixed + n)?;
+    if b.len() != fixed + n {
+        return Err(Error::BadLength {
+            format: FORMAT,
+            len: b.len(),
+            what: "bytes after the appendage",
+        });
+    }
+    Ok(&b[fixed..])
+}
+
+#[inline]
+fn exact(b: &[u8], len: usize) -> Result<()> {
+    need(FORMAT, b.len(), len)?;
+    if b.len() != len {
+        return Err(Error::BadLength {
+            format: FORMAT,
+            len: b.len(),
+            what: "longer than the message type",
+        });
+    }
+    Ok(())
+}
+
+fn emit_appendage(b: &mut [u8], len_at: usize, o: &Options) {
+    let n = o.buffer_len();
+    put_u16(b, len_at, n as u16);
+    o.emit(&mut b[len_at + 2..len_at + 2 + n]);
+}
+
+impl Inbound {
+    pub fn user_ref(&self) -> u32 {
+        match self {
+            Inbound::EnterOrder(m) => m.user_ref,
+            Inbound::ReplaceOrder(m) => m.user_ref,
+            Inbound::CancelOrder(m) => m.user_ref,
+            Inbound::ModifyOrder(m) => m.user_ref,
+        }
+    }
+
+    /// Decodes one message occupying exactly `b` (one SoupBinTCP Unsequenced Data payload).
+    #[inline]
+    pub fn parse(b: &[u8]) -> Result<Inbound> {
+        need(FORMAT, b.len(), 1)?;
+        Ok(match b[0] {
+            b'O' => {
+                use field::enter as f;
+                let app = appendage(b, f::APPENDAGE_LEN)?;
+                Inbound::EnterOrder(EnterOrder {
+                    user_ref: get_u32(b, f::USER_REF),
+                    side: Side::from_code(b[f::SIDE])?,
+                    quantity: get_u32(b, f::QUANTITY),
+                    symbol: Alpha(get_array(b, f::SYMBOL)),
+                    price: get_u64(b, f::PRICE),
+                    time_in_force: b[f::TIF],
+                    display: b[f::DISPLAY],
+                    capacity: b[f::CAPACITY],
+                    intermarket_sweep: b[f::ISE],
+                    cross_type: b[f::CROSS_TYPE],
+                    cl_ord_id: Alpha(get_array(b, f::CL_ORD_ID)),
+                    options: Options::parse(app)?,
+                })
+            }
+            b'U' => {
+                use field::replace as f;
+                let app = appendage(b, f::APPENDAGE_LEN)?;
+                Inbound::ReplaceOrder(ReplaceOrder {
+                    orig_user_ref: get_u32(b, f::ORIG_USER_REF),
+                    user_ref: get_u32(b, f::USER_REF),
+                    quantity: get_u32(b, f::QUANTITY),
+                    price: get_u64(b, f::PRICE),
+                    time_in_force: b[f::TIF],
+                    display: b[f::DISPLAY],
+                    intermarket_sweep: b[f::ISE],
+                    cl_ord_id: Alpha(get_array(b, f::CL_ORD_ID)),
+                    options: Options::parse(app)?,
+                })
+            }
+            b'X' => {
+                exact(b, field::cancel::LEN)?;
+                Inbound::CancelOrder(CancelOrder {
+                    user_ref: get_u32(b, field::cancel::USER_REF),
+                    quantity: get_u32(b, field::cancel::QUANTITY),
+                })
+            }
+            b'M' => {
+                use field::modify as f;
+                exact(b, f::LEN)?;
+                Inbound::ModifyOrder(ModifyOrder {
+                    user_ref: get_u32(b, f::USER_REF),
+                    side: Side::from_code(b[f::SIDE])?,
+                    quantity: get_u32(b, f::QUANTITY),
+                })
+            }
+            code => {
+                return Err(Error::UnknownType {
+                    format: FORMAT,
+                    code,
+                })
+            }
+        })
+    }
+
+    pub fn buffer_len(&self) -> usize {
+        match self {
+            Inbound::EnterOrder(m) => field::enter::LEN + m.options.buffer_len(),
+            Inbound::ReplaceOrder(m) => field::replace::LEN + m.options.buffer_len(),
+            Inbound::CancelOrder(_) => field::cancel::LEN,
+            Inbound::ModifyOrder(_) => field::modify::LEN,
+        }
+    }
+
+    /// Writes the message at the start of `buf` (clients and the load generator use this); returns its length.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
+        let len = self.buffer_len();
+        room(FORMAT, buf.len(), len)?;
+        let b = &mut buf[..len];
+        match self {
+            Inbound::EnterOrder(m) => {
+                use field::enter as f;
+                b[0] = b'O';
+                put_u32(b, f::USER_REF, m.user_ref);
+                b[f::SIDE] = m.side.code();
+                put_u32(b, f::QUANTITY, m.quantity);
+                put_array(b, f::SYMBOL, &m.symbol.0);
+                put_u64(b, f::PRICE, m.price);
+                b[f::TIF] = m.time_in_force;
+                b[f::DISPLAY] = m.display;
+                b[f::CAPACITY] = m.capacity;
+                b[f::ISE] = m.intermarket_sweep;
+                b[f::CROSS_TYPE] = m.cross_type;
+                put_array(b, f::CL_ORD_ID, &m.cl_ord_id.0);
+                emit_appendage(b, f::APPENDAGE_LEN, &m.options);
+            }
+            Inbound::ReplaceOrder(m) => {
+                use field::replace as f;
+                b[0] = b'U';
+                put_u32(b, f::ORIG_USER_REF, m.orig_user_ref);
+                put_u32(b, f::USER_REF, m.user_ref);
+                put_u32(b, f::QUANTITY, m.quantity);
+                put_u64(b, f::PRICE, m.price);
+                b[f::TIF] = m.time_in_force;
+                b[f::DISPLAY] = m.display;
+                b[f::ISE] = m.intermarket_sweep;
+                put_array(b, f::CL_ORD_ID, &m.cl_ord_id.0);
+                emit_appendage(b, f::APPENDAGE_LEN, &m.options);
+            }
+            Inbound::CancelOrder(m) => {
+                b[0] = b'X';
+                put_u32(b, field::cancel::USER_REF, m.user_ref);
+                put_u32(b, field::cancel::QUANTITY, m.quantity);
+            }
+            Inbound::ModifyOrder(m) => {
+                b[0] = b'M';
+                put_u32(b, field::modify::USER_REF, m.user_ref);
+                b[field::modify::SIDE] = m.side.code();
+                put_u32(b, field::modify::QUANTITY, m.quantity);
+            }
+        }
+        Ok(len)
+    }
+}
+
+/// Order state in Accepted/Replaced: 'L' live, 'D' dead (accepted and at once canceled, e.g. an IOC).
+pub mod order_state {
+    pub const LIVE: u8 = b'L';
+    pub const DEAD: u8 = b'D';
+}
+
+/// Order Accepted 'A' (section 3.2) — also the body of Order Replaced 'U' (section 3.3) with `orig_user_ref`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderAccepted {
+    pub timestamp: u64,
+    pub user_ref: u32,
+    pub side: Side,
+    pub quantity: u32,
+    pub symbol: Symbol,
+    pub price: u64,
+    pub time_in_force: u8,
+    pub display: u8,
+    pub order_ref: u64,
+    pub capacity: u8,
+    pub intermarket_sweep: u8,
+    pub cross_type: u8,
+    pub order_state: u8,
+    pub cl_ord_id: ClOrdId,
+}
+
+/// One outbound (exchange → client) OUCH message. Outbound messages carry no options (appendage length 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outbound {
+    /// System Event 'S' (section 3.1): 'S' start of day, 'E' end of day.
+    SystemEvent {
+        timestamp: u64,
+        event_code: u8,
+    },
+    OrderAccepted(OrderAccepted),
+    /// Order Replaced 'U' (section 3.3): the new order's fields plus the replaced order's UserRefNum.
+    OrderReplaced {
+        orig_user_ref: u32,
+        order: OrderAccepted,
+    },
+    /// Order Canceled 'C' (section 3.4): `quantity` is the decrement, not what is left.
+    OrderCanceled {
+        timestamp: u64,
+        user_ref: u32,
+        quantity: u32,
+        reason: u8,
+    },
+    /// Order Executed 'E' (section 3.6). Liquidity flag 'A' added, 'R' removed.
+    OrderExecuted {
+        timestamp: u64,
+        user_ref: u32,
+        quantity: u32,
+        price: u64,
+        liquidity: u8,
+        match_number: u64,
+    },
+    /// Order Rejected 'J' (section 3.8) with an Appendix C reason code.
+    OrderRejected {
+        timestamp: u64,
+        user_ref: u32,
+        reason: u16,
+        cl_ord_id: ClOrdId,
+    },
+    /// Cancel Reject 'I' (section 3.10): a cancel for an order that cannot be canceled.
+    CancelReject {
+        timestamp: u64,
+        user_ref: u32,
+    },
+    /// Order Modified 'M' (section 3.12): the order's side and its new remaining quantity.
+    OrderModified {
+        timestamp: u64,
+        user_ref: u32,
+        side: Side,
+        quantity: u32,
+    },
+}
+
+impl Outbound {
+    pub fn code(&self) -> u8 {
+        match self {
+            Outbound::SystemEvent { .. } => b'S',
+            Outbound::OrderAccepted(_) => b'A',
+            Outbound::OrderReplaced { .. } => b'U',
+            Outbound::OrderCanceled { .. } => b'C',
+            Outbound::OrderExecuted { .. } => b'E',
+            Outbound::OrderRejected { .. } => b'J',
+            Outbound::CancelReject { .. } => b'I',
+            Outbound::OrderModified { .. } => b'M',
+        }
+    }
+
+    pub fn buffer_len(&self) -> usize {
+        match self {
+            Outbound::SystemEvent { .. } => field::system_event::LEN,
+            Outbound::OrderAccepted(_) => field::accepted::LEN,
+            Outbound::OrderReplaced { .. } => field::replaced::LEN,
+            Outbound::OrderCanceled { .. } => field::canceled::LEN,
+            Outbound::OrderExecuted { .. } => field::executed::LEN,
+            Outbound::OrderRejected { .. } => field::rejected::LEN,
+            Outbound::CancelReject { .. } => field::cancel_reject::LEN,
+            Outbound::OrderModified { .. } => field::modified::LEN,
+        }
+    }
+
+    fn timestamp(&self) -> u64 {
+        match self {
+            Outbound::SystemEvent { timestamp, .. }
+            | Outbound::OrderCanceled { timestamp, .. }
+            | Outbound::OrderExecuted { timestamp, .. }
+            | Outbound::OrderRejected { timestamp, .. }
+            | Outbound::CancelReject { timestamp, .. }
+            | Outbound::OrderModified { timestamp, .. } => *timestamp,
+            Outbound::OrderAccepted(o) | Outbound::OrderReplaced { order: o, .. } => o.timestamp,
+        }
+    }
+
+    /// Writes the message at the start of `buf`; returns its length.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
+        let len = self.buffer_len();
+        room(FORMAT, buf.len(), len)?;
+        let b = &mut buf[..len];
+        b[0] = self.code();
+        put_u64(b, field::TIMESTAMP, self.timestamp());
+        match self {
+            Outbound::SystemEvent { event_code, .. } => {
+                b[field::system_event::EVENT_CODE] = *event_code
+            }
+            Outbound::OrderAccepted(o) => emit_accepted(b, o, 0),
+            Outbound::OrderReplaced {
+                orig_user_ref,
+                order,
+            } => {
+                put_u32(b, field::replaced::ORIG_USER_REF, *orig_user_ref);
+                emit_accepted(b, order, 4);
+            }
+            Outbound::OrderCanceled {
+                user_ref,
+                quantity,
+                reason,
+                ..
+            } => {
+                use field::canceled as f;
+                put_u32(b, f::USER_REF, *user_ref);
+                put_u32(b, f::QUANTITY, *quantity);
+                b[f::REASON] = *reason;
+            }
+            Outbound::OrderExecuted {
+                user_ref,
+                quantity,
+                price,
+                liquidity,
+                match_number,
+                ..
+            } => {
+                use field::executed as f;
+                put_u32(b, f::USER_REF, *user_ref);
+                put_u32(b, f::QUANTITY, *quantity);
+                put_u64(b, f::PRICE, *price);
+                b[f::LIQUIDITY] = *liquidity;
+                put_u64(b, f::MATCH_NUMBER, *match_number);
+                put_u16(b, f::APPENDAGE_LEN, 0);
+            }
+            Outbound::OrderRejected {
+                user_ref,
+                reason,
+                cl_ord_id,
+                ..
+            } => {
+                use field::rejected as f;
+                put_u32(b, f::USER_REF, *user_ref);
+                put_u16(b, f::REASON, *reason);
+                put_array(b, f::CL_ORD_ID, &cl_ord_id.0);
+            }
+            Outbound::CancelReject { user_ref, .. } => {
+                put_u32(b, field::cancel_reject::USER_REF, *user_ref)
+            }
+            Outbound::OrderModified {
+                user_ref,
+                side,
+                quantity,
+                ..
+            } => {
+                use field::modified as f;
+                put_u32(b, f::USER_REF, *user_ref);
+                b[f::SIDE] = side.code();
+                put_u32(b, f::QUANTITY, *quantity);
+            }
+        }
+        Ok(len)
+    }
+
+    /// Decodes one outbound message occupying exactly `b` (clients, tests and the fuzzer use this). Appendages on
+    /// outbound messages are accepted and skipped.
+    pub fn parse(b: &[u8]) -> Result<Outbound> {
+        need(FORMAT, b.len(), 1)?;
+        let ts = |b: &[u8]| get_u64(b, field::TIMESTAMP);
+        Ok(match b[0] {
+            b'S' => {
+                exact(b, field::system_event::LEN)?;
+                Outbound::SystemEvent {
+                    timestamp: ts(b),
+                    event_code: b[field::system_event::EVENT_CODE],
+                }
+            }
+            b'A' => {
+                appendage(b, field::accepted::APPENDAGE_LEN)?;
+                Outbound::OrderAccepted(parse_accepted(b, 0)?)
+            }
+            b'U' => {
+                appendage(b, field::replaced::APPENDAGE_LEN)?;
+                Outbound::OrderReplaced {
+                    orig_user_ref: get_u32(b, field::replaced::ORIG_USER_REF),
+                    order: parse_accepted(b, 4)?,
+                }
+            }
+            b'C' => {
+                use field::canceled as f;
+                exact(b, f::LEN)?;
+                Outbound::OrderCanceled {
+                    timestamp: ts(b),
+                    user_ref: get_u32(b, f::USER_REF),
+                    quantity: get_u32(b, f::QUANTITY),
+                    reason: b[f::REASON],
+                }
+            }
+            b'E' => {
+                use field::executed as f;
+                appendage(b, f::APPENDAGE_LEN)?;
+                Outbound::OrderExecuted {
+                    timestamp: ts(b),
+                    user_ref: get_u32(b, f::USER_REF),
+                    quantity: get_u32(b, f::QUANTITY),
+                    price: get_u64(b, f::PRICE),
+                    liquidity: b[f::LIQUIDITY],
+                    match_number: get_u64(b, f::MATCH_NUMBER),
+                }
+            }
+            b'J' => {
+                use field::rejected as f;
+                exact(b, f::LEN)?;
+                Outbound::OrderRejected {
+                    timestamp: ts(b),
+                    user_ref: get_u32(b, f::USER_REF),
+                    reason: get_u16(b, f::REASON),
+                    cl_ord_id: Alpha(get_array(b, f::CL_ORD_ID)),
+                }
+            }
+            b'I' => {
+                exact(b, field::cancel_reject::LEN)?;
+                Outbound::CancelReject {
+                    timestamp: ts(b),
+                    user_ref: get_u32(b, field::cancel_reject::USER_REF),
+                }
+            }
+            b'M' => {
+                use field::modified as f;
+                exact(b, f::LEN)?;
+                Outbound::OrderModified {
+                    timestamp: ts(b),
+                    user_ref: get_u32(b, f::USER_REF),
+                    side: Side::from_code(b[f::SIDE])?,
+                    quantity: get_u32(b, f::QUANTITY),
+                }
+            }
+            code => {
+                return Err(Error::UnknownType {
+                    format: FORMAT,
+                    code,
+                })
+            }
+        })
+    }
+}
+
+/// Accepted and Replaced share a layout after Replaced's extra OrigUserRefNum; `shift` is 4 for Replaced.
+fn emit_accepted(b: &mut [u8], o: &OrderAccepted, shift: usize) {
+    use field::accepted as f;
+    put_u32(b, f::USER_REF + shift, o.user_ref);
+    b[f::SIDE + shift] = o.side.code();
+    put_u32(b, f::QUANTITY + shift, o.quantity);
+    put_array(b, f::SYMBOL + shift, &o.symbol.0);
+    put_u64(b, f::PRICE + shift, o.price);
+    b[f::TIF + shift] = o.time_in_force;
+    b[f::DISPLAY + shift] = o.display;
+    put_u64(b, f::ORDER_REF + shift, o.order_ref);
+    b[f::CAPACITY + shift] = o.capacity;
+    b[f::ISE + shift] = o.intermarket_sweep;
+    b[f::CROSS_TYPE + shift] = o.cross_type;
+    b[f::ORDER_STATE + shift] = o.order_state;
+    put_array(b, f::CL_ORD_ID + shift, &o.cl_ord_id.0);
+    put_u16(b, f::APPENDAGE_LEN + shift, 0);
+}
+
+fn parse_accepted(b: &[u8], shift: usize) -> Result<OrderAccepted> {
+    use field::accepted as f;
+    Ok(OrderAccepted {
+        timestamp: get_u64(b, field::TIMESTAMP),
+        user_ref: get_u32(b, f::USER_REF + shift),
+        side: Side::from_code(b[f::SIDE + shift])?,
+        quantity: get_u32(b, f::QUANTITY + shift),
+        symbol: Alpha(get_array(b, f::SYMBOL + shift)),
+        price: get_u64(b, f::PRICE + shift),
+        time_in_force: b[f::TIF + shift],
+        display: b[f::DISPLAY + shift],
+        order_ref: get_u64(b, f::ORDER_REF + shift),
+        capacity: b[f::CAPACITY + shift],
+        intermarket_sweep: b[f::ISE + shift],
+        cross_type: b[f::CROSS_TYPE + shift],
+        order_state: b[f::ORDER_STATE + shift],
+        cl_ord_id: Alpha(get_array(b, f::CL_ORD_ID + shift)),
+    })
+}
+
+#[cfg(test)]
+#[path = "ouch_tests.rs"]
+mod tests;

@@ -1,0 +1,480 @@
+//! OUCH → engine command and engine event → OUCH/ITCH translation.
+
+use bourse::translate::{reject_code, OuchReject, TranslateLimits, Translator, MARKET_PRICE};
+use bourse_engine::{
+    Cancel, CancelReason, Command, Event, OrderKind, Party, RejectReason, Replace, Side,
+    TimeInForce,
+};
+use bourse_nic::wire::alpha::{ClOrdId, Symbol};
+use bourse_nic::wire::{itch, ouch};
+
+fn translator() -> Translator {
+    let syms = [Symbol::new("AAPL").unwrap(), Symbol::new("MSFT").unwrap()];
+    Translator::new(
+        &syms,
+        TranslateLimits {
+            sessions_max: 4,
+            records_max: 16,
+        },
+    )
+}
+
+fn enter(user_ref: u32) -> ouch::EnterOrder {
+    ouch::EnterOrder {
+        user_ref,
+        side: ouch::Side::Buy,
+        quantity: 100,
+        symbol: Symbol::new("MSFT").unwrap(),
+        price: 3_000_000,
+        time_in_force: ouch::tif::DAY,
+        display: b'Y',
+        capacity: b'P',
+        intermarket_sweep: b'N',
+        cross_type: b'N',
+        cl_ord_id: ClOrdId::new("ORD-1").unwrap(),
+        options: ouch::Options::default(),
+    }
+}
+
+fn new_order(
+    t: &mut Translator,
+    m: ouch::EnterOrder,
+) -> Result<bourse_engine::NewOrder, OuchReject> {
+    match t.on_ouch(2, 20, &ouch::Inbound::EnterOrder(m))? {
+        Command::NewOrder(n) => Ok(n),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn enter_order_limit_day() {
+    let mut t = translator();
+    let n = new_order(&mut t, enter(1)).unwrap();
+    assert_eq!((n.session, n.user_ref, n.account, n.symbol), (2, 1, 20, 1));
+    assert_eq!(
+        (n.side, n.kind, n.tif, n.post_only),
+        (Side::Buy, OrderKind::Limit, TimeInForce::Day, false)
+    );
+    assert_eq!((n.qty, n.price), (100, 3_000_000));
+}
+
+#[test]
+fn enter_order_kinds_and_tif() {
+    let mut t = translator();
+    let ioc = new_order(
+        &mut t,
+        ouch::EnterOrder {
+            time_in_force: ouch::tif::IOC,
+            ..enter(1)
+        },
+    )
+    .unwrap();
+    assert_eq!(ioc.tif, TimeInForce::Ioc);
+    let fok = ouch::EnterOrder {
+        time_in_force: ouch::tif::IOC,
+        options: ouch::Options {
+            min_qty: Some(100),
+            ..Default::default()
+        },
+        ..enter(2)
+    };
+    assert_eq!(new_order(&mut t, fok).unwrap().tif, TimeInForce::Fok);
+    let mkt = new_order(
+        &mut t,
+        ouch::EnterOrder {
+            price: MARKET_PRICE,
+            side: ouch::Side::SellShort,
+            ..enter(3)
+        },
+    )
+    .unwrap();
+    assert_eq!((mkt.kind, mkt.side), (OrderKind::Market, Side::Sell));
+    let stop = ouch::EnterOrder {
+        options: ouch::Options {
+            stop_price: Some(2_900_000),
+            ..Default::default()
+        },
+        ..enter(4)
+    };
+    let s = new_order(&mut t, stop).unwrap();
+    assert_eq!(
+        (s.kind, s.stop_price, s.price),
+        (OrderKind::StopLimit, 2_900_000, 3_000_000)
+    );
+    let stop_mkt = ouch::EnterOrder {
+        price: MARKET_PRICE,
+        options: ouch::Options {
+            stop_price: Some(2_900_000),
+            ..Default::default()
+        },
+        ..enter(5)
+    };
+    assert_eq!(new_order(&mut t, stop_mkt).unwrap().kind, OrderKind::Stop);
+    let po = ouch::EnterOrder {
+        options: ouch::Options {
+            post_only: Some(b'P'),
+            ..Default::default()
+        },
+        ..enter(6)
+    };
+    assert!(new_order(&mut t, po).unwrap().post_only);
+}
+
+#[test]
+fn enter_order_rejects() {
+    let mut t = translator();
+    let r = new_order(
+        &mut t,
+        ouch::EnterOrder {
+            price: u64::from(u32::MAX) + 1,
+            ..enter(1)
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        r,
+        OuchReject {
+            user_ref: 1,
+            reason: ouch::reject_reason::INVALID_PRICE,
+            cl_ord_id: ClOrdId::new("ORD-1").unwrap()
+        }
+    );
+    let r = new_order(
+        &mut t,
+        ouch::EnterOrder {
+            symbol: Symbol::new("ZZZZ").unwrap(),
+            ..enter(2)
+        },
+    )
+    .unwrap_err();
+    assert_eq!(r.reason, ouch::reject_reason::INVALID_SYMBOL);
+    let r = new_order(
+        &mut t,
+        ouch::EnterOrder {
+            options: ouch::Options {
+                min_qty: Some(5),
+                ..Default::default()
+            },
+            ..enter(3)
+        },
+    )
+    .unwrap_err();
+    assert_eq!(r.reason, ouch::reject_reason::INVALID_MIN_QUANTITY);
+    let r = new_order(
+        &mut t,
+        ouch::EnterOrder {
+            time_in_force: b'9',
+            ..enter(4)
+        },
+    )
+    .unwrap_err();
+    assert_eq!(r.reason, ouch::reject_reason::OTHER);
+    let mut buf = [0xa5u8; 40];
+    assert_eq!(r.emit(7, &mut buf).unwrap(), 29);
+    assert_eq!(buf[0], b'J');
+    assert_eq!(&buf[13..15], &[0x00, 0x0f]);
+    assert_eq!(&buf[15..29], b"ORD-1         ");
+}
+
+#[test]
+fn cancel_replace_modify() {
+    let mut t = translator();
+    new_order(
+        &mut t,
+        ouch::EnterOrder {
+            side: ouch::Side::Sell,
+            ..enter(1)
+        },
+    )
+    .unwrap();
+    let c = t
+        .on_ouch(
+            2,
+            20,
+            &ouch::Inbound::CancelOrder(ouch::CancelOrder {
+                user_ref: 1,
+                quantity: 0,
+            }),
+        )
+        .unwrap();
+    assert_eq!(
+        c,
+        Command::Cancel(Cancel {
+            session: 2,
+            user_ref: 1,
+            qty: 0
+        })
+    );
+    let m = t
+        .on_ouch(
+            2,
+            20,
+            &ouch::Inbound::ModifyOrder(ouch::ModifyOrder {
+                user_ref: 1,
+                side: ouch::Side::SellShort,
+                quantity: 40,
+            }),
+        )
+        .unwrap();
+    assert_eq!(
+        m,
+        Command::Cancel(Cancel {
+            session: 2,
+            user_ref: 1,
+            qty: 40
+        })
+    );
+    let bad = t.on_ouch(
+        2,
+        20,
+        &ouch::Inbound::ModifyOrder(ouch::ModifyOrder {
+            user_ref: 1,
+            side: ouch::Side::Buy,
+            quantity: 40,
+        }),
+    );
+    assert_eq!(bad.unwrap_err().reason, ouch::reject_reason::INVALID_SIDE);
+    let rep = ouch::ReplaceOrder {
+        orig_user_ref: 1,
+        user_ref: 2,
+        quantity: 50,
+        price: 3_100_000,
+        time_in_force: ouch::tif::DAY,
+        display: b'Y',
+        intermarket_sweep: b'N',
+        cl_ord_id: ClOrdId::new("ORD-2").unwrap(),
+        options: ouch::Options::default(),
+    };
+    let r = t.on_ouch(2, 20, &ouch::Inbound::ReplaceOrder(rep)).unwrap();
+    assert_eq!(
+        r,
+        Command::Replace(Replace {
+            session: 2,
+            orig_user_ref: 1,
+            new_user_ref: 2,
+            qty: 50,
+            price: 3_100_000
+        })
+    );
+    let too_high = ouch::ReplaceOrder {
+        price: 1 << 40,
+        user_ref: 3,
+        ..rep
+    };
+    assert_eq!(
+        t.on_ouch(2, 20, &ouch::Inbound::ReplaceOrder(too_high))
+            .unwrap_err()
+            .reason,
+        ouch::reject_reason::INVALID_PRICE
+    );
+}
+
+type Outs = (Vec<(u16, Option<u32>, Vec<u8>)>, Vec<Vec<u8>>);
+
+fn run(t: &mut Translator, ev: Event) -> Outs {
+    let mut o = Vec::new();
+    let mut i = Vec::new();
+    t.on_event(
+        &ev,
+        1_000,
+        &mut |s, first, b| o.push((s, first, b.to_vec())),
+        &mut |b| i.push(b.to_vec()),
+    );
+    (o, i)
+}
+
+#[test]
+fn accepted_echoes_cl_ord_id() {
+    let mut t = translator();
+    new_order(&mut t, enter(1)).unwrap();
+    let ev = Event::Accepted {
+        order_ref: 77,
+        session: 2,
+        user_ref: 1,
+        account: 20,
+        symbol: 1,
+        side: Side::Buy,
+        kind: OrderKind::Limit,
+        tif: TimeInForce::Day,
+        qty: 100,
+        price: 3_000_000,
+        queued: false,
+    };
+    let (o, i) = run(&mut t, ev);
+    assert!(i.is_empty());
+    assert_eq!(o.len(), 1);
+    assert_eq!((o[0].0, o[0].1), (2, Some(1)));
+    match ouch::Outbound::parse(&o[0].2).unwrap() {
+        ouch::Outbound::OrderAccepted(a) => {
+            assert_eq!(a.cl_ord_id, ClOrdId::new("ORD-1").unwrap());
+            assert_eq!(
+                (a.order_ref, a.quantity, a.price, a.capacity),
+                (77, 100, 3_000_000, b'P')
+            );
+            assert_eq!(a.symbol, Symbol::new("MSFT").unwrap());
+            assert_eq!(a.timestamp, 1_000);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn rejected_and_canceled() {
+    let mut t = translator();
+    let (o, _) = run(
+        &mut t,
+        Event::Rejected {
+            session: 2,
+            user_ref: 9,
+            reason: RejectReason::InsufficientFunds,
+        },
+    );
+    assert_eq!(
+        ouch::Outbound::parse(&o[0].2).unwrap(),
+        ouch::Outbound::OrderRejected {
+            timestamp: 1_000,
+            user_ref: 9,
+            reason: 0x0020,
+            cl_ord_id: ClOrdId::BLANK
+        }
+    );
+    assert_eq!(
+        reject_code(RejectReason::Halted),
+        ouch::reject_reason::HALTED
+    );
+    let cancel = |reason| Event::Canceled {
+        order_ref: 5,
+        session: 2,
+        user_ref: 9,
+        symbol: 0,
+        side: Side::Buy,
+        canceled_qty: 10,
+        leaves_qty: 0,
+        reason,
+    };
+    let (o, _) = run(&mut t, cancel(CancelReason::ImmediateOrCancel));
+    assert_eq!(
+        ouch::Outbound::parse(&o[0].2).unwrap(),
+        ouch::Outbound::OrderCanceled {
+            timestamp: 1_000,
+            user_ref: 9,
+            quantity: 10,
+            reason: b'I'
+        }
+    );
+    assert!(
+        run(&mut t, cancel(CancelReason::Replaced)).0.is_empty(),
+        "Order Replaced reports it"
+    );
+}
+
+#[test]
+fn executed_to_both_sides_and_itch() {
+    let mut t = translator();
+    let party = |session, user_ref, order_ref| Party {
+        order_ref,
+        session,
+        user_ref,
+        account: 0,
+        leaves_qty: 0,
+    };
+    let ev = Event::Executed {
+        symbol: 0,
+        match_number: 42,
+        price: 1_500_000,
+        qty: 30,
+        maker: party(1, 5, 100),
+        taker: party(2, 9, 101),
+        taker_side: Side::Buy,
+    };
+    let (o, i) = run(&mut t, ev);
+    assert_eq!(o.len(), 2);
+    assert!(matches!(
+        ouch::Outbound::parse(&o[0].2).unwrap(),
+        ouch::Outbound::OrderExecuted {
+            user_ref: 5,
+            liquidity: b'A',
+            quantity: 30,
+            match_number: 42,
+            ..
+        }
+    ));
+    assert_eq!(o[1].0, 2);
+    assert!(matches!(
+        ouch::Outbound::parse(&o[1].2).unwrap(),
+        ouch::Outbound::OrderExecuted {
+            user_ref: 9,
+            liquidity: b'R',
+            ..
+        }
+    ));
+    assert_eq!(
+        itch::Message::parse(&i[0]).unwrap(),
+        itch::Message::OrderExecuted(itch::OrderExecuted {
+            header: itch::Header {
+                locate: 0,
+                tracking: 0,
+                timestamp: 1_000
+            },
+            order_ref: 100,
+            shares: 30,
+            match_number: 42,
+            with_price: None
+        })
+    );
+}
+
+#[test]
+fn book_events_to_itch() {
+    let mut t = translator();
+    let (_, i) = run(
+        &mut t,
+        Event::BookAdd {
+            order_ref: 7,
+            symbol: 0,
+            side: Side::Sell,
+            price: 10_000,
+            qty: 5,
+        },
+    );
+    assert_eq!(i[0].len(), 36);
+    assert_eq!(i[0][0], b'A');
+    assert_eq!(&i[0][24..32], b"AAPL    ");
+    let (_, i) = run(
+        &mut t,
+        Event::BookReduce {
+            order_ref: 7,
+            symbol: 0,
+            canceled_qty: 2,
+        },
+    );
+    assert_eq!((i[0][0], i[0].len()), (b'X', 23));
+    let (_, i) = run(
+        &mut t,
+        Event::BookDelete {
+            order_ref: 7,
+            symbol: 0,
+        },
+    );
+    assert_eq!((i[0][0], i[0].len()), (b'D', 19));
+    let (_, i) = run(
+        &mut t,
+        Event::BookReplace {
+            old_ref: 7,
+            new_ref: 8,
+            symbol: 0,
+            price: 1,
+            qty: 1,
+        },
+    );
+    assert_eq!((i[0][0], i[0].len()), (b'U', 35));
+    let (_, i) = run(
+        &mut t,
+        Event::TradingAction {
+            symbol: 1,
+            state: bourse_engine::TradingState::Halted,
+            reason: bourse_engine::HaltReason::PriceBand,
+        },
+    );
+    assert_eq!(&i[0][11..25], b"MSFT    H LUDP");
+}
