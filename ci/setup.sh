@@ -5,12 +5,12 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   # pkg-config + DPDK for the dpdk backend; libxdp/libbpf for AF_XDP tooling; libibverbs for the verbs mirror;
-  # iproute2 for the namespace tests; fontconfig for the plotting crate's text rendering.
+  # iproute2 for the namespace tests; a TrueType font for `bourse hist --plot`.
   apt-get install -y -qq --no-install-recommends \
     build-essential pkg-config iproute2 \
     dpdk dpdk-dev libdpdk-dev \
     libxdp-dev libbpf-dev \
     rdma-core libibverbs-dev ibverbs-utils \
-    libfontconfig1-dev >/dev/null
+    fonts-dejavu-core util-linux >/dev/null
 fi
 command -v cargo >/dev/null || { echo "ci/setup.sh: cargo is required" >&2; exit 1; }

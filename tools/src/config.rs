@@ -317,7 +317,7 @@ impl Config {
         if !(64..=9_000).contains(&md.payload_max_bytes) {
             bail!("market_data.payload_max_bytes = {} must be in 64..=9000", md.payload_max_bytes);
         }
-        if self.wal.segment_bytes < 1 << 20 || self.wal.segment_bytes % 4096 != 0 {
+        if self.wal.segment_bytes < 1 << 20 || !self.wal.segment_bytes.is_multiple_of(4096) {
             bail!("wal.segment_bytes = {} must be a multiple of 4096 and at least 1 MiB", self.wal.segment_bytes);
         }
         if self.symbols.is_empty() {
@@ -344,7 +344,7 @@ impl Config {
             if tick == 0 {
                 bail!("{} must be positive", at("tick"));
             }
-            if reference == 0 || reference % tick != 0 {
+            if reference == 0 || !reference.is_multiple_of(tick) {
                 bail!("{} = {} must be positive and a multiple of tick {}", at("reference_price"), s.reference_price, s.tick);
             }
             let min = self.ladder_min(s)?;

@@ -181,7 +181,7 @@ fn pipeline_loop(
         polls += 1;
         if n == 0 {
             idle = idle.wrapping_add(1);
-            if idle % 1024 == 0 {
+            if idle.is_multiple_of(1024) {
                 pipeline.tick_if_idle(100_000_000);
                 let now = pipeline.time.now();
                 pipeline.sessions.expire(now);
@@ -192,7 +192,7 @@ fn pipeline_loop(
         } else {
             idle = 0;
         }
-        if polls % 4096 == 0 {
+        if polls.is_multiple_of(4096) {
             exported.export(pipeline, backend.as_ref(), stats);
         }
         if let Some(f) = pipeline.failure() {

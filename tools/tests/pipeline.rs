@@ -1,0 +1,268 @@
+//! The appliance pipeline end to end without a network: a scripted backend feeds it SoupBinTCP/OUCH datagrams, and
+//! the test checks what comes out (login, replies, executions, market data, rejects) and that the pipeline thread
+//! allocates nothing once it is running.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use bourse::alloc_count::{allocations_on_this_thread, CountingAlloc};
+use bourse::appliance::setup::build_pipeline;
+use bourse::config::Config;
+use bourse::obs::tsc::Clock;
+use bourse_nic::backend::{Backend, BackendStats, Datagram, TxFull};
+use bourse_nic::wire::alpha::{Alpha, ClOrdId};
+use bourse_nic::wire::moldudp64;
+use bourse_nic::wire::ouch::{self, EnterOrder, Inbound, Options};
+use bourse_nic::wire::soup;
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// Feeds pre-built datagrams in bursts and keeps what is sent in preallocated storage.
+struct Script {
+    inbox: Vec<(SocketAddrV4, Vec<u8>)>,
+    next: usize,
+    burst: usize,
+    sent: Vec<(SocketAddrV4, [u8; 1500], usize)>,
+    sent_len: usize,
+    stats: BackendStats,
+}
+
+impl Script {
+    fn new(inbox: Vec<(SocketAddrV4, Vec<u8>)>, sent_max: usize) -> Script {
+        Script {
+            inbox,
+            next: 0,
+            burst: 16,
+            sent: vec![(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), [0; 1500], 0); sent_max],
+            sent_len: 0,
+            stats: BackendStats::default(),
+        }
+    }
+    fn done(&self) -> bool {
+        self.next == self.inbox.len()
+    }
+    fn sent(&self) -> impl Iterator<Item = (SocketAddrV4, &[u8])> {
+        self.sent[..self.sent_len].iter().map(|(a, b, n)| (*a, &b[..*n]))
+    }
+}
+
+impl Backend for Script {
+    fn name(&self) -> &'static str {
+        "script"
+    }
+    fn rx_burst(&mut self, f: &mut dyn FnMut(Datagram<'_>)) -> usize {
+        let end = (self.next + self.burst).min(self.inbox.len());
+        let dst = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9000);
+        for (src, bytes) in &self.inbox[self.next..end] {
+            f(Datagram { src: *src, dst, payload: bytes });
+        }
+        let n = end - self.next;
+        self.next = end;
+        self.stats.rx += n as u64;
+        n
+    }
+    fn tx(&mut self, dst: SocketAddrV4, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxFull> {
+        // Keep the first `sent.len()` datagrams, count the rest: storage stays preallocated.
+        if self.sent_len < self.sent.len() {
+            let slot = &mut self.sent[self.sent_len];
+            slot.0 = dst;
+            slot.2 = fill(&mut slot.1);
+            self.sent_len += 1;
+        } else {
+            let mut scratch = [0u8; 1500];
+            fill(&mut scratch);
+        }
+        self.stats.tx += 1;
+        Ok(())
+    }
+    fn tx_flush(&mut self) -> usize {
+        0
+    }
+    fn stats(&self) -> BackendStats {
+        self.stats
+    }
+}
+
+fn config(dir: &std::path::Path) -> Config {
+    Config::parse(&format!(
+        r#"
+        [backend]
+        kind = "socket"
+        bind = "127.0.0.1:9000"
+        [market_data]
+        group = "127.0.0.1:9100"
+        [wal]
+        dir = "{}"
+        mode = "dax"
+        segment_bytes = 67108864
+        [capacity]
+        orders_max = 65536
+        levels_per_symbol = 8192
+        [[symbols]]
+        name = "AAPL"
+        reference_price = "150.00"
+        [[firms]]
+        name = "alpha"
+        username = "ALPHA"
+        password = "pw-a"
+        allowed_sources = ["127.0.0.1:5000"]
+        cash = "1000000000"
+        shares = {{ AAPL = 10000000 }}
+        [[firms]]
+        name = "beta"
+        username = "BETA"
+        password = "pw-b"
+        allowed_sources = ["127.0.0.1:5001"]
+        cash = "1000000000"
+        shares = {{ AAPL = 10000000 }}
+        "#,
+        dir.display()
+    ))
+    .unwrap()
+}
+
+fn login(user: &str, password: &str) -> Vec<u8> {
+    let mut b = vec![0u8; 64];
+    let r = soup::Repr::LoginRequest(soup::LoginRequest {
+        username: Alpha::new(user).unwrap(),
+        password: Alpha::new(password).unwrap(),
+        session: Alpha::BLANK,
+        sequence: 0,
+    });
+    let n = r.emit(&mut b).unwrap();
+    b.truncate(n);
+    b
+}
+
+fn ouch_datagram(msg: &Inbound) -> Vec<u8> {
+    let mut body = [0u8; 128];
+    let n = msg.emit(&mut body).unwrap();
+    let mut b = vec![0u8; n + 3];
+    let len = soup::emit_data_header(&mut b, b'U', n).unwrap();
+    b[soup::HEADER_LEN..soup::HEADER_LEN + n].copy_from_slice(&body[..n]);
+    b.truncate(len);
+    b
+}
+
+fn enter(user_ref: u32, side: ouch::Side, qty: u32, price_ticks: u64, tif: u8) -> Inbound {
+    Inbound::EnterOrder(EnterOrder {
+        user_ref,
+        side,
+        quantity: qty,
+        symbol: Alpha::new("AAPL").unwrap(),
+        price: price_ticks,
+        time_in_force: tif,
+        display: b'Y',
+        capacity: b'A',
+        intermarket_sweep: b'N',
+        cross_type: b'N',
+        cl_ord_id: ClOrdId::new(&format!("C{user_ref}")).unwrap(),
+        options: Options::default(),
+    })
+}
+
+/// OUCH messages in every datagram sent to `dst` (MoldUDP64-framed replies).
+fn ouch_replies<'a>(sent: impl Iterator<Item = (SocketAddrV4, &'a [u8])>, dst: SocketAddrV4) -> Vec<ouch::Outbound> {
+    let mut out = Vec::new();
+    for (to, d) in sent {
+        if to != dst {
+            continue;
+        }
+        let Ok(p) = moldudp64::Packet::new_checked(d) else { continue };
+        for m in p.messages() {
+            if let Ok(m) = ouch::Outbound::parse(m) {
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn orders_flow_through_the_pipeline_and_it_allocates_nothing_after_start_up() {
+    let dir = std::env::temp_dir().join(format!("bourse-pipeline-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = config(&dir);
+    let (mut pipeline, _exporter, started) = build_pipeline(&cfg, Clock::calibrate(Duration::from_millis(20))).unwrap();
+    assert!(started.genesis_inputs > 0);
+
+    let a = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5000);
+    let b = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5001);
+    let stranger = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 9), 5000);
+    let mut inbox = vec![(a, login("ALPHA", "pw-a")), (b, login("BETA", "pw-b"))];
+    // Bad input first: garbage, a wrong password, an unknown source, an order before login.
+    inbox.push((a, vec![0xff; 7]));
+    inbox.push((stranger, login("ALPHA", "pw-a")));
+    inbox.push((b, login("BETA", "wrong")));
+    inbox.push((stranger, ouch_datagram(&enter(1, ouch::Side::Buy, 10, 1_500_000, b'0'))));
+    // Then a long stream: alpha rests bids, beta sells into them; cancels and replaces in between.
+    let orders = 30_000u32;
+    let (mut ra, mut rb) = (0u32, 0u32);
+    for i in 0..orders {
+        let price = 1_490_000 + u64::from(i % 50) * 100;
+        ra += 1;
+        inbox.push((a, ouch_datagram(&enter(ra, ouch::Side::Buy, 10, price, b'0'))));
+        match i % 4 {
+            0 => {
+                rb += 1;
+                inbox.push((b, ouch_datagram(&enter(rb, ouch::Side::Sell, 10, 1_480_000, b'3'))));
+            }
+            1 => inbox.push((a, ouch_datagram(&Inbound::CancelOrder(ouch::CancelOrder { user_ref: ra, quantity: 0 })))),
+            2 => {
+                ra += 1;
+                inbox.push((
+                    a,
+                    ouch_datagram(&Inbound::ReplaceOrder(ouch::ReplaceOrder {
+                        orig_user_ref: ra - 1,
+                        user_ref: ra,
+                        quantity: 5,
+                        price: price - 100,
+                        time_in_force: b'0',
+                        display: b'Y',
+                        intermarket_sweep: b'N',
+                        cl_ord_id: ClOrdId::new("R").unwrap(),
+                        options: Options::default(),
+                    })),
+                ));
+            }
+            _ => {}
+        }
+    }
+    // A retransmitted order (same UserRefNum) must not execute twice.
+    inbox.push((a, ouch_datagram(&enter(ra, ouch::Side::Buy, 10, 1_490_000, b'0'))));
+    let total = inbox.len();
+    let mut backend = Script::new(inbox, 64);
+
+    // Warm up: logins and the first bursts touch every lazily-initialised path once.
+    for _ in 0..64 {
+        pipeline.poll(&mut backend);
+    }
+    let before = allocations_on_this_thread();
+    while !backend.done() {
+        pipeline.poll(&mut backend);
+    }
+    for _ in 0..1000 {
+        pipeline.poll(&mut backend);
+    }
+    let allocated = allocations_on_this_thread() - before;
+    assert_eq!(allocated, 0, "the pipeline thread allocated {allocated} times after start-up");
+    assert_eq!(backend.stats.rx as usize, total);
+    assert!(pipeline.failure().is_none());
+    assert_eq!(pipeline.waiting(), (0, 0), "everything committed was released");
+
+    // Sessions: two logins; the stranger, the wrong password and the early order were dropped and counted.
+    assert_eq!(pipeline.counters.logins, 2);
+    let drops: u64 = pipeline.sessions.counters().drops.iter().sum();
+    assert!(drops >= 4, "bad input is dropped and counted, got {drops}");
+    assert!(pipeline.sessions.counters().duplicates >= 1);
+
+    // Replies: each firm got its login, and OUCH replies went only to logged-in firms.
+    let replies_a = ouch_replies(backend.sent(), a);
+    assert!(replies_a.iter().any(|m| matches!(m, ouch::Outbound::OrderAccepted(_))), "alpha got Accepted");
+    let inputs = pipeline.counters.inputs;
+    assert!(inputs > u64::from(orders), "every order was sequenced ({inputs})");
+    assert!(pipeline.engine.check_invariants().is_ok());
+    assert!(backend.stats.tx > u64::from(orders), "replies and market data were sent ({})", backend.stats.tx);
+    let _ = std::fs::remove_dir_all(&dir);
+}
