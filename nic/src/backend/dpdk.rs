@@ -39,10 +39,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use super::{Backend, BackendConfig, BackendStats, Datagram, TxFull};
-use crate::wire::checksum;
 use crate::wire::ethernet::{self, Address};
 use crate::wire::frame::{self, Classified, DropCounters, DropReason, Local, UdpHeaders, UDP_PAYLOAD_OFFSET};
-use crate::wire::{arp, ipv4, udp};
+use crate::wire::arp;
 
 /// Receive descriptors requested for queue 0 (drivers such as net_af_packet size their own rings and ignore it).
 const RX_DESCRIPTORS: u16 = 1024;
@@ -326,7 +325,7 @@ impl DpdkBackend {
         for i in 0..n {
             let action = match self.rx.frame_mut(i) {
                 None => Action::Drop(DropReason::Truncated),
-                Some(frame) => match classify(frame, &self.local) {
+                Some(frame) => match frame::classify(frame, &self.local) {
                     Classified::Udp { src, dst, payload } => {
                         let src_mac = ethernet::Frame::new_unchecked(&*frame).src_addr();
                         self.peers.learn(*src.ip(), src_mac);
@@ -410,7 +409,7 @@ impl Backend for DpdkBackend {
             let action = match self.rx.frame(i) {
                 // A chained (multi-segment) mbuf: our payloads always fit one segment, so this is not ours.
                 None => Action::Drop(DropReason::Truncated),
-                Some(frame) => match classify(frame, &self.local) {
+                Some(frame) => match frame::classify(frame, &self.local) {
                     Classified::Udp { src, dst, payload } => {
                         self.peers.learn(*src.ip(), ethernet::Frame::new_unchecked(frame).src_addr());
                         f(Datagram { src, dst, payload: &frame[payload] });
@@ -499,37 +498,6 @@ fn check_config(config: &BackendConfig) -> Result<(), DpdkError> {
         return bad(format!("bind address {} must be one unicast address: the port answers ARP for it", config.bind));
     }
     Ok(())
-}
-
-/// [`frame::classify`], plus acceptance of the partial UDP checksum veth leaves in kernel-sent frames.
-fn classify(frame: &[u8], local: &Local) -> Classified {
-    match frame::classify(frame, local) {
-        Classified::Drop(DropReason::BadUdpChecksum) => match partial_checksum_datagram(frame) {
-            Some(udp) => udp,
-            None => Classified::Drop(DropReason::BadUdpChecksum),
-        },
-        other => other,
-    }
-}
-
-/// Re-reads a frame whose UDP checksum failed and accepts it when the field holds the pseudo-header sum, which
-/// is what the kernel writes for CHECKSUM_PARTIAL before a NIC would finish the job. Only called after
-/// `frame::classify` has validated every length, so it reports the datagram exactly as classify would have.
-fn partial_checksum_datagram(frame: &[u8]) -> Option<Classified> {
-    let ip = ipv4::Packet::new_checked(frame.get(ethernet::HEADER_LEN..)?).ok()?;
-    let datagram = udp::Packet::new_checked(ip.payload()).ok()?;
-    let (src, dst) = (ip.src_addr(), ip.dst_addr());
-    let pseudo = checksum::pseudo_header(src, dst, ipv4::protocol::UDP, datagram.len());
-    if datagram.checksum() != !checksum::finish(pseudo) {
-        return None;
-    }
-    let start = ethernet::HEADER_LEN + ip.header_len() + udp::HEADER_LEN;
-    let end = ethernet::HEADER_LEN + ip.header_len() + usize::from(datagram.len());
-    Some(Classified::Udp {
-        src: SocketAddrV4::new(src, datagram.src_port()),
-        dst: SocketAddrV4::new(dst, datagram.dst_port()),
-        payload: start..end,
-    })
 }
 
 /// Builds a broadcast ARP request for `target`, padded to the Ethernet minimum. Returns the frame length.
@@ -997,8 +965,7 @@ mod tests {
     fn accepts_partial_udp_checksum_and_rejects_others() {
         let local = Local { mac: Address([2, 0, 0, 0, 0, 2]), ip: Ipv4Addr::new(10, 0, 0, 2), port: Some(5678) };
         let f = partial_checksum_frame();
-        assert_eq!(frame::classify(&f, &local), Classified::Drop(DropReason::BadUdpChecksum));
-        match classify(&f, &local) {
+        match frame::classify(&f, &local) {
             Classified::Udp { src, dst, payload } => {
                 assert_eq!(src, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1234));
                 assert_eq!(dst, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 5678));
@@ -1008,7 +975,7 @@ mod tests {
         }
         let mut damaged = f;
         damaged[41] ^= 0x01;
-        assert_eq!(classify(&damaged, &local), Classified::Drop(DropReason::BadUdpChecksum));
+        assert_eq!(frame::classify(&damaged, &local), Classified::Drop(DropReason::BadUdpChecksum));
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub enum DropReason {
     NotOurIp,
     /// UDP to another port.
     NotOurPort,
-    /// UDP checksum present and wrong.
+    /// UDP checksum present and wrong (neither complete, zero, nor the partial pseudo-header sum of offload).
     BadUdpChecksum,
     /// UDP length field malformed.
     BadUdpLength,
@@ -173,7 +173,7 @@ fn classify_ipv4(frame: &[u8], local: &Local) -> Classified {
     if local.port.is_some_and(|p| p != udp.dst_port()) {
         return Classified::Drop(DropReason::NotOurPort);
     }
-    if !udp.verify_checksum(repr.src_addr, repr.dst_addr) {
+    if !udp.verify_checksum(repr.src_addr, repr.dst_addr) && !udp.has_partial_checksum(repr.src_addr, repr.dst_addr) {
         return Classified::Drop(DropReason::BadUdpChecksum);
     }
     let start = udp_start + udp::HEADER_LEN;

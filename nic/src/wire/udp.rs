@@ -103,6 +103,14 @@ impl<T: AsRef<[u8]>> Packet<T> {
             &self.buffer.as_ref()[..usize::from(len)],
         )) == 0
     }
+
+    /// Whether the checksum field holds only the folded pseudo-header sum: what a sender using checksum offload
+    /// leaves for the NIC to finish, and what veth passes on as `CHECKSUM_PARTIAL` when no NIC ever does. Frames
+    /// like that are accepted on receive; the Ethernet FCS and the IPv4 header checksum still cover the path.
+    pub fn has_partial_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+        let sum = checksum::pseudo_header(src, dst, ipv4::protocol::UDP, self.len());
+        self.checksum() == !checksum::finish(sum)
+    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {

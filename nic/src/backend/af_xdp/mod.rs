@@ -45,7 +45,7 @@ use crate::wire::ethernet::{self, Address};
 use crate::wire::frame::{
     self, Classified, DropCounters, DropReason, Local, UdpHeaders, UDP_PAYLOAD_OFFSET,
 };
-use crate::wire::{arp, checksum, ipv4, udp};
+use crate::wire::arp;
 
 pub use bpf::AttachMode;
 pub use sys::{BindMode, XdpStatistics};
@@ -126,8 +126,6 @@ impl fmt::Display for Mode {
 pub struct AfXdpStats {
     /// Every dropped received frame by reason.
     pub drops: DropCounters,
-    /// UDP datagrams accepted with a partial (pseudo-header only) checksum.
-    pub partial_checksums: u64,
     /// Rx descriptors outside the rx area (a kernel bug if ever non-zero).
     pub bad_descriptors: u64,
     /// Transmits dropped because the destination's MAC is not known yet.
@@ -207,8 +205,8 @@ enum Rx {
     Drop(DropReason),
 }
 
-/// Classifies a frame, accepting partial UDP checksums and picking out ARP replies addressed to us.
-fn classify(f: &[u8], local: &Local, extra: &mut AfXdpStats) -> Rx {
+/// Classifies a frame ([`frame::classify`] accepts partial UDP checksums), picking out ARP replies addressed to us.
+fn classify(f: &[u8], local: &Local) -> Rx {
     let src_mac = ethernet::Frame::new_checked(f)
         .map(|e| e.src_addr())
         .unwrap_or_default();
@@ -226,44 +224,11 @@ fn classify(f: &[u8], local: &Local, extra: &mut AfXdpStats) -> Rx {
             mac: sender_mac,
             ip: sender_ip,
         },
-        Classified::Drop(DropReason::BadUdpChecksum) => match partial_checksum_udp(f) {
-            Some((src, dst, payload)) => {
-                extra.partial_checksums += 1;
-                Rx::Udp {
-                    src,
-                    dst,
-                    payload,
-                    src_mac,
-                }
-            }
-            None => Rx::Drop(DropReason::BadUdpChecksum),
-        },
         Classified::Drop(DropReason::ArpIgnored) => {
             arp_reply_to(f, local).unwrap_or(Rx::Drop(DropReason::ArpIgnored))
         }
         Classified::Drop(r) => Rx::Drop(r),
     }
-}
-
-/// A UDP datagram whose checksum field holds only the folded pseudo-header sum, as a sender using checksum
-/// offload leaves it (veth passes such frames on as `CHECKSUM_PARTIAL`). Called only after the classifier
-/// validated everything but the checksum.
-fn partial_checksum_udp(f: &[u8]) -> Option<(SocketAddrV4, SocketAddrV4, Range<usize>)> {
-    let ip = ipv4::Packet::new_checked(f.get(ethernet::HEADER_LEN..)?).ok()?;
-    let udp_start = ethernet::HEADER_LEN + ip.header_len();
-    let u = udp::Packet::new_checked(ip.payload()).ok()?;
-    let pseudo =
-        checksum::pseudo_header(ip.src_addr(), ip.dst_addr(), ipv4::protocol::UDP, u.len());
-    if u.checksum() != !checksum::finish(pseudo) {
-        return None;
-    }
-    let src = SocketAddrV4::new(ip.src_addr(), u.src_port());
-    let dst = SocketAddrV4::new(ip.dst_addr(), u.dst_port());
-    Some((
-        src,
-        dst,
-        udp_start + udp::HEADER_LEN..udp_start + usize::from(u.len()),
-    ))
 }
 
 /// An ARP reply telling us a neighbour's MAC (an answer to one of our requests).
@@ -480,7 +445,7 @@ impl AfXdp {
         let mut control_frames = 0;
         for i in 0..n {
             let rx = match self.xsk.rx_frame(i) {
-                Some(f) => classify(f, &self.local, &mut self.extra),
+                Some(f) => classify(f, &self.local),
                 None => {
                     self.extra.bad_descriptors += 1;
                     self.stats.malformed += 1;
@@ -721,6 +686,7 @@ pub fn echo(xdp: &mut AfXdp, stop: &AtomicBool) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::checksum;
 
     #[test]
     fn bad_configuration_is_a_typed_error_before_any_syscall() {
@@ -834,20 +800,18 @@ mod tests {
 
     #[test]
     fn accepts_full_zero_and_partial_checksums_only() {
-        let mut extra = AfXdpStats::default();
-        let deliver = |f: &[u8], extra: &mut AfXdpStats| match classify(f, &US, extra) {
+        let deliver = |f: &[u8]| match classify(f, &US) {
             Rx::Udp { payload, .. } => Some(f[payload].to_vec()),
             _ => None,
         };
         assert_eq!(
-            deliver(&udp_frame(None), &mut extra).as_deref(),
+            deliver(&udp_frame(None)).as_deref(),
             Some(&b"ping"[..])
         );
         assert_eq!(
-            deliver(&udp_frame(Some(0)), &mut extra).as_deref(),
+            deliver(&udp_frame(Some(0))).as_deref(),
             Some(&b"ping"[..])
         );
-        assert_eq!(extra.partial_checksums, 0);
         // The partial checksum a sender with offload leaves: the folded pseudo-header sum, not complemented.
         let pseudo = checksum::pseudo_header(
             Ipv4Addr::new(10, 77, 0, 2),
@@ -857,13 +821,12 @@ mod tests {
         );
         let partial = !checksum::finish(pseudo);
         assert_eq!(
-            deliver(&udp_frame(Some(partial)), &mut extra).as_deref(),
+            deliver(&udp_frame(Some(partial))).as_deref(),
             Some(&b"ping"[..])
         );
-        assert_eq!(extra.partial_checksums, 1);
-        assert!(deliver(&udp_frame(Some(partial ^ 0x0100)), &mut extra).is_none());
+        assert!(deliver(&udp_frame(Some(partial ^ 0x0100))).is_none());
         assert!(matches!(
-            classify(&udp_frame(Some(0x1234)), &US, &mut extra),
+            classify(&udp_frame(Some(0x1234)), &US),
             Rx::Drop(DropReason::BadUdpChecksum)
         ));
     }
@@ -886,8 +849,7 @@ mod tests {
             target_protocol_addr: US.ip,
         };
         reply.emit(&mut f[14..42]).unwrap();
-        let mut extra = AfXdpStats::default();
-        match classify(&f, &US, &mut extra) {
+        match classify(&f, &US) {
             Rx::ArpReply { mac, ip } => assert_eq!(
                 (mac, ip),
                 (Address([2, 0, 0, 0, 0, 1]), Ipv4Addr::new(10, 77, 0, 2))
@@ -897,7 +859,7 @@ mod tests {
         let mut other = f;
         other[41] = 9;
         assert!(matches!(
-            classify(&other, &US, &mut extra),
+            classify(&other, &US),
             Rx::Drop(DropReason::ArpIgnored)
         ));
     }
