@@ -100,10 +100,7 @@ pub enum Event {
         reason: RejectReason,
     },
     /// Admin input refused (no session to answer).
-    AdminRejected {
-        seq: u64,
-        reason: RejectReason,
-    },
+    AdminRejected { seq: u64, reason: RejectReason },
     Executed {
         symbol: SymbolId,
         match_number: u64,
@@ -181,9 +178,7 @@ pub enum Event {
         trigger_price: Price,
     },
     /// An admin input took effect.
-    AdminApplied {
-        seq: u64,
-    },
+    AdminApplied { seq: u64 },
 }
 
 /// Where the engine puts its events. The appliance's sink encodes straight into transmit slots, so an

@@ -1,0 +1,126 @@
+//! The order slab: every order the engine will ever hold lives in one `Vec<Order>` sized once at start-up.
+//!
+//! A handle is the `u32` index of a slot. An [`OrderRef`] is `generation << 32 | index`: the generation is bumped
+//! whenever a slot is released or its order is re-entered under a new reference, so a stale reference never finds a
+//! newer order and references stay unique for the life of the engine (until a slot's 32-bit generation wraps).
+
+use crate::{OrderKind, OrderRef, Side, TimeInForce};
+
+/// The "no handle" marker of the intrusive lists.
+pub(crate) const NIL: u32 = u32::MAX;
+
+/// Where an order currently is. Every allocated order is in exactly one place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Loc {
+    Free = 0,
+    /// Being processed by the current input; never visible between inputs.
+    Transient = 1,
+    Book = 2,
+    Stop = 3,
+    Queue = 4,
+}
+
+impl Loc {
+    pub(crate) fn from_u8(v: u8) -> Option<Loc> {
+        Some(match v {
+            0 => Loc::Free,
+            1 => Loc::Transient,
+            2 => Loc::Book,
+            3 => Loc::Stop,
+            4 => Loc::Queue,
+            _ => return None,
+        })
+    }
+}
+
+/// One order. `qty` is the open (leaves) quantity; `lock_price` is the cash locked per open share of a buy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Order {
+    pub gen: u32,
+    pub next: u32,
+    pub prev: u32,
+    pub account: u32,
+    pub user_ref: u32,
+    pub qty: u32,
+    pub price: u32,
+    pub stop_price: u32,
+    pub lock_price: u32,
+    /// Ladder slot of the level holding the order (book: price, stop book: stop price), set by
+    /// `Ladder::push_back`, so that removal needs no division.
+    pub slot: u32,
+    pub session: u16,
+    pub symbol: u16,
+    pub side: Side,
+    pub kind: OrderKind,
+    pub tif: TimeInForce,
+    pub post_only: bool,
+    pub loc: Loc,
+}
+
+impl Order {
+    pub(crate) const EMPTY: Order = Order {
+        gen: 0,
+        next: NIL,
+        prev: NIL,
+        account: 0,
+        user_ref: 0,
+        qty: 0,
+        price: 0,
+        stop_price: 0,
+        lock_price: 0,
+        slot: 0,
+        session: 0,
+        symbol: 0,
+        side: Side::Buy,
+        kind: OrderKind::Limit,
+        tif: TimeInForce::Day,
+        post_only: false,
+        loc: Loc::Free,
+    };
+}
+
+pub(crate) struct Slab {
+    pub orders: Vec<Order>,
+    /// Free handles as a stack; its capacity is the slab size, so pushes never reallocate.
+    pub free: Vec<u32>,
+}
+
+impl Slab {
+    pub(crate) fn new(orders_max: u32) -> Slab {
+        let n = orders_max as usize;
+        let orders = vec![Order::EMPTY; n];
+        let mut free = Vec::with_capacity(n);
+        // Reversed so that the first allocation gets handle 0: easier to read in tests.
+        free.extend((0..orders_max).rev());
+        Slab { orders, free }
+    }
+
+    pub(crate) fn alloc(&mut self) -> Option<u32> {
+        let h = self.free.pop()?;
+        self.orders[h as usize].loc = Loc::Transient;
+        Some(h)
+    }
+
+    pub(crate) fn release(&mut self, h: u32) {
+        let o = &mut self.orders[h as usize];
+        debug_assert!(o.loc != Loc::Free);
+        o.gen = o.gen.wrapping_add(1);
+        o.loc = Loc::Free;
+        o.next = NIL;
+        o.prev = NIL;
+        debug_assert!(self.free.len() < self.free.capacity());
+        self.free.push(h);
+    }
+
+    #[inline]
+    pub(crate) fn order_ref(&self, h: u32) -> OrderRef {
+        ((self.orders[h as usize].gen as u64) << 32) | h as u64
+    }
+
+    /// The handle an exchange reference names, if that order is still open.
+    pub(crate) fn lookup(&self, r: OrderRef) -> Option<u32> {
+        let h = r as u32;
+        let o = self.orders.get(h as usize)?;
+        (o.gen == (r >> 32) as u32 && o.loc != Loc::Free).then_some(h)
+    }
+}

@@ -1,0 +1,67 @@
+//! Zero allocation after start-up: a counting global allocator watches a long mixed stream.
+
+mod common;
+
+use bourse_engine::*;
+use common::*;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+struct Counting;
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn apply_never_allocates_after_setup() {
+    let mut engine = Engine::new(CAP);
+    let mut feed = Feed::new();
+    let mut sink = HashSink::default();
+    for c in setup_commands(2) {
+        engine.apply(&feed.input(1, c), &mut sink);
+    }
+    let mut stream = Stream::new(42);
+    let inputs: Vec<Input> = (0..150_000)
+        .map(|_| {
+            let (dt, c) = stream.next();
+            feed.input(dt, c)
+        })
+        .collect();
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for i in &inputs {
+        engine.apply(i, &mut sink);
+    }
+    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    assert_eq!(
+        after - before,
+        0,
+        "apply allocated {} times",
+        after - before
+    );
+    assert!(
+        sink.trades > 500,
+        "the stream must trade to prove anything: {}",
+        sink.trades
+    );
+    engine.check_invariants().unwrap();
+}
