@@ -505,7 +505,7 @@ mod tests {
         assert_eq!(c.wal.mode, WalMode::Msync);
         assert_eq!(parse_price(&c.symbols[0].reference_price).unwrap(), 1_500_000);
         let min = c.ladder_min(&c.symbols[0]).unwrap();
-        assert!(min < 1_500_000 && min % 100 == 0);
+        assert!(min < 1_500_000 && min.is_multiple_of(100));
     }
 
     #[test]

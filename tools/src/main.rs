@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use bourse::{appliance, bench, hist, stats, walcmd};
+use bourse::{appliance, bench, demo, hist, load, stats, walcmd};
 
 #[global_allocator]
 static ALLOC: bourse::alloc_count::CountingAlloc = bourse::alloc_count::CountingAlloc;
@@ -32,6 +32,10 @@ enum Cmd {
     Hist(hist::HistArgs),
     /// Live counters and per-stage latency of a running appliance.
     Stats(stats::StatsArgs),
+    /// Firm-side load generator: exchange-core's order mix over OUCH/UDP, latency per offered rate.
+    Load(load::LoadArgs),
+    /// The main job: start the appliance in-process, load it at a few rates, print the latency table.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -62,6 +66,8 @@ fn main() {
         Cmd::Wal { cmd } => walcmd::run(cmd),
         Cmd::Hist(a) => hist::run(a),
         Cmd::Stats(a) => stats::run(a),
+        Cmd::Load(a) => load::run(a),
+        Cmd::Demo(a) => demo::run(a),
     };
     if let Err(e) = result {
         eprintln!("bourse: error: {e:#}");

@@ -235,11 +235,26 @@ pub fn open_backend(config: &Config) -> anyhow::Result<Box<dyn Backend>> {
     let bc = backend_config(config);
     let at = |what: &str| format!("opening the {what} backend on {}", config.backend.bind);
     Ok(match config.backend.kind {
-        BackendKind::Socket => Box::new(bourse_nic::backend::socket::SocketBackend::new(&bc).with_context(|| at("socket"))?),
-        BackendKind::Uring => Box::new(bourse_nic::backend::uring::UringBackend::new(&bc).with_context(|| at("uring"))?),
+        BackendKind::Socket => Box::new(
+            bourse_nic::backend::socket::SocketBackend::with_options(&bc, &socket_options()).with_context(|| at("socket"))?,
+        ),
+        BackendKind::Uring => {
+            let opts = bourse_nic::backend::uring::UringOptions { socket: socket_options(), rx_buffers: None };
+            Box::new(bourse_nic::backend::uring::UringBackend::with_options(&bc, &opts).with_context(|| at("uring"))?)
+        }
         BackendKind::AfXdp => Box::new(bourse_nic::backend::af_xdp::AfXdp::new(&bc).with_context(|| at("af_xdp"))?),
         BackendKind::Dpdk => open_dpdk(&bc)?,
     })
+}
+
+/// Kernel socket buffers large enough to ride out a few milliseconds of preemption at full rate: on two shared
+/// cores the pinned pipeline thread can lose its core briefly, and the kernel default (~208 KiB) then drops orders.
+fn socket_options() -> bourse_nic::backend::socket::SocketOptions {
+    bourse_nic::backend::socket::SocketOptions {
+        recv_buffer_bytes: Some(8 << 20),
+        send_buffer_bytes: Some(8 << 20),
+        ..Default::default()
+    }
 }
 
 #[cfg(feature = "dpdk")]
