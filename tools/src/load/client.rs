@@ -112,19 +112,35 @@ impl Inflight {
         self.pending += 1;
     }
 
+    /// The oldest pending slot in `range` with `user_ref` that `accepts` allows, marked answered.
+    fn find(
+        &mut self,
+        range: std::ops::Range<u64>,
+        user_ref: u32,
+        accepts: &impl Fn(Kind) -> bool,
+        now_ns: u64,
+    ) -> Option<(u64, Answered)> {
+        for i in range {
+            let s = self.at(i);
+            if s.pending && s.user_ref == user_ref && accepts(s.kind) {
+                s.pending = false;
+                return Some((i, Answered { row: s.row, latency_ns: now_ns.saturating_sub(s.intended_ns) }));
+            }
+        }
+        None
+    }
+
     /// Completes the oldest pending request with `user_ref` that `accepts` allows. Because the appliance answers
     /// a firm's requests in order, every request older than the answered one and still pending has lost its
     /// request or its reply: it is abandoned (counted lost) so the search window stays short.
     pub fn answer(&mut self, user_ref: u32, accepts: impl Fn(Kind) -> bool, now_ns: u64) -> Option<Answered> {
         let end = self.head.min(self.tail + MATCH_SCAN_MAX as u64);
-        let mut found = None;
-        for i in self.tail..end {
-            let s = self.at(i);
-            if s.pending && s.user_ref == user_ref && accepts(s.kind) {
-                s.pending = false;
-                found = Some((i, Answered { row: s.row, latency_ns: now_ns.saturating_sub(s.intended_ns) }));
-                break;
-            }
+        let mut found = self.find(self.tail..end, user_ref, &accepts, now_ns);
+        // More than MATCH_SCAN_MAX requests in a row lost (a burst dropped by the kernel while a core was taken
+        // away) would otherwise hide every later reply for good, since only a match moves the tail. Search the rest
+        // of the ring then: the match abandons the lost run and the window is short again.
+        if found.is_none() && end < self.head {
+            found = self.find(end..self.head, user_ref, &accepts, now_ns);
         }
         let (k, answered) = found?;
         self.pending -= 1;
@@ -570,6 +586,20 @@ mod tests {
         // The reply to ref 3 never comes; answering ref 4 gives it up.
         assert_eq!(f.answer(4, |k| k == Kind::Enter, 2_500), Some(Answered { row: 1, latency_ns: 2_000 }));
         assert_eq!((f.pending(), f.abandoned), (0, 1));
+        assert_eq!(f.tail, f.head);
+    }
+
+    #[test]
+    fn a_reply_past_a_long_run_of_lost_requests_is_still_matched() {
+        let mut f = Inflight::new();
+        let lost = MATCH_SCAN_MAX as u32 * 3;
+        for i in 0..lost + 2 {
+            f.push(i + 1, Kind::Enter, 0, u64::from(i));
+        }
+        // Requests 1..=lost never reached the appliance; the reply to the next one must still count.
+        assert_eq!(f.answer(lost + 1, |_| true, 10_000), Some(Answered { row: 0, latency_ns: 10_000 - u64::from(lost) }));
+        assert_eq!((f.pending(), f.abandoned), (1, u64::from(lost)));
+        assert_eq!(f.answer(lost + 2, |_| true, 10_001), Some(Answered { row: 0, latency_ns: 10_001 - u64::from(lost) - 1 }));
         assert_eq!(f.tail, f.head);
     }
 

@@ -588,9 +588,9 @@ impl<T: Copy> ConsRing<T> {
 #[derive(Clone, Copy, Debug)]
 pub struct XskGeometry {
     pub frame_size_bytes: u32,
-    /// UMEM frames for receiving; also the fill and rx ring sizes, so the fill ring can hold every rx frame.
+    /// UMEM frames for receiving; also the rx ring size, and half the fill ring size (see `Xsk::new`).
     pub rx_frames: u32,
-    /// UMEM frames for transmitting; also the tx and completion ring sizes, so neither can overflow.
+    /// UMEM frames for transmitting; also the completion ring size, and half the tx ring size (see `Xsk::new`).
     pub tx_frames: u32,
 }
 
@@ -693,6 +693,13 @@ impl Xsk {
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
 
+        // The rings we produce on are twice the frames they carry. The kernel publishes its consumer index on
+        // those rings lazily (only when it refills its cached view of our entries), so a frame can come back to us
+        // (through the rx or completion ring) while the slot it was handed over in still counts as occupied; with a
+        // ring exactly as large as the frames, giving the frame back could then find the ring full. Each frame sits
+        // at most once in the kernel's unpublished window and at most once after it, so twice the frames always fit.
+        let fill_ring = 2 * g.rx_frames;
+        let tx_ring = 2 * g.tx_frames;
         let frames = u64::from(g.rx_frames + g.tx_frames);
         let umem_len = (frames * u64::from(g.frame_size_bytes)) as usize;
         let umem = step("mmap UMEM", Mmap::anonymous(umem_len))?;
@@ -707,14 +714,14 @@ impl Xsk {
         step("XDP_UMEM_REG", setsockopt(&fd, XDP_UMEM_REG, &reg))?;
         step(
             "XDP_UMEM_FILL_RING",
-            setsockopt(&fd, XDP_UMEM_FILL_RING, &g.rx_frames),
+            setsockopt(&fd, XDP_UMEM_FILL_RING, &fill_ring),
         )?;
         step(
             "XDP_UMEM_COMPLETION_RING",
             setsockopt(&fd, XDP_UMEM_COMPLETION_RING, &g.tx_frames),
         )?;
         step("XDP_RX_RING", setsockopt(&fd, XDP_RX_RING, &g.rx_frames))?;
-        step("XDP_TX_RING", setsockopt(&fd, XDP_TX_RING, &g.tx_frames))?;
+        step("XDP_TX_RING", setsockopt(&fd, XDP_TX_RING, &tx_ring))?;
         let off: XdpMmapOffsets = step("XDP_MMAP_OFFSETS", getsockopt(&fd, XDP_MMAP_OFFSETS))?;
 
         let rx = step(
@@ -723,11 +730,11 @@ impl Xsk {
         )?;
         let tx = step(
             "mmap tx ring",
-            RingMap::new(&fd, &off.tx, g.tx_frames, XDP_PGOFF_TX_RING),
+            RingMap::new(&fd, &off.tx, tx_ring, XDP_PGOFF_TX_RING),
         )?;
         let fill = step(
             "mmap fill ring",
-            RingMap::new(&fd, &off.fr, g.rx_frames, XDP_UMEM_PGOFF_FILL_RING),
+            RingMap::new(&fd, &off.fr, fill_ring, XDP_UMEM_PGOFF_FILL_RING),
         )?;
         let comp = step(
             "mmap completion ring",
@@ -742,8 +749,8 @@ impl Xsk {
         let mut xsk = Xsk {
             fd,
             rx: ConsRing::new(rx),
-            tx: ProdRing::new(tx, g.tx_frames),
-            fill: ProdRing::new(fill, g.rx_frames),
+            tx: ProdRing::new(tx, tx_ring),
+            fill: ProdRing::new(fill, fill_ring),
             comp: ConsRing::new(comp),
             umem,
             geometry: g,
