@@ -29,6 +29,9 @@ pub struct Config {
     pub symbols: Vec<SymbolSection>,
     #[serde(default)]
     pub firms: Vec<FirmSection>,
+    /// Hot standby (absent: no mirror, this node serves alone).
+    #[serde(default)]
+    pub mirror: Option<MirrorSection>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,6 +167,62 @@ fn default_wal_mode() -> WalMode {
 }
 fn default_segment_bytes() -> u64 {
     64 << 20
+}
+
+/// Which side of the mirror this node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MirrorRole {
+    /// Serves, and ships its WAL to the standby at `standby_addr`.
+    Primary,
+    /// Listens on `listen`, follows the primary, and promotes itself when the primary falls silent.
+    Standby,
+}
+
+/// When replies and market data are released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MirrorAck {
+    /// Once durable on this host.
+    Local,
+    /// Once durable on this host and acknowledged durable by the standby.
+    Mirrored,
+}
+
+/// `[mirror]`: the hot standby link (DESIGN.md §7).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorSection {
+    pub role: MirrorRole,
+    /// Primary: the standby's mirror address, dialled (and re-dialled) over TCP.
+    pub standby_addr: Option<std::net::SocketAddr>,
+    /// Standby: where to accept the primary's mirror connection.
+    pub listen: Option<std::net::SocketAddr>,
+    #[serde(default = "default_mirror_ack")]
+    pub ack: MirrorAck,
+    /// Each side sends a frame at least this often.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// The standby promotes itself after this much silence from the primary. The 5 ms default follows the design;
+    /// on shared 2-vCPU hosts under load a scheduler hiccup can exceed it, so deployments there raise it.
+    #[serde(default = "default_promote_after_ms")]
+    pub promote_after_ms: u64,
+    /// Epoch written into every record this node appends; a promoted standby serves with its promoted epoch.
+    #[serde(default = "default_epoch")]
+    pub epoch: u32,
+}
+
+fn default_mirror_ack() -> MirrorAck {
+    MirrorAck::Local
+}
+fn default_heartbeat_ms() -> u64 {
+    1
+}
+fn default_promote_after_ms() -> u64 {
+    5
+}
+fn default_epoch() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -356,6 +415,9 @@ impl Config {
                 );
             }
         }
+        if let Some(m) = &self.mirror {
+            m.validate()?;
+        }
         for (i, f) in self.firms.iter().enumerate() {
             let at = |k: &str| format!("firms[{i}] ({}).{k}", f.name);
             if f.username.is_empty() || f.username.len() > 6 || !f.username.is_ascii() {
@@ -426,6 +488,39 @@ impl Config {
             halt_queue_max: self.capacity.halt_queue_max,
             matches_per_order_max: self.capacity.matches_per_order_max,
         }
+    }
+}
+
+impl MirrorSection {
+    fn validate(&self) -> anyhow::Result<()> {
+        match self.role {
+            MirrorRole::Primary if self.standby_addr.is_none() => {
+                bail!("mirror.standby_addr is required for mirror.role = \"primary\"")
+            }
+            MirrorRole::Standby if self.listen.is_none() => {
+                bail!("mirror.listen is required for mirror.role = \"standby\"")
+            }
+            _ => {}
+        }
+        if self.heartbeat_ms == 0 {
+            bail!("mirror.heartbeat_ms must be at least 1");
+        }
+        if self.promote_after_ms <= self.heartbeat_ms {
+            bail!(
+                "mirror.promote_after_ms = {} must exceed mirror.heartbeat_ms = {}",
+                self.promote_after_ms,
+                self.heartbeat_ms
+            );
+        }
+        if self.epoch == 0 {
+            bail!("mirror.epoch must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The epoch this node's WAL records carry.
+    pub fn wal_epoch(config: &Config) -> u32 {
+        config.mirror.as_ref().map_or(1, |m| m.epoch)
     }
 }
 
@@ -509,6 +604,14 @@ mod tests {
     }
 
     #[test]
+    fn mirror_section_defaults() {
+        let c = Config::parse(&format!("{GOOD}\n[mirror]\nrole = \"primary\"\nstandby_addr = \"127.0.0.1:9300\"\n")).unwrap();
+        let m = c.mirror.as_ref().unwrap();
+        assert_eq!((m.role, m.ack, m.heartbeat_ms, m.promote_after_ms, m.epoch), (MirrorRole::Primary, MirrorAck::Local, 1, 5, 1));
+        assert!(Config::parse(GOOD).unwrap().mirror.is_none());
+    }
+
+    #[test]
     fn decimals() {
         assert_eq!(parse_price("150.25").unwrap(), 1_502_500);
         assert_eq!(parse_price("0.0001").unwrap(), 1);
@@ -530,6 +633,10 @@ mod tests {
             (GOOD.replace("AAPL = 1000", "MSFT = 1000"), "shares"),
             (GOOD.replace("kind = \"socket\"", "kind = \"af_xdp\""), "interface"),
             (GOOD.replace("name = \"AAPL\"", "name = \"AAPL\"\nsurprise = 1"), "surprise"),
+            (format!("{GOOD}\n[mirror]\nrole = \"primary\"\n"), "standby_addr"),
+            (format!("{GOOD}\n[mirror]\nrole = \"standby\"\n"), "listen"),
+            (format!("{GOOD}\n[mirror]\nrole = \"standby\"\nlisten = \"127.0.0.1:1\"\npromote_after_ms = 1\n"), "promote_after_ms"),
+            (format!("{GOOD}\n[mirror]\nrole = \"primary\"\nstandby_addr = \"127.0.0.1:1\"\nack = \"maybe\"\n"), "ack"),
         ];
         for (text, key) in cases {
             let err = format!("{:#}", Config::parse(&text).unwrap_err());

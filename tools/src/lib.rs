@@ -12,6 +12,7 @@ pub mod demo;
 pub mod hist;
 pub mod load;
 pub mod obs;
+pub mod standby;
 pub mod stats;
 pub mod translate;
 pub mod walcmd;

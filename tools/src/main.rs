@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use bourse::{appliance, bench, demo, hist, load, stats, walcmd};
+use bourse::{appliance, bench, demo, hist, load, standby, stats, walcmd};
 
 #[global_allocator]
 static ALLOC: bourse::alloc_count::CountingAlloc = bourse::alloc_count::CountingAlloc;
@@ -18,6 +18,8 @@ struct Cli {
 enum Cmd {
     /// Run the appliance (order entry, matching, journal, market data).
     Run(appliance::RunArgs),
+    /// Hot standby: follow a primary's WAL over the mirror, promote and serve when it falls silent.
+    Standby(standby::StandbyArgs),
     /// Benchmarks: each prints a table, or exactly one JSON object with --json.
     Bench {
         #[command(subcommand)]
@@ -42,6 +44,10 @@ enum Cmd {
 enum BenchCmd {
     /// Matching engine on exchange-core's command mix.
     Engine(bench::engine::EngineArgs),
+    /// Kill -9 the primary, time until the hot standby serves (child processes on loopback).
+    Failover(bench::failover::FailoverArgs),
+    /// Mirror commit latency and throughput, primary and hot standby in-process over TCP.
+    Mirror(bench::mirror::MirrorArgs),
     /// Wire codecs: decode and encode ns per message.
     WireCodec(bench::codec::CodecArgs),
     /// WAL append + flush per record, against the host's bare flush floor.
@@ -50,6 +56,14 @@ enum BenchCmd {
     Replay(bench::wal::ReplayArgs),
     /// Cost of a timestamp (rdtsc, rdtscp, clock_gettime).
     Clock(bench::clock::ClockArgs),
+    /// Wire-to-ack round trip through the appliance over a veth pair, against each backend's bare echo.
+    Wire(bench::wire::WireArgs),
+    /// The echo floor's server (run by `bench wire` inside a namespace).
+    #[command(hide = true)]
+    WireEcho(bench::wire::WireEchoArgs),
+    /// The echo floor's client (run by `bench wire` inside a namespace).
+    #[command(hide = true)]
+    WireClient(bench::wire::WireClientArgs),
 }
 
 fn main() {
@@ -58,11 +72,17 @@ fn main() {
         Cmd::Bench { which } => match which {
             BenchCmd::Engine(a) => bench::engine::run(a),
             BenchCmd::WireCodec(a) => bench::codec::run(a),
+            BenchCmd::Mirror(a) => bench::mirror::run(a),
+            BenchCmd::Failover(a) => bench::failover::run(a),
             BenchCmd::Wal(a) => bench::wal::run(a),
             BenchCmd::Replay(a) => bench::wal::run_replay(a),
             BenchCmd::Clock(a) => bench::clock::run(a),
+            BenchCmd::Wire(a) => bench::wire::run(a),
+            BenchCmd::WireEcho(a) => bench::wire::run_echo(a),
+            BenchCmd::WireClient(a) => bench::wire::run_client(a),
         },
         Cmd::Run(a) => appliance::run(a),
+        Cmd::Standby(a) => standby::run(a),
         Cmd::Wal { cmd } => walcmd::run(cmd),
         Cmd::Hist(a) => hist::run(a),
         Cmd::Stats(a) => stats::run(a),

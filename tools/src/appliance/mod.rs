@@ -8,6 +8,7 @@
 //! ring it answers from lives there.
 
 pub mod mdfeed;
+pub mod mirror;
 pub mod outq;
 pub mod pipeline;
 pub mod setup;
@@ -98,7 +99,17 @@ impl std::fmt::Display for Summary {
 
 /// Runs the appliance until `stop` is set. `ready` is set once the backend is open and input is being taken.
 pub fn serve(config: &Config, stop: Arc<AtomicBool>, ready: Option<Arc<AtomicBool>>) -> anyhow::Result<Summary> {
-    let clock = Clock::calibrate(Duration::from_millis(50));
+    serve_with_clock(config, Clock::calibrate(Duration::from_millis(50)), stop, ready)
+}
+
+/// [`serve`] with a clock calibrated beforehand: a promoting standby calibrates while it follows, so the 50 ms
+/// calibration window is not part of its failover time.
+pub fn serve_with_clock(
+    config: &Config,
+    clock: Clock,
+    stop: Arc<AtomicBool>,
+    ready: Option<Arc<AtomicBool>>,
+) -> anyhow::Result<Summary> {
     let (mut pipeline, exporter, started) = setup::build_pipeline(config, clock)?;
     eprintln!(
         "bourse: {}; WAL {} in {} ({}, {}{}), recovered through seq {}{}, {} genesis inputs",
@@ -128,12 +139,31 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>, ready: Option<Arc<AtomicBoo
     stats.set_names(config.backend.kind.as_str(), &drop_names, &reject_names);
     stats.set_wal_mode(started.wal_mode);
 
+    let sender = match &config.mirror {
+        Some(m) if m.role == crate::config::MirrorRole::Primary && m.standby_addr.is_some() => {
+            let sender = mirror::MirrorSender::start(
+                config,
+                &started.wal_dir,
+                started.recovered_seq + 1,
+                Arc::clone(&pipeline.commit),
+            )?;
+            eprintln!(
+                "bourse: mirror: primary epoch {}, shipping the WAL to {} (ack = {:?}, heartbeat {} ms)",
+                m.epoch,
+                m.standby_addr.map(|a| a.to_string()).unwrap_or_default(),
+                m.ack,
+                m.heartbeat_ms
+            );
+            Some(sender)
+        }
+        _ => None,
+    };
     let aux_stop = Arc::new(AtomicBool::new(false));
     let aux = {
         let (stats, aux_stop, config) = (Arc::clone(&stats), Arc::clone(&aux_stop), config.clone());
         std::thread::Builder::new()
             .name("bourse-aux".into())
-            .spawn(move || aux_loop(&config, exporter, &stats, &aux_stop))
+            .spawn(move || aux_loop(&config, exporter, &stats, &aux_stop, sender))
             .context("starting the aux thread")?
     };
     let result = pipeline_loop(config, &mut pipeline, &stats, &stop, ready);
@@ -309,7 +339,13 @@ pub fn reject_name(r: RejectReason) -> &'static str {
     }
 }
 
-fn aux_loop(config: &Config, mut exporter: StageExporter, stats: &StatsWriter, stop: &AtomicBool) -> anyhow::Result<()> {
+fn aux_loop(
+    config: &Config,
+    mut exporter: StageExporter,
+    stats: &StatsWriter,
+    stop: &AtomicBool,
+    mut sender: Option<mirror::MirrorSender>,
+) -> anyhow::Result<()> {
     if let Some(core) = config.cores.aux {
         if let Err(e) = bourse_nic::backend::pin::pin_current_thread(core) {
             eprintln!("bourse: warning: aux thread not pinned to core {core}: {e}");
@@ -351,7 +387,9 @@ fn aux_loop(config: &Config, mut exporter: StageExporter, stats: &StatsWriter, s
                 if Instant::now() >= deadline {
                     break;
                 }
-                std::thread::sleep(Duration::from_micros(200));
+                // Keep the mirror's heartbeats flowing while waiting: a gap here longer than the standby's
+                // promotion timeout would make it promote under a live primary.
+                tick_mirror(&mut sender, Duration::from_micros(200));
             }
             interval_start = now;
             next += interval;
@@ -362,6 +400,46 @@ fn aux_loop(config: &Config, mut exporter: StageExporter, stats: &StatsWriter, s
         if stopping {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(1));
+        tick_mirror(&mut sender, Duration::from_millis(1));
     }
+}
+
+/// Runs the primary mirror for about `period`, or sleeps that long when there is none. A mirror failure ends
+/// mirroring and, with it, acknowledgements.
+fn tick_mirror(sender: &mut Option<mirror::MirrorSender>, period: Duration) {
+    let Some(s) = sender.as_mut() else {
+        std::thread::sleep(period);
+        return;
+    };
+    if let Err(e) = run_mirror_for(s, period) {
+        // Without the mirror the standby will promote itself; acknowledging on here would split the brain, so
+        // this node stops acknowledging, as when fenced.
+        s.stop_acknowledging();
+        eprintln!("bourse: mirror: {e:#}; mirroring stops and so do acknowledgements");
+        *sender = None;
+    }
+}
+
+/// Idle polls of the mirror before the aux thread naps: acks are picked up within microseconds while traffic flows,
+/// and an idle mirror leaves the shared core to the group-commit thread and the load.
+const MIRROR_IDLE_SPINS_MAX: u32 = 64;
+
+/// Polls the primary mirror for about `period`, napping 20 µs whenever it has been idle for a while.
+fn run_mirror_for(sender: &mut mirror::MirrorSender, period: Duration) -> anyhow::Result<()> {
+    let until = Instant::now() + period;
+    let mut idle = 0u32;
+    while Instant::now() < until {
+        if sender.poll()? == 0 {
+            idle += 1;
+            if idle >= MIRROR_IDLE_SPINS_MAX {
+                std::thread::sleep(Duration::from_micros(20));
+                idle = 0;
+            } else {
+                std::thread::yield_now();
+            }
+        } else {
+            idle = 0;
+        }
+    }
+    Ok(())
 }

@@ -16,7 +16,9 @@ use bourse_persist::{recover, AckPolicy, CommitIndex, DurabilityMode, RecoveryOp
 
 use super::mdfeed::MdFeed;
 use super::pipeline::{Parts, Pipeline};
-use crate::config::{parse_cash, parse_price, parse_source, BackendKind, Config, WalMode};
+use crate::config::{
+    parse_cash, parse_price, parse_source, BackendKind, Config, MirrorAck, MirrorRole, MirrorSection, WalMode,
+};
 use crate::obs::stages::{stage_recorder, HistConfig, StageExporter};
 use crate::obs::tsc::Clock;
 use crate::translate::{TranslateLimits, Translator};
@@ -131,6 +133,14 @@ impl EventSink for AdminCheck {
     }
 }
 
+/// What replies wait for: the standby's ack too when this node is a primary with `ack = "mirrored"`.
+pub fn ack_policy(config: &Config) -> AckPolicy {
+    match &config.mirror {
+        Some(m) if m.role == MirrorRole::Primary && m.ack == MirrorAck::Mirrored => AckPolicy::Mirrored,
+        _ => AckPolicy::Local,
+    }
+}
+
 /// Recovers the engine from `dir` (or starts empty) and opens the journal after it.
 pub fn open_journal(config: &Config, dir: &Path) -> anyhow::Result<(Engine, Wal, Started)> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating WAL directory {}", dir.display()))?;
@@ -147,9 +157,10 @@ pub fn open_journal(config: &Config, dir: &Path) -> anyhow::Result<(Engine, Wal,
             cap
         );
     }
-    let commit = Arc::new(CommitIndex::new(AckPolicy::Local, recovered_seq));
+    let commit = Arc::new(CommitIndex::new(ack_policy(config), recovered_seq));
     let mut wal_config = WalConfig::new(dir);
     wal_config.mode = durability(config.wal.mode);
+    wal_config.epoch = MirrorSection::wal_epoch(config);
     wal_config.segment_bytes = config.wal.segment_bytes;
     let wal = Wal::create(wal_config, recovered_seq + 1, commit).with_context(|| format!("opening the WAL in {}", dir.display()))?;
     let status = wal.status().clone();

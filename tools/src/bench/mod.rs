@@ -4,4 +4,7 @@
 pub mod clock;
 pub mod codec;
 pub mod engine;
+pub mod failover;
+pub mod mirror;
 pub mod wal;
+pub mod wire;

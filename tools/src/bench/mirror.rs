@@ -1,0 +1,225 @@
+//! `bourse bench mirror`: commit latency and throughput of a primary WAL mirrored to a hot standby.
+//!
+//! Both nodes run in this process on the real code paths: the primary appends through its own `Wal` with
+//! `AckPolicy::Mirrored`, the appliance's [`MirrorSender`] ships the segment over TCP on loopback from its own
+//! thread, and the standby's [`follow`] loop validates, journals (its own `Wal`) and applies each record, then acks
+//! its durable seq. Commit latency is measured closed loop, one record at a time, from the start of `append` to
+//! `CommitIndex::committed()` covering it; throughput appends a long burst and waits for its last record.
+//!
+//! `--wal-mode none` isolates the mirror (no msync on either side); `msync` adds both nodes' durability points,
+//! which on these hosts' ext4 take milliseconds. Only the tcp transport exists here: the verbs transport needs an
+//! RDMA device, and these hosts have none (PLATFORM.md).
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bourse_engine::{Command, Deposit, Input};
+use bourse_persist::{AckPolicy, CommitIndex, Wal, WalConfig};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::appliance::mirror::MirrorSender;
+use crate::appliance::setup::durability;
+use crate::config::Config;
+use crate::demo::TempDir;
+use crate::standby::{follow, Outcome};
+
+#[derive(clap::Args, Debug)]
+pub struct MirrorArgs {
+    /// Mirror transport: tcp (verbs needs an RDMA device).
+    #[arg(long, default_value = "tcp")]
+    pub transport: String,
+    /// Closed-loop latency samples.
+    #[arg(long, default_value_t = 5_000)]
+    pub records: u64,
+    /// Records in the throughput burst.
+    #[arg(long, default_value_t = 100_000)]
+    pub burst_records: u64,
+    /// WAL durability mode of both nodes: none (the mirror alone) or msync.
+    #[arg(long, default_value = "none")]
+    pub wal_mode: String,
+    /// Print exactly one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MirrorReport {
+    pub transport: String,
+    pub wal_mode: String,
+    pub records: u64,
+    pub commit_p50_us: f64,
+    pub commit_p99_us: f64,
+    pub commit_max_us: f64,
+    pub records_per_s: f64,
+}
+
+const NODE_TOML: &str = r#"
+[appliance]
+name = "bench-mirror"
+[backend]
+kind = "socket"
+bind = "127.0.0.1:9"
+[market_data]
+group = "127.0.0.1:9"
+[wal]
+dir = "@DIR@"
+mode = "@MODE@"
+segment_bytes = @SEGMENT@
+[[symbols]]
+name = "AAPL"
+reference_price = "150.00"
+[mirror]
+@MIRROR@
+"#;
+
+fn node_config(dir: &Path, mode: &str, segment_bytes: u64, mirror: &str) -> anyhow::Result<Config> {
+    let text = NODE_TOML
+        .replace("@DIR@", dir.to_str().context("temporary path is not UTF-8")?)
+        .replace("@MODE@", mode)
+        .replace("@SEGMENT@", &segment_bytes.to_string())
+        .replace("@MIRROR@", mirror);
+    Config::parse(&text).context("the bench's node configuration")
+}
+
+/// Waits (spinning, then yielding) until `seq` is committed; false after `timeout`.
+fn wait_committed(commit: &CommitIndex, seq: u64, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut spins = 0u32;
+    while !commit.is_committed(seq) {
+        spins += 1;
+        if spins.is_multiple_of(64) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+    true
+}
+
+pub fn measure(args: &MirrorArgs) -> anyhow::Result<MirrorReport> {
+    if args.transport != "tcp" {
+        bail!("--transport {:?}: only tcp runs here (verbs needs an RDMA device; this host has none)", args.transport);
+    }
+    if !matches!(args.wal_mode.as_str(), "none" | "msync") {
+        bail!("--wal-mode {:?}: expected none or msync", args.wal_mode);
+    }
+    let tmp = TempDir::new("bourse-bench-mirror")?;
+    let total = args.records + args.burst_records + 1;
+    let segment_bytes = (4096 + total * 64).div_ceil(1 << 20).max(1) * (1 << 20);
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    // Promotion would end the run: the standby's timeout is far beyond any scheduler hiccup.
+    let standby_cfg = node_config(
+        &tmp.path().join("standby"),
+        &args.wal_mode,
+        segment_bytes,
+        &format!("role = \"standby\"\nlisten = \"127.0.0.1:{port}\"\npromote_after_ms = 60000"),
+    )?;
+    let primary_cfg = node_config(
+        &tmp.path().join("primary"),
+        &args.wal_mode,
+        segment_bytes,
+        &format!("role = \"primary\"\nstandby_addr = \"127.0.0.1:{port}\"\nack = \"mirrored\"\npromote_after_ms = 60000"),
+    )?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let standby = {
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new().name("bench-standby".into()).spawn(move || follow(&standby_cfg, &stop))?
+    };
+    let dir = tmp.path().join("primary");
+    let commit = Arc::new(CommitIndex::new(AckPolicy::Mirrored, 0));
+    let mut wal_config = WalConfig::new(&dir);
+    wal_config.mode = durability(primary_cfg.wal.mode);
+    wal_config.segment_bytes = segment_bytes;
+    let mut wal = Wal::create(wal_config, 1, Arc::clone(&commit)).context("opening the primary's WAL")?;
+    let mut sender = MirrorSender::start(&primary_cfg, &dir, 1, Arc::clone(&commit))?;
+    let mirror = {
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new().name("bench-mirror".into()).spawn(move || -> anyhow::Result<()> {
+            let mut idle = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                if sender.poll()? == 0 {
+                    idle += 1;
+                    if idle.is_multiple_of(16) {
+                        std::thread::yield_now();
+                    }
+                } else {
+                    idle = 0;
+                }
+            }
+            Ok(())
+        })?
+    };
+    let result = run_phases(args, &mut wal, &commit);
+    stop.store(true, Ordering::Relaxed);
+    let mirror_result = mirror.join().map_err(|_| anyhow::anyhow!("the mirror thread panicked"))?;
+    let standby_result = standby.join().map_err(|_| anyhow::anyhow!("the standby thread panicked"))?;
+    let report = result?;
+    mirror_result?;
+    if let Outcome::Promoted { .. } = standby_result? {
+        bail!("the standby promoted itself during the run: the numbers are not those of a healthy mirror");
+    }
+    Ok(report)
+}
+
+fn run_phases(args: &MirrorArgs, wal: &mut Wal, commit: &CommitIndex) -> anyhow::Result<MirrorReport> {
+    let mut seq = 1u64;
+    let input = |seq: u64| Input { seq, timestamp: seq, command: Command::Deposit(Deposit { account: 0, amount: 1 }) };
+    // The first record also waits for the standby to connect and say hello.
+    wal.append(&input(seq))?;
+    if !wait_committed(commit, seq, Duration::from_secs(10)) {
+        bail!("the standby did not acknowledge the first record within 10 s");
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+    for _ in 0..args.records {
+        seq += 1;
+        let t0 = Instant::now();
+        wal.append(&input(seq))?;
+        if !wait_committed(commit, seq, Duration::from_secs(10)) {
+            bail!("seq {seq} was not committed within 10 s (committed {})", commit.committed());
+        }
+        hist.record((t0.elapsed().as_nanos() as u64).max(1))?;
+    }
+    let t0 = Instant::now();
+    for i in 0..args.burst_records {
+        seq += 1;
+        wal.append_unfenced(&input(seq))?;
+        if i % 64 == 63 {
+            wal.fence();
+        }
+    }
+    wal.fence();
+    if !wait_committed(commit, seq, Duration::from_secs(60)) {
+        bail!("the burst was not committed within 60 s (committed {} of {seq})", commit.committed());
+    }
+    let burst_s = t0.elapsed().as_secs_f64();
+    Ok(MirrorReport {
+        transport: args.transport.clone(),
+        wal_mode: args.wal_mode.clone(),
+        records: args.records,
+        commit_p50_us: hist.value_at_quantile(0.5) as f64 / 1e3,
+        commit_p99_us: hist.value_at_quantile(0.99) as f64 / 1e3,
+        commit_max_us: hist.max() as f64 / 1e3,
+        records_per_s: args.burst_records as f64 / burst_s.max(1e-9),
+    })
+}
+
+pub fn run(args: MirrorArgs) -> anyhow::Result<()> {
+    let r = measure(&args)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "mirror over {} (wal {}): commit p50 {:.1} us, p99 {:.1} us, max {:.1} us over {} records; burst {:.0} records/s",
+            r.transport, r.wal_mode, r.commit_p50_us, r.commit_p99_us, r.commit_max_us, r.records, r.records_per_s
+        );
+    }
+    Ok(())
+}

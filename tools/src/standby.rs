@@ -1,0 +1,411 @@
+//! `bourse standby --config F`: the hot standby.
+//!
+//! The standby listens for its primary's mirror connection (`mirror.listen`), lands the primary's WAL bytes in a
+//! region laid out like the primary's current segment, and hands every record the mirror validated to
+//! [`Follower`]: it is decoded, appended through the standby's own [`Wal`] (same segment layout, the configured
+//! durability mode) and applied to the standby's own [`Engine`], so the standby's book is always current. The
+//! durable position it acknowledges comes from its own commit index: a seq is acknowledged only after its record is
+//! durable here, which is what lets the primary release replies under `ack = "mirrored"`.
+//!
+//! When the primary has been silent for `mirror.promote_after_ms` (and the standby had caught up with it at least
+//! once), the mirror promotes the standby to the next epoch. The standby then closes its WAL (everything is made
+//! durable), and serves as a full appliance from the same journal directory through [`appliance::serve`]:
+//! recovery replays what it has, new records carry the new epoch, and firms log in again at this node's address.
+//!
+//! Limits: the standby follows one primary segment (see `appliance::mirror`), and both nodes must start from the
+//! same journal position (fresh directories, or the same recovered seq); a standby whose log runs past a new
+//! primary's epoch start (`MustResync`) stops with an error instead of truncating itself.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bourse_engine::{Engine, Event, EventSink, Input};
+use bourse_persist::mirror::tcp::TcpTransport;
+use bourse_persist::mirror::{Position, Standby, StandbyEvent, StandbyHost, Validated, WalRecords};
+use bourse_persist::wal::segment::SEGMENT_HEADER_BYTES;
+use bourse_persist::wal::{decode, Wal};
+
+use crate::appliance::{self, mirror::mirror_config, setup};
+use crate::config::{Config, MirrorAck, MirrorRole, MirrorSection};
+use crate::obs::tsc::Clock;
+
+#[derive(clap::Args, Debug)]
+pub struct StandbyArgs {
+    /// The configuration file: the appliance's, with `[mirror] role = "standby"` and `listen`.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Stop after this many seconds (default: until SIGINT or SIGTERM), whether following or serving.
+    #[arg(long)]
+    pub duration_s: Option<f64>,
+    /// On promotion, exit instead of serving (for tests of the follower alone).
+    #[arg(long)]
+    pub no_serve: bool,
+}
+
+pub fn run(args: StandbyArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop)).context("installing SIGINT")?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop)).context("installing SIGTERM")?;
+    if let Some(s) = args.duration_s {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs_f64(s));
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    // Calibrated now, while following, so that promotion does not wait for it.
+    let clock = Clock::calibrate(Duration::from_millis(50));
+    let outcome = follow(&config, &stop)?;
+    let (epoch, at, silent_at) = match outcome {
+        Outcome::Stopped { validated } => {
+            eprintln!("bourse standby: stopped while following, validated through seq {}", validated.seq);
+            return Ok(());
+        }
+        Outcome::Promoted { epoch, at, silent_at } => (epoch, at, silent_at),
+    };
+    eprintln!("bourse standby: PROMOTED to epoch {epoch} at seq {} (offset {})", at.seq, at.offset);
+    if args.no_serve {
+        return Ok(());
+    }
+    let promoted = promoted_config(&config, epoch)?;
+    let ready = Arc::new(AtomicBool::new(false));
+    {
+        // Announce when the promoted node takes input, with the time since the primary was last heard.
+        let (ready, stop) = (Arc::clone(&ready), Arc::clone(&stop));
+        let bind = promoted.backend.bind;
+        std::thread::spawn(move || {
+            while !ready.load(Ordering::Acquire) && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            if ready.load(Ordering::Acquire) {
+                eprintln!(
+                    "bourse standby: SERVING on {bind} in epoch {epoch}, {:.1} ms after the primary fell silent",
+                    silent_at.elapsed().as_secs_f64() * 1e3
+                );
+            }
+        });
+    }
+    let summary = appliance::serve_with_clock(&promoted, clock, stop, Some(ready))?;
+    eprintln!("bourse: stopped: {summary}");
+    Ok(())
+}
+
+/// How following ended.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome {
+    /// `stop` was set.
+    Stopped { validated: Position },
+    /// The primary fell silent: serve in `epoch`; everything through `at` is durable in the standby's WAL.
+    /// `silent_at` is when the primary was last heard (approximately: the promotion time minus the timeout).
+    Promoted { epoch: u32, at: Position, silent_at: Instant },
+}
+
+/// The configuration the promoted standby serves with: a primary in `epoch` with no standby of its own (acks are
+/// local until an operator attaches a new standby).
+pub fn promoted_config(config: &Config, epoch: u32) -> anyhow::Result<Config> {
+    let section = config.mirror.as_ref().context("no [mirror] section")?;
+    let mut promoted = config.clone();
+    promoted.mirror = Some(MirrorSection {
+        role: MirrorRole::Primary,
+        standby_addr: None,
+        listen: None,
+        ack: MirrorAck::Local,
+        epoch,
+        ..section.clone()
+    });
+    Ok(promoted)
+}
+
+/// Batches remembered for mapping the local durable seq back to a mirror position. When full, the oldest is
+/// forgotten, which only makes the reported durable position lag (never run ahead).
+const BATCHES_MAX: usize = 1 << 14;
+
+/// The appliance side of the standby: its engine and its WAL.
+pub struct Follower {
+    pub engine: Engine,
+    wal: Wal,
+    batches: VecDeque<Position>,
+    durable: Position,
+    error: Option<anyhow::Error>,
+    pub applied: u64,
+}
+
+/// The standby's engine output goes nowhere: it is the primary's job to answer firms.
+struct Discard;
+
+impl EventSink for Discard {
+    fn event(&mut self, _e: &Event) {}
+}
+
+impl Follower {
+    pub fn new(engine: Engine, wal: Wal, durable: Position) -> Follower {
+        Follower { engine, wal, batches: VecDeque::with_capacity(BATCHES_MAX), durable, error: None, applied: 0 }
+    }
+
+    /// The first failure to journal or decode a validated record: the standby must stop, it can no longer ack.
+    pub fn take_error(&mut self) -> Option<anyhow::Error> {
+        self.error.take()
+    }
+
+    /// Makes everything appended durable and closes the WAL.
+    pub fn close(self) -> anyhow::Result<Engine> {
+        self.wal.close().context("closing the standby's WAL")?;
+        Ok(self.engine)
+    }
+
+    fn apply_batch(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        let mut at = 0;
+        while at < bytes.len() {
+            let record = decode(&bytes[at..]).with_context(|| format!("decoding a validated record at +{at}"))?;
+            let input: Input = record.input;
+            self.wal.append_unfenced(&input).with_context(|| format!("journaling seq {}", input.seq))?;
+            self.engine.apply(&input, &mut Discard);
+            self.applied += 1;
+            at += record.length;
+        }
+        self.wal.fence();
+        Ok(())
+    }
+}
+
+impl StandbyHost for Follower {
+    fn on_validated(&mut self, batch: Validated<'_>) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = self.apply_batch(batch.bytes) {
+            self.error = Some(e);
+            return;
+        }
+        if self.batches.len() == BATCHES_MAX {
+            self.batches.pop_front();
+        }
+        self.batches.push_back(batch.to);
+    }
+
+    fn durable(&mut self) -> Position {
+        let local = self.wal.commit_index().local();
+        while let Some(front) = self.batches.front().copied() {
+            if front.seq > local {
+                break;
+            }
+            self.durable = front;
+            self.batches.pop_front();
+        }
+        self.durable
+    }
+}
+
+/// Idle polls before the follower naps for 20 µs (the same idle strategy as the primary's mirror).
+const IDLE_SPINS_MAX: u32 = 64;
+
+/// Follows the primary until promotion or `stop`.
+pub fn follow(config: &Config, stop: &AtomicBool) -> anyhow::Result<Outcome> {
+    let section = config.mirror.as_ref().context("the standby needs a [mirror] section")?;
+    if section.role != MirrorRole::Standby {
+        bail!("mirror.role is {:?}; `bourse standby` needs role = \"standby\"", section.role);
+    }
+    let listen = section.listen.context("mirror.listen is not set")?;
+    let dir = setup::wal_dir(config)?;
+    let (engine, wal, started) = setup::open_journal(config, &dir)?;
+    let durable = Position { seq: started.recovered_seq, offset: SEGMENT_HEADER_BYTES as u64 };
+    let mut follower = Follower::new(engine, wal, durable);
+    let mut region = vec![0u8; config.wal.segment_bytes as usize].into_boxed_slice();
+    let mut standby = Standby::new(
+        mirror_config(section, region.len() as u64),
+        WalRecords,
+        u64::from(section.epoch),
+        durable,
+    );
+    let mut transport = TcpTransport::listen(listen).with_context(|| format!("listening for the primary on {listen}"))?;
+    eprintln!(
+        "bourse standby: epoch {}, WAL {} recovered through seq {}, listening for the primary on {} \
+         (promote after {} ms of silence)",
+        section.epoch,
+        dir.display(),
+        started.recovered_seq,
+        transport.local_addr().map(|a| a.to_string()).unwrap_or_else(|| listen.to_string()),
+        section.promote_after_ms
+    );
+    let clock = Instant::now();
+    let mut idle = 0u32;
+    let mut reported_sync = false;
+    let mut next_report = Instant::now() + Duration::from_secs(1);
+    while !stop.load(Ordering::Relaxed) {
+        let now_ns = clock.elapsed().as_nanos() as u64;
+        let before = standby.stats().frames_received;
+        let event = standby.tick(now_ns, &mut region, &mut transport, &mut follower).context("standby mirror")?;
+        if let Some(e) = follower.take_error() {
+            return Err(e.context("the standby cannot journal what the primary sent"));
+        }
+        if !reported_sync && standby.synced_once() {
+            reported_sync = true;
+            eprintln!("bourse standby: caught up with the primary at seq {}", standby.validated().seq);
+        }
+        if Instant::now() >= next_report {
+            // A progress line per second for operators: how far validation and durability have come.
+            next_report += Duration::from_secs(1);
+            let st = standby.stats();
+            eprintln!(
+                "bourse standby: validated seq {}, durable seq {}, frames {} received / {} sent, {} duplicate writes, \
+                 {} gaps, {} invalid records",
+                standby.validated().seq,
+                standby.durable().seq,
+                st.frames_received,
+                st.frames_sent,
+                st.writes_duplicate,
+                st.writes_gap,
+                st.records_invalid
+            );
+        }
+        match event {
+            Some(StandbyEvent::Promoted { epoch, at }) => {
+                let silent_at = Instant::now() - Duration::from_millis(section.promote_after_ms);
+                let engine = follower.close()?;
+                eprintln!(
+                    "bourse standby: primary silent for {} ms; WAL closed in {:.1} ms; {} records applied, {} orders open",
+                    section.promote_after_ms,
+                    (silent_at.elapsed().as_secs_f64() * 1e3 - section.promote_after_ms as f64).max(0.0),
+                    at.seq - started.recovered_seq,
+                    engine.orders_open()
+                );
+                let epoch = u32::try_from(epoch).context("epoch beyond u32")?;
+                return Ok(Outcome::Promoted { epoch, at, silent_at });
+            }
+            Some(StandbyEvent::MustResync { epoch, truncate_to }) => bail!(
+                "a newer primary (epoch {epoch}) began at seq {}, but this standby's log runs past it; \
+                 truncate this WAL to that seq and restart (not automated yet)",
+                truncate_to.seq
+            ),
+            None => {}
+        }
+        if standby.stats().frames_received == before {
+            idle += 1;
+            if idle >= IDLE_SPINS_MAX {
+                std::thread::sleep(Duration::from_micros(20));
+                idle = 0;
+            } else {
+                std::thread::yield_now();
+            }
+        } else {
+            idle = 0;
+        }
+    }
+    let validated = standby.validated();
+    follower.close()?;
+    Ok(Outcome::Stopped { validated })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bourse_engine::{AddAccount, Capacity, Command, Deposit};
+    use bourse_persist::wal::{encode, DurabilityMode, WalConfig, RECORD_BYTES_MAX};
+    use bourse_persist::{AckPolicy, CommitIndex};
+
+    fn follower(dir: &std::path::Path) -> Follower {
+        let mut config = WalConfig::new(dir);
+        // No durability wait: the commit index follows each fence, so `durable` is deterministic here.
+        config.mode = DurabilityMode::None;
+        config.segment_bytes = 1 << 20;
+        let wal = Wal::create(config, 1, Arc::new(CommitIndex::new(AckPolicy::Local, 0))).unwrap();
+        let start = Position { seq: 0, offset: SEGMENT_HEADER_BYTES as u64 };
+        Follower::new(Engine::new(Capacity::SMALL), wal, start)
+    }
+
+    fn records(first_seq: u64, n: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; RECORD_BYTES_MAX];
+        for seq in first_seq..first_seq + n {
+            let command = if seq == 1 {
+                Command::AddAccount(AddAccount {
+                    account: 0,
+                    firm: 0,
+                    short_limit: 0,
+                    max_order_qty: 100,
+                    max_order_notional: 1_000_000,
+                })
+            } else {
+                Command::Deposit(Deposit { account: 0, amount: 10 })
+            };
+            let len = encode(&Input { seq, timestamp: seq * 10, command }, 1, &mut buf);
+            out.extend_from_slice(&buf[..len]);
+        }
+        out
+    }
+
+    fn temp_dir(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("bourse-follower-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn validated_batches_are_journaled_applied_and_reported_durable_in_order() {
+        let dir = temp_dir("ok");
+        let mut f = follower(&dir);
+        let start = Position { seq: 0, offset: SEGMENT_HEADER_BYTES as u64 };
+        let a = records(1, 3);
+        let a_end = Position { seq: 3, offset: start.offset + a.len() as u64 };
+        f.on_validated(Validated { bytes: &a, from: start, to: a_end });
+        assert!(f.take_error().is_none());
+        assert_eq!(f.durable(), a_end);
+        let b = records(4, 2);
+        let b_end = Position { seq: 5, offset: a_end.offset + b.len() as u64 };
+        f.on_validated(Validated { bytes: &b, from: a_end, to: b_end });
+        assert_eq!(f.durable(), b_end);
+        assert_eq!(f.applied, 5);
+        f.close().unwrap();
+        // The standby's own journal now holds exactly those records, at the same offsets as the primary's.
+        let seg = dir.join(bourse_persist::wal::segment::segment_file_name(1));
+        let bytes = std::fs::read(&seg).unwrap();
+        let off = SEGMENT_HEADER_BYTES;
+        assert_eq!(&bytes[off..off + a.len()], &a[..]);
+        assert_eq!(&bytes[off + a.len()..off + a.len() + b.len()], &b[..]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_record_that_does_not_decode_stops_the_follower_without_acknowledging_it() {
+        let dir = temp_dir("bad");
+        let mut f = follower(&dir);
+        let start = Position { seq: 0, offset: SEGMENT_HEADER_BYTES as u64 };
+        let mut a = records(1, 2);
+        a[64 + 40] ^= 0xff; // the second record's body: its CRC no longer holds
+        let end = Position { seq: 2, offset: start.offset + a.len() as u64 };
+        f.on_validated(Validated { bytes: &a, from: start, to: end });
+        let err = format!("{:#}", f.take_error().expect("a decode error"));
+        assert!(err.contains("decoding"), "{err}");
+        assert_eq!(f.durable(), start, "nothing of a failed batch is acknowledged");
+        drop(f);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_promoted_configuration_serves_alone_in_the_new_epoch() {
+        let text = format!(
+            "{}\n[mirror]\nrole = \"standby\"\nlisten = \"127.0.0.1:1\"\npromote_after_ms = 50\n",
+            r#"
+            [backend]
+            kind = "socket"
+            bind = "127.0.0.1:9000"
+            [market_data]
+            group = "127.0.0.1:9100"
+            [[symbols]]
+            name = "AAPL"
+            reference_price = "150.00"
+            "#
+        );
+        let config = Config::parse(&text).unwrap();
+        let promoted = promoted_config(&config, 2).unwrap();
+        let m = promoted.mirror.as_ref().unwrap();
+        assert_eq!((m.role, m.standby_addr, m.ack, m.epoch), (MirrorRole::Primary, None, MirrorAck::Local, 2));
+        assert_eq!(setup::ack_policy(&promoted), AckPolicy::Local);
+        assert_eq!(MirrorSection::wal_epoch(&promoted), 2);
+    }
+}
