@@ -24,6 +24,8 @@ cargo test --workspace
 step "DPDK backend tests (net_ring, net_af_packet and net_af_xdp vdevs on a veth pair)"
 cargo test -p bourse-nic --features dpdk --lib backend::dpdk
 cargo test -p bourse-nic --features dpdk --test dpdk
+step "the appliance on the DPDK backend across the veth pair (bench wire --quick, dpdk build)"
+cargo test -p bourse --features dpdk --test bench_wire dpdk
 
 step "verbs mirror transport (no RDMA device here: checks the clear error and the wire structures)"
 cargo test -p bourse-persist --features rdma --lib mirror::verbs

@@ -80,6 +80,12 @@ fn socket_backend_quick_run_reports_every_figure() {
 }
 
 #[test]
+fn uring_backend_quick_run_reports_every_figure() {
+    let Some(v) = quick("uring") else { return };
+    check_run(&v, "uring");
+}
+
+#[test]
 fn af_xdp_backend_quick_run_reports_every_figure() {
     let Some(v) = quick("af_xdp") else { return };
     check_run(&v, "af_xdp");
