@@ -48,16 +48,7 @@ pub struct StandbyArgs {
 
 pub fn run(args: StandbyArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop)).context("installing SIGINT")?;
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop)).context("installing SIGTERM")?;
-    if let Some(s) = args.duration_s {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs_f64(s));
-            stop.store(true, Ordering::Relaxed);
-        });
-    }
+    let stop = crate::appliance::stop_flag(args.duration_s)?;
     // Calibrated now, while following, so that promotion does not wait for it.
     let clock = Clock::calibrate(Duration::from_millis(50));
     let outcome = follow(&config, &stop)?;

@@ -45,19 +45,25 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
+    let stop = stop_flag(args.duration_s)?;
+    let summary = serve(&config, stop, None)?;
+    eprintln!("bourse: stopped: {summary}");
+    Ok(())
+}
+
+/// A flag set by SIGINT or SIGTERM, or after `duration_s` seconds when given: how the programs know to stop.
+pub fn stop_flag(duration_s: Option<f64>) -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop)).context("installing SIGINT")?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop)).context("installing SIGTERM")?;
-    if let Some(s) = args.duration_s {
+    if let Some(s) = duration_s {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_secs_f64(s));
             stop.store(true, Ordering::Relaxed);
         });
     }
-    let summary = serve(&config, stop, None)?;
-    eprintln!("bourse: stopped: {summary}");
-    Ok(())
+    Ok(stop)
 }
 
 /// What the appliance did, printed when it stops.
