@@ -11,30 +11,8 @@ use std::rc::Rc;
 
 use super::transport::{MirrorTransport, Sent, TransportError};
 
-/// A small deterministic generator (SplitMix64): good enough to drive fault choices, trivially seedable.
-#[derive(Clone, Debug)]
-pub struct SimRng(u64);
-
-impl SimRng {
-    pub fn new(seed: u64) -> SimRng {
-        SimRng(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-    /// True with probability `ppm` parts per million.
-    pub fn chance(&mut self, ppm: u32) -> bool {
-        self.below(1_000_000) < ppm as u64
-    }
-}
+/// The fault choices draw from the project's seeded generator.
+pub type SimRng = crate::workload::Rng;
 
 /// Fault probabilities in parts per million per frame, and the delay range.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use bourse_engine::*;
+use bourse_persist::workload::Rng;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -92,22 +93,6 @@ pub fn capacity() -> Capacity {
 pub struct Workload {
     pub setup: Vec<Input>,
     pub commands: Vec<Input>,
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // splitmix64: tiny, seedable, good enough for a workload mix.
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 #[derive(Clone, Copy)]
@@ -314,7 +299,7 @@ impl Generator {
 /// Builds the seeded workload: admin set-up and an initial book of ~1,000 orders, then `commands` timed commands.
 pub fn generate(seed: u64, commands: usize) -> Workload {
     let mut g = Generator {
-        rng: Rng(seed),
+        rng: Rng::new(seed),
         shadow: Engine::new(capacity()),
         live: Vec::with_capacity(4 * RESTING_TARGET),
         index: HashMap::new(),

@@ -28,28 +28,8 @@ const _: () = assert!(REF_SLOTS.is_power_of_two());
 /// Events one shadow input can produce: one per fill on each side plus a handful of acks and book changes.
 const EVENTS_PER_INPUT_MAX: usize = 4 * 4_096 + 16;
 
-/// splitmix64: tiny, seedable and well distributed; the mix needs nothing stronger.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`); the modulo bias is irrelevant for a workload mix.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
+/// The project's one seeded generator (SplitMix64), shared with the engine benchmark and the crash-test driver.
+pub use bourse_persist::workload::Rng;
 
 /// One symbol as the mix sees it.
 #[derive(Clone, Debug)]
