@@ -524,6 +524,29 @@ impl MirrorSection {
     }
 }
 
+/// Firms of the demo market, in order: (name, SoupBinTCP username, password).
+pub const DEMO_FIRMS: [(&str, &str, &str); 3] =
+    [("alpha", "ALPHA", "alpha-pw"), ("beta", "BETA", "beta-pw"), ("gamma", "GAMMA", "gamma-pw")];
+
+/// The market the demo, the benchmarks and the end-to-end tests trade: capacities, AAPL and MSFT, and the first
+/// `firms` of [`DEMO_FIRMS`], each well funded and allowed to log in from `source`. TOML to append after the
+/// sections that differ between them (appliance, backend, market data, WAL, cores, mirror).
+pub fn demo_market_toml(firms: usize, source: &str) -> String {
+    assert!(firms <= DEMO_FIRMS.len(), "at most {} demo firms", DEMO_FIRMS.len());
+    let mut t = String::from(
+        "\n[capacity]\norders_max = 262144\nlevels_per_symbol = 4096\nhalt_queue_max = 1024\nmatches_per_order_max = 1024\n\n\
+         [[symbols]]\nname = \"AAPL\"\nreference_price = \"150.00\"\ntick = \"0.01\"\n\n\
+         [[symbols]]\nname = \"MSFT\"\nreference_price = \"400.00\"\ntick = \"0.01\"\n",
+    );
+    for (name, username, password) in &DEMO_FIRMS[..firms] {
+        t.push_str(&format!(
+            "\n[[firms]]\nname = \"{name}\"\nusername = \"{username}\"\npassword = \"{password}\"\n\
+             allowed_sources = [\"{source}\"]\ncash = \"1000000000\"\nshares = {{ AAPL = 10000000, MSFT = 10000000 }}\n"
+        ));
+    }
+    t
+}
+
 /// Parses a decimal price ("150", "150.25", "0.0001") into ticks with 4 implied decimals.
 pub fn parse_price(text: &str) -> anyhow::Result<Price> {
     let v = parse_fixed4(text)?;

@@ -82,37 +82,6 @@ segment_bytes = 67108864
 [cores]
 @PIPELINE_CORE@
 
-[capacity]
-orders_max = 262144
-levels_per_symbol = 4096
-halt_queue_max = 1024
-matches_per_order_max = 1024
-
-[[symbols]]
-name = "AAPL"
-reference_price = "150.00"
-tick = "0.01"
-
-[[symbols]]
-name = "MSFT"
-reference_price = "400.00"
-tick = "0.01"
-
-[[firms]]
-name = "alpha"
-username = "ALPHA"
-password = "alpha-pw"
-allowed_sources = ["127.0.0.1"]
-cash = "1000000000"
-shares = { AAPL = 10000000, MSFT = 10000000 }
-
-[[firms]]
-name = "beta"
-username = "BETA"
-password = "beta-pw"
-allowed_sources = ["127.0.0.1"]
-cash = "1000000000"
-shares = { AAPL = 10000000, MSFT = 10000000 }
 "#;
 
 /// A UDP port nobody holds right now (bind port 0, read it, release it).
@@ -158,7 +127,8 @@ pub fn demo_config(wal_dir: &Path, wal_mode: &str, pipeline_core: Option<usize>)
         .replace("@RETX_PORT@", &free_udp_port()?.to_string())
         .replace("@WAL_DIR@", &dir.replace('\\', "\\\\").replace('"', "\\\""))
         .replace("@WAL_MODE@", wal_mode)
-        .replace("@PIPELINE_CORE@", &pipeline_core.map(|c| format!("pipeline = {c}")).unwrap_or_default());
+        .replace("@PIPELINE_CORE@", &pipeline_core.map(|c| format!("pipeline = {c}")).unwrap_or_default())
+        + &crate::config::demo_market_toml(2, "127.0.0.1");
     Config::parse(&text).context("the embedded demo configuration")
 }
 

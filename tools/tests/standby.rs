@@ -54,44 +54,12 @@ session = "BOURSESB"
 dir = "{wal}"
 mode = "msync"
 segment_bytes = 67108864
-[capacity]
-orders_max = 65536
-levels_per_symbol = 4096
-halt_queue_max = 1024
-matches_per_order_max = 1024
-[[symbols]]
-name = "AAPL"
-reference_price = "150.00"
-[[symbols]]
-name = "MSFT"
-reference_price = "400.00"
-[[firms]]
-name = "alpha"
-username = "ALPHA"
-password = "alpha-pw"
-allowed_sources = ["127.0.0.1"]
-cash = "1000000000"
-shares = {{ AAPL = 10000000, MSFT = 10000000 }}
-[[firms]]
-name = "beta"
-username = "BETA"
-password = "beta-pw"
-allowed_sources = ["127.0.0.1"]
-cash = "1000000000"
-shares = {{ AAPL = 10000000, MSFT = 10000000 }}
-[[firms]]
-name = "gamma"
-username = "GAMMA"
-password = "gamma-pw"
-allowed_sources = ["127.0.0.1"]
-cash = "1000000000"
-shares = {{ AAPL = 10000000, MSFT = 10000000 }}
 {mirror}
 "#,
         order = free_udp_port().unwrap(),
         md = free_udp_port().unwrap(),
         wal = wal.display(),
-    )
+    ) + &bourse::config::demo_market_toml(3, "127.0.0.1")
 }
 
 /// A child process whose stderr is collected line by line.

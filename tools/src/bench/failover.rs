@@ -67,35 +67,13 @@ group = "127.0.0.1:{md}"
 dir = "{wal}"
 mode = "{mode}"
 segment_bytes = 16777216
-[capacity]
-orders_max = 65536
-levels_per_symbol = 4096
-halt_queue_max = 1024
-matches_per_order_max = 1024
-[[symbols]]
-name = "AAPL"
-reference_price = "150.00"
-[[firms]]
-name = "alpha"
-username = "ALPHA"
-password = "alpha-pw"
-allowed_sources = ["127.0.0.1"]
-cash = "1000000000"
-shares = {{ AAPL = 10000000 }}
-[[firms]]
-name = "beta"
-username = "BETA"
-password = "beta-pw"
-allowed_sources = ["127.0.0.1"]
-cash = "1000000000"
-shares = {{ AAPL = 10000000 }}
 [mirror]
 {mirror}
 "#,
         order = free_udp_port()?,
         md = free_udp_port()?,
         wal = wal.to_str().context("temporary path is not UTF-8")?,
-    ))
+    ) + &crate::config::demo_market_toml(2, "127.0.0.1"))
 }
 
 /// A child `bourse` whose stderr lines arrive on a channel.

@@ -988,37 +988,6 @@ segment_bytes = 67108864
 pipeline = {pipeline}
 aux = {aux}
 
-[capacity]
-orders_max = 262144
-levels_per_symbol = 4096
-halt_queue_max = 1024
-matches_per_order_max = 1024
-
-[[symbols]]
-name = "AAPL"
-reference_price = "150.00"
-tick = "0.01"
-
-[[symbols]]
-name = "MSFT"
-reference_price = "400.00"
-tick = "0.01"
-
-[[firms]]
-name = "alpha"
-username = "ALPHA"
-password = "alpha-pw"
-allowed_sources = ["{ADDR_LOAD}"]
-cash = "1000000000"
-shares = {{ AAPL = 10000000, MSFT = 10000000 }}
-
-[[firms]]
-name = "beta"
-username = "BETA"
-password = "beta-pw"
-allowed_sources = ["{ADDR_LOAD}"]
-cash = "1000000000"
-shares = {{ AAPL = 10000000, MSFT = 10000000 }}
 "#,
         name = quote(name),
         md_port = port.wrapping_add(1).max(1),
@@ -1026,7 +995,7 @@ shares = {{ AAPL = 10000000, MSFT = 10000000 }}
         mode = quote(wal_mode),
         pipeline = cores.0,
         aux = cores.1,
-    );
+    ) + &crate::config::demo_market_toml(2, &ADDR_LOAD.to_string());
     Config::parse(&text).context("the benchmark's appliance configuration")?;
     Ok(text)
 }
