@@ -5,7 +5,7 @@
 use crate::engine::{side_index, Engine};
 use crate::ladder::Ladder;
 use crate::slab::{Loc, NIL};
-use crate::Side;
+use crate::{OrderKind, Side};
 
 impl Engine {
     /// Checks every structural and money invariant; `Err` names the first one broken.
@@ -92,6 +92,20 @@ impl Engine {
             open += 1;
             if o.qty == 0 {
                 return Err(format!("open order {h} with zero quantity"));
+            }
+            // An order that enters the book later with a limit price (a stop-limit waiting for its trigger, a
+            // limit or stop-limit order waiting in a halt queue) carries a price on its symbol's ladder, as entry
+            // validation guaranteed; one that does not would be placed at the wrong level when it enters, so a
+            // snapshot that says so is corrupt.
+            let enters_later = matches!(o.loc, Loc::Stop | Loc::Queue)
+                && matches!(o.kind, OrderKind::Limit | OrderKind::StopLimit);
+            if enters_later && self.price_index(o.symbol, o.price).is_none() {
+                return Err(format!("order {h} waits to enter the book at price {} off its ladder", o.price));
+            }
+            // Likewise a stop order waiting in a halt queue enters the stop ladder at its stop price.
+            let stops_later = o.loc == Loc::Queue && matches!(o.kind, OrderKind::Stop | OrderKind::StopLimit);
+            if stops_later && self.price_index(o.symbol, o.stop_price).is_none() {
+                return Err(format!("queued stop order {h} has stop price {} off its ladder", o.stop_price));
             }
             if self.refs.get(o.session, o.user_ref) != Some(h as u32) {
                 return Err(format!("order {h} missing from the UserRef table"));

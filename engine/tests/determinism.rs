@@ -146,3 +146,23 @@ proptest! {
         let _ = Engine::restore(&good[..cut.index(good.len())]);
     }
 }
+
+/// Every single-bit flip of a busy snapshot: whatever `restore` accepts keeps its invariants while it goes on
+/// trading. A regression test for flips (a stop-limit's or a queued order's limit price, a queued order's kind)
+/// that restore accepted and matching then placed at the wrong level.
+#[test]
+fn restore_of_every_single_bit_flip_stays_consistent_while_trading() {
+    let good = busy_snapshot();
+    for (i, bit) in (0..good.len()).flat_map(|i| (0..8).map(move |b| (i, b))) {
+        let mut bad = good.clone();
+        bad[i] ^= 1 << bit;
+        let Ok(mut e) = Engine::restore(&bad) else { continue };
+        let mut feed = Feed { seq: e.last_seq(), now: 1 };
+        for input in inputs(11, 300, &mut feed) {
+            e.apply(&input, &mut NullSink);
+        }
+        if let Err(why) = e.check_invariants() {
+            panic!("flip of bit {bit} at byte {i} of {}: {why}", good.len());
+        }
+    }
+}
