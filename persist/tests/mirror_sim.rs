@@ -16,11 +16,14 @@ struct Host {
     applied: Position,
     applied_count: u64,
     durable: Position,
+    /// Every byte handed over, from stream offset `applied` at creation on: the standby's copy of the log.
+    log: Vec<u8>,
+    log_base: u64,
 }
 
 impl Host {
     fn new(at: Position) -> Host {
-        Host { applied: at, applied_count: 0, durable: at }
+        Host { applied: at, applied_count: 0, durable: at, log: Vec::new(), log_base: at.offset }
     }
 }
 
@@ -39,6 +42,7 @@ impl StandbyHost for Host {
         assert_eq!(batch.from.offset + at as u64, batch.to.offset);
         self.applied = batch.to;
         self.applied_count += batch.to.seq - batch.from.seq;
+        self.log.extend_from_slice(batch.bytes);
     }
     fn durable(&mut self) -> Position {
         self.durable
@@ -97,7 +101,7 @@ impl Cluster {
             rng: SimRng::new(seed ^ 0x5eed),
             now_ns: 1_000_000,
             p_node: Node::new(),
-            s_region: vec![0u8; REGION_BYTES],
+            s_region: vec![0u8; config.region_size_bytes as usize],
             primary: Primary::new(config, Crc32cRecords, 1, Position::default()),
             standby: Standby::new(config, Crc32cRecords, 1, Position::default()),
             host: Host::new(Position::default()),
@@ -123,7 +127,7 @@ impl Cluster {
         self.now_ns += STEP_NS;
         self.net.set_now(self.now_ns);
         if tick_primary {
-            self.primary.tick(self.now_ns, &self.p_node.region, &mut self.p_end).unwrap();
+            self.primary.tick(self.now_ns, &mut self.p_node.region, &mut self.p_end).unwrap();
         }
         if tick_standby {
             if self.rng.chance(400_000) {
@@ -151,8 +155,9 @@ impl Cluster {
     fn assert_regions_match_up_to_gate(&self) {
         let acked = self.primary.acked();
         assert_eq!(acked.seq, self.primary.gate().mirrored_seq());
-        let n = acked.offset as usize;
-        assert!(self.p_node.region[..n] == self.s_region[..n], "standby region differs below the acked offset");
+        let (base, n) = (self.host.log_base as usize, acked.offset as usize);
+        assert!(self.host.log.len() >= n - base);
+        assert!(self.p_node.region[base..n] == self.host.log[..n - base], "the standby's records differ below the acked offset");
     }
 }
 
@@ -186,7 +191,7 @@ fn run_seed(seed: u64) {
     t.net.set_faults(Faults::default());
     for _ in 0..2_000 {
         t.step(true, true);
-        if t.primary.gate().mirrored_seq() == t.p_node.tail.seq {
+        if t.primary.gate().mirrored_seq() == t.p_node.tail.seq && t.primary.acked() == t.p_node.tail {
             break;
         }
     }
@@ -389,8 +394,8 @@ fn former_primary_is_fenced_then_resyncs_as_standby() {
         t.net.set_now(t.now_ns);
         new_node.append(&mut t.rng, t.now_ns);
         new_primary.on_append(new_node.tail);
-        t.primary.tick(t.now_ns, &t.p_node.region, &mut t.p_end).unwrap();
-        new_primary.tick(t.now_ns, &new_node.region, &mut t.s_end).unwrap();
+        t.primary.tick(t.now_ns, &mut t.p_node.region, &mut t.p_end).unwrap();
+        new_primary.tick(t.now_ns, &mut new_node.region, &mut t.s_end).unwrap();
     }
     assert_eq!(t.primary.fenced_by(), Some(2), "the old primary saw the newer epoch");
     assert!(old_gate.is_fenced());
@@ -403,7 +408,7 @@ fn former_primary_is_fenced_then_resyncs_as_standby() {
     for _ in 0..50 {
         t.now_ns += STEP_NS;
         t.net.set_now(t.now_ns);
-        new_primary.tick(t.now_ns, &new_node.region, &mut t.s_end).unwrap();
+        new_primary.tick(t.now_ns, &mut new_node.region, &mut t.s_end).unwrap();
         if let Some(ev) = rejoin.tick(t.now_ns, &mut t.p_node.region, &mut t.p_end, &mut rejoin_host).unwrap() {
             event = Some(ev);
             break;
@@ -418,13 +423,45 @@ fn former_primary_is_fenced_then_resyncs_as_standby() {
     for _ in 0..300 {
         t.now_ns += STEP_NS;
         t.net.set_now(t.now_ns);
-        new_primary.tick(t.now_ns, &new_node.region, &mut t.s_end).unwrap();
+        new_primary.tick(t.now_ns, &mut new_node.region, &mut t.s_end).unwrap();
         follower_host.durable = follower_host.applied;
         follower.tick(t.now_ns, &mut t.p_node.region, &mut t.p_end, &mut follower_host).unwrap();
     }
     assert_eq!(new_primary.gate().mirrored_seq(), new_node.tail.seq);
     let n = new_node.tail.offset as usize;
     assert!(new_node.region[..n] == t.p_node.region[..n]);
+}
+
+/// A landing ring far smaller than the log: the stream wraps it dozens of times, records straddle its end, and
+/// every fault still converges to the same bytes.
+#[test]
+fn small_landing_ring_wraps_under_faults() {
+    const LOG_BYTES: usize = 512 * 1024;
+    let mut config = MirrorConfig::new(16 * 1024);
+    config.write_chunk_max_bytes = 2048;
+    config.inflight_max_bytes = 8 * 1024;
+    config.promote_after_silence_ns = 1_000_000_000;
+    for seed in 0..12u64 {
+        let faults = Faults { drop_ppm: 50_000, duplicate_ppm: 50_000, truncate_ppm: 20_000, corrupt_ppm: 20_000, delay_ns_max: 1_000_000 };
+        let mut t = Cluster::new(0x7107 + seed, faults, config);
+        t.p_node.region = vec![0u8; LOG_BYTES];
+        while t.p_node.tail.offset as usize + 192 <= LOG_BYTES - 192 {
+            let burst = t.rng.below(6) as usize;
+            t.append(burst);
+            t.step(true, true);
+        }
+        t.net.set_faults(Faults::default());
+        for _ in 0..5_000 {
+            t.step(true, true);
+            if t.primary.gate().mirrored_seq() == t.p_node.tail.seq && t.primary.acked() == t.p_node.tail {
+                break;
+            }
+        }
+        assert_eq!(t.primary.gate().mirrored_seq(), t.p_node.tail.seq, "seed {seed}: did not converge");
+        assert_eq!(t.host.applied_count, t.p_node.tail.seq, "seed {seed}");
+        assert!(t.p_node.tail.offset > 20 * config.region_size_bytes, "the ring wrapped many times");
+        t.assert_regions_match_up_to_gate();
+    }
 }
 
 #[test]

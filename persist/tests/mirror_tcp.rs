@@ -89,7 +89,7 @@ fn tcp_loopback_mirrors_100k_records() {
             appended_ns[seq as usize] = now;
             primary.on_append(tail);
         }
-        let work = primary.tick(now, &region, &mut p_transport).unwrap();
+        let work = primary.tick(now, &mut region, &mut p_transport).unwrap();
         if work == 0 {
             std::thread::yield_now();
         }

@@ -312,3 +312,35 @@ fn live_reader_follows_a_writer() {
     wal.close().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn segment_headers_carry_stream_offsets_that_continue_across_rotation_and_restart() {
+    let dir = tempdir("stream");
+    let inputs = write_log(&dir, DurabilityMode::None, 8192, 700);
+    // A restarted writer continues the stream where the last record ended.
+    let mut next = Wal::create(config(&dir, DurabilityMode::None, 8192), 701, Arc::new(CommitIndex::new(AckPolicy::Local, 700))).unwrap();
+    let mut total = 0u64;
+    let mut buf = [0u8; RECORD_BYTES_MAX];
+    let mut ends = std::collections::BTreeMap::new();
+    for i in &inputs {
+        ends.insert(i.seq, total);
+        total += encode(i, 1, &mut buf) as u64;
+    }
+    assert_eq!(next.stream_offset(), total, "a restarted writer starts at the stream offset after seq 700");
+    next.append(&Workload::new(9).next(701)).unwrap();
+    drop(next);
+    let segments = bourse_persist::wal::segment::list_segments(&dir).unwrap();
+    assert!(segments.len() > 10, "{} segments", segments.len());
+    for s in &segments {
+        let bytes = std::fs::read(&s.path).unwrap();
+        let h = bourse_persist::wal::segment::SegmentHeader::parse(&bytes).unwrap();
+        let expected = ends.get(&s.first_seq).copied().unwrap_or(total);
+        assert_eq!(h.first_offset, expected, "{}: first_offset", s.path.display());
+    }
+    // Continuing anywhere but right after the log's last record is refused, not papered over.
+    let err = Wal::create(config(&dir, DurabilityMode::None, 8192), 900, Arc::new(CommitIndex::new(AckPolicy::Local, 0)))
+        .err()
+        .expect("a gap before the new segment is refused");
+    assert!(err.to_string().contains("ends at seq 701"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

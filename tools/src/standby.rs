@@ -26,7 +26,6 @@ use anyhow::{bail, Context};
 use bourse_engine::{Engine, Event, EventSink, Input};
 use bourse_persist::mirror::tcp::TcpTransport;
 use bourse_persist::mirror::{Position, Standby, StandbyEvent, StandbyHost, Validated, WalRecords};
-use bourse_persist::wal::segment::SEGMENT_HEADER_BYTES;
 use bourse_persist::wal::{decode, Wal};
 
 use crate::appliance::{self, mirror::mirror_config, setup};
@@ -204,15 +203,12 @@ pub fn follow(config: &Config, stop: &AtomicBool) -> anyhow::Result<Outcome> {
     let listen = section.listen.context("mirror.listen is not set")?;
     let dir = setup::wal_dir(config)?;
     let (engine, wal, started) = setup::open_journal(config, &dir)?;
-    let durable = Position { seq: started.recovered_seq, offset: SEGMENT_HEADER_BYTES as u64 };
+    // The log's end as the mirror names it: records are identical on both nodes, so stream offsets agree.
+    let durable = Position { seq: started.recovered_seq, offset: wal.stream_offset() };
     let mut follower = Follower::new(engine, wal, durable);
-    let mut region = vec![0u8; config.wal.segment_bytes as usize].into_boxed_slice();
-    let mut standby = Standby::new(
-        mirror_config(section, region.len() as u64),
-        WalRecords,
-        u64::from(section.epoch),
-        durable,
-    );
+    let mirror = mirror_config(section);
+    let mut region = vec![0u8; mirror.region_size_bytes as usize].into_boxed_slice();
+    let mut standby = Standby::new(mirror, WalRecords, u64::from(section.epoch), durable);
     let mut transport = TcpTransport::listen(listen).with_context(|| format!("listening for the primary on {listen}"))?;
     eprintln!(
         "bourse standby: epoch {}, WAL {} recovered through seq {}, listening for the primary on {} \
@@ -296,6 +292,7 @@ pub fn follow(config: &Config, stop: &AtomicBool) -> anyhow::Result<Outcome> {
 mod tests {
     use super::*;
     use bourse_engine::{AddAccount, Capacity, Command, Deposit};
+    use bourse_persist::wal::segment::SEGMENT_HEADER_BYTES;
     use bourse_persist::wal::{encode, DurabilityMode, WalConfig, RECORD_BYTES_MAX};
     use bourse_persist::{AckPolicy, CommitIndex};
 

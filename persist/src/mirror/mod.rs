@@ -15,12 +15,15 @@
 //!
 //! ## Positions, catch-up and retransmission
 //!
-//! A [`Position`] names a record boundary: the seq of the last record and the byte offset just past it. The
-//! standby accepts only bytes that extend its validated prefix (a write starting beyond it is a gap and is dropped),
+//! A [`Position`] names a record boundary: the seq of the last record and the stream offset just past it (record
+//! bytes since the log began, across segment files). The primary reads its log through [`MirrorLog`], so writes
+//! follow the WAL across segment rotations. The standby lands bytes in a ring region at stream offset modulo its
+//! size, accepts only bytes that extend its validated prefix (a write starting beyond it is a gap and is dropped),
 //! never rewrites validated bytes, and checks every record: CRC, `seq == previous + 1`, epoch no newer than the
 //! frame's. A standby that starts late or restarts sends `Hello` with its durable position; the primary checks that
-//! the position is a boundary of its own log and resends from there. Mirrored acks come only from the standby's
-//! durable position, so a standby that is behind simply holds the gate back until it has caught up.
+//! the position is a boundary of its own log — any segment it still holds — and resends from there. Mirrored acks
+//! come only from the standby's durable position, so a standby that is behind simply holds the gate back until it
+//! has caught up.
 //!
 //! ## Epochs and failover
 //!
@@ -52,20 +55,24 @@ pub mod sim;
 pub mod standby;
 pub mod tcp;
 pub mod transport;
+pub mod wal_log;
 #[cfg(feature = "rdma")]
 pub mod verbs;
 
 pub use frame::{Frame, FrameError, FrameKind};
 pub use gate::{AckPolicy, MirrorGate};
-pub use primary::Primary;
+pub use primary::{MirrorLog, Primary};
 pub use record::{Crc32cRecords, RecordError, RecordFormat, RecordMeta, WalRecords};
 pub use standby::{StandbyEvent, StandbyHost, Standby, Validated};
 pub use transport::{MirrorTransport, Sent, TransportError};
+pub use wal_log::WalLog;
 
 use thiserror::Error;
 
-/// A record boundary in the WAL region: `seq` of the last record before it and the byte `offset` just past it.
-/// `Position::default()` is the empty log.
+/// A record boundary in the log: `seq` of the last record before it and the *stream offset* just past it (the
+/// bytes of every record up to it, over all segments; see `wal::segment`). Both nodes hold the same records, so a
+/// position names the same boundary on both whatever their segment files look like. `Position::default()` is the
+/// empty log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Position {
     pub seq: u64,
@@ -75,7 +82,9 @@ pub struct Position {
 /// Protocol timing and sizing shared by both roles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MirrorConfig {
-    /// Size of the WAL region, identical on both nodes (checked in `Hello`).
+    /// Size of the standby's landing region, a ring indexed by stream offset modulo its size; identical in both
+    /// nodes' configurations (checked in `Hello`: the verbs transport writes into it one-sided). At least
+    /// `inflight_max_bytes + write_chunk_max_bytes`, so that bytes in flight never overwrite unvalidated ones.
     pub region_size_bytes: u64,
     /// Each side sends a frame at least this often.
     pub heartbeat_interval_ns: u64,
@@ -90,14 +99,17 @@ pub struct MirrorConfig {
 }
 
 impl MirrorConfig {
+    /// Defaults for a landing ring of `region_size_bytes` (at least 32 KiB): 16 KiB writes, and as many bytes in
+    /// flight as the ring allows, up to 1 MiB.
     pub fn new(region_size_bytes: u64) -> MirrorConfig {
+        let write_chunk_max_bytes = 16 * 1024;
         MirrorConfig {
             region_size_bytes,
             heartbeat_interval_ns: 1_000_000,
             promote_after_silence_ns: 5_000_000,
             retransmit_after_ns: 2_000_000,
-            write_chunk_max_bytes: 16 * 1024,
-            inflight_max_bytes: 1 << 20,
+            write_chunk_max_bytes,
+            inflight_max_bytes: (1 << 20).min(region_size_bytes.saturating_sub(write_chunk_max_bytes as u64)),
         }
     }
 
@@ -105,6 +117,8 @@ impl MirrorConfig {
         assert!(self.write_chunk_max_bytes > 0 && self.write_chunk_max_bytes.is_multiple_of(64));
         assert!(self.write_chunk_max_bytes <= frame::WRITE_PAYLOAD_MAX_BYTES);
         assert!(self.inflight_max_bytes >= self.write_chunk_max_bytes as u64);
+        assert!(self.region_size_bytes.is_multiple_of(64));
+        assert!(self.region_size_bytes >= self.inflight_max_bytes + self.write_chunk_max_bytes as u64);
         assert!(self.heartbeat_interval_ns > 0 && self.promote_after_silence_ns > self.heartbeat_interval_ns);
     }
 }
@@ -127,6 +141,7 @@ pub struct MirrorStats {
     /// Records that failed CRC, sequence or epoch checks inside bytes that had fully arrived.
     pub records_invalid: u64,
     pub records_validated: u64,
+    /// Rewinds of the send cursor: acks stalled, or a `Hello` asked for bytes already sent.
     pub retransmits: u64,
     /// Sends refused by a full or disconnected transport.
     pub sends_refused: u64,
@@ -146,8 +161,6 @@ pub enum MirrorError {
     },
     #[error("record at offset {offset} is {len_bytes} bytes, larger than the {chunk_max_bytes}-byte write chunk")]
     RecordTooLarge { offset: u64, len_bytes: usize, chunk_max_bytes: usize },
-    #[error("tail offset {tail_offset} beyond the {region_bytes}-byte region")]
-    TailBeyondRegion { tail_offset: u64, region_bytes: usize },
     /// The host reported a durable position the mirror has not validated: an appliance bug, caught here so that a
     /// seq is never acknowledged unvalidated.
     #[error("host durable position {durable:?} is beyond the validated position {validated:?}")]

@@ -1,9 +1,34 @@
 //! The primary's side of the mirror: ships WAL bytes, tracks the standby's acks, publishes the gate.
+//!
+//! The primary reads its own log through [`MirrorLog`], addressed by stream offset, so the log may span any number
+//! of segment files: a chunk never crosses a segment end (the next chunk starts in the next segment at the same
+//! stream offset), and a standby that is far behind is served from older segments by the same code.
 
 use super::frame::{Frame, FRAME_MAX_BYTES};
 use super::gate::MirrorGate;
 use super::record::RecordFormat;
 use super::{send_frame, MirrorConfig, MirrorError, MirrorStats, MirrorTransport, Position};
+
+/// The primary's log as the mirror reads it, addressed by stream offset (see [`Position`]).
+pub trait MirrorLog {
+    /// The local bytes from stream offset `offset` to the end of the stretch stored contiguously there (for a WAL,
+    /// the end of the segment file holding `offset`; the primary reads no further than its tail), or an empty slice
+    /// when this node does not hold `offset`.
+    fn bytes_from(&mut self, offset: u64) -> &[u8];
+}
+
+/// A log held in one buffer: stream offset = index (simulations and tests).
+impl MirrorLog for [u8] {
+    fn bytes_from(&mut self, offset: u64) -> &[u8] {
+        usize::try_from(offset).ok().and_then(|o| self.get(o..)).unwrap_or(&[])
+    }
+}
+
+impl MirrorLog for Vec<u8> {
+    fn bytes_from(&mut self, offset: u64) -> &[u8] {
+        self.as_mut_slice().bytes_from(offset)
+    }
+}
 
 /// Primary state machine. Drive it from one thread: `on_append` when the WAL tail moves, `tick` often (it is the
 /// mirror sender and ack receiver of the aux core).
@@ -101,23 +126,17 @@ impl<R: RecordFormat> Primary<R> {
 
     /// Polls the transport, handles acks, hellos and fences, then sends due writes and heartbeats. Returns the number
     /// of frames handled and sent (zero means idle, for the caller's idle strategy).
-    pub fn tick<T: MirrorTransport + ?Sized>(
+    pub fn tick<L: MirrorLog + ?Sized, T: MirrorTransport + ?Sized>(
         &mut self,
         now_ns: u64,
-        region: &[u8],
+        log: &mut L,
         transport: &mut T,
     ) -> Result<usize, MirrorError> {
-        if region.len() as u64 != self.config.region_size_bytes {
-            return Err(MirrorError::RegionSize { region_bytes: region.len(), config_bytes: self.config.region_size_bytes });
-        }
-        if self.tail.offset > region.len() as u64 {
-            return Err(MirrorError::TailBeyondRegion { tail_offset: self.tail.offset, region_bytes: region.len() });
-        }
         let inbox = Inbox { now_ns };
         let mut received = 0usize;
         transport.poll(&mut |bytes| {
             received += 1;
-            self.on_frame(&inbox, region, bytes);
+            self.on_frame(&inbox, log, bytes);
         })?;
         let mut work = received;
         if self.fence_reply_due {
@@ -141,7 +160,7 @@ impl<R: RecordFormat> Primary<R> {
             self.progress_ns = now_ns;
             self.stats.retransmits += 1;
         }
-        work += self.send_writes(now_ns, region, transport)?;
+        work += self.send_writes(now_ns, log, transport)?;
         // Heartbeats go out on a fixed period even while writes flow: they carry the real tail, against which the
         // standby judges whether it is caught up.
         if self.last_heartbeat_ns.is_none_or(|t| now_ns.saturating_sub(t) >= self.config.heartbeat_interval_ns) {
@@ -152,22 +171,23 @@ impl<R: RecordFormat> Primary<R> {
         Ok(work)
     }
 
-    fn send_writes<T: MirrorTransport + ?Sized>(
+    fn send_writes<L: MirrorLog + ?Sized, T: MirrorTransport + ?Sized>(
         &mut self,
         now_ns: u64,
-        region: &[u8],
+        log: &mut L,
         transport: &mut T,
     ) -> Result<usize, MirrorError> {
         let mut sent_frames = 0;
         while self.sent.offset < self.tail.offset
             && self.sent.offset - self.acked.offset.min(self.sent.offset) < self.config.inflight_max_bytes
         {
-            let end = self.chunk_end(region)?;
+            let bytes = log.bytes_from(self.sent.offset);
+            let end = self.chunk_end(bytes)?;
             let frame = Frame::Write {
                 epoch: self.epoch,
                 offset: self.sent.offset,
                 tail_seq: end.seq,
-                bytes: &region[self.sent.offset as usize..end.offset as usize],
+                bytes: &bytes[..(end.offset - self.sent.offset) as usize],
             };
             if !send_frame(transport, &mut self.frame_buf, &frame, &mut self.stats)? {
                 break;
@@ -182,14 +202,25 @@ impl<R: RecordFormat> Primary<R> {
         Ok(sent_frames)
     }
 
-    /// The record boundary ending the next chunk: whole records from `sent` up to the chunk size or the tail. Each
-    /// record is CRC-checked before it leaves (the standby checks again after it lands).
-    fn chunk_end(&self, region: &[u8]) -> Result<Position, MirrorError> {
-        let limit = self.tail.offset.min(self.sent.offset + self.config.write_chunk_max_bytes as u64);
+    /// The record boundary ending the next chunk: whole records from `sent` up to the chunk size, the tail or the
+    /// end of the stretch `bytes` (which starts at `sent`). Each record is CRC-checked before it leaves (the standby
+    /// checks again after it lands).
+    fn chunk_end(&self, bytes: &[u8]) -> Result<Position, MirrorError> {
+        // Records are read up to the tail or the end of the stretch; chunks end at whole records within `limit`.
+        let held = self.tail.offset.min(self.sent.offset + bytes.len() as u64);
+        let limit = held.min(self.sent.offset + self.config.write_chunk_max_bytes as u64);
         let mut at = self.sent;
+        if limit == at.offset {
+            // The log does not hold `sent` although the tail is beyond it: local storage lost a segment.
+            return Err(MirrorError::LocalRecord { offset: at.offset, source: super::RecordError::Missing });
+        }
         while at.offset < limit {
-            let bytes = &region[at.offset as usize..self.tail.offset as usize];
-            let meta = self.format.check(bytes).map_err(|source| MirrorError::LocalRecord { offset: at.offset, source })?;
+            let rel = (at.offset - self.sent.offset) as usize;
+            let end = (held - self.sent.offset) as usize;
+            let meta = self.format.check(&bytes[rel..end]).map_err(|source| MirrorError::LocalRecord { offset: at.offset, source })?;
+            if meta.seq != at.seq + 1 {
+                return Err(MirrorError::LocalRecord { offset: at.offset, source: super::RecordError::Sequence { expected: at.seq + 1, found: meta.seq } });
+            }
             let next = at.offset + meta.len_bytes as u64;
             if next > limit {
                 if at == self.sent {
@@ -206,7 +237,7 @@ impl<R: RecordFormat> Primary<R> {
         Ok(at)
     }
 
-    fn on_frame(&mut self, inbox: &Inbox, region: &[u8], bytes: &[u8]) {
+    fn on_frame<L: MirrorLog + ?Sized>(&mut self, inbox: &Inbox, log: &mut L, bytes: &[u8]) {
         self.stats.frames_received += 1;
         let frame = match Frame::parse(bytes) {
             Ok(f) => f,
@@ -235,7 +266,7 @@ impl<R: RecordFormat> Primary<R> {
                 self.on_ack(inbox.now_ns, Position { seq: durable_seq, offset: durable_offset });
             }
             Frame::Hello { region_size_bytes, durable_seq, durable_offset, .. } => {
-                self.on_hello(inbox.now_ns, region, region_size_bytes, Position { seq: durable_seq, offset: durable_offset });
+                self.on_hello(inbox.now_ns, log, region_size_bytes, Position { seq: durable_seq, offset: durable_offset });
             }
             // Another node writing in our own epoch cannot happen in a correct deployment; ignore it rather than
             // trust it.
@@ -264,21 +295,26 @@ impl<R: RecordFormat> Primary<R> {
         self.gate.advance(pos.seq);
     }
 
-    fn on_hello(&mut self, now_ns: u64, region: &[u8], region_size_bytes: u64, pos: Position) {
-        if region_size_bytes != self.config.region_size_bytes || !self.is_boundary(region, pos) {
+    fn on_hello<L: MirrorLog + ?Sized>(&mut self, now_ns: u64, log: &mut L, region_size_bytes: u64, pos: Position) {
+        if region_size_bytes != self.config.region_size_bytes || !self.is_boundary(log, pos) {
             self.stats.frames_rejected += 1;
             return;
         }
         // Catch-up: resend everything after the standby's durable position, which is itself a durable claim like an
         // ack. The gate keeps its maximum, so a standby that lost data does not un-acknowledge what was released.
+        if pos.offset < self.sent.offset {
+            self.stats.retransmits += 1;
+        }
         self.acked = pos;
         self.sent = pos;
         self.progress_ns = now_ns;
         self.gate.advance(pos.seq);
     }
 
-    /// Whether `pos` is a record boundary of this primary's log in this epoch.
-    fn is_boundary(&self, region: &[u8], pos: Position) -> bool {
+    /// Whether `pos` is a record boundary of this primary's log: the record stored at `pos.offset` carries
+    /// `pos.seq + 1`. Any boundary the log still holds qualifies, however old: that is how a standby that starts
+    /// behind is caught up from older segments.
+    fn is_boundary<L: MirrorLog + ?Sized>(&self, log: &mut L, pos: Position) -> bool {
         if pos.offset > self.tail.offset || !pos.offset.is_multiple_of(64) || pos.seq > self.tail.seq {
             return false;
         }
@@ -288,7 +324,9 @@ impl<R: RecordFormat> Primary<R> {
         if pos.offset >= self.tail.offset {
             return false;
         }
-        match self.format.check(&region[pos.offset as usize..self.tail.offset as usize]) {
+        let bytes = log.bytes_from(pos.offset);
+        let end = bytes.len().min((self.tail.offset - pos.offset) as usize);
+        match self.format.check(&bytes[..end]) {
             Ok(meta) => meta.seq == pos.seq + 1,
             Err(_) => false,
         }

@@ -40,6 +40,12 @@ pub enum RecordError {
     BadLength(usize),
     #[error("record crc mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     Crc { stored: u32, computed: u32 },
+    /// The local log does not hold this stream offset (a segment is missing): only the primary reports it.
+    #[error("no local bytes at this stream offset")]
+    Missing,
+    /// A valid record with the wrong seq where the log's next record should be.
+    #[error("record seq {found} where seq {expected} should be")]
+    Sequence { expected: u64, found: u64 },
     /// Any other failure reported by the WAL's decoder (empty slot, bad kind, bad field, reserved bytes).
     #[error("record invalid: {0}")]
     Wal(crate::wal::record::RecordError),

@@ -8,7 +8,8 @@ use super::{send_frame, MirrorConfig, MirrorError, MirrorStats, MirrorTransport,
 /// Records that passed validation, in log order, ready for `Engine::apply` and the standby's own WAL durability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Validated<'a> {
-    /// The records' bytes, exactly as in the region between `from.offset` and `to.offset`.
+    /// The records' bytes, exactly as the primary's log holds them between stream offsets `from.offset` and
+    /// `to.offset`: a contiguous stretch of the landing ring, or a copy of one record that wraps around its end.
     pub bytes: &'a [u8],
     /// Position before the first record (its seq is `from.seq + 1`).
     pub from: Position,
@@ -66,6 +67,8 @@ pub struct Standby<R: RecordFormat> {
     fence_reply_due: bool,
     event: Option<StandbyEvent>,
     frame_buf: Box<[u8]>,
+    /// One record that wraps around the end of the landing ring, reassembled (records never exceed a write chunk).
+    scratch: Box<[u8]>,
     stats: MirrorStats,
 }
 
@@ -104,6 +107,7 @@ impl<R: RecordFormat> Standby<R> {
             fence_reply_due: false,
             event: None,
             frame_buf: vec![0u8; FRAME_MAX_BYTES].into_boxed_slice(),
+            scratch: vec![0u8; config.write_chunk_max_bytes].into_boxed_slice(),
             stats: MirrorStats::default(),
         }
     }
@@ -129,7 +133,8 @@ impl<R: RecordFormat> Standby<R> {
     }
 
     /// Polls the transport, lands and validates writes, reports durable progress, and decides promotion. `region` is
-    /// the standby's WAL region (the same bytes the verbs transport registers for remote writes).
+    /// the landing ring, `region_size_bytes` long (the same bytes the verbs transport registers for remote writes):
+    /// stream offset `o` lands at `o % region_size_bytes`.
     pub fn tick<T: MirrorTransport + ?Sized, H: StandbyHost>(
         &mut self,
         now_ns: u64,
@@ -227,9 +232,10 @@ impl<R: RecordFormat> Standby<R> {
                 self.on_write(region, host, epoch, offset, tail_seq, bytes);
             }
             Frame::Tail { epoch, tail_seq } => {
+                // One-sided writes have landed up to `tail_seq`, at most a ring's length beyond what is validated.
                 self.heard(now_ns);
                 let tail_seq = expand_seq32(self.validated.seq, tail_seq as u32);
-                let limit = region.len() as u64;
+                let limit = self.validated.offset + region.len() as u64;
                 self.advance(region, host, epoch, limit, tail_seq);
             }
             Frame::Heartbeat { seq, .. } => {
@@ -279,21 +285,25 @@ impl<R: RecordFormat> Standby<R> {
 
     fn on_write<H: StandbyHost>(&mut self, region: &mut [u8], host: &mut H, epoch: u64, offset: u64, tail_seq: u64, bytes: &[u8]) {
         let end = offset.saturating_add(bytes.len() as u64);
-        if end > region.len() as u64 || !offset.is_multiple_of(64) {
+        if bytes.len() > region.len() || !offset.is_multiple_of(64) {
             self.stats.frames_rejected += 1;
             return;
         }
         if offset > self.validated.offset {
+            // Lost or reordered predecessors, or a primary that believes we are further than we are (it started
+            // later than our log, or we restarted): announce our position again, at most once a heartbeat period.
             self.stats.writes_gap += 1;
+            self.attached = false;
             return;
         }
         if end <= self.validated.offset {
             self.stats.writes_duplicate += 1;
             return;
         }
-        // Validated bytes are never rewritten: copy only what extends the validated prefix.
+        // Validated bytes are never rewritten: land only what extends the validated prefix. It is at most a ring's
+        // length, so it overwrites only bytes that were validated and handed over long ago.
         let skip = (self.validated.offset - offset) as usize;
-        region[self.validated.offset as usize..end as usize].copy_from_slice(&bytes[skip..]);
+        land(region, self.validated.offset, &bytes[skip..]);
         let before = self.validated;
         self.advance(region, host, epoch, end, tail_seq);
         if self.validated.offset != end && self.validated == before {
@@ -302,15 +312,40 @@ impl<R: RecordFormat> Standby<R> {
     }
 
     /// Validates records from the validated position up to `limit_offset` and `limit_seq`, then hands the new ones
-    /// to the host. Stops at the first record that fails any check; it is counted and will be rewritten by a
+    /// to the host in contiguous stretches of the ring (a record that wraps around the ring's end goes alone, from
+    /// `scratch`). Stops at the first record that fails any check; it is counted and will be rewritten by a
     /// retransmission.
     fn advance<H: StandbyHost>(&mut self, region: &[u8], host: &mut H, epoch: u64, limit_offset: u64, limit_seq: u64) {
+        let ring = region.len() as u64;
         let from = self.validated;
+        let mut batch = from;
         let mut at = from;
         while at.offset < limit_offset && at.seq < limit_seq {
-            match self.format.check(&region[at.offset as usize..limit_offset as usize]) {
+            let i = (at.offset % ring) as usize;
+            if i == 0 && at != batch {
+                deliver(region, host, batch, at);
+                batch = at;
+            }
+            let arrived = (limit_offset - at.offset) as usize;
+            let contiguous = arrived.min(region.len() - i);
+            let mut wraps = false;
+            let mut checked = self.format.check(&region[i..i + contiguous]);
+            if checked.is_err() && contiguous < arrived {
+                // Possibly a record wrapping around the ring's end: reassemble what arrived and look again.
+                let n = arrived.min(self.scratch.len());
+                gather(region, at.offset, &mut self.scratch[..n]);
+                checked = self.format.check(&self.scratch[..n]);
+                wraps = true;
+            }
+            match checked {
                 Ok(meta) if meta.seq == at.seq + 1 && meta.epoch <= epoch => {
-                    at = Position { seq: meta.seq, offset: at.offset + meta.len_bytes as u64 };
+                    let next = Position { seq: meta.seq, offset: at.offset + meta.len_bytes as u64 };
+                    if wraps {
+                        deliver(region, host, batch, at);
+                        host.on_validated(Validated { bytes: &self.scratch[..meta.len_bytes], from: at, to: next });
+                        batch = next;
+                    }
+                    at = next;
                 }
                 Ok(_) | Err(_) => {
                     self.stats.records_invalid += 1;
@@ -318,14 +353,41 @@ impl<R: RecordFormat> Standby<R> {
                 }
             }
         }
+        deliver(region, host, batch, at);
         if at == from {
             return;
         }
         self.validated = at;
         self.stats.records_validated += at.seq - from.seq;
         self.note_sync();
-        host.on_validated(Validated { bytes: &region[from.offset as usize..at.offset as usize], from, to: at });
     }
+}
+
+/// Copies `bytes` into the ring `region` at stream offset `offset`, wrapping around its end.
+fn land(region: &mut [u8], offset: u64, bytes: &[u8]) {
+    let i = (offset % region.len() as u64) as usize;
+    let first = bytes.len().min(region.len() - i);
+    region[i..i + first].copy_from_slice(&bytes[..first]);
+    region[..bytes.len() - first].copy_from_slice(&bytes[first..]);
+}
+
+/// Copies `out.len()` bytes of the ring `region` from stream offset `offset`, wrapping around its end.
+fn gather(region: &[u8], offset: u64, out: &mut [u8]) {
+    let i = (offset % region.len() as u64) as usize;
+    let first = out.len().min(region.len() - i);
+    out[..first].copy_from_slice(&region[i..i + first]);
+    let rest = out.len() - first;
+    out[first..].copy_from_slice(&region[..rest]);
+}
+
+/// Hands the validated records between `from` and `to` — contiguous in the ring — to the host.
+fn deliver<H: StandbyHost>(region: &[u8], host: &mut H, from: Position, to: Position) {
+    if to == from {
+        return;
+    }
+    let i = (from.offset % region.len() as u64) as usize;
+    let n = (to.offset - from.offset) as usize;
+    host.on_validated(Validated { bytes: &region[i..i + n], from, to });
 }
 
 #[cfg(test)]

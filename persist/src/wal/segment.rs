@@ -1,15 +1,18 @@
 //! Segment files: `wal-<first_seq:020>.seg`, preallocated, with a 4 KiB header.
 //!
 //! ```text
-//!  0        8         12       16          24               32          36         40            4096
-//!  +--------+---------+--------+-----------+----------------+-----------+----------+---- zero ----+
-//!  | magic  | version | epoch  | first_seq | segment_bytes  | hdr crc32c| reserved |              |
-//!  | 8 B    | u32     | u32    | u64       | u64            | u32       | u32      |              |
-//!  +--------+---------+--------+-----------+----------------+-----------+----------+--------------+
+//!  0        8         12       16          24               32             40          44         48      4096
+//!  +--------+---------+--------+-----------+----------------+--------------+-----------+----------+- zero -+
+//!  | magic  | version | epoch  | first_seq | segment_bytes  | first_offset | hdr crc32c| reserved |        |
+//!  | 8 B    | u32     | u32    | u64       | u64            | u64          | u32       | u32      |        |
+//!  +--------+---------+--------+-----------+----------------+--------------+-----------+----------+--------+
 //!  then records, 64-byte aligned, from offset 4096 to `segment_bytes`.
 //! ```
 //!
-//! The header CRC covers bytes `[0, 32)`. The header takes a whole page so that records start page-aligned and a
+//! `first_offset` is the *stream offset* of the segment's first record: the bytes of all records before it, over
+//! every earlier segment (headers and unused segment tails excluded). It names a record boundary the same way on
+//! every node holding the same records, whatever their segment sizes, which is what the mirror addresses
+//! (`crate::mirror::Position`). The header CRC covers bytes `[0, 40)`. The header takes a whole page so that records start page-aligned and a
 //! header write never shares a page (or a `msync`) with records. A segment is created as `….seg.tmp`, fully
 //! preallocated, given its header, synced, and only then renamed to its final name: a file with a final name always
 //! has a complete header.
@@ -21,7 +24,8 @@ use bytemuck::{Pod, Zeroable};
 use crate::error::WalError;
 
 pub const SEGMENT_MAGIC: [u8; 8] = *b"BOURSWAL";
-pub const SEGMENT_VERSION: u32 = 1;
+/// Version 2 added `first_offset`.
+pub const SEGMENT_VERSION: u32 = 2;
 /// Bytes reserved for the header; records start here.
 pub const SEGMENT_HEADER_BYTES: usize = 4096;
 /// Smallest useful segment: the header and one largest record.
@@ -35,20 +39,22 @@ pub struct SegmentHeader {
     pub epoch: u32,
     pub first_seq: u64,
     pub segment_bytes: u64,
+    pub first_offset: u64,
     pub header_crc: u32,
     pub reserved: u32,
 }
-const _: () = assert!(core::mem::size_of::<SegmentHeader>() == 40);
+const _: () = assert!(core::mem::size_of::<SegmentHeader>() == 48);
 const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(64));
 
 impl SegmentHeader {
-    pub fn new(epoch: u32, first_seq: u64, segment_bytes: u64) -> SegmentHeader {
+    pub fn new(epoch: u32, first_seq: u64, segment_bytes: u64, first_offset: u64) -> SegmentHeader {
         let mut h = SegmentHeader {
             magic: SEGMENT_MAGIC,
             version: SEGMENT_VERSION,
             epoch,
             first_seq,
             segment_bytes,
+            first_offset,
             header_crc: 0,
             reserved: 0,
         };
@@ -57,7 +63,7 @@ impl SegmentHeader {
     }
 
     fn crc(&self) -> u32 {
-        crc32c::crc32c(&bytemuck::bytes_of(self)[..32])
+        crc32c::crc32c(&bytemuck::bytes_of(self)[..40])
     }
 
     /// Parses and validates the header at the start of a segment's bytes. `Err` says what is wrong.
@@ -142,15 +148,18 @@ mod tests {
 
     #[test]
     fn header_validation_names_the_problem() {
-        let h = SegmentHeader::new(3, 17, 8192);
+        let h = SegmentHeader::new(3, 17, 8192, 640);
         let mut bytes = vec![0u8; 8192];
-        bytes[..40].copy_from_slice(bytemuck::bytes_of(&h));
+        bytes[..48].copy_from_slice(bytemuck::bytes_of(&h));
         assert_eq!(SegmentHeader::parse(&bytes), Ok(h));
         assert!(SegmentHeader::parse(&bytes[..4096 + 64]).unwrap_err().contains("truncated"));
         bytes[9] ^= 1;
         assert!(SegmentHeader::parse(&bytes).unwrap_err().contains("version"));
         bytes[9] ^= 1;
         bytes[20] ^= 1;
+        assert!(SegmentHeader::parse(&bytes).unwrap_err().contains("crc"));
+        bytes[20] ^= 1;
+        bytes[33] ^= 1; // first_offset is covered too
         assert!(SegmentHeader::parse(&bytes).unwrap_err().contains("crc"));
         bytes[0] = b'X';
         assert!(SegmentHeader::parse(&bytes).unwrap_err().contains("magic"));

@@ -33,7 +33,8 @@ use bourse_engine::Input;
 use crossbeam_utils::CachePadded;
 
 use super::record::{encode, RECORD_ALIGN_BYTES, RECORD_BYTES_MAX};
-use super::segment::{segment_file_name, SegmentHeader, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES};
+use super::scan::{scan_segment, SegmentView, Visit};
+use super::segment::{list_segments, segment_file_name, SegmentHeader, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES};
 use super::{DurabilityMode, WalConfig, WalStatus};
 use crate::commit::CommitIndex;
 use crate::error::WalError;
@@ -72,6 +73,8 @@ pub struct Wal {
     status: WalStatus,
     segment: Arc<Segment>,
     offset: usize,
+    /// Stream offset of the current segment's first record (see `segment.rs`).
+    segment_first_offset: u64,
     next_seq: u64,
     /// Seqs appended without a fence yet (burst mode): the last one is published by [`Wal::fence`].
     unfenced: bool,
@@ -97,7 +100,8 @@ impl Wal {
         }
         let flush = config.flush_kind()?;
         std::fs::create_dir_all(&config.dir).map_err(|e| WalError::io(&config.dir, "create directory", e))?;
-        let (segment, refusal) = create_segment(&config, next_seq, flush)?;
+        let first_offset = stream_offset_before(&config.dir, next_seq)?;
+        let (segment, refusal) = create_segment(&config, next_seq, first_offset, flush)?;
         let map_kind = segment.map.kind();
         let status = WalStatus {
             mode: config.mode,
@@ -116,6 +120,7 @@ impl Wal {
             status,
             segment: Arc::clone(&segment),
             offset: SEGMENT_HEADER_BYTES,
+            segment_first_offset: first_offset,
             next_seq,
             unfenced: false,
             commit,
@@ -159,6 +164,12 @@ impl Wal {
 
     pub fn commit_index(&self) -> &Arc<CommitIndex> {
         &self.commit
+    }
+
+    /// Stream offset of the next record: the bytes of every record before it, across segments. With `next_seq - 1`
+    /// it is the log's end as the mirror names it.
+    pub fn stream_offset(&self) -> u64 {
+        self.segment_first_offset + (self.offset - SEGMENT_HEADER_BYTES) as u64
     }
 
     /// Path of the segment being appended to.
@@ -238,7 +249,8 @@ impl Wal {
         if self.config.mode == DurabilityMode::Dax {
             sys::sfence();
         }
-        let (segment, _) = create_segment(&self.config, self.next_seq, self.status.flush)?;
+        let first_offset = self.stream_offset();
+        let (segment, _) = create_segment(&self.config, self.next_seq, first_offset, self.status.flush)?;
         let segment = Arc::new(segment);
         if let Some(shared) = &self.sync {
             let mut segments = shared.segments.lock().unwrap_or_else(|p| p.into_inner());
@@ -247,6 +259,7 @@ impl Wal {
         }
         self.segment = segment;
         self.offset = SEGMENT_HEADER_BYTES;
+        self.segment_first_offset = first_offset;
         Ok(())
     }
 
@@ -344,6 +357,7 @@ fn group_commit(shared: &SyncShared, commit: &CommitIndex, idle: Duration, mut s
 fn create_segment(
     config: &WalConfig,
     first_seq: u64,
+    first_offset: u64,
     flush: FlushKind,
 ) -> Result<(Segment, Option<io::Error>), WalError> {
     let path = config.dir.join(segment_file_name(first_seq));
@@ -370,7 +384,7 @@ fn create_segment(
     let want_sync = config.mode == DurabilityMode::Dax;
     let (map, refusal) = Mmap::map_shared(&file, bytes as usize, want_sync)
         .map_err(|e| WalError::Map { path: tmp.clone(), bytes, source: e })?;
-    let header = SegmentHeader::new(config.epoch, first_seq, bytes);
+    let header = SegmentHeader::new(config.epoch, first_seq, bytes, first_offset);
     map.write(0, bytemuck::bytes_of(&header));
     // In msync mode touching every page would dirty the whole segment and make the first msync write all of it.
     if config.prefault && config.mode != DurabilityMode::Msync {
@@ -390,6 +404,34 @@ fn create_segment(
         sync_dir(&config.dir)?;
     }
     Ok((Segment { path, map, _file: file }, refusal))
+}
+
+/// The stream offset just past record `next_seq - 1`: the newest segment holding earlier records gives its first
+/// record's stream offset in its header, and its records are walked up to `next_seq - 1`. A directory with no
+/// earlier segment starts the stream at 0. A segment named `next_seq` itself is ignored (the writer replaces it).
+fn stream_offset_before(dir: &Path, next_seq: u64) -> Result<u64, WalError> {
+    let Some(prev) = list_segments(dir)?.into_iter().rfind(|s| s.first_seq < next_seq) else {
+        return Ok(0);
+    };
+    let view = SegmentView::open(&prev.path)?;
+    let mut end = SEGMENT_HEADER_BYTES;
+    let mut last = prev.first_seq - 1;
+    let scan = scan_segment(view.bytes(), Some(prev.first_seq), true, |offset, record| {
+        if record.input.seq >= next_seq {
+            return Visit::Stop;
+        }
+        last = record.input.seq;
+        end = offset + record.length;
+        Visit::Continue
+    })
+    .map_err(|f| f.with_path(&prev.path))?;
+    if last != next_seq - 1 {
+        return Err(WalError::Config(format!(
+            "{}: the log ends at seq {last} but the writer was asked to continue at seq {next_seq}",
+            prev.path.display()
+        )));
+    }
+    Ok(scan.header.first_offset + (end - SEGMENT_HEADER_BYTES) as u64)
 }
 
 /// Writes real zeros over a preallocated file. posix_fallocate leaves *unwritten* extents on ext4/xfs; the first

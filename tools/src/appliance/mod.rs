@@ -147,12 +147,7 @@ pub fn serve_with_clock(
 
     let sender = match &config.mirror {
         Some(m) if m.role == crate::config::MirrorRole::Primary && m.standby_addr.is_some() => {
-            let sender = mirror::MirrorSender::start(
-                config,
-                &started.wal_dir,
-                started.recovered_seq + 1,
-                Arc::clone(&pipeline.commit),
-            )?;
+            let sender = mirror::MirrorSender::start(config, &started.wal_dir, Arc::clone(&pipeline.commit))?;
             eprintln!(
                 "bourse: mirror: primary epoch {}, shipping the WAL to {} (ack = {:?}, heartbeat {} ms)",
                 m.epoch,

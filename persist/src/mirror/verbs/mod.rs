@@ -1,7 +1,7 @@
 //! The mirror over RDMA verbs (feature `rdma`): one-sided writes into the standby's registered WAL region.
 //!
 //! The primary copies each `Write` frame's payload into a registered staging buffer and posts
-//! `IBV_WR_RDMA_WRITE_WITH_IMM` to `remote_addr + offset` of the standby's region, with the low 32 bits of the tail
+//! `IBV_WR_RDMA_WRITE_WITH_IMM` to `remote_addr + offset % size` of the standby's landing ring, with the low 32 bits of the tail
 //! seq as the immediate. RC queue pairs deliver writes in order and the immediate's completion comes after the
 //! bytes, so when the standby polls a `RECV_RDMA_WITH_IMM` completion every record up to that seq is in its region;
 //! the transport hands the protocol a `Tail` frame and the standby validates in place. The standby widens the 32-bit
@@ -237,14 +237,28 @@ impl MirrorTransport for VerbsTransport {
         let staging = self.link.send_mr.owned_mut().ok_or(TransportError::Disconnected)?;
         match Frame::parse(frame) {
             Ok(Frame::Write { offset, tail_seq, bytes, .. }) => {
-                if offset + bytes.len() as u64 > self.remote.region_size_bytes {
-                    return Err(TransportError::FrameTooLarge { len_bytes: bytes.len(), max_bytes: self.remote.region_size_bytes as usize });
+                let ring = self.remote.region_size_bytes;
+                if ring == 0 || bytes.len() as u64 > ring {
+                    return Err(TransportError::FrameTooLarge { len_bytes: bytes.len(), max_bytes: ring as usize });
+                }
+                // The standby's region is a ring indexed by stream offset: a write that runs past its end continues
+                // at its start, as a second write (RC delivers them in order, so the second notice covers both).
+                let at = offset % ring;
+                let first = bytes.len().min((ring - at) as usize);
+                if first < bytes.len() && self.sends_outstanding + 2 > SEND_SLOTS {
+                    return Ok(Sent::Full);
                 }
                 staging[off..off + bytes.len()].copy_from_slice(bytes);
                 // The immediate carries the low 32 bits of the tail seq; the standby widens it (see module docs).
                 self.link
-                    .post_write_with_imm(off, bytes.len(), self.remote.remote_addr + offset, self.remote.rkey, tail_seq as u32, slot as u64)
+                    .post_write_with_imm(off, first, self.remote.remote_addr + at, self.remote.rkey, tail_seq as u32, slot as u64)
                     .map_err(verbs_err("ibv_post_send(RDMA_WRITE_WITH_IMM)"))?;
+                if first < bytes.len() {
+                    self.link
+                        .post_write_with_imm(off + first, bytes.len() - first, self.remote.remote_addr, self.remote.rkey, tail_seq as u32, slot as u64)
+                        .map_err(verbs_err("ibv_post_send(RDMA_WRITE_WITH_IMM)"))?;
+                    self.sends_outstanding += 1;
+                }
             }
             _ if frame.len() <= CONTROL_SLOT_BYTES => {
                 staging[off..off + frame.len()].copy_from_slice(frame);
