@@ -16,7 +16,8 @@
 //!   reader that finds the end of the log and tells a torn tail from damage ([`wal::scan`]).
 //! - [`commit`]: the commit index, the gate for releasing outputs, combining local and mirrored durability.
 //! - [`snapshot`]: engine snapshots, written atomically, taken by a replaying reader so the writer never pauses.
-//! - [`recovery`]: newest valid snapshot + WAL replay through `Engine::apply`, torn-tail truncation.
+//! - [`recovery`]: newest valid snapshot + WAL replay through `Engine::apply`, torn-tail truncation; the replayed
+//!   events can be observed to rebuild derived state such as the market-data feed.
 //! - [`workload`]: a seeded input generator for crash tests and benchmarks.
 //! - `sys`: the only unsafe code — mmap, msync, posix_fallocate, clwb/clflushopt/clflush/sfence.
 //!
@@ -35,7 +36,7 @@ pub mod workload;
 
 pub use commit::{AckPolicy, CommitIndex};
 pub use error::WalError;
-pub use recovery::{recover, Recovery, RecoveryError, RecoveryOptions};
+pub use recovery::{recover, recover_with, Recovery, RecoveryError, RecoveryOptions};
 pub use wal::{DurabilityMode, Wal, WalConfig, WalStatus};
 
 pub mod mirror;

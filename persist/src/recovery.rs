@@ -8,12 +8,17 @@
 //!    damage followed by valid records is an error; a torn tail ends the replay and is reported with file, offset
 //!    and seq. With `truncate`, its bytes are zeroed (and synced) so it can never be replayed later.
 //! 3. Recovering twice gives the same state: the second run finds the same records and no tail to truncate.
+//!
+//! [`recover_with`] also hands every event of every input replayed from the log to the caller, so state derived
+//! from events (the market-data feed's sequence numbers and retransmission ring) can be rebuilt from the journal
+//! exactly as the live run built it. Events of inputs folded into a snapshot are not available: a caller that needs
+//! all of them must check [`Recovery::snapshot`].
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use bourse_engine::{Capacity, Engine, NullSink};
+use bourse_engine::{Capacity, Engine, Event, EventSink, Input};
 
 use crate::error::WalError;
 use crate::snapshot::{self, SnapshotError};
@@ -85,6 +90,28 @@ impl Recovery {
 
 /// Recovers the engine from `opts.dir`.
 pub fn recover(opts: &RecoveryOptions) -> Result<Recovery, RecoveryError> {
+    recover_with(opts, &mut |_: &Input, _: &Event| {})
+}
+
+/// Hands each event of the input being applied to the caller's observer.
+struct Observe<'a, F> {
+    input: &'a Input,
+    observe: &'a mut F,
+}
+
+impl<F: FnMut(&Input, &Event)> EventSink for Observe<'_, F> {
+    fn event(&mut self, event: &Event) {
+        (self.observe)(self.input, event);
+    }
+}
+
+/// [`recover`], calling `observe(input, event)` for every event of every input replayed from the log, in the order
+/// the engine emits them (the order the live pipeline saw). Inputs that emit nothing are not observed; inputs
+/// before the starting snapshot ([`Recovery::snapshot`]) are not replayed, so their events are not observed either.
+pub fn recover_with<F: FnMut(&Input, &Event)>(
+    opts: &RecoveryOptions,
+    observe: &mut F,
+) -> Result<Recovery, RecoveryError> {
     let mut skipped = Vec::new();
     let mut start = None;
     if opts.use_snapshots {
@@ -122,7 +149,7 @@ pub fn recover(opts: &RecoveryOptions) -> Result<Recovery, RecoveryError> {
                 return Visit::Stop;
             }
         }
-        engine.apply(&record.input, &mut NullSink);
+        engine.apply(&record.input, &mut Observe { input: &record.input, observe: &mut *observe });
         replayed += 1;
         per_kind[record.kind as usize - 1] += 1;
         Visit::Continue

@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bourse_engine::{Capacity, Engine, Input, NullSink};
+use bourse_engine::{Capacity, Engine, Event, Input, NullSink};
 use bourse_persist::recovery::RecoveryError;
 use bourse_persist::snapshot;
 use bourse_persist::workload::Workload;
-use bourse_persist::{recover, AckPolicy, CommitIndex, DurabilityMode, RecoveryOptions, Wal, WalConfig};
+use bourse_persist::{recover, recover_with, AckPolicy, CommitIndex, DurabilityMode, RecoveryOptions, Wal, WalConfig};
 
 const CAP: Capacity = Capacity::SMALL;
 
@@ -55,6 +55,46 @@ fn replay_from_the_log_alone_matches_a_fresh_engine() {
     assert!(r.snapshot.is_none() && r.torn.is_none());
     assert_eq!(r.engine.state_hash(), fresh_hash(1, 3_000));
     r.engine.check_invariants().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `(input seq, input timestamp, event)` for every event a fresh engine emits over inputs `from..=to`.
+fn fresh_events(seed: u64, from: u64, to: u64) -> Vec<(u64, u64, Event)> {
+    let mut e = Engine::new(CAP);
+    let mut out = Vec::new();
+    for i in inputs(seed, 1, to) {
+        let mut events: Vec<Event> = Vec::new();
+        e.apply(&i, &mut events);
+        if i.seq >= from {
+            out.extend(events.into_iter().map(|ev| (i.seq, i.timestamp, ev)));
+        }
+    }
+    out
+}
+
+#[test]
+fn recover_with_observes_the_live_events_in_order_and_none_folded_into_a_snapshot() {
+    let dir = tempdir("observe");
+    append(&dir, 1, &inputs(5, 1, 1_500));
+    let mut seen = Vec::new();
+    let r = recover_with(&RecoveryOptions::new(&dir, CAP), &mut |i: &Input, e: &Event| {
+        seen.push((i.seq, i.timestamp, *e))
+    })
+    .unwrap();
+    assert_eq!(r.last_seq(), 1_500);
+    assert!(seen.len() > 1_500, "the workload emits events ({})", seen.len());
+    assert_eq!(seen, fresh_events(5, 1, 1_500));
+
+    // From a snapshot, only the inputs after it are replayed and observed.
+    snapshot::take_from_log(&dir, CAP, None, 3).unwrap().unwrap();
+    append(&dir, 1_501, &inputs(5, 1_501, 1_700));
+    seen.clear();
+    let r = recover_with(&RecoveryOptions::new(&dir, CAP), &mut |i: &Input, e: &Event| {
+        seen.push((i.seq, i.timestamp, *e))
+    })
+    .unwrap();
+    assert_eq!(r.snapshot.as_ref().map(|s| s.1), Some(1_500));
+    assert_eq!(seen, fresh_events(5, 1_501, 1_700));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

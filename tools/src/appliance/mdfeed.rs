@@ -4,6 +4,10 @@
 //! datagram; a datagram is closed when the next message does not fit or at the end of a burst, and queued in its own
 //! [`OutQueue`] tagged with the highest input seq that contributed to it, so it goes out only once that input is
 //! committed. Every message is also kept in a fixed retransmission ring that answers MoldUDP64 request packets.
+//!
+//! At start-up the feed is rebuilt from the journal before any live message ([`MdFeed::push_recovered`], driven by
+//! [`super::mdreplay`]): the numbering continues where the node that journaled those inputs left off, and the ring
+//! answers for messages published before a restart or failover.
 
 use std::net::SocketAddrV4;
 
@@ -86,6 +90,23 @@ impl MdFeed {
         // Cannot fail: every ITCH message fits a slot.
         let _ = self.store.put(self.next_sequence, msg);
         self.next_sequence += 1;
+    }
+
+    /// Numbers and stores one ITCH message rebuilt from the journal at start-up, without queueing it: it was
+    /// published before the restart, or its input was journaled but not yet released, and recovery has now made it
+    /// part of the committed state. Receivers that missed it ask the retransmission server, which serves it at once.
+    pub fn push_recovered(&mut self, msg: &[u8]) {
+        assert!(self.packet_count == 0 && self.queue.is_empty(), "the journal is replayed before live traffic");
+        debug_assert!(msg.len() <= ITCH_MESSAGE_BYTES_MAX);
+        // Cannot fail: every ITCH message fits a slot.
+        let _ = self.store.put(self.next_sequence, msg);
+        self.released_through = self.next_sequence;
+        self.next_sequence += 1;
+    }
+
+    /// The retained message `sequence`, whether or not it has been transmitted yet.
+    pub fn stored(&self, sequence: u64) -> Option<&[u8]> {
+        self.store.get(sequence)
     }
 
     /// Closes the datagram being filled and queues it behind its inputs' commit.

@@ -8,6 +8,7 @@
 //! ring it answers from lives there.
 
 pub mod mdfeed;
+pub mod mdreplay;
 pub mod mirror;
 pub mod outq;
 pub mod pipeline;
@@ -133,6 +134,14 @@ pub fn serve_with_clock(
         started.torn_tail.as_deref().map(|t| format!(", torn tail truncated: {t}")).unwrap_or_default(),
         started.genesis_inputs,
     );
+    match started.snapshot_seq {
+        None => eprintln!(
+            "bourse: market data: MoldUDP64 session {} continues at seq {} (rebuilt from the journal)",
+            pipeline.md.session().as_str(),
+            pipeline.md.next_sequence()
+        ),
+        Some(seq) => eprintln!("{}", mdreplay::snapshot_warning(&pipeline.md, seq)),
+    }
     let stats = Arc::new(match StatsWriter::create(&config.appliance.name) {
         Ok(w) => w,
         Err(e) => {
@@ -197,7 +206,7 @@ fn pipeline_loop(
         }
         None => None,
     };
-    // Release the genesis and recovery outputs (Stock Directory and friends are committed already).
+    // Release the genesis outputs (committed already). Recovered market data is not queued: it is served on request.
     pipeline.transmit(backend.as_mut());
     if let Some(r) = ready {
         r.store(true, Ordering::Release);

@@ -12,9 +12,10 @@ use bourse_engine::{
 use bourse_nic::backend::{Backend, BackendConfig};
 use bourse_nic::session::{AllowedSource, FirmConfig, SessionLimits, Sessions};
 use bourse_nic::wire::alpha::{Alpha, SessionName, Symbol};
-use bourse_persist::{recover, AckPolicy, CommitIndex, DurabilityMode, RecoveryOptions, Wal, WalConfig};
+use bourse_persist::{recover_with, AckPolicy, CommitIndex, DurabilityMode, RecoveryOptions, Wal, WalConfig};
 
 use super::mdfeed::MdFeed;
+use super::mdreplay;
 use super::pipeline::{Parts, Pipeline};
 use crate::config::{
     parse_cash, parse_price, parse_source, BackendKind, Config, MirrorAck, MirrorRole, MirrorSection, WalMode,
@@ -30,6 +31,8 @@ const OUT_QUEUE_BYTES: usize = 32 << 20;
 pub struct Started {
     pub wal_dir: PathBuf,
     pub recovered_seq: u64,
+    /// Seq of the snapshot recovery started from: the events before it were not replayed.
+    pub snapshot_seq: Option<u64>,
     pub torn_tail: Option<String>,
     pub genesis_inputs: u64,
     pub wal_mode: &'static str,
@@ -143,9 +146,20 @@ pub fn ack_policy(config: &Config) -> AckPolicy {
 
 /// Recovers the engine from `dir` (or starts empty) and opens the journal after it.
 pub fn open_journal(config: &Config, dir: &Path) -> anyhow::Result<(Engine, Wal, Started)> {
+    open_journal_observing(config, dir, &mut |_: &Input, _: &Event| {})
+}
+
+/// [`open_journal`], handing every event of every input replayed from the log to `observe`.
+pub fn open_journal_observing(
+    config: &Config,
+    dir: &Path,
+    observe: &mut impl FnMut(&Input, &Event),
+) -> anyhow::Result<(Engine, Wal, Started)> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating WAL directory {}", dir.display()))?;
     let cap = config.engine_capacity();
-    let recovery = recover(&RecoveryOptions::new(dir, cap)).with_context(|| format!("recovering {}", dir.display()))?;
+    let recovery =
+        recover_with(&RecoveryOptions::new(dir, cap), observe).with_context(|| format!("recovering {}", dir.display()))?;
+    let snapshot_seq = recovery.snapshot.as_ref().map(|(_, seq)| *seq);
     let recovered_seq = recovery.last_seq();
     let torn_tail = recovery.torn.as_ref().map(|t| format!("{t:?}"));
     let engine = recovery.engine;
@@ -167,6 +181,7 @@ pub fn open_journal(config: &Config, dir: &Path) -> anyhow::Result<(Engine, Wal,
     let started = Started {
         wal_dir: dir.to_path_buf(),
         recovered_seq,
+        snapshot_seq,
         torn_tail,
         genesis_inputs: 0,
         wal_mode: status.mode.name(),
@@ -179,21 +194,24 @@ pub fn open_journal(config: &Config, dir: &Path) -> anyhow::Result<(Engine, Wal,
 /// Everything but the backend, ready to poll.
 pub fn build_pipeline(config: &Config, clock: Clock) -> anyhow::Result<(Pipeline, StageExporter, Started)> {
     let dir = wal_dir(config)?;
-    let (engine, wal, mut started) = open_journal(config, &dir)?;
     let firms = firm_configs(config)?;
     let sessions = Sessions::new(&firms, SessionLimits::DEFAULT);
-    let translator = Translator::new(
+    let mut translator = Translator::new(
         &symbol_names(config)?,
         TranslateLimits { sessions_max: config.firms.len().max(1) as u16, records_max: 1 << 14 },
     );
     let md_session = Alpha::new(&config.market_data.session).context("market_data.session")?;
-    let md = MdFeed::new(
+    let mut md = MdFeed::new(
         md_session,
         config.market_data.group,
         config.market_data.payload_max_bytes,
         config.market_data.retransmit_messages_max,
         OUT_QUEUE_BYTES,
     );
+    // Recovery rebuilds the feed's numbering and retransmission ring before any live message (see `mdreplay`).
+    let (engine, wal, mut started) = open_journal_observing(config, &dir, &mut |input: &Input, event: &Event| {
+        mdreplay::replay_event(&mut translator, &mut md, input, event)
+    })?;
     let (recorder, exporter) = stage_recorder(clock, HistConfig::default()).context("allocating stage histograms")?;
     let mut pipeline = Pipeline::new(Parts {
         sessions,

@@ -478,7 +478,7 @@ pub fn encode(op: &Op, symbol_name: &Alpha<8>) -> ouch::Inbound {
 
 /// Asks for a larger kernel receive buffer; root may exceed `net.core.rmem_max` with SO_RCVBUFFORCE. Failure only
 /// means bursts may be dropped by the kernel, which the gap counter then shows.
-fn set_rcvbuf(sock: &UdpSocket, bytes: usize) {
+pub fn set_rcvbuf(sock: &UdpSocket, bytes: usize) {
     use std::os::fd::AsRawFd;
     let v = bytes as libc::c_int;
     for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
