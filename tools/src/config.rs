@@ -194,7 +194,9 @@ pub enum MirrorAck {
 #[serde(deny_unknown_fields)]
 pub struct MirrorSection {
     pub role: MirrorRole,
-    /// Primary: the standby's mirror address, dialled (and re-dialled) over TCP.
+    /// Primary: the standby's mirror address, dialled (and re-dialled) over TCP. Standby (optional): where to
+    /// mirror once promoted — the former primary's `listen` when it is restarted as the new standby, which is how
+    /// it re-syncs (acks stay local until an operator says otherwise).
     pub standby_addr: Option<std::net::SocketAddr>,
     /// Standby: where to accept the primary's mirror connection.
     pub listen: Option<std::net::SocketAddr>,

@@ -51,18 +51,19 @@ pub fn run(args: StandbyArgs) -> anyhow::Result<()> {
     // Calibrated now, while following, so that promotion does not wait for it.
     let clock = Clock::calibrate(Duration::from_millis(50));
     let outcome = follow(&config, &stop)?;
-    let (epoch, at, silent_at) = match outcome {
+    let (epoch, at, silent_at, fence) = match outcome {
         Outcome::Stopped { validated } => {
             eprintln!("bourse standby: stopped while following, validated through seq {}", validated.seq);
             return Ok(());
         }
-        Outcome::Promoted { epoch, at, silent_at } => (epoch, at, silent_at),
+        Outcome::Promoted { epoch, at, silent_at, fence } => (epoch, at, silent_at, fence),
     };
     eprintln!("bourse standby: PROMOTED to epoch {epoch} at seq {} (offset {})", at.seq, at.offset);
     if args.no_serve {
         return Ok(());
     }
     let promoted = promoted_config(&config, epoch)?;
+    let fencing = fence.spawn(Arc::clone(&stop));
     let ready = Arc::new(AtomicBool::new(false));
     {
         // Announce when the promoted node takes input, with the time since the primary was last heard.
@@ -80,29 +81,90 @@ pub fn run(args: StandbyArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let summary = appliance::serve_with_clock(&promoted, clock, stop, Some(ready))?;
-    eprintln!("bourse: stopped: {summary}");
+    let summary = appliance::serve_with_clock(&promoted, clock, Arc::clone(&stop), Some(ready));
+    stop.store(true, Ordering::Relaxed);
+    let _ = fencing.join();
+    eprintln!("bourse: stopped: {}", summary?);
     Ok(())
 }
 
 /// How following ended.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub enum Outcome {
     /// `stop` was set.
     Stopped { validated: Position },
     /// The primary fell silent: serve in `epoch`; everything through `at` is durable in the standby's WAL.
     /// `silent_at` is when the primary was last heard (approximately: the promotion time minus the timeout).
-    Promoted { epoch: u32, at: Position, silent_at: Instant },
+    /// `fence` keeps the mirror endpoint answering.
+    Promoted { epoch: u32, at: Position, silent_at: Instant, fence: Box<FenceResponder> },
 }
 
-/// The configuration the promoted standby serves with: a primary in `epoch` with no standby of its own (acks are
-/// local until an operator attaches a new standby).
+/// The promoted node's mirror endpoint, kept open: a former primary that comes back (or was only cut off) dials
+/// it in its old epoch and is answered with `Fence` (the new epoch and where it began), so it stops acknowledging,
+/// and learns where to truncate if it rejoins as a standby.
+pub struct FenceResponder {
+    standby: Standby<WalRecords>,
+    transport: TcpTransport,
+    region: Box<[u8]>,
+    at: Position,
+}
+
+impl std::fmt::Debug for FenceResponder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FenceResponder {{ epoch: {}, at: {:?} }}", self.standby.epoch(), self.at)
+    }
+}
+
+/// The promoted node's host: nothing is followed any more.
+struct Promoted(Position);
+
+impl StandbyHost for Promoted {
+    fn on_validated(&mut self, _batch: Validated<'_>) {}
+    fn durable(&mut self) -> Position {
+        self.0
+    }
+}
+
+impl FenceResponder {
+    /// Answers stale-epoch peers until `stop`, on its own thread (it sleeps between polls: fencing is not urgent
+    /// to the microsecond, the serving cores are).
+    pub fn spawn(mut self: Box<Self>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let clock = Instant::now();
+            let mut fenced = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let now_ns = clock.elapsed().as_nanos() as u64;
+                let mut host = Promoted(self.at);
+                if let Err(e) = self.standby.tick(now_ns, &mut self.region, &mut self.transport, &mut host) {
+                    eprintln!("bourse standby: fence responder stopped: {e:#}");
+                    return;
+                }
+                let stale = self.standby.stats().frames_stale_epoch;
+                if stale > fenced {
+                    if fenced == 0 {
+                        eprintln!(
+                            "bourse standby: a peer in an older epoch is talking to the mirror port: answered with \
+                             Fence (epoch {}, began after seq {})",
+                            self.standby.epoch(),
+                            self.at.seq
+                        );
+                    }
+                    fenced = stale;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    }
+}
+
+/// The configuration the promoted standby serves with: a primary in `epoch`, mirroring to `standby_addr` if the
+/// standby's configuration names one (the former primary, restarted as a standby), with local acks.
 pub fn promoted_config(config: &Config, epoch: u32) -> anyhow::Result<Config> {
     let section = config.mirror.as_ref().context("no [mirror] section")?;
     let mut promoted = config.clone();
     promoted.mirror = Some(MirrorSection {
         role: MirrorRole::Primary,
-        standby_addr: None,
+        standby_addr: section.standby_addr,
         listen: None,
         ack: MirrorAck::Local,
         epoch,
@@ -254,6 +316,7 @@ pub fn follow(config: &Config, stop: &AtomicBool) -> anyhow::Result<Outcome> {
             Some(StandbyEvent::Promoted { epoch, at }) => {
                 let silent_at = Instant::now() - Duration::from_millis(section.promote_after_ms);
                 let engine = follower.close()?;
+                let fence = Box::new(FenceResponder { standby, transport, region, at });
                 eprintln!(
                     "bourse standby: primary silent for {} ms; WAL closed in {:.1} ms; {} records applied, {} orders open",
                     section.promote_after_ms,
@@ -262,7 +325,7 @@ pub fn follow(config: &Config, stop: &AtomicBool) -> anyhow::Result<Outcome> {
                     engine.orders_open()
                 );
                 let epoch = u32::try_from(epoch).context("epoch beyond u32")?;
-                return Ok(Outcome::Promoted { epoch, at, silent_at });
+                return Ok(Outcome::Promoted { epoch, at, silent_at, fence });
             }
             Some(StandbyEvent::MustResync { epoch, truncate_to }) => bail!(
                 "a newer primary (epoch {epoch}) began at seq {}, but this standby's log runs past it; \
