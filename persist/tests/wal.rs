@@ -344,3 +344,33 @@ fn segment_headers_carry_stream_offsets_that_continue_across_rotation_and_restar
     assert!(err.to_string().contains("ends at seq 701"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn discard_after_cuts_the_log_back_keeping_what_it_cut_aside() {
+    let dir = tempdir("discard");
+    let inputs = write_log(&dir, DurabilityMode::Msync, 8192, 700);
+    let aside = dir.join("diverged");
+    let report = bourse_persist::wal::truncate::discard_after(&dir, 400, &aside).unwrap();
+    assert_eq!(report.records, 300);
+    assert_eq!(report.last_seq_before, 700);
+    assert!(report.files_aside.len() >= 2, "{:?}", report.files_aside);
+    let (read, summary) = read_all(&dir);
+    assert_eq!(summary.unwrap().last_seq, Some(400));
+    assert!(read[..] == inputs[..400], "the log keeps exactly seqs 1..=400");
+    // Everything cut is still on disk, aside.
+    let (kept_aside, _) = read_all(&aside);
+    assert!(kept_aside.last() == inputs.last(), "the cut records are kept under {}", aside.display());
+    // The writer continues right after the cut, in the stream as well.
+    let mut total = 0u64;
+    let mut buf = [0u8; RECORD_BYTES_MAX];
+    for i in &inputs[..400] {
+        total += encode(i, 1, &mut buf) as u64;
+    }
+    let wal = Wal::create(config(&dir, DurabilityMode::None, 8192), 401, Arc::new(CommitIndex::new(AckPolicy::Local, 400))).unwrap();
+    assert_eq!(wal.stream_offset(), total);
+    drop(wal);
+    // Cutting to where the log already ends changes nothing; beyond it is refused.
+    assert_eq!(bourse_persist::wal::truncate::discard_after(&dir, 400, &aside).unwrap().records, 0);
+    assert!(bourse_persist::wal::truncate::discard_after(&dir, 500, &aside).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,9 +1,8 @@
 //! `bourse standby --config F`: the hot standby.
 //!
 //! The standby listens for its primary's mirror connection (`mirror.listen`), lands the primary's WAL bytes in a
-//! region laid out like the primary's current segment, and hands every record the mirror validated to
-//! [`Follower`]: it is decoded, appended through the standby's own [`Wal`] (same segment layout, the configured
-//! durability mode) and applied to the standby's own [`Engine`], so the standby's book is always current. The
+//! ring indexed by stream offset, and hands every record the mirror validated to [`Follower`]: it is appended
+//! byte for byte through the standby's own [`Wal`] (the configured durability mode) and applied to the standby's own [`Engine`], so the standby's book is always current. The
 //! durable position it acknowledges comes from its own commit index: a seq is acknowledged only after its record is
 //! durable here, which is what lets the primary release replies under `ack = "mirrored"`.
 //!
@@ -12,9 +11,11 @@
 //! durable), and serves as a full appliance from the same journal directory through [`appliance::serve`]:
 //! recovery replays what it has, new records carry the new epoch, and firms log in again at this node's address.
 //!
-//! Limits: the standby follows one primary segment (see `appliance::mirror`), and both nodes must start from the
-//! same journal position (fresh directories, or the same recovered seq); a standby whose log runs past a new
-//! primary's epoch start (`MustResync`) stops with an error instead of truncating itself.
+//! A standby that starts behind (or empty) is caught up from the primary's older segments before its acks count. A
+//! former primary rejoining as standby is told by the new primary's `Fence` where the new epoch began; if its log
+//! runs past that point it cuts it back (the cut records are kept under `<wal dir>/diverged-…`), rebuilds its engine
+//! from what remains and follows in the new epoch. Records are journaled byte for byte as the primary holds them,
+//! epochs included, and a restarted standby follows in the newest epoch its log holds.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -26,7 +27,8 @@ use anyhow::{bail, Context};
 use bourse_engine::{Engine, Event, EventSink, Input};
 use bourse_persist::mirror::tcp::TcpTransport;
 use bourse_persist::mirror::{Position, Standby, StandbyEvent, StandbyHost, Validated, WalRecords};
-use bourse_persist::wal::{decode, Wal};
+use bourse_persist::wal::truncate::discard_after;
+use bourse_persist::wal::{decode, scan_log, ScanOptions, Visit, Wal};
 
 use crate::appliance::{self, mirror::mirror_config, setup};
 use crate::config::{Config, MirrorAck, MirrorRole, MirrorSection};
@@ -215,7 +217,10 @@ impl Follower {
         while at < bytes.len() {
             let record = decode(&bytes[at..]).with_context(|| format!("decoding a validated record at +{at}"))?;
             let input: Input = record.input;
-            self.wal.append_unfenced(&input).with_context(|| format!("journaling seq {}", input.seq))?;
+            // Byte for byte, epoch included: the standby's log is the primary's.
+            self.wal
+                .append_record_unfenced(&bytes[at..at + record.length])
+                .with_context(|| format!("journaling seq {}", input.seq))?;
             self.engine.apply(&input, &mut Discard);
             self.applied += 1;
             at += record.length;
@@ -256,7 +261,10 @@ impl StandbyHost for Follower {
 /// Idle polls before the follower naps for 20 µs (the same idle strategy as the primary's mirror).
 const IDLE_SPINS_MAX: u32 = 64;
 
-/// Follows the primary until promotion or `stop`.
+/// Follows the primary until promotion or `stop`. When a newer primary says this node's log runs past the start
+/// of its epoch (this node was a primary that kept writing after it was replaced), the log is cut back to that
+/// point — the cut records kept under `<wal dir>/diverged-…` — the engine rebuilt from what remains, and following
+/// resumes in the new epoch on the same connection.
 pub fn follow(config: &Config, stop: &AtomicBool) -> anyhow::Result<Outcome> {
     let section = config.mirror.as_ref().context("the standby needs a [mirror] section")?;
     if section.role != MirrorRole::Standby {
@@ -264,91 +272,155 @@ pub fn follow(config: &Config, stop: &AtomicBool) -> anyhow::Result<Outcome> {
     }
     let listen = section.listen.context("mirror.listen is not set")?;
     let dir = setup::wal_dir(config)?;
-    let (engine, wal, started) = setup::open_journal(config, &dir)?;
-    // The log's end as the mirror names it: records are identical on both nodes, so stream offsets agree.
-    let durable = Position { seq: started.recovered_seq, offset: wal.stream_offset() };
-    let mut follower = Follower::new(engine, wal, durable);
     let mirror = mirror_config(section);
     let mut region = vec![0u8; mirror.region_size_bytes as usize].into_boxed_slice();
-    let mut standby = Standby::new(mirror, WalRecords, u64::from(section.epoch), durable);
     let mut transport = TcpTransport::listen(listen).with_context(|| format!("listening for the primary on {listen}"))?;
-    eprintln!(
-        "bourse standby: epoch {}, WAL {} recovered through seq {}, listening for the primary on {} \
-         (promote after {} ms of silence)",
-        section.epoch,
-        dir.display(),
-        started.recovered_seq,
-        transport.local_addr().map(|a| a.to_string()).unwrap_or_else(|| listen.to_string()),
-        section.promote_after_ms
-    );
-    let clock = Instant::now();
-    let mut idle = 0u32;
-    let mut reported_sync = false;
-    let mut next_report = Instant::now() + Duration::from_secs(1);
-    while !stop.load(Ordering::Relaxed) {
-        let now_ns = clock.elapsed().as_nanos() as u64;
-        let before = standby.stats().frames_received;
-        let event = standby.tick(now_ns, &mut region, &mut transport, &mut follower).context("standby mirror")?;
-        if let Some(e) = follower.take_error() {
-            return Err(e.context("the standby cannot journal what the primary sent"));
-        }
-        if !reported_sync && standby.synced_once() {
-            reported_sync = true;
-            eprintln!("bourse standby: caught up with the primary at seq {}", standby.validated().seq);
-        }
-        if Instant::now() >= next_report {
-            // A progress line per second for operators: how far validation and durability have come.
-            next_report += Duration::from_secs(1);
-            let st = standby.stats();
-            eprintln!(
-                "bourse standby: validated seq {}, durable seq {}, frames {} received / {} sent, {} duplicate writes, \
-                 {} gaps, {} invalid records",
-                standby.validated().seq,
-                standby.durable().seq,
-                st.frames_received,
-                st.frames_sent,
-                st.writes_duplicate,
-                st.writes_gap,
-                st.records_invalid
-            );
-        }
-        match event {
-            Some(StandbyEvent::Promoted { epoch, at }) => {
-                let silent_at = Instant::now() - Duration::from_millis(section.promote_after_ms);
-                let engine = follower.close()?;
-                let fence = Box::new(FenceResponder { standby, transport, region, at });
+    let mut resync: Option<(u64, Position)> = None;
+    loop {
+        let (engine, wal, started) = setup::open_journal(config, &dir)?;
+        // The log's end as the mirror names it: records are identical on both nodes, so stream offsets agree.
+        let durable = Position { seq: started.recovered_seq, offset: wal.stream_offset() };
+        // A log that already holds a newer epoch's records (it followed a newer primary before) follows in it.
+        let epoch = match resync {
+            Some((epoch, truncate_to)) => {
+                if durable != truncate_to {
+                    bail!("after cutting the log back to {truncate_to:?} it recovers to {durable:?}");
+                }
+                epoch
+            }
+            None => u64::from(section.epoch).max(last_record_epoch(&dir, started.recovered_seq)),
+        };
+        let follower = Follower::new(engine, wal, durable);
+        let standby = Standby::new(mirror, WalRecords, epoch, durable);
+        eprintln!(
+            "bourse standby: epoch {epoch}, WAL {} recovered through seq {}, listening for the primary on {} \
+             (promote after {} ms of silence)",
+            dir.display(),
+            started.recovered_seq,
+            transport.local_addr().map(|a| a.to_string()).unwrap_or_else(|| listen.to_string()),
+            section.promote_after_ms
+        );
+        let run = Following { section, started_seq: started.recovered_seq, follower, standby };
+        match run.until_event(stop, &mut region, transport)? {
+            Step::Done(outcome) => return Ok(outcome),
+            Step::Resync { epoch: newer, truncate_to, transport: kept } => {
+                transport = kept;
+                let aside = dir.join(format!("diverged-epoch{epoch}-after-seq{}", truncate_to.seq));
+                let cut = discard_after(&dir, truncate_to.seq, &aside)
+                    .with_context(|| format!("cutting {} back to seq {}", dir.display(), truncate_to.seq))?;
                 eprintln!(
-                    "bourse standby: primary silent for {} ms; WAL closed in {:.1} ms; {} records applied, {} orders open",
-                    section.promote_after_ms,
-                    (silent_at.elapsed().as_secs_f64() * 1e3 - section.promote_after_ms as f64).max(0.0),
-                    at.seq - started.recovered_seq,
-                    engine.orders_open()
+                    "bourse standby: a newer primary (epoch {newer}) began after seq {}; this log ran to seq {}: cut \
+                     {} records, kept under {}; re-following in epoch {newer}",
+                    truncate_to.seq,
+                    cut.last_seq_before,
+                    cut.records,
+                    aside.display()
                 );
-                let epoch = u32::try_from(epoch).context("epoch beyond u32")?;
-                return Ok(Outcome::Promoted { epoch, at, silent_at, fence });
+                resync = Some((newer, truncate_to));
             }
-            Some(StandbyEvent::MustResync { epoch, truncate_to }) => bail!(
-                "a newer primary (epoch {epoch}) began at seq {}, but this standby's log runs past it; \
-                 truncate this WAL to that seq and restart (not automated yet)",
-                truncate_to.seq
-            ),
-            None => {}
-        }
-        if standby.stats().frames_received == before {
-            idle += 1;
-            if idle >= IDLE_SPINS_MAX {
-                std::thread::sleep(Duration::from_micros(20));
-                idle = 0;
-            } else {
-                std::thread::yield_now();
-            }
-        } else {
-            idle = 0;
         }
     }
-    let validated = standby.validated();
-    follower.close()?;
-    Ok(Outcome::Stopped { validated })
+}
+
+/// The epoch of the record at `seq` (0 for an empty log).
+fn last_record_epoch(dir: &std::path::Path, seq: u64) -> u64 {
+    let mut epoch = 0;
+    let _ = scan_log(dir, ScanOptions { from_seq: seq, live: true }, |_, _, r| {
+        if r.input.seq == seq {
+            epoch = u64::from(r.epoch);
+        }
+        Visit::Continue
+    });
+    epoch
+}
+
+/// How one stretch of following ended.
+enum Step {
+    Done(Outcome),
+    Resync { epoch: u64, truncate_to: Position, transport: TcpTransport },
+}
+
+/// One stretch of following: from a recovered journal to promotion, a resync, or `stop`.
+struct Following<'a> {
+    section: &'a MirrorSection,
+    started_seq: u64,
+    follower: Follower,
+    standby: Standby<WalRecords>,
+}
+
+impl Following<'_> {
+    fn until_event(self, stop: &AtomicBool, region: &mut Box<[u8]>, mut transport: TcpTransport) -> anyhow::Result<Step> {
+        let Following { section, started_seq, mut follower, mut standby } = self;
+        let clock = Instant::now();
+        let mut idle = 0u32;
+        let mut reported_sync = false;
+        let mut next_report = Instant::now() + Duration::from_secs(1);
+        while !stop.load(Ordering::Relaxed) {
+            let now_ns = clock.elapsed().as_nanos() as u64;
+            let before = standby.stats().frames_received;
+            let event = standby.tick(now_ns, region, &mut transport, &mut follower).context("standby mirror")?;
+            if let Some(e) = follower.take_error() {
+                return Err(e.context("the standby cannot journal what the primary sent"));
+            }
+            if !reported_sync && standby.synced_once() {
+                reported_sync = true;
+                eprintln!("bourse standby: caught up with the primary at seq {}", standby.validated().seq);
+            }
+            if Instant::now() >= next_report {
+                // A progress line per second for operators: how far validation and durability have come.
+                next_report += Duration::from_secs(1);
+                let st = standby.stats();
+                eprintln!(
+                    "bourse standby: validated seq {}, durable seq {}, frames {} received / {} sent, {} duplicate \
+                     writes, {} gaps, {} invalid records",
+                    standby.validated().seq,
+                    standby.durable().seq,
+                    st.frames_received,
+                    st.frames_sent,
+                    st.writes_duplicate,
+                    st.writes_gap,
+                    st.records_invalid
+                );
+            }
+            match event {
+                Some(StandbyEvent::Promoted { epoch, at }) => {
+                    let silent_at = Instant::now() - Duration::from_millis(section.promote_after_ms);
+                    let engine = follower.close()?;
+                    let region = std::mem::take(region);
+                    let fence = Box::new(FenceResponder { standby, transport, region, at });
+                    eprintln!(
+                        "bourse standby: primary silent for {} ms; WAL closed in {:.1} ms; {} records applied, {} \
+                         orders open",
+                        section.promote_after_ms,
+                        (silent_at.elapsed().as_secs_f64() * 1e3 - section.promote_after_ms as f64).max(0.0),
+                        at.seq - started_seq,
+                        engine.orders_open()
+                    );
+                    let epoch = u32::try_from(epoch).context("epoch beyond u32")?;
+                    return Ok(Step::Done(Outcome::Promoted { epoch, at, silent_at, fence }));
+                }
+                Some(StandbyEvent::MustResync { epoch, truncate_to }) => {
+                    follower.close()?;
+                    return Ok(Step::Resync { epoch, truncate_to, transport });
+                }
+                None => {}
+            }
+            if standby.stats().frames_received == before {
+                idle += 1;
+                if idle >= IDLE_SPINS_MAX {
+                    std::thread::sleep(Duration::from_micros(20));
+                    idle = 0;
+                } else {
+                    std::thread::yield_now();
+                }
+            } else {
+                idle = 0;
+            }
+        }
+        let validated = standby.validated();
+        follower.close()?;
+        Ok(Step::Done(Outcome::Stopped { validated }))
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod record;
 pub mod scan;
 pub mod segment;
+pub mod truncate;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use bourse_engine::Input;
 use crossbeam_utils::CachePadded;
 
-use super::record::{encode, RECORD_ALIGN_BYTES, RECORD_BYTES_MAX};
+use super::record::{decode, encode, RECORD_ALIGN_BYTES, RECORD_BYTES_MAX};
 use super::scan::{scan_segment, SegmentView, Visit};
 use super::segment::{list_segments, segment_file_name, SegmentHeader, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES};
 use super::{DurabilityMode, WalConfig, WalStatus};
@@ -193,13 +193,37 @@ impl Wal {
         if input.seq != self.next_seq {
             return Err(WalError::OutOfOrder { expected: self.next_seq, found: input.seq });
         }
+        self.check_sync()?;
+        let length = encode(input, self.config.epoch, &mut self.buf);
+        self.write_buffered(length)
+    }
+
+    /// Appends a record exactly as another node's WAL holds it (a standby copying its primary's log byte for
+    /// byte, epoch included). It must decode and carry the next seq; like [`Wal::append_unfenced`], it is
+    /// published by the next [`Wal::fence`].
+    pub fn append_record_unfenced(&mut self, record: &[u8]) -> Result<(), WalError> {
+        let decoded = decode(record).map_err(|e| WalError::Config(format!("appending a foreign record: {e}")))?;
+        if decoded.input.seq != self.next_seq {
+            return Err(WalError::OutOfOrder { expected: self.next_seq, found: decoded.input.seq });
+        }
+        self.check_sync()?;
+        self.buf[..decoded.length].copy_from_slice(&record[..decoded.length]);
+        self.write_buffered(decoded.length)
+    }
+
+    fn check_sync(&self) -> Result<(), WalError> {
         if let Some(shared) = &self.sync {
             if shared.failed.load(Ordering::Relaxed) {
                 let why = shared.failure.lock().map(|f| f.clone().unwrap_or_default()).unwrap_or_default();
                 return Err(WalError::SyncFailed(why));
             }
         }
-        let length = encode(input, self.config.epoch, &mut self.buf);
+        Ok(())
+    }
+
+    /// Stores the record encoded in `buf[..length]` at the append position (rotating first if it does not fit).
+    #[inline]
+    fn write_buffered(&mut self, length: usize) -> Result<(), WalError> {
         if self.offset + length > self.segment.map.len() {
             self.rotate()?;
         }
