@@ -68,6 +68,10 @@ pub struct WalConfig {
     pub prefault: bool,
     /// How long the group-commit thread sleeps when there is nothing to sync.
     pub group_commit_idle: Duration,
+    /// Keep one preallocated (and, in msync mode, zero-filled) spare segment ready, built on a background thread
+    /// after every rotation, so that rotating — and a promoted standby opening its log — only renames a file and
+    /// writes a header instead of allocating and zero-filling `segment_bytes`.
+    pub spare: bool,
 }
 
 impl WalConfig {
@@ -81,6 +85,7 @@ impl WalConfig {
             flush: None,
             prefault: true,
             group_commit_idle: Duration::from_micros(20),
+            spare: true,
         }
     }
 

@@ -81,6 +81,8 @@ pub struct Wal {
     commit: Arc<CommitIndex>,
     sync: Option<Arc<SyncShared>>,
     syncer: Option<JoinHandle<()>>,
+    /// The thread building the next spare segment, if one runs (at most one at a time; joined on close).
+    spare_builder: Option<JoinHandle<()>>,
     buf: [u8; RECORD_BYTES_MAX],
 }
 
@@ -126,9 +128,11 @@ impl Wal {
             commit,
             sync: None,
             syncer: None,
+            spare_builder: None,
             buf: [0; RECORD_BYTES_MAX],
             config,
         };
+        wal.start_spare();
         if wal.config.mode == DurabilityMode::Msync {
             let shared = Arc::new(SyncShared {
                 written: CachePadded::new(AtomicU64::new(next_seq - 1)),
@@ -284,7 +288,19 @@ impl Wal {
         self.segment = segment;
         self.offset = SEGMENT_HEADER_BYTES;
         self.segment_first_offset = first_offset;
+        self.start_spare();
         Ok(())
+    }
+
+    /// Starts building the next spare segment unless one is being built.
+    fn start_spare(&mut self) {
+        if !self.config.spare || self.spare_builder.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        if let Some(h) = self.spare_builder.take() {
+            let _ = h.join();
+        }
+        self.spare_builder = build_spare(&self.config);
     }
 
     /// Bench only: the host's floor for one record — a 64-byte copy into this mapping, the flush instruction in
@@ -320,6 +336,9 @@ impl Wal {
 
     fn shutdown(&mut self) -> Result<(), WalError> {
         self.fence();
+        if let Some(h) = self.spare_builder.take() {
+            let _ = h.join();
+        }
         if let (Some(shared), Some(handle)) = (self.sync.take(), self.syncer.take()) {
             shared.stop.store(true, Ordering::Release);
             let _ = handle.join();
@@ -387,24 +406,10 @@ fn create_segment(
     let path = config.dir.join(segment_file_name(first_seq));
     let tmp = path.with_extension("seg.tmp");
     let bytes = config.segment_bytes;
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| WalError::io(&tmp, "create segment", e))?;
-    sys::allocate(&file, bytes).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        if e.raw_os_error() == Some(libc::ENOSPC) {
-            WalError::DiskFull { path: tmp.clone(), bytes }
-        } else {
-            WalError::io(&tmp, "preallocate segment", e)
-        }
-    })?;
-    if config.mode == DurabilityMode::Msync {
-        zero_fill(&file, bytes).map_err(|e| WalError::io(&tmp, "zero-fill segment", e))?;
-    }
+    let file = match take_spare(config, &tmp) {
+        Some(file) => file,
+        None => preallocated(config, &tmp)?,
+    };
     let want_sync = config.mode == DurabilityMode::Dax;
     let (map, refusal) = Mmap::map_shared(&file, bytes as usize, want_sync)
         .map_err(|e| WalError::Map { path: tmp.clone(), bytes, source: e })?;
@@ -456,6 +461,65 @@ fn stream_offset_before(dir: &Path, next_seq: u64) -> Result<u64, WalError> {
         )));
     }
     Ok(scan.header.first_offset + (end - SEGMENT_HEADER_BYTES) as u64)
+}
+
+/// A new file of `segment_bytes` at `path`, allocated (and zero-filled in msync mode) but without a header.
+fn preallocated(config: &WalConfig, path: &Path) -> Result<File, WalError> {
+    let bytes = config.segment_bytes;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| WalError::io(path, "create segment", e))?;
+    sys::allocate(&file, bytes).map_err(|e| {
+        let _ = std::fs::remove_file(path);
+        if e.raw_os_error() == Some(libc::ENOSPC) {
+            WalError::DiskFull { path: path.to_path_buf(), bytes }
+        } else {
+            WalError::io(path, "preallocate segment", e)
+        }
+    })?;
+    if config.mode == DurabilityMode::Msync {
+        zero_fill(&file, bytes).map_err(|e| WalError::io(path, "zero-fill segment", e))?;
+    }
+    Ok(file)
+}
+
+/// The spare segment's name: not a segment name, so recovery and every listing ignore it.
+const SPARE_NAME: &str = "wal-spare.seg.tmp";
+
+/// Renames the spare (if one of the right size is ready) to `tmp` and opens it.
+fn take_spare(config: &WalConfig, tmp: &Path) -> Option<File> {
+    let spare = config.dir.join(SPARE_NAME);
+    let len = std::fs::metadata(&spare).ok()?.len();
+    if len != config.segment_bytes || std::fs::rename(&spare, tmp).is_err() {
+        return None;
+    }
+    OpenOptions::new().read(true).write(true).open(tmp).ok()
+}
+
+/// Builds the next spare on a background thread: under a private name, then renamed into place, so a spare is
+/// always complete. Failure only means the next rotation builds its own file.
+fn build_spare(config: &WalConfig) -> Option<JoinHandle<()>> {
+    let config = config.clone();
+    std::thread::Builder::new().name("wal-spare".into()).spawn(move || {
+        let spare = config.dir.join(SPARE_NAME);
+        if std::fs::metadata(&spare).is_ok_and(|m| m.len() == config.segment_bytes) {
+            return;
+        }
+        // A private name per build: no file is ever written after it is renamed, so a spare the writer takes can
+        // never be touched by a build still running.
+        static BUILDS: AtomicU64 = AtomicU64::new(0);
+        let n = BUILDS.fetch_add(1, Ordering::Relaxed);
+        let building = config.dir.join(format!("wal-spare-{}-{n}.building", std::process::id()));
+        if preallocated(&config, &building).is_ok() && std::fs::rename(&building, &spare).is_ok() {
+            return;
+        }
+        let _ = std::fs::remove_file(&building);
+    })
+    .ok()
 }
 
 /// Writes real zeros over a preallocated file. posix_fallocate leaves *unwritten* extents on ext4/xfs; the first

@@ -119,7 +119,8 @@ pub fn serve_with_clock(
 ) -> anyhow::Result<Summary> {
     let (mut pipeline, exporter, started) = setup::build_pipeline(config, clock)?;
     eprintln!(
-        "bourse: {}; WAL {} in {} ({}, {}{}), recovered through seq {}{}, {} genesis inputs",
+        "bourse: {}; WAL {} in {} ({}, {}{}), recovered through seq {}{}, {} genesis inputs; start-up: recovery \
+         {:.1} ms, pipeline {:.1} ms",
         setup::describe(config),
         started.wal_mode,
         started.wal_dir.display(),
@@ -133,6 +134,8 @@ pub fn serve_with_clock(
         started.recovered_seq,
         started.torn_tail.as_deref().map(|t| format!(", torn tail truncated: {t}")).unwrap_or_default(),
         started.genesis_inputs,
+        started.startup_ms[0],
+        started.startup_ms[1],
     );
     match started.snapshot_seq {
         None => eprintln!(

@@ -35,6 +35,8 @@ pub struct Started {
     pub snapshot_seq: Option<u64>,
     pub torn_tail: Option<String>,
     pub genesis_inputs: u64,
+    /// Start-up time in ms: recovery and opening the journal; building the pipeline.
+    pub startup_ms: [f64; 2],
     pub wal_mode: &'static str,
     pub wal_map: &'static str,
     pub durable_on_this_host: bool,
@@ -184,6 +186,7 @@ pub fn open_journal_observing(
         snapshot_seq,
         torn_tail,
         genesis_inputs: 0,
+        startup_ms: [0.0; 2],
         wal_mode: status.mode.name(),
         wal_map: status.map_name(),
         durable_on_this_host: status.durable_on_this_host,
@@ -209,9 +212,11 @@ pub fn build_pipeline(config: &Config, clock: Clock) -> anyhow::Result<(Pipeline
         OUT_QUEUE_BYTES,
     );
     // Recovery rebuilds the feed's numbering and retransmission ring before any live message (see `mdreplay`).
+    let t0 = std::time::Instant::now();
     let (engine, wal, mut started) = open_journal_observing(config, &dir, &mut |input: &Input, event: &Event| {
         mdreplay::replay_event(&mut translator, &mut md, input, event)
     })?;
+    let t1 = std::time::Instant::now();
     let (recorder, exporter) = stage_recorder(clock, HistConfig::default()).context("allocating stage histograms")?;
     let mut pipeline = Pipeline::new(Parts {
         sessions,
@@ -225,6 +230,7 @@ pub fn build_pipeline(config: &Config, clock: Clock) -> anyhow::Result<(Pipeline
         reply_queue_bytes: OUT_QUEUE_BYTES,
         reserve_bytes: OUT_QUEUE_BYTES / 4,
     });
+    started.startup_ms = [ms(t0, t1), ms(t1, std::time::Instant::now())];
     if started.recovered_seq == 0 {
         for command in genesis(config)? {
             let seq = pipeline.submit(command).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -234,6 +240,10 @@ pub fn build_pipeline(config: &Config, clock: Clock) -> anyhow::Result<(Pipeline
         check_genesis(config, &pipeline.engine)?;
     }
     Ok((pipeline, exporter, started))
+}
+
+fn ms(from: std::time::Instant, to: std::time::Instant) -> f64 {
+    (to - from).as_secs_f64() * 1e3
 }
 
 /// The genesis inputs must all have applied: replay them on a scratch engine to find the first refused one.

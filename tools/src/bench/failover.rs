@@ -160,8 +160,13 @@ fn one_run(args: &FailoverArgs, run: u32) -> anyhow::Result<f64> {
     primary.child.kill().context("killing the primary")?;
     let killed = Instant::now();
     let _ = primary.child.wait();
+    let closed = standby.wait_for("WAL closed in", Duration::from_secs(10))?;
+    let startup = standby.wait_for("start-up:", Duration::from_secs(10))?;
     standby.wait_for("SERVING on", Duration::from_secs(10))?;
     let failover = killed.elapsed();
+    if std::env::var_os("BOURSE_FAILOVER_TRACE").is_some() {
+        eprintln!("run {run}: {closed}\n       {startup}");
+    }
     let mut firm = FirmConn::open("ALPHA", "alpha-pw", Ipv4Addr::LOCALHOST, standby_cfg.backend.bind)?;
     firm.login(Duration::from_secs(2)).context("logging in at the promoted standby")?;
     Ok(failover.as_secs_f64() * 1e3)
