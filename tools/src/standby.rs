@@ -28,9 +28,12 @@ use bourse_engine::{Engine, Event, EventSink, Input};
 use bourse_persist::mirror::tcp::TcpTransport;
 use bourse_persist::mirror::{Position, Standby, StandbyEvent, StandbyHost, Validated, WalRecords};
 use bourse_persist::wal::truncate::discard_after;
-use bourse_persist::wal::{decode, scan_log, ScanOptions, Visit, Wal};
+use bourse_persist::wal::{decode, scan_log, ScanOptions, Visit};
 
-use crate::appliance::{self, mirror::mirror_config, setup};
+use crate::appliance::mdfeed::MdFeed;
+use crate::appliance::setup::Journal;
+use crate::appliance::{self, mdreplay, mirror::mirror_config, setup};
+use crate::translate::Translator;
 use crate::config::{Config, MirrorAck, MirrorRole, MirrorSection};
 use crate::obs::tsc::Clock;
 
@@ -53,12 +56,12 @@ pub fn run(args: StandbyArgs) -> anyhow::Result<()> {
     // Calibrated now, while following, so that promotion does not wait for it.
     let clock = Clock::calibrate(Duration::from_millis(50));
     let outcome = follow(&config, &stop)?;
-    let (epoch, at, silent_at, fence) = match outcome {
+    let (epoch, at, silent_at, fence, journal) = match outcome {
         Outcome::Stopped { validated } => {
             eprintln!("bourse standby: stopped while following, validated through seq {}", validated.seq);
             return Ok(());
         }
-        Outcome::Promoted { epoch, at, silent_at, fence } => (epoch, at, silent_at, fence),
+        Outcome::Promoted { epoch, at, silent_at, fence, journal } => (epoch, at, silent_at, fence, journal),
     };
     eprintln!("bourse standby: PROMOTED to epoch {epoch} at seq {} (offset {})", at.seq, at.offset);
     if args.no_serve {
@@ -83,7 +86,7 @@ pub fn run(args: StandbyArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let summary = appliance::serve_with_clock(&promoted, clock, Arc::clone(&stop), Some(ready));
+    let summary = appliance::serve_with_clock(&promoted, clock, Arc::clone(&stop), Some(ready), Some(*journal));
     stop.store(true, Ordering::Relaxed);
     let _ = fencing.join();
     eprintln!("bourse: stopped: {}", summary?);
@@ -98,7 +101,8 @@ pub enum Outcome {
     /// The primary fell silent: serve in `epoch`; everything through `at` is durable in the standby's WAL.
     /// `silent_at` is when the primary was last heard (approximately: the promotion time minus the timeout).
     /// `fence` keeps the mirror endpoint answering.
-    Promoted { epoch: u32, at: Position, silent_at: Instant, fence: Box<FenceResponder> },
+    /// `journal` is the follower's engine, WAL and market-data state, current through `at`.
+    Promoted { epoch: u32, at: Position, silent_at: Instant, fence: Box<FenceResponder>, journal: Box<Journal> },
 }
 
 /// The promoted node's mirror endpoint, kept open: a former primary that comes back (or was only cut off) dials
@@ -179,26 +183,37 @@ pub fn promoted_config(config: &Config, epoch: u32) -> anyhow::Result<Config> {
 /// forgotten, which only makes the reported durable position lag (never run ahead).
 const BATCHES_MAX: usize = 1 << 14;
 
-/// The appliance side of the standby: its engine and its WAL.
+/// The appliance side of the standby: its journal — engine, WAL, and the market-data feed rebuilt from the same
+/// events — kept current record by record, so that promotion hands it over instead of recovering again.
 pub struct Follower {
-    pub engine: Engine,
-    wal: Wal,
+    journal: Journal,
     batches: VecDeque<Position>,
     durable: Position,
     error: Option<anyhow::Error>,
     pub applied: u64,
 }
 
-/// The standby's engine output goes nowhere: it is the primary's job to answer firms.
-struct Discard;
+/// The standby's engine events feed only the market-data numbering and retransmission ring (exactly as recovery
+/// would rebuild them); answering firms is the primary's job.
+struct Rebuild<'a> {
+    translator: &'a mut Translator,
+    md: &'a mut MdFeed,
+    input: &'a Input,
+}
 
-impl EventSink for Discard {
-    fn event(&mut self, _e: &Event) {}
+impl EventSink for Rebuild<'_> {
+    fn event(&mut self, e: &Event) {
+        mdreplay::replay_event(self.translator, self.md, self.input, e);
+    }
 }
 
 impl Follower {
-    pub fn new(engine: Engine, wal: Wal, durable: Position) -> Follower {
-        Follower { engine, wal, batches: VecDeque::with_capacity(BATCHES_MAX), durable, error: None, applied: 0 }
+    pub fn new(journal: Journal, durable: Position) -> Follower {
+        Follower { journal, batches: VecDeque::with_capacity(BATCHES_MAX), durable, error: None, applied: 0 }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.journal.engine
     }
 
     /// The first failure to journal or decode a validated record: the standby must stop, it can no longer ack.
@@ -208,24 +223,39 @@ impl Follower {
 
     /// Makes everything appended durable and closes the WAL.
     pub fn close(self) -> anyhow::Result<Engine> {
-        self.wal.close().context("closing the standby's WAL")?;
-        Ok(self.engine)
+        self.journal.wal.close().context("closing the standby's WAL")?;
+        Ok(self.journal.engine)
+    }
+
+    /// The journal for the promoted appliance, continuing the log after `at` in `epoch`. Nothing is waited for:
+    /// the appliance releases output only as the WAL's commit index allows.
+    pub fn into_journal(self, epoch: u32, at: Position) -> Journal {
+        let mut journal = self.journal;
+        journal.wal.fence();
+        journal.wal.set_epoch(epoch);
+        let started = &mut journal.started;
+        started.recovered_seq = at.seq;
+        started.recovered_offset = at.offset;
+        started.torn_tail = None;
+        started.genesis_inputs = 0;
+        started.startup_ms = [0.0; 2];
+        journal
     }
 
     fn apply_batch(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        let Journal { engine, wal, translator, md, .. } = &mut self.journal;
         let mut at = 0;
         while at < bytes.len() {
             let record = decode(&bytes[at..]).with_context(|| format!("decoding a validated record at +{at}"))?;
             let input: Input = record.input;
             // Byte for byte, epoch included: the standby's log is the primary's.
-            self.wal
-                .append_record_unfenced(&bytes[at..at + record.length])
+            wal.append_record_unfenced(&bytes[at..at + record.length])
                 .with_context(|| format!("journaling seq {}", input.seq))?;
-            self.engine.apply(&input, &mut Discard);
+            engine.apply(&input, &mut Rebuild { translator, md, input: &input });
             self.applied += 1;
             at += record.length;
         }
-        self.wal.fence();
+        wal.fence();
         Ok(())
     }
 }
@@ -246,7 +276,7 @@ impl StandbyHost for Follower {
     }
 
     fn durable(&mut self) -> Position {
-        let local = self.wal.commit_index().local();
+        let local = self.journal.wal.commit_index().local();
         while let Some(front) = self.batches.front().copied() {
             if front.seq > local {
                 break;
@@ -277,9 +307,10 @@ pub fn follow(config: &Config, stop: &AtomicBool) -> anyhow::Result<Outcome> {
     let mut transport = TcpTransport::listen(listen).with_context(|| format!("listening for the primary on {listen}"))?;
     let mut resync: Option<(u64, Position)> = None;
     loop {
-        let (engine, wal, started) = setup::open_journal(config, &dir)?;
+        let journal = setup::recover_journal(config)?;
+        let started_seq = journal.started.recovered_seq;
         // The log's end as the mirror names it: records are identical on both nodes, so stream offsets agree.
-        let durable = Position { seq: started.recovered_seq, offset: wal.stream_offset() };
+        let durable = Position { seq: started_seq, offset: journal.started.recovered_offset };
         // A log that already holds a newer epoch's records (it followed a newer primary before) follows in it.
         let epoch = match resync {
             Some((epoch, truncate_to)) => {
@@ -288,19 +319,19 @@ pub fn follow(config: &Config, stop: &AtomicBool) -> anyhow::Result<Outcome> {
                 }
                 epoch
             }
-            None => u64::from(section.epoch).max(last_record_epoch(&dir, started.recovered_seq)),
+            None => u64::from(section.epoch).max(last_record_epoch(&dir, started_seq)),
         };
-        let follower = Follower::new(engine, wal, durable);
+        let follower = Follower::new(journal, durable);
         let standby = Standby::new(mirror, WalRecords, epoch, durable);
         eprintln!(
             "bourse standby: epoch {epoch}, WAL {} recovered through seq {}, listening for the primary on {} \
              (promote after {} ms of silence)",
             dir.display(),
-            started.recovered_seq,
+            started_seq,
             transport.local_addr().map(|a| a.to_string()).unwrap_or_else(|| listen.to_string()),
             section.promote_after_ms
         );
-        let run = Following { section, started_seq: started.recovered_seq, follower, standby };
+        let run = Following { section, started_seq, follower, standby };
         match run.until_event(stop, &mut region, transport)? {
             Step::Done(outcome) => return Ok(outcome),
             Step::Resync { epoch: newer, truncate_to, transport: kept } => {
@@ -385,19 +416,18 @@ impl Following<'_> {
             match event {
                 Some(StandbyEvent::Promoted { epoch, at }) => {
                     let silent_at = Instant::now() - Duration::from_millis(section.promote_after_ms);
-                    let engine = follower.close()?;
+                    let epoch = u32::try_from(epoch).context("epoch beyond u32")?;
+                    eprintln!(
+                        "bourse standby: primary silent for {} ms; {} records applied, {} orders open; handing the \
+                         journal over",
+                        section.promote_after_ms,
+                        at.seq - started_seq,
+                        follower.engine().orders_open()
+                    );
+                    let journal = Box::new(follower.into_journal(epoch, at));
                     let region = std::mem::take(region);
                     let fence = Box::new(FenceResponder { standby, transport, region, at });
-                    eprintln!(
-                        "bourse standby: primary silent for {} ms; WAL closed in {:.1} ms; {} records applied, {} \
-                         orders open",
-                        section.promote_after_ms,
-                        (silent_at.elapsed().as_secs_f64() * 1e3 - section.promote_after_ms as f64).max(0.0),
-                        at.seq - started_seq,
-                        engine.orders_open()
-                    );
-                    let epoch = u32::try_from(epoch).context("epoch beyond u32")?;
-                    return Ok(Step::Done(Outcome::Promoted { epoch, at, silent_at, fence }));
+                    return Ok(Step::Done(Outcome::Promoted { epoch, at, silent_at, fence, journal }));
                 }
                 Some(StandbyEvent::MustResync { epoch, truncate_to }) => {
                     follower.close()?;
@@ -426,19 +456,16 @@ impl Following<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bourse_engine::{AddAccount, Capacity, Command, Deposit};
+    use bourse_engine::{AddAccount, Command, Deposit};
     use bourse_persist::wal::segment::SEGMENT_HEADER_BYTES;
-    use bourse_persist::wal::{encode, DurabilityMode, WalConfig, RECORD_BYTES_MAX};
-    use bourse_persist::{AckPolicy, CommitIndex};
+    use bourse_persist::wal::{encode, RECORD_BYTES_MAX};
+    use bourse_persist::AckPolicy;
 
     fn follower(dir: &std::path::Path) -> Follower {
-        let mut config = WalConfig::new(dir);
-        // No durability wait: the commit index follows each fence, so `durable` is deterministic here.
-        config.mode = DurabilityMode::None;
-        config.segment_bytes = 1 << 20;
-        let wal = Wal::create(config, 1, Arc::new(CommitIndex::new(AckPolicy::Local, 0))).unwrap();
+        // No durability wait (`none`): the commit index follows each fence, so `durable` is deterministic here.
+        let config = crate::demo::demo_config(dir, "none", None).unwrap();
         let start = Position { seq: 0, offset: SEGMENT_HEADER_BYTES as u64 };
-        Follower::new(Engine::new(Capacity::SMALL), wal, start)
+        Follower::new(setup::recover_journal(&config).unwrap(), start)
     }
 
     fn records(first_seq: u64, n: u64) -> Vec<u8> {

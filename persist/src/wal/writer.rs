@@ -176,6 +176,11 @@ impl Wal {
         self.segment_first_offset + (self.offset - SEGMENT_HEADER_BYTES) as u64
     }
 
+    /// Records appended from now on carry `epoch` (a promoted standby continuing the log it followed).
+    pub fn set_epoch(&mut self, epoch: u32) {
+        self.config.epoch = epoch;
+    }
+
     /// Path of the segment being appended to.
     pub fn current_segment(&self) -> &Path {
         &self.segment.path

@@ -70,14 +70,16 @@ pub struct MirrorSender {
 }
 
 impl MirrorSender {
-    /// Starts mirroring the WAL in `wal_dir` from its newest segment (the one the writer created after recovery,
-    /// where this epoch's records begin) to `section.standby_addr`, publishing acks into `commit`. A standby that
-    /// is behind is caught up from older segments.
-    pub fn start(config: &Config, wal_dir: &Path, commit: Arc<CommitIndex>) -> anyhow::Result<MirrorSender> {
+    /// Starts mirroring the WAL in `wal_dir` to `section.standby_addr`, publishing acks into `commit`. `start` is
+    /// where this node's epoch begins (the end of the recovered log, or the promotion point): a former primary
+    /// whose log runs past it is told to cut back to it. A standby that is behind is caught up from older segments.
+    pub fn start(config: &Config, wal_dir: &Path, start: Position, commit: Arc<CommitIndex>) -> anyhow::Result<MirrorSender> {
         let section = config.mirror.as_ref().context("no [mirror] section")?;
         let addr = section.standby_addr.context("mirror.standby_addr is not set")?;
         let log = WalLog::open(wal_dir).with_context(|| format!("opening {} for the mirror", wal_dir.display()))?;
-        let start = log.start();
+        if start < log.start() {
+            anyhow::bail!("mirror start {start:?} precedes the newest segment, which begins at {:?}", log.start());
+        }
         let primary = Primary::new(mirror_config(section), WalRecords, u64::from(section.epoch), start);
         primary.gate().attach_commit_index(Arc::clone(&commit));
         let transport = TcpTransport::connect(addr);
@@ -104,7 +106,8 @@ impl MirrorSender {
     /// the work done (zero when idle). An error is a local fault (a damaged local record, a broken socket set-up).
     pub fn poll(&mut self) -> anyhow::Result<usize> {
         let walked = self.log.poll_tail(TAIL_WALK_RECORDS_MAX).context("following the WAL")?;
-        if walked > 0 {
+        // The walk starts at the newest segment's beginning, which may precede this epoch's start.
+        if walked > 0 && self.log.tail().seq > self.primary.tail().seq {
             self.primary.on_append(self.log.tail());
         }
         let now_ns = self.clock.elapsed().as_nanos() as u64;
@@ -170,7 +173,7 @@ mod tests {
         wal_config.segment_bytes = SEGMENT_BYTES;
         let commit = Arc::new(CommitIndex::new(AckPolicy::Mirrored, 0));
         let mut wal = Wal::create(wal_config, 1, Arc::clone(&commit)).unwrap();
-        let mut sender = MirrorSender::start(&primary_config(), &dir, Arc::clone(&commit)).unwrap();
+        let mut sender = MirrorSender::start(&primary_config(), &dir, Position::default(), Arc::clone(&commit)).unwrap();
 
         for seq in 1..=10 {
             wal.append(&deposit(seq)).unwrap();

@@ -7,6 +7,8 @@
 //! MoldUDP64 retransmission server for market data is polled by the pipeline thread when it is idle, because the
 //! ring it answers from lives there.
 
+use bourse_persist::mirror::Position;
+
 pub mod mdfeed;
 pub mod mdreplay;
 pub mod mirror;
@@ -106,18 +108,24 @@ impl std::fmt::Display for Summary {
 
 /// Runs the appliance until `stop` is set. `ready` is set once the backend is open and input is being taken.
 pub fn serve(config: &Config, stop: Arc<AtomicBool>, ready: Option<Arc<AtomicBool>>) -> anyhow::Result<Summary> {
-    serve_with_clock(config, Clock::calibrate(Duration::from_millis(50)), stop, ready)
+    serve_with_clock(config, Clock::calibrate(Duration::from_millis(50)), stop, ready, None)
 }
 
-/// [`serve`] with a clock calibrated beforehand: a promoting standby calibrates while it follows, so the 50 ms
-/// calibration window is not part of its failover time.
+/// [`serve`] with a clock calibrated beforehand and, optionally, the journal at hand: a promoting standby
+/// calibrates while it follows and hands over the engine, WAL and market-data state it kept current, so neither
+/// the 50 ms calibration window nor a second recovery is part of its failover time.
 pub fn serve_with_clock(
     config: &Config,
     clock: Clock,
     stop: Arc<AtomicBool>,
     ready: Option<Arc<AtomicBool>>,
+    journal: Option<setup::Journal>,
 ) -> anyhow::Result<Summary> {
-    let (mut pipeline, exporter, started) = setup::build_pipeline(config, clock)?;
+    let journal = match journal {
+        Some(j) => j,
+        None => setup::recover_journal(config)?,
+    };
+    let (mut pipeline, exporter, started) = setup::build_pipeline_from(config, clock, journal)?;
     eprintln!(
         "bourse: {}; WAL {} in {} ({}, {}{}), recovered through seq {}{}, {} genesis inputs; start-up: recovery \
          {:.1} ms, pipeline {:.1} ms",
@@ -159,7 +167,9 @@ pub fn serve_with_clock(
 
     let sender = match &config.mirror {
         Some(m) if m.role == crate::config::MirrorRole::Primary && m.standby_addr.is_some() => {
-            let sender = mirror::MirrorSender::start(config, &started.wal_dir, Arc::clone(&pipeline.commit))?;
+            // This epoch's records start where recovery (or the promotion) left the log.
+            let start = Position { seq: started.recovered_seq, offset: started.recovered_offset };
+            let sender = mirror::MirrorSender::start(config, &started.wal_dir, start, Arc::clone(&pipeline.commit))?;
             eprintln!(
                 "bourse: mirror: primary epoch {}, shipping the WAL to {} (ack = {:?}, heartbeat {} ms)",
                 m.epoch,

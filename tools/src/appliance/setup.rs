@@ -31,6 +31,8 @@ const OUT_QUEUE_BYTES: usize = 32 << 20;
 pub struct Started {
     pub wal_dir: PathBuf,
     pub recovered_seq: u64,
+    /// Stream offset just past `recovered_seq` (where this run's records begin, as the mirror names it).
+    pub recovered_offset: u64,
     /// Seq of the snapshot recovery started from: the events before it were not replayed.
     pub snapshot_seq: Option<u64>,
     pub torn_tail: Option<String>,
@@ -183,6 +185,7 @@ pub fn open_journal_observing(
     let started = Started {
         wal_dir: dir.to_path_buf(),
         recovered_seq,
+        recovered_offset: wal.stream_offset(),
         snapshot_seq,
         torn_tail,
         genesis_inputs: 0,
@@ -194,28 +197,68 @@ pub fn open_journal_observing(
     Ok((engine, wal, started))
 }
 
-/// Everything but the backend, ready to poll.
-pub fn build_pipeline(config: &Config, clock: Clock) -> anyhow::Result<(Pipeline, StageExporter, Started)> {
-    let dir = wal_dir(config)?;
-    let firms = firm_configs(config)?;
-    let sessions = Sessions::new(&firms, SessionLimits::DEFAULT);
-    let mut translator = Translator::new(
+/// The journal-derived state a pipeline starts from: recovered from disk ([`recover_journal`]), or handed over hot
+/// by a promoting standby, which kept all of it current while following (no second recovery on the failover path).
+pub struct Journal {
+    pub engine: Engine,
+    pub wal: Wal,
+    pub translator: Translator,
+    pub md: MdFeed,
+    pub started: Started,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Journal {{ through seq {}, next market-data seq {} }}", self.started.recovered_seq, self.md.next_sequence())
+    }
+}
+
+pub fn new_translator(config: &Config) -> anyhow::Result<Translator> {
+    Ok(Translator::new(
         &symbol_names(config)?,
         TranslateLimits { sessions_max: config.firms.len().max(1) as u16, records_max: 1 << 14 },
-    );
+    ))
+}
+
+pub fn new_md_feed(config: &Config) -> anyhow::Result<MdFeed> {
     let md_session = Alpha::new(&config.market_data.session).context("market_data.session")?;
-    let mut md = MdFeed::new(
+    Ok(MdFeed::new(
         md_session,
         config.market_data.group,
         config.market_data.payload_max_bytes,
         config.market_data.retransmit_messages_max,
         OUT_QUEUE_BYTES,
-    );
-    // Recovery rebuilds the feed's numbering and retransmission ring before any live message (see `mdreplay`).
+    ))
+}
+
+/// Recovers the journal of `config`: the engine, and the market-data feed's numbering and retransmission ring
+/// rebuilt from the same events (see `mdreplay`), then opens the WAL after it.
+pub fn recover_journal(config: &Config) -> anyhow::Result<Journal> {
+    let dir = wal_dir(config)?;
+    let mut translator = new_translator(config)?;
+    let mut md = new_md_feed(config)?;
     let t0 = std::time::Instant::now();
     let (engine, wal, mut started) = open_journal_observing(config, &dir, &mut |input: &Input, event: &Event| {
         mdreplay::replay_event(&mut translator, &mut md, input, event)
     })?;
+    started.startup_ms[0] = ms(t0, std::time::Instant::now());
+    Ok(Journal { engine, wal, translator, md, started })
+}
+
+/// Everything but the backend, ready to poll.
+pub fn build_pipeline(config: &Config, clock: Clock) -> anyhow::Result<(Pipeline, StageExporter, Started)> {
+    build_pipeline_from(config, clock, recover_journal(config)?)
+}
+
+/// [`build_pipeline`] from a journal already at hand.
+pub fn build_pipeline_from(
+    config: &Config,
+    clock: Clock,
+    journal: Journal,
+) -> anyhow::Result<(Pipeline, StageExporter, Started)> {
+    let Journal { engine, wal, translator, md, mut started } = journal;
+    let firms = firm_configs(config)?;
+    let sessions = Sessions::new(&firms, SessionLimits::DEFAULT);
     let t1 = std::time::Instant::now();
     let (recorder, exporter) = stage_recorder(clock, HistConfig::default()).context("allocating stage histograms")?;
     let mut pipeline = Pipeline::new(Parts {
@@ -230,7 +273,7 @@ pub fn build_pipeline(config: &Config, clock: Clock) -> anyhow::Result<(Pipeline
         reply_queue_bytes: OUT_QUEUE_BYTES,
         reserve_bytes: OUT_QUEUE_BYTES / 4,
     });
-    started.startup_ms = [ms(t0, t1), ms(t1, std::time::Instant::now())];
+    started.startup_ms[1] = ms(t1, std::time::Instant::now());
     if started.recovered_seq == 0 {
         for command in genesis(config)? {
             let seq = pipeline.submit(command).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -160,7 +160,7 @@ fn one_run(args: &FailoverArgs, run: u32) -> anyhow::Result<f64> {
     primary.child.kill().context("killing the primary")?;
     let killed = Instant::now();
     let _ = primary.child.wait();
-    let closed = standby.wait_for("WAL closed in", Duration::from_secs(10))?;
+    let closed = standby.wait_for("handing the journal over", Duration::from_secs(10))?;
     let startup = standby.wait_for("start-up:", Duration::from_secs(10))?;
     standby.wait_for("SERVING on", Duration::from_secs(10))?;
     let failover = killed.elapsed();

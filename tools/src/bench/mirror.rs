@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bourse_engine::{Command, Deposit, Input};
+use bourse_persist::mirror::Position;
 use bourse_persist::{AckPolicy, CommitIndex, Wal, WalConfig};
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -139,7 +140,7 @@ pub fn measure(args: &MirrorArgs) -> anyhow::Result<MirrorReport> {
     wal_config.mode = durability(primary_cfg.wal.mode);
     wal_config.segment_bytes = segment_bytes;
     let mut wal = Wal::create(wal_config, 1, Arc::clone(&commit)).context("opening the primary's WAL")?;
-    let mut sender = MirrorSender::start(&primary_cfg, &dir, Arc::clone(&commit))?;
+    let mut sender = MirrorSender::start(&primary_cfg, &dir, Position::default(), Arc::clone(&commit))?;
     let mirror = {
         let stop = Arc::clone(&stop);
         std::thread::Builder::new().name("bench-mirror".into()).spawn(move || -> anyhow::Result<()> {
