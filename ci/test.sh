@@ -34,7 +34,7 @@ cargo test -p bourse-persist --features rdma --lib mirror::verbs
 step "fuzz smoke (every target in nic/fuzz and persist/fuzz)"
 bash ci/fuzz.sh "${FUZZ_SECONDS:-20}"
 
-step "failover test: kill -9 the primary under load, the standby promotes, no acknowledged order lost (${FAILOVER_ROUNDS:-10} rounds)"
+step "failover test: kill -9 the primary under load (in network namespaces as root, else on loopback), the standby promotes, no acknowledged order lost (${FAILOVER_ROUNDS:-10} rounds)"
 bash ci/failover-test.sh "${FAILOVER_ROUNDS:-10}"
 
 step "crash test: kill -9 under load, recover, check (${CRASH_ROUNDS:-50} rounds)"

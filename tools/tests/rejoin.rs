@@ -10,11 +10,10 @@
 //!    Fence that its log runs past the new epoch's start, cuts it back (keeping the cut records aside), follows S
 //!    in epoch 2 and catches up. Both logs are then identical, record for record, epochs included.
 
-use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bourse::config::Config;
@@ -24,87 +23,10 @@ use bourse::load::mix::Op;
 use bourse::load::run_load;
 use bourse_engine::Side;
 use bourse_nic::wire::alpha::Alpha;
-use bourse_persist::wal::scan::{scan_log, ScanOptions, Visit};
+use support::{free_tcp_port, signal, wal_records, Node};
 
 const PROMOTE_AFTER_MS: u64 = 300;
 const BOUND: Duration = Duration::from_secs(10);
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Node {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Node {
-    fn spawn(args: &[&str], config: &Path) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bourse"))
-            .args(args)
-            .arg("--config")
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning bourse");
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Node { child, lines }
-    }
-
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + BOUND;
-        loop {
-            if let Some(l) = self.lines.lock().unwrap().iter().find(|l| l.contains(needle)) {
-                return l.clone();
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("bourse exited ({status}) before printing {needle:?}:\n{}", self.log());
-            }
-            assert!(Instant::now() < deadline, "no {needle:?} within {BOUND:?}:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    fn log(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    fn signal(&self, sig: &str) {
-        // `kill(1)` by pid keeps this test free of unsafe FFI.
-        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
-    }
-
-    fn terminate(&mut self) {
-        self.signal("TERM");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.signal("CONT");
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 fn node_toml(name: &str, wal: &Path, order: u16, mirror: &str) -> String {
     format!(
@@ -114,17 +36,6 @@ fn node_toml(name: &str, wal: &Path, order: u16, mirror: &str) -> String {
         md = free_udp_port().unwrap(),
         wal = wal.display(),
     ) + &bourse::config::demo_market_toml(3, "127.0.0.1")
-}
-
-/// Every record of a WAL directory: (seq, epoch, input).
-fn records(dir: &Path) -> Vec<(u64, u32, bourse_engine::Input)> {
-    let mut out = Vec::new();
-    scan_log(dir, ScanOptions { from_seq: 0, live: true }, |_, _, r| {
-        out.push((r.input.seq, r.epoch, r.input));
-        Visit::Continue
-    })
-    .unwrap_or_else(|e| panic!("scanning {}: {e}", dir.display()));
-    out
 }
 
 fn seq_after(line: &str, key: &str) -> u64 {
@@ -171,10 +82,10 @@ fn a_fenced_former_primary_rejoins_as_standby_after_cutting_its_diverged_records
 
     // 1. A healthy pair.
     let mut s = Node::spawn(&["standby"], &s_cfg_path);
-    s.wait_for("listening for the primary");
+    s.wait_for("listening for the primary", BOUND);
     let mut p = Node::spawn(&["run"], &p_cfg_path);
-    p.wait_for("mirror: primary epoch 1");
-    s.wait_for("caught up with the primary");
+    p.wait_for("mirror: primary epoch 1", BOUND);
+    s.wait_for("caught up with the primary", BOUND);
     let mut opts = load_options(&p_cfg, vec![1_000.0], Duration::from_millis(400), 3).unwrap();
     opts.firms.truncate(2);
     opts.mix.firms.truncate(2);
@@ -186,20 +97,20 @@ fn a_fenced_former_primary_rejoins_as_standby_after_cutting_its_diverged_records
     let target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, p_order);
     let mut gamma = FirmConn::open("GAMMA", "gamma-pw", Ipv4Addr::LOCALHOST, target).unwrap();
     gamma.login(Duration::from_secs(5)).unwrap();
-    p.signal("STOP");
+    signal(p.pid(), libc::SIGSTOP);
     let symbol = Alpha::new("AAPL").unwrap();
     let clock = Instant::now();
     for i in 1..=20u16 {
         let op = Op::Enter { user_ref: u32::from(i), side: Side::Buy, qty: 1, symbol: 0, price: 1_490_000, ioc: false };
         gamma.send(&op, &symbol, i, 0, clock);
     }
-    let promoted = s.wait_for("PROMOTED to epoch 2");
-    s.wait_for("SERVING on");
+    let promoted = s.wait_for("PROMOTED to epoch 2", BOUND);
+    s.wait_for("SERVING on", BOUND);
     let at = seq_after(&promoted, "at seq ");
 
     // 3. P thaws, journals the queued orders in epoch 1, hears S's Fence, and acknowledges none of them.
-    p.signal("CONT");
-    p.wait_for("FENCED by epoch 2");
+    signal(p.pid(), libc::SIGCONT);
+    p.wait_for("FENCED by epoch 2", BOUND);
     let mut answered = 0;
     let mut buf = [0u8; 2048];
     let until = Instant::now() + Duration::from_millis(500);
@@ -209,15 +120,15 @@ fn a_fenced_former_primary_rejoins_as_standby_after_cutting_its_diverged_records
     }
     assert_eq!(answered, 0, "a fenced former primary acknowledged orders");
     p.terminate();
-    let p_log = records(&p_dir);
-    let p_last = p_log.last().map(|r| r.0).unwrap();
+    let p_log = wal_records(&p_dir);
+    let p_last = *p_log.keys().next_back().unwrap();
     assert!(p_last > at, "P journaled the queued orders past the promotion point ({p_last} vs {at})");
 
     // 4. P rejoins as S's standby: cut, re-follow in epoch 2, catch up; S keeps serving meanwhile.
     let mut q = Node::spawn(&["standby"], &q_cfg_path);
-    let cut = q.wait_for("re-following in epoch 2");
+    let cut = q.wait_for("re-following in epoch 2", BOUND);
     assert!(cut.contains(&format!("began after seq {at}")), "{cut}");
-    q.wait_for("caught up with the primary");
+    q.wait_for("caught up with the primary", BOUND);
     let mut opts = load_options(&s_cfg, vec![1_000.0], Duration::from_millis(300), 4).unwrap();
     opts.firms.truncate(2);
     opts.mix.firms.truncate(2);
@@ -229,13 +140,13 @@ fn a_fenced_former_primary_rejoins_as_standby_after_cutting_its_diverged_records
     s.terminate();
     q.terminate();
 
-    let (s_log, q_log) = (records(&s_dir), records(&p_dir));
+    let (s_log, q_log) = (wal_records(&s_dir), wal_records(&p_dir));
     assert!(s_log.len() as u64 > at, "S served new orders in epoch 2");
     assert!(q_log.len() >= s_log.len() - 5, "the rejoined node caught up: {} of {} records", q_log.len(), s_log.len());
     for (a, b) in s_log.iter().zip(q_log.iter()) {
         assert_eq!(a, b, "logs differ at seq {}", a.0);
     }
-    assert!(q_log.iter().filter(|r| r.0 > at).all(|r| r.1 == 2), "after the cut, only epoch 2 records");
+    assert!(q_log.range(at + 1..).all(|(_, r)| r.0 == 2), "after the cut, only epoch 2 records");
     let aside: Vec<_> = std::fs::read_dir(&p_dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("diverged-")).collect();
     assert_eq!(aside.len(), 1, "the cut records are kept aside");
     eprintln!(

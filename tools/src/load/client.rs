@@ -34,6 +34,8 @@ const _: () = assert!(INFLIGHT_SLOTS.is_power_of_two());
 pub const MATCH_SCAN_MAX: usize = 512;
 /// Largest datagram we receive (the appliance's MoldUDP64 packets stay under the Ethernet MTU).
 pub const DATAGRAM_MAX_BYTES: usize = 9_216;
+/// How long a login waiting for Login Accepted naps between polls (logins are not latency measurements).
+const LOGIN_POLL_INTERVAL: Duration = Duration::from_micros(100);
 /// Kernel receive buffer we ask for, so a burst of replies waits in the kernel rather than being dropped.
 const RCVBUF_BYTES: usize = 8 << 20;
 
@@ -297,7 +299,9 @@ impl FirmConn {
                 }
                 .into());
             }
-            std::hint::spin_loop();
+            // Nap rather than spin: a login waits on a node that is starting up (after a failover, a promoting
+            // standby), and on a two-core host a spinning generator would take the core that node needs.
+            std::thread::sleep(LOGIN_POLL_INTERVAL);
         }
     }
 

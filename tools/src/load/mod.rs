@@ -177,6 +177,8 @@ pub struct LoadReport {
     pub unmatched: u64,
     pub send_errors: u64,
     pub failovers: u64,
+    /// Replies received after the last failover: answers from the node failed over to.
+    pub replied_after_failover: u64,
     pub seed: u64,
     pub mix: MixCounts,
     pub md: Option<MdCounts>,
@@ -468,6 +470,8 @@ struct Run<'a> {
     buf: Vec<u8>,
     target: usize,
     failovers: u64,
+    /// Replies counted by all firms when the last failover happened.
+    replied_at_failover: u64,
     last_rx_any: u64,
     last_failover: u64,
 }
@@ -534,6 +538,7 @@ impl Run<'_> {
                 c.login(self.opts.login_timeout).with_context(|| format!("failover login to {to}"))?;
             }
             self.failovers += 1;
+            self.replied_at_failover = self.conns.iter().map(|c| c.counts.replied).sum();
             self.last_failover = self.now();
             self.last_rx_any = self.last_failover;
         }
@@ -683,6 +688,7 @@ pub fn run_load(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
         buf: vec![0; DATAGRAM_MAX_BYTES],
         target: 0,
         failovers: 0,
+        replied_at_failover: 0,
         last_rx_any: 0,
         last_failover: 0,
     };
@@ -741,6 +747,7 @@ pub fn run_load(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
         unmatched: 0,
         send_errors: 0,
         failovers: run.failovers,
+        replied_after_failover: 0,
         seed: opts.seed,
         mix: run.mix.counts,
         md: run.md.as_ref().map(|m| MdCounts { datagrams: m.datagrams, messages: m.messages, gaps: m.gaps, malformed: m.malformed }),
@@ -756,6 +763,9 @@ pub fn run_load(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
         report.stale += c.counts.stale;
         report.unmatched += c.counts.unmatched;
         report.send_errors += c.counts.send_errors;
+    }
+    if run.failovers > 0 {
+        report.replied_after_failover = report.replied - run.replied_at_failover;
     }
     let hists = std::mem::take(&mut run.hists);
     for (i, ((rate, sent, achieved, row_start), h)) in rows.into_iter().zip(hists).enumerate() {
