@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod hist;
 pub mod load;
+pub mod netns;
 pub mod obs;
 pub mod standby;
 pub mod stats;

@@ -11,6 +11,7 @@ fn mirror_bench_small_run_commits_every_record_through_the_standby() {
         records: 300,
         burst_records: 3_000,
         wal_mode: "none".into(),
+        veth: false,
         json: true,
     };
     let r = measure(&args).unwrap();

@@ -43,6 +43,10 @@ pub struct MirrorArgs {
     /// WAL durability mode of both nodes: none (the mirror alone) or msync.
     #[arg(long, default_value = "none")]
     pub wal_mode: String,
+    /// Put the standby in namespace bourse-b and the primary's mirror in bourse-a, joined by the veth pair of
+    /// `scripts/netns.sh` (root), instead of loopback.
+    #[arg(long)]
+    pub veth: bool,
     /// Print exactly one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -51,6 +55,8 @@ pub struct MirrorArgs {
 #[derive(Debug, Serialize)]
 pub struct MirrorReport {
     pub transport: String,
+    /// `veth` (two namespaces) or `loopback`.
+    pub link: &'static str,
     pub wal_mode: String,
     pub records: u64,
     pub commit_p50_us: f64,
@@ -113,26 +119,38 @@ pub fn measure(args: &MirrorArgs) -> anyhow::Result<MirrorReport> {
         bail!("--wal-mode {:?}: expected none or msync", args.wal_mode);
     }
     let tmp = TempDir::new("bourse-bench-mirror")?;
-    let total = args.records + args.burst_records + 1;
-    let segment_bytes = (4096 + total * 64).div_ceil(1 << 20).max(1) * (1 << 20);
+    // Segments of the appliance's default size: long runs rotate, and the mirror follows.
+    let segment_bytes = 64 << 20;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let standby_ip = if args.veth {
+        super::wire::namespaces_up().context("setting up the veth pair (root and iproute2 needed)")?;
+        super::wire::ADDR_LOAD.to_string()
+    } else {
+        "127.0.0.1".to_string()
+    };
     // Promotion would end the run: the standby's timeout is far beyond any scheduler hiccup.
     let standby_cfg = node_config(
         &tmp.path().join("standby"),
         &args.wal_mode,
         segment_bytes,
-        &format!("role = \"standby\"\nlisten = \"127.0.0.1:{port}\"\npromote_after_ms = 60000"),
+        &format!("role = \"standby\"\nlisten = \"{standby_ip}:{port}\"\npromote_after_ms = 60000"),
     )?;
     let primary_cfg = node_config(
         &tmp.path().join("primary"),
         &args.wal_mode,
         segment_bytes,
-        &format!("role = \"primary\"\nstandby_addr = \"127.0.0.1:{port}\"\nack = \"mirrored\"\npromote_after_ms = 60000"),
+        &format!("role = \"primary\"\nstandby_addr = \"{standby_ip}:{port}\"\nack = \"mirrored\"\npromote_after_ms = 60000"),
     )?;
     let stop = Arc::new(AtomicBool::new(false));
+    let veth = args.veth;
     let standby = {
         let stop = Arc::clone(&stop);
-        std::thread::Builder::new().name("bench-standby".into()).spawn(move || follow(&standby_cfg, &stop))?
+        std::thread::Builder::new().name("bench-standby".into()).spawn(move || {
+            if veth {
+                crate::netns::enter_named(super::wire::NS_LOAD).context("entering the standby's namespace")?;
+            }
+            follow(&standby_cfg, &stop)
+        })?
     };
     let dir = tmp.path().join("primary");
     let commit = Arc::new(CommitIndex::new(AckPolicy::Mirrored, 0));
@@ -140,10 +158,14 @@ pub fn measure(args: &MirrorArgs) -> anyhow::Result<MirrorReport> {
     wal_config.mode = durability(primary_cfg.wal.mode);
     wal_config.segment_bytes = segment_bytes;
     let mut wal = Wal::create(wal_config, 1, Arc::clone(&commit)).context("opening the primary's WAL")?;
-    let mut sender = MirrorSender::start(&primary_cfg, &dir, Position::default(), Arc::clone(&commit))?;
     let mirror = {
-        let stop = Arc::clone(&stop);
+        let (stop, dir, commit) = (Arc::clone(&stop), dir.clone(), Arc::clone(&commit));
         std::thread::Builder::new().name("bench-mirror".into()).spawn(move || -> anyhow::Result<()> {
+            // The sender's socket is made on this thread, so it lives in this thread's namespace.
+            if veth {
+                crate::netns::enter_named(super::wire::NS_APPLIANCE).context("entering the primary's namespace")?;
+            }
+            let mut sender = MirrorSender::start(&primary_cfg, &dir, Position::default(), commit)?;
             let mut idle = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 if sender.poll()? == 0 {
@@ -203,6 +225,7 @@ fn run_phases(args: &MirrorArgs, wal: &mut Wal, commit: &CommitIndex) -> anyhow:
     let burst_s = t0.elapsed().as_secs_f64();
     Ok(MirrorReport {
         transport: args.transport.clone(),
+        link: if args.veth { "veth" } else { "loopback" },
         wal_mode: args.wal_mode.clone(),
         records: args.records,
         commit_p50_us: hist.value_at_quantile(0.5) as f64 / 1e3,
@@ -218,8 +241,8 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "mirror over {} (wal {}): commit p50 {:.1} us, p99 {:.1} us, max {:.1} us over {} records; burst {:.0} records/s",
-            r.transport, r.wal_mode, r.commit_p50_us, r.commit_p99_us, r.commit_max_us, r.records, r.records_per_s
+            "mirror over {} on {} (wal {}): commit p50 {:.1} us, p99 {:.1} us, max {:.1} us over {} records; burst {:.0} records/s",
+            r.transport, r.link, r.wal_mode, r.commit_p50_us, r.commit_p99_us, r.commit_max_us, r.records, r.records_per_s
         );
     }
     Ok(())

@@ -413,7 +413,7 @@ fn netns_script() -> Option<PathBuf> {
 
 /// Brings the namespaces and the veth pair up (idempotent), with the script when it can be found and with the
 /// same `ip` calls otherwise.
-fn namespaces_up() -> anyhow::Result<()> {
+pub(crate) fn namespaces_up() -> anyhow::Result<()> {
     if let Some(script) = netns_script() {
         let out = Command::new("bash").arg(&script).arg("up").output().with_context(|| format!("running {}", script.display()))?;
         if !out.status.success() {

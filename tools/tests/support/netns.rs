@@ -17,11 +17,13 @@
 
 use std::fs::File;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::os::fd::AsRawFd;
 use std::thread::JoinHandle;
+
+use bourse::netns::enter;
 
 pub const NS_PRIMARY: &str = "bourse-fp";
 pub const NS_STANDBY: &str = "bourse-fs";
@@ -91,7 +93,7 @@ pub fn require_failover_netns() -> Option<FailoverNetns> {
             return None;
         }
     }
-    match File::open(format!("/run/netns/{NS_FIRMS}")) {
+    match bourse::netns::open(NS_FIRMS) {
         Ok(f) => Some(FailoverNetns { firms: Arc::new(f), _lock: lock }),
         Err(e) => {
             skip(&format!("cannot open /run/netns/{NS_FIRMS}: {e}"));
@@ -118,17 +120,6 @@ impl FailoverNetns {
     }
 }
 
-/// Moves the calling thread into the network namespace open as `ns`.
-fn enter(ns: &File) -> std::io::Result<()> {
-    // SAFETY: the fd is a valid open namespace file for the duration of the call; setns only changes this
-    // thread's network namespace.
-    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
 
 /// `ip -n <ns> link set <dev> up|down`.
 pub fn set_link(ns: &str, dev: &str, up: bool) {
