@@ -130,6 +130,21 @@ impl MdFeed {
         self.packet.clear();
     }
 
+    /// Queues a MoldUDP64 heartbeat: a packet with no messages carrying the next sequence number, so a receiver
+    /// that lost the last packet before a quiet spell (or before a failover) sees the gap and asks for it. It
+    /// follows everything already queued and is released with it.
+    pub fn heartbeat(&mut self) {
+        self.close_packet();
+        let header = Header { session: self.session, sequence: self.next_sequence, count: 0 };
+        let pushed = self.queue.push(self.packet_input_seq, self.group, HEADER_LEN, |buf| {
+            let _ = header.emit(buf);
+            HEADER_LEN
+        });
+        if let Err(Full) = pushed {
+            self.overflows += 1;
+        }
+    }
+
     /// Transmits every queued datagram whose inputs are committed.
     pub fn release(&mut self, committed: u64, mut send: impl FnMut(SocketAddrV4, &[u8]) -> bool) -> usize {
         let released = &mut self.released_through;
@@ -138,7 +153,9 @@ impl MdFeed {
                 return false;
             }
             if let Ok(p) = moldudp64::Packet::new_checked(datagram) {
-                *released = p.sequence() + u64::from(p.count()) - 1;
+                if p.count() > 0 {
+                    *released = p.sequence() + u64::from(p.count()) - 1;
+                }
             }
             true
         })
@@ -181,6 +198,25 @@ impl MdFeed {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn a_heartbeat_names_the_next_sequence_after_what_is_queued() {
+        let group = SocketAddrV4::new(Ipv4Addr::new(239, 1, 1, 1), 9000);
+        let mut feed = MdFeed::new(SessionName::new("MD").unwrap(), group, 200, 1024, 1 << 16);
+        feed.push(3, &[7u8; 36]);
+        feed.push(4, &[7u8; 36]);
+        feed.heartbeat();
+        let mut got = Vec::new();
+        assert_eq!(feed.release(3, |_, d| { got.push(d.to_vec()); true }), 0, "waits for its inputs' commit");
+        feed.release(4, |_, d| {
+            got.push(d.to_vec());
+            true
+        });
+        assert_eq!(got.len(), 2);
+        let hb = moldudp64::Packet::new_checked(&got[1][..]).unwrap();
+        assert_eq!((hb.sequence(), hb.count()), (3, 0), "two messages sent, the next is 3");
+        assert_eq!(feed.released_through(), 2);
+    }
 
     #[test]
     fn packs_until_the_mtu_and_releases_on_commit() {

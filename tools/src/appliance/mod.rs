@@ -9,6 +9,10 @@
 
 use bourse_persist::mirror::Position;
 
+/// A quiet market-data feed sends a MoldUDP64 heartbeat this often (the first one soon after start, so receivers
+/// of a promoted node learn where its sequence stands).
+const MD_HEARTBEAT_NS: u64 = 1_000_000_000;
+
 pub mod mdfeed;
 pub mod mdreplay;
 pub mod mirror;
@@ -229,6 +233,7 @@ fn pipeline_loop(
     let mut polls: u64 = 0;
     let mut request_buf = [0u8; 64];
     let mut answer_buf = vec![0u8; 9_000];
+    let (mut md_seen, mut md_quiet_since) = (pipeline.md.next_sequence(), pipeline.time.now());
     while !stop.load(Ordering::Relaxed) {
         let n = pipeline.poll(backend.as_mut());
         polls += 1;
@@ -237,6 +242,12 @@ fn pipeline_loop(
             if idle.is_multiple_of(1024) {
                 pipeline.tick_if_idle(100_000_000);
                 let now = pipeline.time.now();
+                if pipeline.md.next_sequence() != md_seen {
+                    (md_seen, md_quiet_since) = (pipeline.md.next_sequence(), now);
+                } else if now.saturating_sub(md_quiet_since) >= MD_HEARTBEAT_NS {
+                    pipeline.md.heartbeat();
+                    md_quiet_since = now;
+                }
                 pipeline.sessions.expire(now);
                 if let Some(sock) = &retransmit {
                     serve_retransmissions(sock, &pipeline.md, &mut request_buf, &mut answer_buf);
