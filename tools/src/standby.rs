@@ -243,7 +243,7 @@ impl Follower {
     }
 
     fn apply_batch(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        let Journal { engine, wal, translator, md, .. } = &mut self.journal;
+        let Journal { engine, wal, translator, md, user_refs, .. } = &mut self.journal;
         let mut at = 0;
         while at < bytes.len() {
             let record = decode(&bytes[at..]).with_context(|| format!("decoding a validated record at +{at}"))?;
@@ -252,6 +252,7 @@ impl Follower {
             wal.append_record_unfenced(&bytes[at..at + record.length])
                 .with_context(|| format!("journaling seq {}", input.seq))?;
             engine.apply(&input, &mut Rebuild { translator, md, input: &input });
+            user_refs.note(&input);
             self.applied += 1;
             at += record.length;
         }

@@ -319,6 +319,15 @@ impl Sessions {
         }
     }
 
+    /// Raises `session`'s last UserRefNum to `user_ref` if it is higher: an order the journal already holds (from
+    /// before a restart, or from the primary this node took over from) is a duplicate if a firm sends it again,
+    /// and is never executed twice. Unknown sessions are ignored.
+    pub fn note_journaled(&mut self, session: SessionId, user_ref: u32) {
+        if let Some(s) = self.states.iter_mut().find(|s| s.firm.session == session) {
+            s.last_user_ref = s.last_user_ref.max(user_ref);
+        }
+    }
+
     /// Logs out every session silent for longer than the idle timeout; returns how many.
     pub fn expire(&mut self, now_ns: u64) -> usize {
         let mut n = 0;

@@ -303,3 +303,19 @@ fn idle_sessions_expire() {
     assert_eq!(s.peer(3), None);
     assert_eq!(s.counters().idle_logouts, 1);
 }
+
+#[test]
+fn user_refs_already_in_the_journal_are_duplicates_after_a_restart() {
+    let mut s = sessions();
+    // Recovery (or a promoted standby) saw session 3's orders up to UserRefNum 9 in the journal.
+    s.note_journaled(3, 9);
+    s.note_journaled(3, 4); // never lowers it
+    s.note_journaled(77, 1); // unknown session: ignored
+    one(&mut s, src(4000), &login("FIRM1", "pw1"), 0);
+    assert_eq!(
+        one(&mut s, src(4000), &enter(9), 0),
+        vec![Outcome::Duplicate { session: 3, user_ref: 9, reply_sequence: None }],
+        "a firm resending its last order to the new node does not execute it again"
+    );
+    assert!(matches!(one(&mut s, src(4000), &enter(10), 0)[0], Outcome::Ouch { .. }));
+}

@@ -205,6 +205,38 @@ pub struct Journal {
     pub translator: Translator,
     pub md: MdFeed,
     pub started: Started,
+    /// Highest journaled UserRefNum per session id: the session layer starts from these, so an order a firm
+    /// resends after a restart or failover is a duplicate, never executed twice.
+    pub user_refs: UserRefs,
+}
+
+/// Highest UserRefNum seen per engine session id.
+#[derive(Clone, Debug, Default)]
+pub struct UserRefs(Vec<u32>);
+
+impl UserRefs {
+    /// Notes the UserRefNum an input introduces (New Order, and Replace's new one).
+    pub fn note(&mut self, input: &Input) {
+        let (session, user_ref) = match input.command {
+            Command::NewOrder(o) => (o.session, o.user_ref),
+            Command::Replace(r) => (r.session, r.new_user_ref),
+            _ => return,
+        };
+        let i = usize::from(session);
+        if i >= self.0.len() {
+            self.0.resize(i + 1, 0);
+        }
+        self.0[i] = self.0[i].max(user_ref);
+    }
+
+    /// Hands every session's high-water mark to the session layer.
+    pub fn apply(&self, sessions: &mut Sessions) {
+        for (session, &user_ref) in self.0.iter().enumerate() {
+            if user_ref > 0 {
+                sessions.note_journaled(session as u16, user_ref);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Journal {
@@ -237,12 +269,14 @@ pub fn recover_journal(config: &Config) -> anyhow::Result<Journal> {
     let dir = wal_dir(config)?;
     let mut translator = new_translator(config)?;
     let mut md = new_md_feed(config)?;
+    let mut user_refs = UserRefs::default();
     let t0 = std::time::Instant::now();
     let (engine, wal, mut started) = open_journal_observing(config, &dir, &mut |input: &Input, event: &Event| {
+        user_refs.note(input);
         mdreplay::replay_event(&mut translator, &mut md, input, event)
     })?;
     started.startup_ms[0] = ms(t0, std::time::Instant::now());
-    Ok(Journal { engine, wal, translator, md, started })
+    Ok(Journal { engine, wal, translator, md, started, user_refs })
 }
 
 /// Everything but the backend, ready to poll.
@@ -256,9 +290,10 @@ pub fn build_pipeline_from(
     clock: Clock,
     journal: Journal,
 ) -> anyhow::Result<(Pipeline, StageExporter, Started)> {
-    let Journal { engine, wal, translator, md, mut started } = journal;
+    let Journal { engine, wal, translator, md, mut started, user_refs } = journal;
     let firms = firm_configs(config)?;
-    let sessions = Sessions::new(&firms, SessionLimits::DEFAULT);
+    let mut sessions = Sessions::new(&firms, SessionLimits::DEFAULT);
+    user_refs.apply(&mut sessions);
     let t1 = std::time::Instant::now();
     let (recorder, exporter) = stage_recorder(clock, HistConfig::default()).context("allocating stage histograms")?;
     let mut pipeline = Pipeline::new(Parts {
