@@ -235,8 +235,7 @@ pub fn echo_exchange(
             peer.send_to(&payload(s, payload_len(s, len_max)), server).expect("peer send");
         }
         for _ in seq..end {
-            let (n, from) = peer
-                .recv_from(&mut buf)
+            let (n, from) = recv_from_retrying(peer, &mut buf)
                 .unwrap_or_else(|e| panic!("no echo within 5 s ({} of {count} back so far): {e}", out.echoed));
             assert_eq!(from, std::net::SocketAddr::V4(server), "echo from an unexpected address");
             assert!(n >= 4, "echo of {n} bytes is shorter than a sequence number");
@@ -340,7 +339,7 @@ where
             let p = payload(seq, 64);
             let t0 = std::time::Instant::now();
             peer.send_to(&p, to).expect("send");
-            let (n, _) = peer.recv_from(&mut buf).expect("echo within 5 s");
+            let (n, _) = recv_from_retrying(&peer, &mut buf).expect("echo within 5 s");
             rtts.push(t0.elapsed().as_nanos() as u64);
             assert_eq!(&buf[..n], &p[..], "echo {seq} corrupted");
         }
@@ -356,4 +355,16 @@ where
 pub fn percentiles_us(sorted_ns: &[u64]) -> String {
     let at = |q: f64| sorted_ns[((sorted_ns.len() - 1) as f64 * q) as usize] as f64 / 1_000.0;
     format!("p50 {:.1} / p99 {:.1} / p99.9 {:.1} us", at(0.5), at(0.99), at(0.999))
+}
+
+/// `recv_from` that retries EINTR: an io_uring backend in this process signals task work to its thread, which can
+/// interrupt a blocking call on another thread; that is a retry, not a lost datagram. The socket's read timeout
+/// still bounds each wait.
+pub fn recv_from_retrying(sock: &std::net::UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, std::net::SocketAddr)> {
+    loop {
+        match sock.recv_from(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
 }
