@@ -28,7 +28,7 @@ use bourse_engine::{Engine, Event, EventSink, Input};
 use bourse_persist::mirror::tcp::TcpTransport;
 use bourse_persist::mirror::{Position, Standby, StandbyEvent, StandbyHost, Validated, WalRecords};
 use bourse_persist::wal::truncate::discard_after;
-use bourse_persist::wal::{decode, scan_log, ScanOptions, Visit};
+use bourse_persist::wal::decode;
 
 use crate::appliance::mdfeed::MdFeed;
 use crate::appliance::setup::Journal;
@@ -320,7 +320,7 @@ pub fn follow(config: &Config, stop: &AtomicBool) -> anyhow::Result<Outcome> {
                 }
                 epoch
             }
-            None => u64::from(section.epoch).max(last_record_epoch(&dir, started_seq)),
+            None => u64::from(section.epoch).max(setup::last_record_epoch(&dir, started_seq)),
         };
         let follower = Follower::new(journal, durable);
         let standby = Standby::new(mirror, WalRecords, epoch, durable);
@@ -352,18 +352,6 @@ pub fn follow(config: &Config, stop: &AtomicBool) -> anyhow::Result<Outcome> {
             }
         }
     }
-}
-
-/// The epoch of the record at `seq` (0 for an empty log).
-fn last_record_epoch(dir: &std::path::Path, seq: u64) -> u64 {
-    let mut epoch = 0;
-    let _ = scan_log(dir, ScanOptions { from_seq: seq, live: true }, |_, _, r| {
-        if r.input.seq == seq {
-            epoch = u64::from(r.epoch);
-        }
-        Visit::Continue
-    });
-    epoch
 }
 
 /// How one stretch of following ended.

@@ -147,6 +147,9 @@ fn a_fenced_former_primary_rejoins_as_standby_after_cutting_its_diverged_records
         assert_eq!(a, b, "logs differ at seq {}", a.0);
     }
     assert!(q_log.range(at + 1..).all(|(_, r)| r.0 == 2), "after the cut, only epoch 2 records");
+    // Restarted with its old primary configuration (epoch 1), the node refuses to serve a journal of epoch 2.
+    let mut stale = Node::spawn(&["run"], &p_cfg_path);
+    stale.wait_for("configured for epoch 1", BOUND);
     let aside: Vec<_> = std::fs::read_dir(&p_dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("diverged-")).collect();
     assert_eq!(aside.len(), 1, "the cut records are kept aside");
     eprintln!(

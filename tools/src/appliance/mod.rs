@@ -127,7 +127,22 @@ pub fn serve_with_clock(
 ) -> anyhow::Result<Summary> {
     let journal = match journal {
         Some(j) => j,
-        None => setup::recover_journal(config)?,
+        None => {
+            let j = setup::recover_journal(config)?;
+            // A journal that followed a newer primary must not be served in an older epoch: that is a second
+            // primary beside the one it followed (and its records would go back in epoch).
+            let newest = setup::last_record_epoch(&j.started.wal_dir, j.started.recovered_seq);
+            let mine = u64::from(crate::config::MirrorSection::wal_epoch(config));
+            if newest > mine {
+                anyhow::bail!(
+                    "{}: the journal holds records of epoch {newest} but this node is configured for epoch {mine}: \
+                     it followed a newer primary; run it as that primary's standby (`bourse standby`), or set \
+                     mirror.epoch = {newest} or higher if no other node serves",
+                    j.started.wal_dir.display()
+                );
+            }
+            j
+        }
     };
     let (mut pipeline, exporter, started) = setup::build_pipeline_from(config, clock, journal)?;
     eprintln!(

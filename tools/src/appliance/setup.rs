@@ -320,6 +320,18 @@ pub fn build_pipeline_from(
     Ok((pipeline, exporter, started))
 }
 
+/// The epoch of the record at `seq` (0 for an empty log).
+pub fn last_record_epoch(dir: &Path, seq: u64) -> u64 {
+    let mut epoch = 0;
+    let _ = bourse_persist::wal::scan_log(dir, bourse_persist::wal::ScanOptions { from_seq: seq, live: true }, |_, _, r| {
+        if r.input.seq == seq {
+            epoch = u64::from(r.epoch);
+        }
+        bourse_persist::wal::Visit::Continue
+    });
+    epoch
+}
+
 fn ms(from: std::time::Instant, to: std::time::Instant) -> f64 {
     (to - from).as_secs_f64() * 1e3
 }
