@@ -12,7 +12,8 @@ fuzz_target!(|data: &[u8]| {
     let mut image = vec![0u8; len];
     let first_seq = 1 + u64::from(data.first().copied().unwrap_or(0));
     let header = SegmentHeader::new(1, first_seq, len as u64, 0);
-    image[..40].copy_from_slice(bytemuck_bytes(&header));
+    let header = bytemuck_bytes(&header);
+    image[..header.len()].copy_from_slice(header);
     image[SEGMENT_HEADER_BYTES..].copy_from_slice(data);
     for live in [false, true] {
         let mut last = None;
