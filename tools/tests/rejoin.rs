@@ -12,47 +12,34 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::Path;
+use std::net::Ipv4Addr;
+
 use std::time::{Duration, Instant};
 
 use bourse::config::Config;
-use bourse::demo::{free_udp_port, load_options, TempDir};
+use bourse::demo::{load_options, TempDir};
 use bourse::load::client::FirmConn;
 use bourse::load::mix::Op;
 use bourse::load::run_load;
 use bourse_engine::Side;
 use bourse_nic::wire::alpha::Alpha;
-use support::{free_tcp_port, signal, wal_records, Node};
+use support::{free_tcp_port, node_toml, promoted_seq, signal, wal_records, Node, NodeAddrs};
 
 const PROMOTE_AFTER_MS: u64 = 300;
 const BOUND: Duration = Duration::from_secs(10);
-
-fn node_toml(name: &str, wal: &Path, order: u16, mirror: &str) -> String {
-    format!(
-        "[appliance]\nname = \"{name}\"\n[backend]\nkind = \"socket\"\nbind = \"127.0.0.1:{order}\"\n\
-         [market_data]\ngroup = \"127.0.0.1:{md}\"\nsession = \"BOURSERJ\"\n\
-         [wal]\ndir = \"{wal}\"\nmode = \"msync\"\nsegment_bytes = 1048576\n{mirror}\n",
-        md = free_udp_port().unwrap(),
-        wal = wal.display(),
-    ) + &bourse::config::demo_market_toml(3, "127.0.0.1")
-}
-
-fn seq_after(line: &str, key: &str) -> u64 {
-    line.split(key).nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).expect("a seq")
-}
 
 #[test]
 fn a_fenced_former_primary_rejoins_as_standby_after_cutting_its_diverged_records() {
     let tmp = TempDir::new("bourse-rejoin").unwrap();
     let (p_dir, s_dir) = (tmp.path().join("p"), tmp.path().join("s"));
     let (s_mirror, p_mirror) = (free_tcp_port(), free_tcp_port());
-    let (p_order, s_order) = (free_udp_port().unwrap(), free_udp_port().unwrap());
+    // P keeps its addresses when it comes back as a standby.
+    let (p_addrs, s_addrs) = (NodeAddrs::loopback(), NodeAddrs::loopback());
     let pid = std::process::id();
     let p_text = node_toml(
         &format!("rjp-{pid}"),
         &p_dir,
-        p_order,
+        &p_addrs,
         &format!(
             "[mirror]\nrole = \"primary\"\nstandby_addr = \"127.0.0.1:{s_mirror}\"\nack = \"mirrored\"\n\
              promote_after_ms = {PROMOTE_AFTER_MS}\n"
@@ -62,7 +49,7 @@ fn a_fenced_former_primary_rejoins_as_standby_after_cutting_its_diverged_records
     let s_text = node_toml(
         &format!("rjs-{pid}"),
         &s_dir,
-        s_order,
+        &s_addrs,
         &format!(
             "[mirror]\nrole = \"standby\"\nlisten = \"127.0.0.1:{s_mirror}\"\nstandby_addr = \"127.0.0.1:{p_mirror}\"\n\
              promote_after_ms = {PROMOTE_AFTER_MS}\n"
@@ -71,7 +58,7 @@ fn a_fenced_former_primary_rejoins_as_standby_after_cutting_its_diverged_records
     let p_again_text = node_toml(
         &format!("rjq-{pid}"),
         &p_dir,
-        p_order,
+        &p_addrs,
         &format!("[mirror]\nrole = \"standby\"\nlisten = \"127.0.0.1:{p_mirror}\"\npromote_after_ms = 60000\n"),
     );
     let (p_cfg_path, s_cfg_path, q_cfg_path) = (tmp.path().join("p.toml"), tmp.path().join("s.toml"), tmp.path().join("q.toml"));
@@ -94,7 +81,7 @@ fn a_fenced_former_primary_rejoins_as_standby_after_cutting_its_diverged_records
     assert_eq!((r1.lost, r1.replied), (0, r1.sent), "a healthy pair answers everything");
 
     // 2. P frozen; GAMMA's orders queue up at it; S promotes.
-    let target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, p_order);
+    let target = p_addrs.order;
     let mut gamma = FirmConn::open("GAMMA", "gamma-pw", Ipv4Addr::LOCALHOST, target).unwrap();
     gamma.login(Duration::from_secs(5)).unwrap();
     signal(p.pid(), libc::SIGSTOP);
@@ -106,7 +93,7 @@ fn a_fenced_former_primary_rejoins_as_standby_after_cutting_its_diverged_records
     }
     let promoted = s.wait_for("PROMOTED to epoch 2", BOUND);
     s.wait_for("SERVING on", BOUND);
-    let at = seq_after(&promoted, "at seq ");
+    let at = promoted_seq(&promoted);
 
     // 3. P thaws, journals the queued orders in epoch 1, hears S's Fence, and acknowledges none of them.
     signal(p.pid(), libc::SIGCONT);

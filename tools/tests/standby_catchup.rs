@@ -4,20 +4,22 @@
 //! flow again and every one is answered only once the standby has everything, from seq 1. Both nodes run in this
 //! process on loopback.
 
+mod support;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bourse::appliance;
 use bourse::config::Config;
-use bourse::demo::{free_udp_port, load_options, TempDir};
+use bourse::demo::{free_udp_port, load_options, InProcess, TempDir};
 use bourse::load::run_load;
 use bourse::standby::{follow, Outcome};
-use bourse_persist::wal::scan::{scan_log, ScanOptions, Visit};
 use bourse_persist::wal::segment::list_segments;
+use support::wal_records;
 
 const SEGMENT_BYTES: u64 = 16 * 1024;
+const STARTUP_BOUND: Duration = Duration::from_secs(20);
 
 fn node(name: &str, wal: &Path, mirror: &str) -> Config {
     let text = format!(
@@ -29,25 +31,6 @@ fn node(name: &str, wal: &Path, mirror: &str) -> Config {
         wal = wal.display(),
     ) + &bourse::config::demo_market_toml(2, "127.0.0.1");
     Config::parse(&text).unwrap()
-}
-
-/// Every record of a WAL directory as (seq, epoch, input), in seq order.
-fn records(dir: &Path) -> Vec<(u64, bourse_engine::Input)> {
-    let mut out = Vec::new();
-    scan_log(dir, ScanOptions { from_seq: 0, live: true }, |_, _, r| {
-        out.push((r.input.seq, r.input));
-        Visit::Continue
-    })
-    .unwrap_or_else(|e| panic!("scanning {}: {e}", dir.display()));
-    out
-}
-
-fn wait_ready(ready: &AtomicBool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready.load(Ordering::Acquire) {
-        assert!(Instant::now() < deadline, "the appliance did not start");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]
@@ -70,30 +53,17 @@ fn a_fresh_standby_catches_up_from_the_first_segment_and_follows_rotations() {
 
     // History: the primary alone, several segments of orders.
     let alone = node(&format!("cua-{pid}"), &p_dir, "");
-    let stop = Arc::new(AtomicBool::new(false));
-    let ready = Arc::new(AtomicBool::new(false));
-    let first = {
-        let (cfg, stop, ready) = (alone.clone(), Arc::clone(&stop), Arc::clone(&ready));
-        std::thread::spawn(move || appliance::serve(&cfg, stop, Some(ready)))
-    };
-    wait_ready(&ready);
+    let mut first = InProcess::start(&alone, STARTUP_BOUND).unwrap();
     let mut opts = load_options(&alone, vec![2_000.0], Duration::from_millis(1_000), 4).unwrap();
     opts.md = None;
     let r0 = run_load(&opts).unwrap();
     assert_eq!(r0.lost, 0);
-    stop.store(true, Ordering::Relaxed);
-    first.join().unwrap().unwrap();
+    first.stop_and_join().unwrap();
     let held_segments = list_segments(&p_dir).unwrap().len();
     assert!(held_segments >= 4, "history spans several segments: {held_segments}");
 
     // The primary restarts mirrored; the standby starts from an empty journal.
-    let stop_primary = Arc::new(AtomicBool::new(false));
-    let ready = Arc::new(AtomicBool::new(false));
-    let primary = {
-        let (cfg, stop, ready) = (primary_cfg.clone(), Arc::clone(&stop_primary), Arc::clone(&ready));
-        std::thread::spawn(move || appliance::serve(&cfg, stop, Some(ready)))
-    };
-    wait_ready(&ready);
+    let mut primary = InProcess::start(&primary_cfg, STARTUP_BOUND).unwrap();
     let mut opts = load_options(&primary_cfg, vec![1_500.0], Duration::from_millis(1_500), 5).unwrap();
     opts.md = None;
     opts.login_timeout = Duration::from_secs(20);
@@ -111,8 +81,7 @@ fn a_fresh_standby_catches_up_from_the_first_segment_and_follows_rotations() {
     assert_eq!(report.lost, 0, "{} of {} orders never answered", report.lost, report.sent);
     assert_eq!(report.replied, report.sent);
 
-    stop_primary.store(true, Ordering::Relaxed);
-    primary.join().unwrap().unwrap();
+    primary.stop_and_join().unwrap();
     // The standby has acknowledged everything the primary answered; give it a moment to apply the final records.
     std::thread::sleep(Duration::from_millis(300));
     stop_standby.store(true, Ordering::Relaxed);
@@ -121,14 +90,14 @@ fn a_fresh_standby_catches_up_from_the_first_segment_and_follows_rotations() {
         other => panic!("the standby promoted itself: {other:?}"),
     }
 
-    let p = records(&p_dir);
-    let s = records(&s_dir);
+    let p = wal_records(&p_dir);
+    let s = wal_records(&s_dir);
     let p_segments = list_segments(&p_dir).unwrap().len();
     assert!(p_segments >= held_segments + 2, "the primary kept rotating while mirrored: {p_segments} segments");
     assert!(s.len() >= p.len() - 2, "the standby holds the primary's log: {} of {} records", s.len(), p.len());
-    for ((ps, pi), (ss, si)) in p.iter().zip(s.iter()) {
+    for ((ps, pr), (ss, sr)) in p.iter().zip(s.iter()) {
         assert_eq!(ps, ss);
-        assert_eq!(pi, si, "seq {ps} differs between primary and standby");
+        assert_eq!(pr, sr, "seq {ps} differs between primary and standby");
     }
     eprintln!(
         "catch-up: standby joined a {held_segments}-segment history; {} + {} orders all answered; primary wrote {} \
