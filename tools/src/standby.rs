@@ -32,7 +32,8 @@ use bourse_persist::wal::decode;
 
 use crate::appliance::mdfeed::MdFeed;
 use crate::appliance::setup::Journal;
-use crate::appliance::{self, mdreplay, mirror::mirror_config, setup};
+use crate::appliance::mirror::{mirror_config, IdleBackoff};
+use crate::appliance::{self, mdreplay, setup};
 use crate::translate::Translator;
 use crate::config::{Config, MirrorAck, MirrorRole, MirrorSection};
 use crate::obs::tsc::Clock;
@@ -289,9 +290,6 @@ impl StandbyHost for Follower {
     }
 }
 
-/// Idle polls before the follower naps for 20 µs (the same idle strategy as the primary's mirror).
-const IDLE_SPINS_MAX: u32 = 64;
-
 /// Follows the primary until promotion or `stop`. When a newer primary says this node's log runs past the start
 /// of its epoch (this node was a primary that kept writing after it was replaced), the log is cut back to that
 /// point — the cut records kept under `<wal dir>/diverged-…` — the engine rebuilt from what remains, and following
@@ -372,7 +370,7 @@ impl Following<'_> {
     fn until_event(self, stop: &AtomicBool, region: &mut Box<[u8]>, mut transport: TcpTransport) -> anyhow::Result<Step> {
         let Following { section, started_seq, mut follower, mut standby } = self;
         let clock = Instant::now();
-        let mut idle = 0u32;
+        let mut backoff = IdleBackoff::default();
         let mut reported_sync = false;
         let mut next_report = Instant::now() + Duration::from_secs(1);
         while !stop.load(Ordering::Relaxed) {
@@ -424,17 +422,7 @@ impl Following<'_> {
                 }
                 None => {}
             }
-            if standby.stats().frames_received == before {
-                idle += 1;
-                if idle >= IDLE_SPINS_MAX {
-                    std::thread::sleep(Duration::from_micros(20));
-                    idle = 0;
-                } else {
-                    std::thread::yield_now();
-                }
-            } else {
-                idle = 0;
-            }
+            backoff.after(standby.stats().frames_received != before);
         }
         let validated = standby.validated();
         follower.close()?;

@@ -49,6 +49,33 @@ pub fn mirror_config(section: &MirrorSection) -> MirrorConfig {
     c
 }
 
+/// How both sides of the mirror idle on their shared cores: yield between polls, and nap 20 µs after 64 idle ones.
+/// Frames are picked up within microseconds while traffic flows; an idle link leaves the core to the group-commit
+/// thread and the load.
+#[derive(Debug, Default)]
+pub struct IdleBackoff {
+    idle: u32,
+}
+
+impl IdleBackoff {
+    const SPINS_MAX: u32 = 64;
+
+    /// Call after each poll with whether it did any work.
+    pub fn after(&mut self, worked: bool) {
+        if worked {
+            self.idle = 0;
+            return;
+        }
+        self.idle += 1;
+        if self.idle >= Self::SPINS_MAX {
+            std::thread::sleep(std::time::Duration::from_micros(20));
+            self.idle = 0;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// What the sender has done, for logs and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SenderStatus {

@@ -469,26 +469,12 @@ fn tick_mirror(sender: &mut Option<mirror::MirrorSender>, period: Duration) {
     }
 }
 
-/// Idle polls of the mirror before the aux thread naps: acks are picked up within microseconds while traffic flows,
-/// and an idle mirror leaves the shared core to the group-commit thread and the load.
-const MIRROR_IDLE_SPINS_MAX: u32 = 64;
-
-/// Polls the primary mirror for about `period`, napping 20 µs whenever it has been idle for a while.
+/// Polls the primary mirror for about `period`, idling as [`mirror::IdleBackoff`] says.
 fn run_mirror_for(sender: &mut mirror::MirrorSender, period: Duration) -> anyhow::Result<()> {
     let until = Instant::now() + period;
-    let mut idle = 0u32;
+    let mut backoff = mirror::IdleBackoff::default();
     while Instant::now() < until {
-        if sender.poll()? == 0 {
-            idle += 1;
-            if idle >= MIRROR_IDLE_SPINS_MAX {
-                std::thread::sleep(Duration::from_micros(20));
-                idle = 0;
-            } else {
-                std::thread::yield_now();
-            }
-        } else {
-            idle = 0;
-        }
+        backoff.after(sender.poll()? > 0);
     }
     Ok(())
 }
