@@ -598,11 +598,12 @@ pub fn parse_source(text: &str) -> anyhow::Result<AllowedSource> {
     }
 }
 
+/// The smallest configuration that parses (one symbol, no firms), as a literal for `concat!` in tests across the
+/// crate.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"
+macro_rules! minimal_toml {
+    () => {
+        r#"
         [backend]
         kind = "socket"
         bind = "127.0.0.1:9000"
@@ -611,6 +612,19 @@ mod tests {
         [[symbols]]
         name = "AAPL"
         reference_price = "150.00"
+        "#
+    };
+}
+#[cfg(test)]
+pub(crate) use minimal_toml;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = concat!(
+        minimal_toml!(),
+        r#"
         [[firms]]
         name = "alpha"
         username = "ALPHA"
@@ -618,7 +632,8 @@ mod tests {
         allowed_sources = ["127.0.0.1"]
         cash = "1000000"
         shares = { AAPL = 1000 }
-    "#;
+    "#
+    );
 
     #[test]
     fn parses_a_minimal_config_with_defaults() {

@@ -515,20 +515,11 @@ mod tests {
 
     #[test]
     fn the_promoted_configuration_serves_alone_in_the_new_epoch() {
-        let text = format!(
-            "{}\n[mirror]\nrole = \"standby\"\nlisten = \"127.0.0.1:1\"\npromote_after_ms = 50\n",
-            r#"
-            [backend]
-            kind = "socket"
-            bind = "127.0.0.1:9000"
-            [market_data]
-            group = "127.0.0.1:9100"
-            [[symbols]]
-            name = "AAPL"
-            reference_price = "150.00"
-            "#
+        let text = concat!(
+            crate::config::minimal_toml!(),
+            "\n[mirror]\nrole = \"standby\"\nlisten = \"127.0.0.1:1\"\npromote_after_ms = 50\n"
         );
-        let config = Config::parse(&text).unwrap();
+        let config = Config::parse(text).unwrap();
         let promoted = promoted_config(&config, 2).unwrap();
         let m = promoted.mirror.as_ref().unwrap();
         assert_eq!((m.role, m.standby_addr, m.ack, m.epoch), (MirrorRole::Primary, None, MirrorAck::Local, 2));

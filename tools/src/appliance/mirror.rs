@@ -168,22 +168,10 @@ mod tests {
 
     fn primary_config() -> Config {
         // Nothing listens on port 1: the sender keeps re-dialling, which is all this test needs of the link.
-        Config::parse(
-            r#"
-            [backend]
-            kind = "socket"
-            bind = "127.0.0.1:9000"
-            [market_data]
-            group = "127.0.0.1:9100"
-            [[symbols]]
-            name = "AAPL"
-            reference_price = "150.00"
-            [mirror]
-            role = "primary"
-            standby_addr = "127.0.0.1:1"
-            ack = "mirrored"
-            "#,
-        )
+        Config::parse(concat!(
+            crate::config::minimal_toml!(),
+            "[mirror]\nrole = \"primary\"\nstandby_addr = \"127.0.0.1:1\"\nack = \"mirrored\"\n"
+        ))
         .unwrap()
     }
 
