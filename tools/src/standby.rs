@@ -28,7 +28,6 @@ use bourse_engine::{Engine, Event, EventSink, Input};
 use bourse_persist::mirror::tcp::TcpTransport;
 use bourse_persist::mirror::{Position, Standby, StandbyEvent, StandbyHost, Validated, WalRecords};
 use bourse_persist::wal::truncate::discard_after;
-use bourse_persist::wal::decode;
 
 use crate::appliance::mdfeed::MdFeed;
 use crate::appliance::setup::Journal;
@@ -247,11 +246,11 @@ impl Follower {
         let Journal { engine, wal, translator, md, user_refs, .. } = &mut self.journal;
         let mut at = 0;
         while at < bytes.len() {
-            let record = decode(&bytes[at..]).with_context(|| format!("decoding a validated record at +{at}"))?;
+            // Byte for byte, epoch included: the standby's log is the primary's. The writer decodes it once.
+            let record = wal
+                .append_record_unfenced(&bytes[at..])
+                .with_context(|| format!("decoding and journaling the validated record at +{at}"))?;
             let input: Input = record.input;
-            // Byte for byte, epoch included: the standby's log is the primary's.
-            wal.append_record_unfenced(&bytes[at..at + record.length])
-                .with_context(|| format!("journaling seq {}", input.seq))?;
             engine.apply(&input, &mut Rebuild { translator, md, input: &input });
             user_refs.note(&input);
             self.applied += 1;

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use bourse_engine::Input;
 use crossbeam_utils::CachePadded;
 
-use super::record::{decode, encode, RECORD_ALIGN_BYTES, RECORD_BYTES_MAX};
+use super::record::{decode, encode, Record, RECORD_ALIGN_BYTES, RECORD_BYTES_MAX};
 use super::scan::{scan_segment, SegmentView, Visit};
 use super::segment::{list_segments, segment_file_name, SegmentHeader, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES};
 use super::{DurabilityMode, WalConfig, WalStatus};
@@ -207,17 +207,19 @@ impl Wal {
         self.write_buffered(length)
     }
 
-    /// Appends a record exactly as another node's WAL holds it (a standby copying its primary's log byte for
-    /// byte, epoch included). It must decode and carry the next seq; like [`Wal::append_unfenced`], it is
-    /// published by the next [`Wal::fence`].
-    pub fn append_record_unfenced(&mut self, record: &[u8]) -> Result<(), WalError> {
-        let decoded = decode(record).map_err(|e| WalError::Config(format!("appending a foreign record: {e}")))?;
-        if decoded.input.seq != self.next_seq {
-            return Err(WalError::OutOfOrder { expected: self.next_seq, found: decoded.input.seq });
+    /// Appends the record at the start of `bytes` exactly as another node's WAL holds it (a standby copying its
+    /// primary's log byte for byte, epoch included) and returns it decoded, so the caller need not decode it again.
+    /// It must decode and carry the next seq; like [`Wal::append_unfenced`], it is published by the next
+    /// [`Wal::fence`].
+    pub fn append_record_unfenced(&mut self, bytes: &[u8]) -> Result<Record, WalError> {
+        let record = decode(bytes).map_err(|e| WalError::Config(format!("appending a foreign record: {e}")))?;
+        if record.input.seq != self.next_seq {
+            return Err(WalError::OutOfOrder { expected: self.next_seq, found: record.input.seq });
         }
         self.check_sync()?;
-        self.buf[..decoded.length].copy_from_slice(&record[..decoded.length]);
-        self.write_buffered(decoded.length)
+        self.buf[..record.length].copy_from_slice(&bytes[..record.length]);
+        self.write_buffered(record.length)?;
+        Ok(record)
     }
 
     fn check_sync(&self) -> Result<(), WalError> {
