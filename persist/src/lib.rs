@@ -36,7 +36,7 @@ pub mod workload;
 
 pub use commit::{AckPolicy, CommitIndex};
 pub use error::WalError;
-pub use recovery::{recover, recover_with, Recovery, RecoveryError, RecoveryOptions};
+pub use recovery::{recover, recover_with, Observe, Recovery, RecoveryError, RecoveryOptions};
 pub use wal::{DurabilityMode, Wal, WalConfig, WalStatus};
 
 pub mod mirror;

@@ -93,10 +93,11 @@ pub fn recover(opts: &RecoveryOptions) -> Result<Recovery, RecoveryError> {
     recover_with(opts, &mut |_: &Input, _: &Event| {})
 }
 
-/// Hands each event of the input being applied to the caller's observer.
-struct Observe<'a, F> {
-    input: &'a Input,
-    observe: &'a mut F,
+/// An event sink that hands each event of the input being applied, with that input, to an observer: how
+/// recovery and a following standby rebuild state derived from events (the market-data feed).
+pub struct Observe<'a, F> {
+    pub input: &'a Input,
+    pub observe: &'a mut F,
 }
 
 impl<F: FnMut(&Input, &Event)> EventSink for Observe<'_, F> {

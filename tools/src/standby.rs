@@ -24,16 +24,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bourse_engine::{Engine, Event, EventSink, Input};
+use bourse_engine::{Engine, Event, Input};
 use bourse_persist::mirror::tcp::TcpTransport;
 use bourse_persist::mirror::{Position, Standby, StandbyEvent, StandbyHost, Validated, WalRecords};
 use bourse_persist::wal::truncate::discard_after;
+use bourse_persist::Observe;
 
-use crate::appliance::mdfeed::MdFeed;
 use crate::appliance::setup::Journal;
 use crate::appliance::mirror::{mirror_config, IdleBackoff};
 use crate::appliance::{self, mdreplay, setup};
-use crate::translate::Translator;
 use crate::config::{Config, MirrorAck, MirrorRole, MirrorSection};
 use crate::obs::tsc::Clock;
 
@@ -193,20 +192,6 @@ pub struct Follower {
     pub applied: u64,
 }
 
-/// The standby's engine events feed only the market-data numbering and retransmission ring (exactly as recovery
-/// would rebuild them); answering firms is the primary's job.
-struct Rebuild<'a> {
-    translator: &'a mut Translator,
-    md: &'a mut MdFeed,
-    input: &'a Input,
-}
-
-impl EventSink for Rebuild<'_> {
-    fn event(&mut self, e: &Event) {
-        mdreplay::replay_event(self.translator, self.md, self.input, e);
-    }
-}
-
 impl Follower {
     pub fn new(journal: Journal, durable: Position) -> Follower {
         Follower { journal, batches: VecDeque::with_capacity(BATCHES_MAX), durable, error: None, applied: 0 }
@@ -251,7 +236,10 @@ impl Follower {
                 .append_record_unfenced(&bytes[at..])
                 .with_context(|| format!("decoding and journaling the validated record at +{at}"))?;
             let input: Input = record.input;
-            engine.apply(&input, &mut Rebuild { translator, md, input: &input });
+            // Its events feed only the market-data numbering and retransmission ring, exactly as recovery would
+            // rebuild them; answering firms is the primary's job.
+            let mut rebuild = |i: &Input, e: &Event| mdreplay::replay_event(translator, md, i, e);
+            engine.apply(&input, &mut Observe { input: &input, observe: &mut rebuild });
             user_refs.note(&input);
             self.applied += 1;
             at += record.length;
