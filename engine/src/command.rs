@@ -198,6 +198,20 @@ impl MarketBreaker {
     };
 }
 
+/// A message the order-entry gateway refused before it reached matching (an unknown symbol, an order type the
+/// venue does not take …), journaled like any other input so that the refusal's reply is sequenced in the
+/// session's outbound stream deterministically: replaying the journal reproduces it byte for byte. The engine
+/// changes nothing but time and reports it back as [`crate::Event::Refused`]. `reason` is the gateway's code,
+/// opaque here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Refuse {
+    pub session: SessionId,
+    pub user_ref: UserRef,
+    pub reason: u16,
+    /// The refused message introduced `user_ref` (an Enter or Replace Order): the session has used it up.
+    pub introduces_ref: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Command {
     NewOrder(NewOrder),
@@ -212,6 +226,7 @@ pub enum Command {
     SetMarketBreaker(MarketBreaker),
     /// Advances sequencer time only: expires halts and releases queued orders.
     Tick,
+    Refuse(Refuse),
 }
 
 /// One sequenced input.

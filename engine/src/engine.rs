@@ -275,6 +275,9 @@ impl Engine {
             }
             Command::SetHalt(h) => self.set_halt(seq, h, out),
             Command::Tick => out.event(&Event::AdminApplied { seq }),
+            Command::Refuse(r) => {
+                out.event(&Event::Refused { session: r.session, user_ref: r.user_ref, reason: r.reason })
+            }
         }
         if self.index_dirty {
             self.index_dirty = false;

@@ -179,6 +179,8 @@ pub enum Event {
     },
     /// An admin input took effect.
     AdminApplied { seq: u64 },
+    /// A [`crate::Refuse`] input: the gateway refused the message; nothing else changed.
+    Refused { session: SessionId, user_ref: UserRef, reason: u16 },
 }
 
 /// Where the engine puts its events. The appliance's sink encodes straight into transmit slots, so an

@@ -22,7 +22,7 @@ use bourse_engine::{Capacity, Engine, Event, EventSink, Input};
 
 use crate::error::WalError;
 use crate::snapshot::{self, SnapshotError};
-use crate::wal::record::KINDS_COUNT;
+use crate::wal::record::{Record, KINDS_COUNT};
 use crate::wal::scan::{scan_log, LogSummary, ScanOptions, TornTail, Visit};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,8 @@ pub enum RecoveryError {
     LogStartsLate { path: PathBuf, first_seq: u64, state_seq: u64 },
     #[error("{dir}: the log ends at seq {last_seq}, before the snapshot's seq {state_seq}")]
     LogBehindSnapshot { dir: PathBuf, last_seq: u64, state_seq: u64 },
+    #[error("{path} offset {offset}: the state machine refused the record: {error}")]
+    Refused { path: PathBuf, offset: u64, error: ApplyError },
 }
 
 /// What to recover and how.
@@ -65,9 +67,49 @@ pub struct SkippedSnapshot {
     pub error: SnapshotError,
 }
 
+/// The deterministic state machine the journal feeds: the engine alone (operator tools), or the appliance's
+/// whole exchange state (engine, reply streams, market-data numbering). Recovery, snapshots and the standby's
+/// follower work over this trait, each through one code path.
+pub trait Replicated: Sized {
+    /// Seq of the last input applied.
+    fn last_seq(&self) -> u64;
+    /// Applies the next journaled record (`record.input.seq == last_seq() + 1`).
+    fn apply_record(&mut self, record: &Record) -> Result<(), ApplyError>;
+}
+
+/// A record the state machine refused: replay cannot continue past it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("input seq {found} is not the next one (expected {expected})")]
+    OutOfSequence { expected: u64, found: u64 },
+    #[error("input seq {seq}: {why}")]
+    Refused { seq: u64, why: String },
+}
+
+impl Replicated for Engine {
+    fn last_seq(&self) -> u64 {
+        Engine::last_seq(self)
+    }
+
+    fn apply_record(&mut self, record: &Record) -> Result<(), ApplyError> {
+        check_next(self.last_seq(), record.input.seq)?;
+        self.apply(&record.input, &mut bourse_engine::NullSink);
+        Ok(())
+    }
+}
+
+/// The input contract: `found` must be exactly the seq after `last`.
+pub fn check_next(last: u64, found: u64) -> Result<(), ApplyError> {
+    if found == last + 1 {
+        Ok(())
+    } else {
+        Err(ApplyError::OutOfSequence { expected: last + 1, found })
+    }
+}
+
 /// The result of recovery.
-pub struct Recovery {
-    pub engine: Engine,
+pub struct Recovered<M> {
+    pub state: M,
     /// The snapshot recovery started from.
     pub snapshot: Option<(PathBuf, u64)>,
     pub skipped_snapshots: Vec<SkippedSnapshot>,
@@ -76,6 +118,25 @@ pub struct Recovery {
     /// Records applied per kind (`RecordKind as usize - 1`).
     pub replayed_per_kind: [u64; KINDS_COUNT],
     /// The torn tail found (and zeroed when `truncated`).
+    pub torn: Option<TornTail>,
+    pub truncated: bool,
+    pub log: LogSummary,
+}
+
+impl<M: Replicated> Recovered<M> {
+    /// Seq of the last input in the recovered state: the writer continues at `last_seq() + 1`.
+    pub fn last_seq(&self) -> u64 {
+        self.state.last_seq()
+    }
+}
+
+/// The engine-only recovery the operator tools use.
+pub struct Recovery {
+    pub engine: Engine,
+    pub snapshot: Option<(PathBuf, u64)>,
+    pub skipped_snapshots: Vec<SkippedSnapshot>,
+    pub replayed: u64,
+    pub replayed_per_kind: [u64; KINDS_COUNT],
     pub torn: Option<TornTail>,
     pub truncated: bool,
     pub log: LogSummary,
@@ -93,8 +154,7 @@ pub fn recover(opts: &RecoveryOptions) -> Result<Recovery, RecoveryError> {
     recover_with(opts, &mut |_: &Input, _: &Event| {})
 }
 
-/// An event sink that hands each event of the input being applied, with that input, to an observer: how
-/// recovery and a following standby rebuild state derived from events (the market-data feed).
+/// An event sink that hands each event of the input being applied, with that input, to an observer.
 pub struct Observe<'a, F> {
     pub input: &'a Input,
     pub observe: &'a mut F,
@@ -106,13 +166,58 @@ impl<F: FnMut(&Input, &Event)> EventSink for Observe<'_, F> {
     }
 }
 
+/// The engine with an observer of its events, as a [`Replicated`] machine.
+struct Observed<'a, 'b, F> {
+    engine: Engine,
+    observe: &'a std::cell::RefCell<&'b mut F>,
+}
+
+impl<F: FnMut(&Input, &Event)> Replicated for Observed<'_, '_, F> {
+    fn last_seq(&self) -> u64 {
+        self.engine.last_seq()
+    }
+
+    fn apply_record(&mut self, record: &Record) -> Result<(), ApplyError> {
+        check_next(self.engine.last_seq(), record.input.seq)?;
+        let mut observe = self.observe.borrow_mut();
+        self.engine.apply(&record.input, &mut Observe { input: &record.input, observe: &mut **observe });
+        Ok(())
+    }
+}
+
 /// [`recover`], calling `observe(input, event)` for every event of every input replayed from the log, in the order
-/// the engine emits them (the order the live pipeline saw). Inputs that emit nothing are not observed; inputs
-/// before the starting snapshot ([`Recovery::snapshot`]) are not replayed, so their events are not observed either.
+/// the engine emits them. Inputs before the starting snapshot are not replayed, so their events are not observed.
 pub fn recover_with<F: FnMut(&Input, &Event)>(
     opts: &RecoveryOptions,
     observe: &mut F,
 ) -> Result<Recovery, RecoveryError> {
+    let capacity = opts.capacity;
+    let observe = std::cell::RefCell::new(observe);
+    let r = recover_state(
+        opts,
+        || Observed { engine: Engine::new(capacity), observe: &observe },
+        |path, _seq| snapshot::load(path).map(|engine| Observed { engine, observe: &observe }),
+    )?;
+    Ok(Recovery {
+        engine: r.state.engine,
+        snapshot: r.snapshot,
+        skipped_snapshots: r.skipped_snapshots,
+        replayed: r.replayed,
+        replayed_per_kind: r.replayed_per_kind,
+        torn: r.torn,
+        truncated: r.truncated,
+        log: r.log,
+    })
+}
+
+/// Recovers any [`Replicated`] machine: the newest snapshot `restore` accepts (newest first; one it refuses is
+/// reported and the next older tried), else `fresh()`, then every record after it through `apply_record`, the one
+/// path live traffic and the standby's follower take too.
+pub fn recover_state<M: Replicated>(
+    opts: &RecoveryOptions,
+    fresh: impl FnOnce() -> M,
+    mut restore: impl FnMut(&Path, u64) -> Result<M, SnapshotError>,
+) -> Result<Recovered<M>, RecoveryError> {
     let mut skipped = Vec::new();
     let mut start = None;
     if opts.use_snapshots {
@@ -120,26 +225,27 @@ pub fn recover_with<F: FnMut(&Input, &Event)>(
             if matches!(opts.upto_seq, Some(upto) if seq > upto) {
                 continue;
             }
-            match snapshot::load(&path) {
-                Ok(engine) => {
-                    start = Some((engine, path, seq));
+            match restore(&path, seq) {
+                Ok(state) => {
+                    start = Some((state, path, seq));
                     break;
                 }
                 Err(error) => skipped.push(SkippedSnapshot { path, error }),
             }
         }
     }
-    let (mut engine, snapshot) = match start {
-        Some((engine, path, seq)) => (engine, Some((path, seq))),
-        None => (Engine::new(opts.capacity), None),
+    let (mut state, snapshot) = match start {
+        Some((state, path, seq)) => (state, Some((path, seq))),
+        None => (fresh(), None),
     };
-    let state_seq = engine.last_seq();
+    let state_seq = state.last_seq();
     let upto = opts.upto_seq.unwrap_or(u64::MAX);
     let mut replayed = 0u64;
     let mut per_kind = [0u64; KINDS_COUNT];
     let mut first_visited: Option<(PathBuf, u64)> = None;
+    let mut refused: Option<(PathBuf, u64, ApplyError)> = None;
     let scan = ScanOptions { from_seq: state_seq + 1, live: opts.live };
-    let log = scan_log(&opts.dir, scan, |path, _offset, record| {
+    let log = scan_log(&opts.dir, scan, |path, offset, record| {
         let seq = record.input.seq;
         if seq > upto {
             return Visit::Stop;
@@ -150,11 +256,17 @@ pub fn recover_with<F: FnMut(&Input, &Event)>(
                 return Visit::Stop;
             }
         }
-        engine.apply(&record.input, &mut Observe { input: &record.input, observe: &mut *observe });
+        if let Err(e) = state.apply_record(record) {
+            refused = Some((path.to_path_buf(), offset as u64, e));
+            return Visit::Stop;
+        }
         replayed += 1;
         per_kind[record.kind as usize - 1] += 1;
         Visit::Continue
     })?;
+    if let Some((path, offset, error)) = refused {
+        return Err(RecoveryError::Refused { path, offset, error });
+    }
     if let Some((path, first_seq)) = first_visited {
         if first_seq != state_seq + 1 {
             return Err(RecoveryError::LogStartsLate { path, first_seq, state_seq });
@@ -178,8 +290,8 @@ pub fn recover_with<F: FnMut(&Input, &Event)>(
         zero_range(&t.path, t.offset, t.dirty_end)?;
         truncated = true;
     }
-    Ok(Recovery {
-        engine,
+    Ok(Recovered {
+        state,
         snapshot,
         skipped_snapshots: skipped,
         replayed,

@@ -63,6 +63,8 @@ pub enum SnapshotError {
     PayloadCrc { path: PathBuf, stored: u32, computed: u32 },
     #[error("{path}: the engine refused the snapshot: {error:?}")]
     Restore { path: PathBuf, error: bourse_engine::SnapshotError },
+    #[error("{path}: the state machine refused the snapshot: {why}")]
+    State { path: PathBuf, why: String },
     #[error("{path}: header seq {header} but the restored engine is at seq {engine}")]
     SeqMismatch { path: PathBuf, header: u64, engine: u64 },
 }
@@ -178,11 +180,52 @@ pub fn read_snapshot(path: &Path) -> Result<(u64, Vec<u8>), SnapshotError> {
     Ok((h.seq, payload.to_vec()))
 }
 
-/// Reads, checks and restores a snapshot into an engine.
+/// Composite payloads: the engine's snapshot followed by the state of a machine built around it (the appliance's
+/// exchange: reply streams, market-data numbering).
+///
+/// ```text
+///  0        8              16                 16 + n
+///  +--------+--------------+------------------+----------------------+
+///  | magic  | engine bytes | engine snapshot  | the rest (opaque)    |
+///  |BCOMP001|  n (u64 LE)  |                  |                      |
+///  +--------+--------------+------------------+----------------------+
+/// ```
+///
+/// The engine comes first so that tools which know only the engine ([`load`]) read the same files.
+pub mod composite {
+    pub const MAGIC: [u8; 8] = *b"BCOMP001";
+
+    /// Writes a composite payload into `out`.
+    pub fn write(engine: &[u8], rest: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&(engine.len() as u64).to_le_bytes());
+        out.extend_from_slice(engine);
+        out.extend_from_slice(rest);
+    }
+
+    /// The engine part and the rest, or `None` when `payload` is not a (well-formed) composite.
+    pub fn split(payload: &[u8]) -> Option<(&[u8], &[u8])> {
+        let body = payload.strip_prefix(&MAGIC[..])?;
+        let n = u64::from_le_bytes(body.get(..8)?.try_into().ok()?);
+        let body = &body[8..];
+        let n = usize::try_from(n).ok().filter(|&n| n <= body.len())?;
+        Some(body.split_at(n))
+    }
+}
+
+/// The engine's snapshot within a payload: all of it, or the engine part of a [`composite`].
+pub fn engine_part(payload: &[u8]) -> &[u8] {
+    match composite::split(payload) {
+        Some((engine, _)) => engine,
+        None => payload,
+    }
+}
+
+/// Reads, checks and restores a snapshot into an engine (the engine part of a composite snapshot).
 pub fn load(path: &Path) -> Result<Engine, SnapshotError> {
     let (seq, payload) = read_snapshot(path)?;
-    let engine =
-        Engine::restore(&payload).map_err(|error| SnapshotError::Restore { path: path.to_path_buf(), error })?;
+    let engine = Engine::restore(engine_part(&payload))
+        .map_err(|error| SnapshotError::Restore { path: path.to_path_buf(), error })?;
     if engine.last_seq() != seq {
         return Err(SnapshotError::SeqMismatch { path: path.to_path_buf(), header: seq, engine: engine.last_seq() });
     }

@@ -46,6 +46,10 @@ pub struct ApplianceSection {
     pub hlog_path: Option<PathBuf>,
     #[serde(default = "default_hlog_interval_ms")]
     pub hlog_interval_ms: u64,
+    /// OUCH replies kept per session for re-requests and for logins that ask for an earlier sequence (rounded up
+    /// to a power of two). A firm that asks for an older one is answered from the oldest kept.
+    #[serde(default = "default_replies_kept")]
+    pub replies_kept: usize,
 }
 
 impl Default for ApplianceSection {
@@ -55,8 +59,13 @@ impl Default for ApplianceSection {
             metrics_bind: None,
             hlog_path: None,
             hlog_interval_ms: default_hlog_interval_ms(),
+            replies_kept: default_replies_kept(),
         }
     }
+}
+
+fn default_replies_kept() -> usize {
+    8192
 }
 
 fn default_name() -> String {

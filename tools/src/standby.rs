@@ -24,15 +24,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bourse_engine::{Engine, Event, Input};
+use bourse_engine::{Engine, Input};
 use bourse_persist::mirror::tcp::TcpTransport;
 use bourse_persist::mirror::{Position, Standby, StandbyEvent, StandbyHost, Validated, WalRecords};
 use bourse_persist::wal::truncate::discard_after;
-use bourse_persist::Observe;
+use bourse_persist::recovery::Replicated;
 
 use crate::appliance::setup::Journal;
 use crate::appliance::mirror::{mirror_config, IdleBackoff};
-use crate::appliance::{self, mdreplay, setup};
+use crate::appliance::{self, setup};
 use crate::config::{Config, MirrorAck, MirrorRole, MirrorSection};
 use crate::obs::tsc::Clock;
 
@@ -198,7 +198,7 @@ impl Follower {
     }
 
     pub fn engine(&self) -> &Engine {
-        &self.journal.engine
+        self.journal.exchange.engine()
     }
 
     /// The first failure to journal or decode a validated record: the standby must stop, it can no longer ack.
@@ -207,9 +207,9 @@ impl Follower {
     }
 
     /// Makes everything appended durable and closes the WAL.
-    pub fn close(self) -> anyhow::Result<Engine> {
+    pub fn close(self) -> anyhow::Result<appliance::exchange::Exchange> {
         self.journal.wal.close().context("closing the standby's WAL")?;
-        Ok(self.journal.engine)
+        Ok(self.journal.exchange)
     }
 
     /// The journal for the promoted appliance, continuing the log after `at` in `epoch`. Nothing is waited for:
@@ -228,19 +228,17 @@ impl Follower {
     }
 
     fn apply_batch(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        let Journal { engine, wal, translator, md, user_refs, .. } = &mut self.journal;
+        let Journal { exchange, wal, .. } = &mut self.journal;
         let mut at = 0;
         while at < bytes.len() {
             // Byte for byte, epoch included: the standby's log is the primary's. The writer decodes it once.
             let record = wal
                 .append_record_unfenced(&bytes[at..])
                 .with_context(|| format!("decoding and journaling the validated record at +{at}"))?;
-            let input: Input = record.input;
-            // Its events feed only the market-data numbering and retransmission ring, exactly as recovery would
-            // rebuild them; answering firms is the primary's job.
-            let mut rebuild = |i: &Input, e: &Event| mdreplay::replay_event(translator, md, i, e);
-            engine.apply(&input, &mut Observe { input: &input, observe: &mut rebuild });
-            user_refs.note(&input);
+            // The same apply as the primary's pipeline and as recovery: the replies and market data it produces
+            // are kept in the state (a promoted node answers re-requests and logins from them); sending them is
+            // the primary's job.
+            exchange.apply_record(&record).with_context(|| format!("applying the record at +{at}"))?;
             self.applied += 1;
             at += record.length;
         }

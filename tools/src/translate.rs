@@ -17,6 +17,15 @@
 //!
 //! Both closures receive bytes encoded into the translator's own fixed scratch buffer: no allocation.
 //!
+//! `on_ouch` changes nothing: what replies echo (ClOrdID, side code, time in force, display, capacity, cross
+//! type) travels as an [`Echo`] journaled with the command, and [`Translator::remember`] records it when the
+//! journaled input is applied — live and on replay alike, so a restarted or promoted node echoes the same bytes.
+//!
+//! ```text
+//!  Echo (20 bytes):  0 ClOrdID (14)  14 side code  15 time in force  16 display  17 capacity  18 cross type
+//!                    19 intermarket sweep
+//! ```
+//!
 //! ## Enter Order mapping (OUCH 5.0 has no native market, stop or FOK orders)
 //! * Side: 'B' → Buy; 'S', 'T' (short) and 'E' (short exempt) → Sell. The engine enforces the account's short
 //!   limit itself, so the short markings only matter to the reports.
@@ -48,6 +57,7 @@ use bourse_engine::{
 use bourse_nic::wire::alpha::{Alpha, ClOrdId, Symbol};
 use bourse_nic::wire::itch;
 use bourse_nic::wire::ouch::{self, reject_reason as rr};
+use bourse_persist::wal::record::{Echo, ECHO_BYTES};
 
 /// OUCH price meaning "market order" (the all-ones 31-bit price of OUCH 4.x, 214748.3647).
 pub const MARKET_PRICE: u64 = 0x7fff_ffff;
@@ -63,6 +73,17 @@ pub struct OuchReject {
 }
 
 impl OuchReject {
+    /// The refusal as a journaled input: `introduces_ref` when the refused message was an Enter or Replace Order.
+    pub fn command(&self, session: SessionId, introduces_ref: bool) -> (Command, Echo) {
+        let command = Command::Refuse(bourse_engine::Refuse {
+            session,
+            user_ref: self.user_ref,
+            reason: self.reason,
+            introduces_ref,
+        });
+        (command, echo_bytes(&self.cl_ord_id, &EMPTY))
+    }
+
     /// Writes the OUCH Order Rejected message; returns its length.
     pub fn emit(&self, timestamp: u64, buf: &mut [u8]) -> Result<usize, bourse_nic::wire::Error> {
         ouch::Outbound::OrderRejected {
@@ -122,6 +143,30 @@ struct OrderRecord {
     sell: bool,
 }
 
+fn echo_bytes(cl_ord_id: &ClOrdId, r: &OrderRecord) -> Echo {
+    let mut e = [0u8; ECHO_BYTES];
+    e[..14].copy_from_slice(&cl_ord_id.0);
+    e[14..20].copy_from_slice(&[r.side, r.tif, r.display, r.capacity, r.cross_type, b'N']);
+    e
+}
+
+/// The record an echo describes for `user_ref` (the echo's own bytes are whatever the firm sent, validated by
+/// OUCH parsing before they were journaled).
+fn record_from_echo(user_ref: UserRef, e: &Echo, sell: bool) -> OrderRecord {
+    let mut cl_ord_id = Alpha([b' '; 14]);
+    cl_ord_id.0.copy_from_slice(&e[..14]);
+    OrderRecord {
+        user_ref,
+        cl_ord_id,
+        side: e[14],
+        tif: e[15],
+        display: e[16],
+        capacity: e[17],
+        cross_type: e[18],
+        sell,
+    }
+}
+
 const EMPTY: OrderRecord = OrderRecord {
     user_ref: 0,
     cl_ord_id: Alpha([b' '; 14]),
@@ -150,6 +195,8 @@ pub struct Translator {
     records: Vec<OrderRecord>,
     records_mask: u32,
     sessions_max: u16,
+    /// The ClOrdID of the refusal being applied (its echo), for the Order Rejected it produces.
+    refused_cl_ord_id: ClOrdId,
     scratch: [u8; SCRATCH_BYTES],
 }
 
@@ -173,6 +220,7 @@ impl Translator {
             records: vec![EMPTY; usize::from(limits.sessions_max) * limits.records_max],
             records_mask: limits.records_max as u32 - 1,
             sessions_max: limits.sessions_max,
+            refused_cl_ord_id: Alpha([b' '; 14]),
             scratch: [0; SCRATCH_BYTES],
         }
     }
@@ -220,19 +268,79 @@ impl Translator {
         }
     }
 
-    fn remember(&mut self, session: SessionId, rec: OrderRecord) {
+    fn put_record(&mut self, session: SessionId, rec: OrderRecord) {
         if let Some(i) = self.slot(session, rec.user_ref) {
             self.records[i] = rec;
         }
     }
 
-    /// OUCH inbound → engine command, or a reject to send back at once.
+    /// Records what a journaled input's replies will echo, as it is applied: a New Order's echo as it came, a
+    /// Replace's new ClOrdID, time in force and display over what the replaced order echoed, a refusal's ClOrdID.
+    /// Inputs without an echo (operator orders) echo the defaults.
+    pub fn remember(&mut self, command: &Command, echo: &Echo) {
+        let echoed = echo.iter().any(|&b| b != 0);
+        match command {
+            Command::NewOrder(o) => {
+                let sell = o.side == Side::Sell;
+                let rec = if echoed {
+                    record_from_echo(o.user_ref, echo, sell)
+                } else {
+                    OrderRecord { user_ref: o.user_ref, side: if sell { b'S' } else { b'B' }, sell, ..EMPTY }
+                };
+                self.put_record(o.session, rec);
+            }
+            Command::Replace(r) => {
+                let old = self.record(r.session, r.orig_user_ref);
+                let new = record_from_echo(r.new_user_ref, echo, old.sell);
+                let rec = if echoed {
+                    OrderRecord { user_ref: r.new_user_ref, cl_ord_id: new.cl_ord_id, tif: new.tif, display: new.display, ..old }
+                } else {
+                    OrderRecord { user_ref: r.new_user_ref, ..old }
+                };
+                self.put_record(r.session, rec);
+            }
+            Command::Refuse(_) => self.refused_cl_ord_id.0.copy_from_slice(&echo[..14]),
+            _ => {}
+        }
+    }
+
+    /// Serialises the order records (for the exchange state's snapshot).
+    pub fn write_records(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.records.len() as u64).to_le_bytes());
+        for r in &self.records {
+            out.extend_from_slice(&r.user_ref.to_le_bytes());
+            out.extend_from_slice(&r.cl_ord_id.0);
+            out.extend_from_slice(&[r.side, r.tif, r.display, r.capacity, r.cross_type, u8::from(r.sell)]);
+        }
+    }
+
+    /// Restores what [`Translator::write_records`] wrote; `None` when the bytes do not fit this translator.
+    pub fn read_records(&mut self, bytes: &mut &[u8]) -> Option<()> {
+        let n = take_u64(bytes)?;
+        if n != self.records.len() as u64 {
+            return None;
+        }
+        for r in self.records.iter_mut() {
+            let b = take(bytes, 24)?;
+            r.user_ref = u32::from_le_bytes(b[..4].try_into().ok()?);
+            r.cl_ord_id.0.copy_from_slice(&b[4..18]);
+            let [side, tif, display, capacity, cross_type, sell] = b[18..24].try_into().ok()?;
+            if sell > 1 {
+                return None;
+            }
+            *r = OrderRecord { side, tif, display, capacity, cross_type, sell: sell == 1, ..*r };
+        }
+        Some(())
+    }
+
+    /// OUCH inbound → engine command with the fields its replies echo, or a refusal. Changes nothing: the
+    /// command is journaled, and applying it records the echo ([`Translator::remember`]).
     pub fn on_ouch(
-        &mut self,
+        &self,
         session: SessionId,
         account: u32,
         msg: &ouch::Inbound,
-    ) -> Result<Command, OuchReject> {
+    ) -> Result<(Command, Option<Echo>), OuchReject> {
         match msg {
             ouch::Inbound::EnterOrder(m) => self.enter(session, account, m),
             ouch::Inbound::ReplaceOrder(m) => {
@@ -242,30 +350,26 @@ impl Translator {
                     cl_ord_id: m.cl_ord_id,
                 };
                 let price = ticks(m.price).ok_or(rej(rr::INVALID_PRICE))?;
-                let old = self.record(session, m.orig_user_ref);
-                self.remember(
-                    session,
-                    OrderRecord {
-                        user_ref: m.user_ref,
-                        cl_ord_id: m.cl_ord_id,
-                        tif: m.time_in_force,
-                        display: m.display,
-                        ..old
-                    },
-                );
-                Ok(Command::Replace(Replace {
-                    session,
-                    orig_user_ref: m.orig_user_ref,
-                    new_user_ref: m.user_ref,
-                    qty: m.quantity,
-                    price,
-                }))
+                let echo = echo_bytes(&m.cl_ord_id, &OrderRecord { tif: m.time_in_force, display: m.display, ..EMPTY });
+                Ok((
+                    Command::Replace(Replace {
+                        session,
+                        orig_user_ref: m.orig_user_ref,
+                        new_user_ref: m.user_ref,
+                        qty: m.quantity,
+                        price,
+                    }),
+                    Some(echo),
+                ))
             }
-            ouch::Inbound::CancelOrder(m) => Ok(Command::Cancel(Cancel {
-                session,
-                user_ref: m.user_ref,
-                qty: m.quantity,
-            })),
+            ouch::Inbound::CancelOrder(m) => Ok((
+                Command::Cancel(Cancel {
+                    session,
+                    user_ref: m.user_ref,
+                    qty: m.quantity,
+                }),
+                None,
+            )),
             ouch::Inbound::ModifyOrder(m) => {
                 let rec = self.record(session, m.user_ref);
                 let sell = m.side != ouch::Side::Buy;
@@ -279,21 +383,24 @@ impl Translator {
                         cl_ord_id: rec.cl_ord_id,
                     });
                 }
-                Ok(Command::Cancel(Cancel {
-                    session,
-                    user_ref: m.user_ref,
-                    qty: m.quantity,
-                }))
+                Ok((
+                    Command::Cancel(Cancel {
+                        session,
+                        user_ref: m.user_ref,
+                        qty: m.quantity,
+                    }),
+                    None,
+                ))
             }
         }
     }
 
     fn enter(
-        &mut self,
+        &self,
         session: SessionId,
         account: u32,
         m: &ouch::EnterOrder,
-    ) -> Result<Command, OuchReject> {
+    ) -> Result<(Command, Option<Echo>), OuchReject> {
         let rej = |reason| OuchReject {
             user_ref: m.user_ref,
             reason,
@@ -332,9 +439,9 @@ impl Translator {
             _ => return Err(rej(rr::OTHER)),
         };
         let sell = m.side != ouch::Side::Buy;
-        self.remember(
-            session,
-            OrderRecord {
+        let echo = echo_bytes(
+            &m.cl_ord_id,
+            &OrderRecord {
                 user_ref: m.user_ref,
                 cl_ord_id: m.cl_ord_id,
                 side: m.side.code(),
@@ -345,7 +452,7 @@ impl Translator {
                 sell,
             },
         );
-        Ok(Command::NewOrder(NewOrder {
+        let command = Command::NewOrder(NewOrder {
             session,
             user_ref: m.user_ref,
             account,
@@ -357,7 +464,8 @@ impl Translator {
             qty: m.quantity,
             price,
             stop_price: stop_price.unwrap_or(0),
-        }))
+        });
+        Ok((command, Some(echo)))
     }
 
     fn ouch(
@@ -611,6 +719,15 @@ impl Translator {
                 };
                 self.itch(itch::Message::TradingAction(m), itch_out);
             }
+            Event::Refused { session, user_ref, reason } => {
+                let m = ouch::Outbound::OrderRejected {
+                    timestamp,
+                    user_ref,
+                    reason,
+                    cl_ord_id: self.refused_cl_ord_id,
+                };
+                self.ouch(session, Some(user_ref), m, ouch_out);
+            }
             // No OUCH or ITCH message exists for these: a triggered stop is reported by what it then does.
             Event::StopTriggered { .. }
             | Event::AdminRejected { .. }
@@ -622,4 +739,17 @@ impl Translator {
 /// OUCH u64 price (4 decimals) → engine ticks (4 decimals), `None` when out of the engine's range.
 pub fn ticks(p: u64) -> Option<u32> {
     u32::try_from(p).ok()
+}
+
+fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if bytes.len() < n {
+        return None;
+    }
+    let (head, rest) = bytes.split_at(n);
+    *bytes = rest;
+    Some(head)
+}
+
+fn take_u64(bytes: &mut &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(take(bytes, 8)?.try_into().ok()?))
 }

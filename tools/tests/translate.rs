@@ -40,7 +40,10 @@ fn new_order(
     t: &mut Translator,
     m: ouch::EnterOrder,
 ) -> Result<bourse_engine::NewOrder, OuchReject> {
-    match t.on_ouch(2, 20, &ouch::Inbound::EnterOrder(m))? {
+    // Translation changes nothing; applying the journaled input records what replies echo.
+    let (command, echo) = t.on_ouch(2, 20, &ouch::Inbound::EnterOrder(m))?;
+    t.remember(&command, &echo.expect("an order carries its echo"));
+    match command {
         Command::NewOrder(n) => Ok(n),
         other => panic!("{other:?}"),
     }
@@ -196,7 +199,8 @@ fn cancel_replace_modify() {
                 quantity: 0,
             }),
         )
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!(
         c,
         Command::Cancel(Cancel {
@@ -215,7 +219,8 @@ fn cancel_replace_modify() {
                 quantity: 40,
             }),
         )
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!(
         m,
         Command::Cancel(Cancel {
@@ -245,7 +250,7 @@ fn cancel_replace_modify() {
         cl_ord_id: ClOrdId::new("ORD-2").unwrap(),
         options: ouch::Options::default(),
     };
-    let r = t.on_ouch(2, 20, &ouch::Inbound::ReplaceOrder(rep)).unwrap();
+    let r = t.on_ouch(2, 20, &ouch::Inbound::ReplaceOrder(rep)).unwrap().0;
     assert_eq!(
         r,
         Command::Replace(Replace {

@@ -310,6 +310,9 @@ impl Model {
                 }
             }
             Command::Tick => out.push(Event::AdminApplied { seq }),
+            Command::Refuse(r) => {
+                out.push(Event::Refused { session: r.session, user_ref: r.user_ref, reason: r.reason })
+            }
         }
         if self.dirty {
             self.dirty = false;

@@ -40,27 +40,15 @@ pub struct FirmConfig {
     pub session_name: SessionName,
 }
 
-/// Preallocated capacities, identical for every session.
+/// Limits identical for every session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionLimits {
-    /// Remembered (UserRefNum → reply sequence) pairs per session for answering retransmitted orders; a power
-    /// of two. The last `outcomes_max` distinct UserRefNums are always answerable when refs are dense.
-    pub outcomes_max: usize,
-    /// Outbound messages kept per session for MoldUDP64 re-requests; a power of two.
-    pub retransmit_slots: usize,
-    /// Largest outbound OUCH message stored (Order Replaced, 68 bytes, is the largest we send).
-    pub retransmit_slot_bytes: usize,
     /// A logged-in session that sends nothing for this long is logged out by `expire`.
     pub idle_timeout_ns: u64,
 }
 
 impl SessionLimits {
-    pub const DEFAULT: SessionLimits = SessionLimits {
-        outcomes_max: 4096,
-        retransmit_slots: 8192,
-        retransmit_slot_bytes: 72,
-        idle_timeout_ns: 15_000_000_000,
-    };
+    pub const DEFAULT: SessionLimits = SessionLimits { idle_timeout_ns: 15_000_000_000 };
 }
 
 impl Default for SessionLimits {

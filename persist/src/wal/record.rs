@@ -16,12 +16,18 @@
 //! reader finds the end of the log. Bodies are `#[repr(C)]` structs with explicit padding, stored in the host's byte
 //! order (little-endian: asserted at compile time), so encoding is a copy.
 //!
+//! Orders and replaces from firms carry the fields their replies must echo (ClOrdID, side code, time in force,
+//! display, capacity …) as an opaque [`Echo`]: those kinds ([`RecordKind::OrderEchoed`],
+//! [`RecordKind::ReplaceEchoed`]) take two cache lines, because what a firm sees of its orders is derived from the
+//! journal and nothing else. A gateway refusal ([`RecordKind::Refuse`]) is journaled too, in one line, so that its
+//! reply takes its place in the session's outbound sequence on every replay.
+//!
 //! Decoding validates everything — length, CRC, kind, every enum byte and every reserved byte — and returns a typed
 //! [`RecordError`] instead of panicking on any input (fuzzed in `persist/fuzz`).
 
 use bourse_engine::{
     AddAccount, AddSymbol, Bands, BindSession, Cancel, Command, Deposit, DepositShares, Input, MarketBreaker,
-    NewOrder, OrderKind, Replace, SetHalt, Side, TimeInForce,
+    NewOrder, OrderKind, Refuse, Replace, SetHalt, Side, TimeInForce,
 };
 use bytemuck::{Pod, Zeroable};
 
@@ -31,6 +37,10 @@ pub const HEADER_BYTES: usize = 32;
 pub const RECORD_ALIGN_BYTES: usize = 64;
 /// The largest record (two cache lines).
 pub const RECORD_BYTES_MAX: usize = 128;
+/// Bytes of the opaque fields a reply echoes (the appliance lays them out; the journal only keeps them).
+pub const ECHO_BYTES: usize = 20;
+/// The fields a firm's replies echo, journaled with its order and opaque to the journal.
+pub type Echo = [u8; ECHO_BYTES];
 
 const _: () = assert!(cfg!(target_endian = "little"), "records are stored little-endian, as the host writes them");
 const _: () = assert!(RECORD_BYTES_MAX.is_multiple_of(RECORD_ALIGN_BYTES));
@@ -64,10 +74,16 @@ pub enum RecordKind {
     SetHalt = 9,
     SetMarketBreaker = 10,
     Tick = 11,
+    /// A new order with the fields its replies echo.
+    OrderEchoed = 12,
+    /// A replace with the fields its replies echo.
+    ReplaceEchoed = 13,
+    /// A message the gateway refused, with its echo.
+    Refuse = 14,
 }
 
 /// Number of record kinds (for per-kind counters indexed by `kind as usize - 1`).
-pub const KINDS_COUNT: usize = 11;
+pub const KINDS_COUNT: usize = 14;
 
 impl RecordKind {
     pub const ALL: [RecordKind; KINDS_COUNT] = [
@@ -82,10 +98,22 @@ impl RecordKind {
         RecordKind::SetHalt,
         RecordKind::SetMarketBreaker,
         RecordKind::Tick,
+        RecordKind::OrderEchoed,
+        RecordKind::ReplaceEchoed,
+        RecordKind::Refuse,
     ];
 
     pub fn from_u16(v: u16) -> Option<RecordKind> {
         RecordKind::ALL.get(usize::from(v).wrapping_sub(1)).copied()
+    }
+
+    /// The kind `command` is journaled as, with its echo or without.
+    pub fn of_entry(command: &Command, echoed: bool) -> RecordKind {
+        match (command, echoed) {
+            (Command::NewOrder(_), true) => RecordKind::OrderEchoed,
+            (Command::Replace(_), true) => RecordKind::ReplaceEchoed,
+            _ => RecordKind::of(command),
+        }
     }
 
     pub fn of(command: &Command) -> RecordKind {
@@ -101,7 +129,13 @@ impl RecordKind {
             Command::SetHalt(_) => RecordKind::SetHalt,
             Command::SetMarketBreaker(_) => RecordKind::SetMarketBreaker,
             Command::Tick => RecordKind::Tick,
+            Command::Refuse(_) => RecordKind::Refuse,
         }
+    }
+
+    /// Whether records of this kind carry an [`Echo`].
+    pub const fn carries_echo(self) -> bool {
+        matches!(self, RecordKind::OrderEchoed | RecordKind::ReplaceEchoed | RecordKind::Refuse)
     }
 
     pub fn name(self) -> &'static str {
@@ -117,6 +151,9 @@ impl RecordKind {
             RecordKind::SetHalt => "set_halt",
             RecordKind::SetMarketBreaker => "set_market_breaker",
             RecordKind::Tick => "tick",
+            RecordKind::OrderEchoed => "order",
+            RecordKind::ReplaceEchoed => "replace_order",
+            RecordKind::Refuse => "refuse",
         }
     }
 
@@ -134,6 +171,9 @@ impl RecordKind {
             RecordKind::SetHalt => core::mem::size_of::<SetHaltBody>(),
             RecordKind::SetMarketBreaker => core::mem::size_of::<MarketBreakerBody>(),
             RecordKind::Tick => 0,
+            RecordKind::OrderEchoed => core::mem::size_of::<OrderEchoedBody>(),
+            RecordKind::ReplaceEchoed => core::mem::size_of::<ReplaceEchoedBody>(),
+            RecordKind::Refuse => core::mem::size_of::<RefuseBody>(),
         }
     }
 
@@ -252,7 +292,43 @@ pub struct MarketBreakerBody {
     pub reserved: u32,
 }
 
+/// `OrderEchoed` body: the order, then its echo.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct OrderEchoedBody {
+    pub order: NewOrderBody,
+    pub echo: Echo,
+    pub reserved: [u8; 4],
+}
+
+/// `ReplaceEchoed` body: the replace, then its echo.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct ReplaceEchoedBody {
+    pub replace: ReplaceBody,
+    pub echo: Echo,
+    pub reserved: [u8; 4],
+}
+
+/// `Refuse` body: 12 bytes of fields and the echo; with the header, one cache line.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct RefuseBody {
+    pub session: u16,
+    pub reason: u16,
+    pub user_ref: u32,
+    pub introduces_ref: u8,
+    pub reserved: [u8; 3],
+    pub echo: Echo,
+}
+
 const _: () = assert!(core::mem::size_of::<NewOrderBody>() == 32);
+const _: () = assert!(core::mem::size_of::<OrderEchoedBody>() == 56);
+const _: () = assert!(RecordKind::OrderEchoed.record_bytes() == 128);
+const _: () = assert!(core::mem::size_of::<ReplaceEchoedBody>() == 44);
+const _: () = assert!(RecordKind::ReplaceEchoed.record_bytes() == 128);
+const _: () = assert!(core::mem::size_of::<RefuseBody>() == 32);
+const _: () = assert!(RecordKind::Refuse.record_bytes() == 64, "a refusal is one cache line");
 const _: () = assert!(RecordKind::NewOrder.record_bytes() == 64, "an order must be one cache line");
 const _: () = assert!(RecordKind::Cancel.record_bytes() == 64);
 const _: () = assert!(RecordKind::Replace.record_bytes() == 64);
@@ -292,6 +368,8 @@ pub enum RecordError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {
     pub input: Input,
+    /// The fields replies echo; all zero for kinds that carry none.
+    pub echo: Echo,
     pub epoch: u32,
     pub kind: RecordKind,
     /// Bytes the record occupies (64 or 128).
@@ -306,27 +384,41 @@ fn record_crc(bytes: &[u8]) -> u32 {
 /// Encodes `input` into `out` and returns the record length. Only `out[..length]` is written, and it is written
 /// completely (zero padding included), so `out` may be reused without clearing.
 pub fn encode(input: &Input, epoch: u32, out: &mut [u8; RECORD_BYTES_MAX]) -> usize {
-    let kind = RecordKind::of(&input.command);
+    encode_entry(input, None, epoch, out)
+}
+
+/// [`encode`] with the fields replies echo: a New Order or Replace with `Some(echo)` is journaled as
+/// `OrderEchoed`/`ReplaceEchoed`; a `Refuse` keeps its echo (zeros when `None`); other commands ignore it.
+pub fn encode_entry(input: &Input, echo: Option<&Echo>, epoch: u32, out: &mut [u8; RECORD_BYTES_MAX]) -> usize {
+    let kind = RecordKind::of_entry(&input.command, echo.is_some());
     let length = kind.record_bytes();
+    let echo = echo.copied().unwrap_or([0; ECHO_BYTES]);
     out[..length].fill(0);
     let body = &mut out[HEADER_BYTES..];
     match input.command {
+        Command::NewOrder(o) if kind == RecordKind::OrderEchoed => {
+            put(body, &OrderEchoedBody { order: new_order_body(&o), echo, reserved: [0; 4] })
+        }
+        Command::Replace(r) if kind == RecordKind::ReplaceEchoed => {
+            put(body, &ReplaceEchoedBody { replace: replace_body(&r), echo, reserved: [0; 4] })
+        }
+        Command::Refuse(r) => put(
+            body,
+            &RefuseBody {
+                session: r.session,
+                reason: r.reason,
+                user_ref: r.user_ref,
+                introduces_ref: u8::from(r.introduces_ref),
+                reserved: [0; 3],
+                echo,
+            },
+        ),
         Command::NewOrder(o) => put(body, &new_order_body(&o)),
         Command::Cancel(c) => put(
             body,
             &CancelBody { session: c.session, reserved: 0, user_ref: c.user_ref, qty: c.qty },
         ),
-        Command::Replace(r) => put(
-            body,
-            &ReplaceBody {
-                session: r.session,
-                reserved: 0,
-                orig_user_ref: r.orig_user_ref,
-                new_user_ref: r.new_user_ref,
-                qty: r.qty,
-                price: r.price,
-            },
-        ),
+        Command::Replace(r) => put(body, &replace_body(&r)),
         Command::AddSymbol(s) => put(body, &add_symbol_body(&s)),
         Command::AddAccount(a) => put(
             body,
@@ -374,6 +466,17 @@ pub fn encode(input: &Input, epoch: u32, out: &mut [u8; RECORD_BYTES_MAX]) -> us
 fn put<T: Pod>(dst: &mut [u8], body: &T) {
     let src = bytemuck::bytes_of(body);
     dst[..src.len()].copy_from_slice(src);
+}
+
+fn replace_body(r: &Replace) -> ReplaceBody {
+    ReplaceBody {
+        session: r.session,
+        reserved: 0,
+        orig_user_ref: r.orig_user_ref,
+        new_user_ref: r.new_user_ref,
+        qty: r.qty,
+        price: r.price,
+    }
 }
 
 fn new_order_body(o: &NewOrder) -> NewOrderBody {
@@ -467,9 +570,10 @@ pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
     if image[body_end..].iter().any(|&b| b != 0) {
         return Err(RecordError::ReservedNotZero);
     }
-    let command = decode_body(kind, &image[HEADER_BYTES..body_end])?;
+    let (command, echo) = decode_body(kind, &image[HEADER_BYTES..body_end])?;
     Ok(Record {
         input: Input { seq: header.seq, timestamp: header.timestamp, command },
+        echo,
         epoch: header.epoch,
         kind,
         length,
@@ -488,61 +592,97 @@ fn flag(field: &'static str, value: u8) -> Result<bool, RecordError> {
     }
 }
 
-fn decode_body(kind: RecordKind, body: &[u8]) -> Result<Command, RecordError> {
+fn decode_body(kind: RecordKind, body: &[u8]) -> Result<(Command, Echo), RecordError> {
+    const NONE: Echo = [0; ECHO_BYTES];
     Ok(match kind {
-        RecordKind::NewOrder => {
-            let b: NewOrderBody = bytemuck::pod_read_unaligned(body);
+        RecordKind::OrderEchoed => {
+            let b: OrderEchoedBody = bytemuck::pod_read_unaligned(body);
             if b.reserved != [0; 4] {
                 return Err(RecordError::ReservedNotZero);
             }
-            Command::NewOrder(NewOrder {
+            (new_order(&b.order)?, b.echo)
+        }
+        RecordKind::ReplaceEchoed => {
+            let b: ReplaceEchoedBody = bytemuck::pod_read_unaligned(body);
+            if b.reserved != [0; 4] {
+                return Err(RecordError::ReservedNotZero);
+            }
+            (replace(&b.replace)?, b.echo)
+        }
+        RecordKind::Refuse => {
+            let b: RefuseBody = bytemuck::pod_read_unaligned(body);
+            if b.reserved != [0; 3] {
+                return Err(RecordError::ReservedNotZero);
+            }
+            let r = Refuse {
                 session: b.session,
                 user_ref: b.user_ref,
-                account: b.account,
-                symbol: b.symbol,
-                side: match b.side {
-                    0 => Side::Buy,
-                    1 => Side::Sell,
-                    v => return Err(bad("side", v)),
-                },
-                kind: match b.kind {
-                    0 => OrderKind::Limit,
-                    1 => OrderKind::Market,
-                    2 => OrderKind::Stop,
-                    3 => OrderKind::StopLimit,
-                    v => return Err(bad("order_kind", v)),
-                },
-                tif: match b.tif {
-                    0 => TimeInForce::Day,
-                    1 => TimeInForce::Ioc,
-                    2 => TimeInForce::Fok,
-                    v => return Err(bad("time_in_force", v)),
-                },
-                post_only: flag("post_only", b.post_only)?,
-                qty: b.qty,
-                price: b.price,
-                stop_price: b.stop_price,
-            })
+                reason: b.reason,
+                introduces_ref: flag("introduces_ref", b.introduces_ref)?,
+            };
+            (Command::Refuse(r), b.echo)
         }
+        RecordKind::NewOrder => (new_order(&bytemuck::pod_read_unaligned(body))?, NONE),
+        RecordKind::Replace => (replace(&bytemuck::pod_read_unaligned(body))?, NONE),
+        other => (decode_admin(other, body)?, NONE),
+    })
+}
+
+fn new_order(b: &NewOrderBody) -> Result<Command, RecordError> {
+    if b.reserved != [0; 4] {
+        return Err(RecordError::ReservedNotZero);
+    }
+    Ok(Command::NewOrder(NewOrder {
+        session: b.session,
+        user_ref: b.user_ref,
+        account: b.account,
+        symbol: b.symbol,
+        side: match b.side {
+            0 => Side::Buy,
+            1 => Side::Sell,
+            v => return Err(bad("side", v)),
+        },
+        kind: match b.kind {
+            0 => OrderKind::Limit,
+            1 => OrderKind::Market,
+            2 => OrderKind::Stop,
+            3 => OrderKind::StopLimit,
+            v => return Err(bad("order_kind", v)),
+        },
+        tif: match b.tif {
+            0 => TimeInForce::Day,
+            1 => TimeInForce::Ioc,
+            2 => TimeInForce::Fok,
+            v => return Err(bad("time_in_force", v)),
+        },
+        post_only: flag("post_only", b.post_only)?,
+        qty: b.qty,
+        price: b.price,
+        stop_price: b.stop_price,
+    }))
+}
+
+fn replace(b: &ReplaceBody) -> Result<Command, RecordError> {
+    if b.reserved != 0 {
+        return Err(RecordError::ReservedNotZero);
+    }
+    Ok(Command::Replace(Replace {
+        session: b.session,
+        orig_user_ref: b.orig_user_ref,
+        new_user_ref: b.new_user_ref,
+        qty: b.qty,
+        price: b.price,
+    }))
+}
+
+fn decode_admin(kind: RecordKind, body: &[u8]) -> Result<Command, RecordError> {
+    Ok(match kind {
         RecordKind::Cancel => {
             let b: CancelBody = bytemuck::pod_read_unaligned(body);
             if b.reserved != 0 {
                 return Err(RecordError::ReservedNotZero);
             }
             Command::Cancel(Cancel { session: b.session, user_ref: b.user_ref, qty: b.qty })
-        }
-        RecordKind::Replace => {
-            let b: ReplaceBody = bytemuck::pod_read_unaligned(body);
-            if b.reserved != 0 {
-                return Err(RecordError::ReservedNotZero);
-            }
-            Command::Replace(Replace {
-                session: b.session,
-                orig_user_ref: b.orig_user_ref,
-                new_user_ref: b.new_user_ref,
-                qty: b.qty,
-                price: b.price,
-            })
         }
         RecordKind::AddSymbol => {
             let b: AddSymbolBody = bytemuck::pod_read_unaligned(body);
@@ -615,6 +755,11 @@ fn decode_body(kind: RecordKind, body: &[u8]) -> Result<Command, RecordError> {
             Command::SetMarketBreaker(MarketBreaker { level_bps: b.level_bps, halt_ns: b.halt_ns })
         }
         RecordKind::Tick => Command::Tick,
+        RecordKind::NewOrder
+        | RecordKind::Replace
+        | RecordKind::OrderEchoed
+        | RecordKind::ReplaceEchoed
+        | RecordKind::Refuse => unreachable!("decoded by decode_body"),
     })
 }
 
@@ -703,6 +848,9 @@ mod tests {
                 Command::SetMarketBreaker(MarketBreaker { level_bps, halt_ns })
             }),
             Just(Command::Tick),
+            any::<(u16, u32, u16, bool)>().prop_map(|(session, user_ref, reason, introduces_ref)| {
+                Command::Refuse(Refuse { session, user_ref, reason, introduces_ref })
+            }),
         ]
     }
 
@@ -718,6 +866,19 @@ mod tests {
             prop_assert_eq!(r.input, input);
             prop_assert_eq!(r.epoch, epoch);
             prop_assert_eq!(r.length, n);
+        }
+
+        #[test]
+        fn every_command_round_trips_with_its_echo(command in command(), seq: u64, echo: Echo, epoch: u32) {
+            let input = Input { seq, timestamp: 3, command };
+            let mut buf = [0xa5u8; RECORD_BYTES_MAX];
+            let n = encode_entry(&input, Some(&echo), epoch, &mut buf);
+            let r = decode(&buf[..n]).unwrap();
+            prop_assert_eq!(r.input, input);
+            prop_assert_eq!(r.length, n);
+            let kind = RecordKind::of_entry(&command, true);
+            prop_assert_eq!(r.kind, kind);
+            prop_assert_eq!(r.echo, if kind.carries_echo() { echo } else { [0; ECHO_BYTES] });
         }
 
         #[test]

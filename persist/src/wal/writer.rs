@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use bourse_engine::Input;
 use crossbeam_utils::CachePadded;
 
-use super::record::{decode, encode, Record, RECORD_ALIGN_BYTES, RECORD_BYTES_MAX};
+use super::record::{decode, encode_entry, Echo, Record, RECORD_ALIGN_BYTES, RECORD_BYTES_MAX};
 use super::scan::{scan_segment, SegmentView, Visit};
 use super::segment::{list_segments, segment_file_name, SegmentHeader, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES};
 use super::{DurabilityMode, WalConfig, WalStatus};
@@ -199,11 +199,17 @@ impl Wal {
     /// [`Wal::fence`], whose record is the burst's durability point. Nothing of the burst is committed before it.
     #[inline]
     pub fn append_unfenced(&mut self, input: &Input) -> Result<(), WalError> {
+        self.append_entry_unfenced(input, None)
+    }
+
+    /// [`Wal::append_unfenced`] with the fields the input's replies echo (see [`crate::wal::record::Echo`]).
+    #[inline]
+    pub fn append_entry_unfenced(&mut self, input: &Input, echo: Option<&Echo>) -> Result<(), WalError> {
         if input.seq != self.next_seq {
             return Err(WalError::OutOfOrder { expected: self.next_seq, found: input.seq });
         }
         self.check_sync()?;
-        let length = encode(input, self.config.epoch, &mut self.buf);
+        let length = encode_entry(input, echo, self.config.epoch, &mut self.buf);
         self.write_buffered(length)
     }
 

@@ -13,12 +13,13 @@ use bourse_persist::mirror::Position;
 /// of a promoted node learn where its sequence stands).
 const MD_HEARTBEAT_NS: u64 = 1_000_000_000;
 
+pub mod exchange;
 pub mod mdfeed;
-pub mod mdreplay;
 pub mod mirror;
 pub mod outq;
 pub mod pipeline;
 pub mod setup;
+pub mod store;
 
 use std::net::UdpSocket;
 use std::path::PathBuf;
@@ -164,14 +165,17 @@ pub fn serve_with_clock(
         started.startup_ms[0],
         started.startup_ms[1],
     );
-    match started.snapshot_seq {
-        None => eprintln!(
-            "bourse: market data: MoldUDP64 session {} continues at seq {} (rebuilt from the journal)",
-            pipeline.md.session().as_str(),
-            pipeline.md.next_sequence()
-        ),
-        Some(seq) => eprintln!("{}", mdreplay::snapshot_warning(&pipeline.md, seq)),
-    }
+    eprintln!(
+        "bourse: market data: MoldUDP64 session {} continues at seq {}; {} firm sessions resume their reply streams \
+         (recovered {})",
+        pipeline.md.session().as_str(),
+        pipeline.md.next_sequence(),
+        config.firms.len(),
+        match started.snapshot_seq {
+            Some(seq) => format!("from the snapshot at seq {seq} and the log after it"),
+            None => "from the log".to_string(),
+        }
+    );
     let stats = Arc::new(match StatsWriter::create(&config.appliance.name) {
         Ok(w) => w,
         Err(e) => {
@@ -265,7 +269,7 @@ fn pipeline_loop(
                 }
                 pipeline.sessions.expire(now);
                 if let Some(sock) = &retransmit {
-                    serve_retransmissions(sock, &pipeline.md, &mut request_buf, &mut answer_buf);
+                    serve_retransmissions(sock, pipeline, &mut request_buf, &mut answer_buf);
                 }
             }
         } else {
@@ -297,20 +301,21 @@ fn pipeline_loop(
         malformed: b.malformed,
         session_drops: pipeline.sessions.counters().drops.iter().sum(),
         ouch_rejects: pipeline.counters.ouch_rejects,
-        orders_open: pipeline.engine.orders_open(),
+        orders_open: pipeline.exchange.engine().orders_open(),
         outputs_unsent: r + m,
     })
 }
 
 /// Answers waiting MoldUDP64 request packets for the market-data session.
-fn serve_retransmissions(sock: &UdpSocket, md: &mdfeed::MdFeed, req: &mut [u8], out: &mut [u8]) {
+fn serve_retransmissions(sock: &UdpSocket, pipeline: &Pipeline, req: &mut [u8], out: &mut [u8]) {
+    let md = &pipeline.md;
     for _ in 0..16 {
         let Ok((n, from)) = sock.recv_from(req) else { return };
         let Ok(request) = Request::parse(&req[..n]) else { continue };
         if request.session != md.session() {
             continue;
         }
-        let len = md.answer(&request, out);
+        let len = md.answer(&request, |seq| pipeline.exchange.market(seq), out, out.len());
         if len > 0 {
             let _ = sock.send_to(&out[..len], from);
         }
@@ -340,7 +345,7 @@ impl Exported {
         self.drops = drops;
         stats.add_reject(REJECT_NAMES.len() - 1, pipeline.counters.ouch_rejects - self.ouch_rejects);
         self.ouch_rejects = pipeline.counters.ouch_rejects;
-        stats.set_orders_resting(u64::from(pipeline.engine.orders_open()));
+        stats.set_orders_resting(u64::from(pipeline.exchange.engine().orders_open()));
         let committed = pipeline.commit.committed();
         stats.set_commit(committed, pipeline.last_seq() - committed);
         stats.heartbeat();
@@ -357,6 +362,7 @@ fn drop_name(r: DropReason) -> &'static str {
         DropReason::BadOuch => "bad_ouch",
         DropReason::UnexpectedPacket => "unexpected_packet",
         DropReason::BadRequest => "bad_request",
+        DropReason::SessionInUse => "session_in_use",
     }
 }
 

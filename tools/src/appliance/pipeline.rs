@@ -1,34 +1,37 @@
 //! The pipeline core: one busy-polling loop, run to completion per burst.
 //!
 //! ```text
-//!   rx burst ─▶ session (SoupBinTCP login, source, UserRefNum) ─▶ OUCH → Command ─▶ seq += 1
-//!     ─▶ WAL append (flushed; fenced once per burst) ─▶ Engine::apply ─▶ events
-//!     ─▶ OUCH replies (sequenced per session, MoldUDP64-framed) + ITCH (MoldUDP64 datagrams)
+//!   rx burst ─▶ session (SoupBinTCP login, source) ─▶ UserRefNum check ─▶ OUCH → Command + echo (or a refusal)
+//!     ─▶ seq += 1 ─▶ WAL append (flushed; fenced once per burst) ─▶ Exchange::apply ─▶ sequenced outputs
+//!     ─▶ OUCH replies (MoldUDP64-framed to the session's peer) + ITCH (packed into MoldUDP64 datagrams)
 //!     ─▶ held in the commit gate until commit ≥ seq ─▶ tx burst
 //! ```
 //!
-//! Everything the loop touches is allocated before the first poll: the session tables, the translator's records,
-//! the engine, the WAL's mapped segment, the output queues and the scratch buffers. The loop never blocks and never
-//! sleeps; when the output queues run low on room it stops taking input until commits drain them, so a slow disk
-//! shows up as backpressure, never as lost replies.
+//! Everything a firm can observe is produced by [`Exchange::apply`] from the journaled input alone; the pipeline
+//! adds transport: who is logged in from where, framing, the commit gate. Every SoupBinTCP packet of a datagram is
+//! handled, however many it holds. Everything the loop touches is allocated before the first poll. The loop never
+//! blocks and never sleeps; when the output queues run low on room it stops taking input until commits drain
+//! them, so a slow disk shows up as backpressure, never as lost replies.
 
 use std::net::SocketAddrV4;
 use std::sync::Arc;
 
-use bourse_engine::{Command, Engine, Event, EventSink, Input, Nanos, SessionId, UserRef};
+use bourse_engine::{Command, Input, Nanos, SessionId};
 use bourse_nic::backend::{Backend, Datagram};
 use bourse_nic::session::{Outcome, Sessions};
+use bourse_nic::wire::alpha::SessionName;
+use bourse_nic::wire::moldudp64::{PackError, Packer};
+use bourse_nic::wire::{ouch, soup};
 use bourse_persist::commit::CommitIndex;
+use bourse_persist::wal::record::Echo;
 use bourse_persist::wal::Wal;
 
+use super::exchange::{Exchange, Outputs, NO_ECHO};
 use super::mdfeed::MdFeed;
 use super::outq::OutQueue;
 use crate::obs::stages::{Stage, StageRecorder, StageStamps};
 use crate::obs::tsc::Clock;
-use crate::translate::Translator;
 
-/// Outcomes one datagram may carry (SoupBinTCP packets per datagram); more are dropped and counted.
-const OUTCOMES_PER_DATAGRAM_MAX: usize = 64;
 /// Scratch for one framed outbound datagram.
 const SCRATCH_BYTES: usize = 2_048;
 
@@ -36,17 +39,25 @@ const SCRATCH_BYTES: usize = 2_048;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PipelineCounters {
     pub inputs: u64,
+    /// OUCH messages the gateway refused (journaled as refusals, answered with Order Rejected).
     pub ouch_rejects: u64,
+    /// Enter/Replace Orders with a UserRefNum already used: never executed again.
+    pub duplicates: u64,
+    /// Of those, answered with the original first reply.
     pub duplicates_answered: u64,
     pub retransmits_answered: u64,
-    pub outcome_overflows: u64,
+    /// Logins asking for replies older than the kept window (answered from the oldest kept).
+    pub login_window_misses: u64,
+    /// Replies replayed to firms at login.
+    pub login_replays: u64,
     pub reply_overflows: u64,
     pub backpressure_polls: u64,
     pub tx_refused: u64,
     pub logins: u64,
 }
 
-/// Sequencer time: nanoseconds since midnight (ITCH timestamps), from the calibrated TSC, never decreasing.
+/// Sequencer time: nanoseconds since the Unix epoch, from the calibrated TSC, never decreasing and never below the
+/// last journaled timestamp (a restart onto a clock that lags, or past midnight, keeps time moving forward).
 pub struct SeqClock {
     clock: Clock,
     base_ticks: u64,
@@ -55,12 +66,13 @@ pub struct SeqClock {
 }
 
 impl SeqClock {
-    pub fn new(clock: Clock) -> SeqClock {
+    /// A clock reading the wall clock now, never below `floor_ns` (the journal's last timestamp).
+    pub fn new(clock: Clock, floor_ns: Nanos) -> SeqClock {
         let since_epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        SeqClock { clock, base_ticks: clock.now(), base_ns: since_epoch % 86_400_000_000_000, last: 0 }
+        SeqClock { clock, base_ticks: clock.now(), base_ns: since_epoch, last: floor_ns }
     }
 
     #[inline]
@@ -77,17 +89,24 @@ impl SeqClock {
 
 /// The WAL refused an append: the appliance must stop taking input (it cannot journal it).
 #[derive(Debug, thiserror::Error)]
-#[error("journal append of seq {seq} failed: {source}")]
-pub struct JournalFailed {
-    pub seq: u64,
-    #[source]
-    pub source: bourse_persist::error::WalError,
+pub enum JournalFailed {
+    #[error("journal append of seq {seq} failed: {source}")]
+    Append {
+        seq: u64,
+        #[source]
+        source: bourse_persist::error::WalError,
+    },
+    #[error("the exchange state refused input seq {seq}: {source}")]
+    Apply {
+        seq: u64,
+        #[source]
+        source: bourse_persist::recovery::ApplyError,
+    },
 }
 
 pub struct Pipeline {
     pub sessions: Sessions,
-    pub translator: Translator,
-    pub engine: Engine,
+    pub exchange: Exchange,
     pub wal: Wal,
     pub commit: Arc<CommitIndex>,
     pub replies: OutQueue,
@@ -99,7 +118,6 @@ pub struct Pipeline {
     payload_max_bytes: usize,
     /// Output queue room below which input is not taken (worst-case output of one burst).
     reserve_bytes: usize,
-    outcomes: Vec<(SocketAddrV4, Outcome)>,
     scratch: Vec<u8>,
     failed: Option<JournalFailed>,
     last_input_ns: Nanos,
@@ -155,11 +173,12 @@ impl StampRing {
 /// Parts the pipeline is built from.
 pub struct Parts {
     pub sessions: Sessions,
-    pub translator: Translator,
-    pub engine: Engine,
+    pub exchange: Exchange,
     pub wal: Wal,
     pub md: MdFeed,
     pub clock: Clock,
+    /// The last journaled timestamp: sequencer time never goes below it.
+    pub time_floor_ns: Nanos,
     pub stages: Option<StageRecorder>,
     pub payload_max_bytes: usize,
     pub reply_queue_bytes: usize,
@@ -169,22 +188,21 @@ pub struct Parts {
 impl Pipeline {
     pub fn new(parts: Parts) -> Pipeline {
         let next_seq = parts.wal.next_seq();
+        assert_eq!(next_seq, parts.exchange.last_seq() + 1, "the journal continues the exchange state");
         let commit = Arc::clone(parts.wal.commit_index());
         Pipeline {
             sessions: parts.sessions,
-            translator: parts.translator,
-            engine: parts.engine,
+            exchange: parts.exchange,
             wal: parts.wal,
             commit,
             replies: OutQueue::new(parts.reply_queue_bytes),
             md: parts.md,
-            time: SeqClock::new(parts.clock),
+            time: SeqClock::new(parts.clock, parts.time_floor_ns),
             counters: PipelineCounters::default(),
             stages: parts.stages,
             next_seq,
             payload_max_bytes: parts.payload_max_bytes,
             reserve_bytes: parts.reserve_bytes,
-            outcomes: Vec::with_capacity(OUTCOMES_PER_DATAGRAM_MAX),
             scratch: vec![0; SCRATCH_BYTES],
             failed: None,
             last_input_ns: 0,
@@ -231,7 +249,7 @@ impl Pipeline {
 
     /// Sequences an input that did not come from the wire (admin, tick) through the same path.
     pub fn submit(&mut self, command: Command) -> Result<u64, &JournalFailed> {
-        self.sequence(command);
+        self.sequence(command, None);
         self.wal.fence();
         self.md.close_packet();
         match &self.failed {
@@ -286,67 +304,95 @@ impl Pipeline {
             self.rx_ticks = stages.clock().now();
         }
         let now = self.time.now();
-        let mut outcomes = std::mem::take(&mut self.outcomes);
         let src = dg.src;
-        let overflow = &mut self.counters.outcome_overflows;
-        self.sessions.on_datagram(src, dg.payload, now, &mut |o| {
-            if outcomes.len() < outcomes.capacity() {
-                outcomes.push((src, o));
-            } else {
-                *overflow += 1;
-            }
-        });
-        for (src, outcome) in outcomes.drain(..) {
-            self.on_outcome(src, outcome);
+        if let Some(o) = self.sessions.request(src, dg.payload, now) {
+            self.on_outcome(src, o);
+            return;
         }
-        self.outcomes = outcomes;
+        for p in soup::Packets::new(dg.payload) {
+            let o = self.sessions.on_packet(src, p, now);
+            self.on_outcome(src, o);
+        }
     }
 
     fn on_outcome(&mut self, src: SocketAddrV4, outcome: Outcome) {
+        // Anything answered outside the exchange waits for everything sequenced so far: what it shows a firm
+        // (sequence numbers, replies) must be committed before the firm sees it.
         let gate = self.next_seq - 1;
         match outcome {
-            Outcome::LoginAccepted { session, .. } => {
-                self.counters.logins += 1;
-                if let Ok(n) = self.sessions.emit_login_accepted(session, &mut self.scratch) {
-                    self.queue_reply(gate, src, n);
-                }
-            }
+            Outcome::LoginAccepted { session, requested_sequence } => self.login(gate, src, session, requested_sequence),
             Outcome::Ouch { session, account, message } => {
-                match self.translator.on_ouch(session, account, &message) {
-                    Ok(command) => self.sequence(command),
-                    Err(reject) => {
-                        self.counters.ouch_rejects += 1;
-                        let now = self.time.now();
-                        if let Ok(n) = reject.emit(now, &mut self.scratch) {
-                            self.reply_now(gate, session, Some(reject.user_ref), n);
+                let new_ref = match message {
+                    ouch::Inbound::EnterOrder(m) => Some(m.user_ref),
+                    ouch::Inbound::ReplaceOrder(m) => Some(m.user_ref),
+                    ouch::Inbound::CancelOrder(_) | ouch::Inbound::ModifyOrder(_) => None,
+                };
+                if let Some(user_ref) = new_ref {
+                    if self.exchange.is_repeat(session, user_ref) {
+                        self.counters.duplicates += 1;
+                        if let Some(seq) = self.exchange.first_reply(session, user_ref) {
+                            self.counters.duplicates_answered += 1;
+                            self.resend(gate, src, session, seq, 1);
                         }
+                        return;
                     }
                 }
-            }
-            Outcome::Duplicate { session, reply_sequence: Some(seq), .. } => {
-                self.counters.duplicates_answered += 1;
-                let mtu = self.payload_max_bytes;
-                if let Ok(n) = self.sessions.answer(session, seq, 1, &mut self.scratch, mtu) {
-                    self.queue_reply(gate, src, n);
+                match self.exchange.translator().on_ouch(session, account, &message) {
+                    Ok((command, echo)) => self.sequence(command, echo),
+                    Err(reject) => {
+                        self.counters.ouch_rejects += 1;
+                        let (command, echo) = reject.command(session, new_ref.is_some());
+                        self.sequence(command, Some(echo));
+                    }
                 }
             }
             Outcome::Retransmit { session, request } => {
                 self.counters.retransmits_answered += 1;
-                let mtu = self.payload_max_bytes;
-                if let Ok(n) = self.sessions.answer_request(session, &request, &mut self.scratch, mtu) {
-                    self.queue_reply(gate, src, n);
-                }
+                self.resend(gate, src, session, request.sequence, request.count);
             }
             // Counted by the session layer; nothing to answer.
-            Outcome::Duplicate { reply_sequence: None, .. }
-            | Outcome::Heartbeat { .. }
-            | Outcome::Logout { .. }
-            | Outcome::Drop(_) => {}
+            Outcome::Heartbeat { .. } | Outcome::Logout { .. } | Outcome::Drop(_) => {}
         }
     }
 
+    /// Answers a login: Login Accepted naming where the firm's stream resumes, then every reply kept from there.
+    /// SoupBinTCP: requested sequence 0 (or one beyond the stream) starts at the next reply; one older than the
+    /// replies kept starts at the oldest kept, so the Login Accepted itself tells the firm what it cannot have.
+    fn login(&mut self, gate: u64, src: SocketAddrV4, session: SessionId, requested: u64) {
+        self.counters.logins += 1;
+        let next = self.exchange.next_reply_sequence(session);
+        let oldest = self.exchange.oldest_reply_sequence(session);
+        let start = if requested == 0 || requested > next {
+            next
+        } else if requested < oldest {
+            self.counters.login_window_misses += 1;
+            oldest
+        } else {
+            requested
+        };
+        if let Ok(n) = self.sessions.emit_login_accepted(session, start, &mut self.scratch) {
+            self.queue_reply(gate, src, n);
+        }
+        let mut from = start;
+        while from < next {
+            let count = (next - from).min(u64::from(u16::MAX)) as u16;
+            let Some(sent) = self.resend(gate, src, session, from, count) else { break };
+            self.counters.login_replays += sent;
+            from += sent;
+        }
+    }
+
+    /// Queues up to `count` kept replies of `session` from `from` in one MoldUDP64 datagram to `dst`; returns how
+    /// many it held (`None` when none could be: nothing kept there, or the session is unknown).
+    fn resend(&mut self, gate: u64, dst: SocketAddrV4, session: SessionId, from: u64, count: u16) -> Option<u64> {
+        let name = self.sessions.session_name(session)?;
+        let (n, held) = pack_replies(&self.exchange, name, session, from, count, &mut self.scratch, self.payload_max_bytes);
+        self.queue_reply(gate, dst, n);
+        (held > 0).then_some(held)
+    }
+
     /// Sequences, journals and applies one command.
-    fn sequence(&mut self, command: Command) {
+    fn sequence(&mut self, command: Command, echo: Option<Echo>) {
         if self.failed.is_some() {
             return;
         }
@@ -359,8 +405,8 @@ impl Pipeline {
             stamps.set(Stage::Rx, if self.rx_ticks != 0 { self.rx_ticks } else { clock.now() });
             stamps.set(Stage::Decoded, clock.now());
         }
-        if let Err(source) = self.wal.append_unfenced(&input) {
-            self.failed = Some(JournalFailed { seq, source });
+        if let Err(source) = self.wal.append_entry_unfenced(&input, echo.as_ref()) {
+            self.failed = Some(JournalFailed::Append { seq, source });
             return;
         }
         if let Some(clock) = &clock {
@@ -369,40 +415,23 @@ impl Pipeline {
         self.next_seq += 1;
         self.last_input_ns = timestamp;
         self.counters.inputs += 1;
-        let mut sink = Sink {
-            translator: &mut self.translator,
-            sessions: &mut self.sessions,
+        let mut out = Emit {
+            sessions: &self.sessions,
             replies: &mut self.replies,
             md: &mut self.md,
             scratch: &mut self.scratch,
             seq,
-            timestamp,
             payload_max_bytes: self.payload_max_bytes,
             overflows: &mut self.counters.reply_overflows,
         };
-        self.engine.apply(&input, &mut sink);
+        if let Err(source) = self.exchange.apply(&input, echo.as_ref().unwrap_or(&NO_ECHO), &mut out) {
+            self.failed = Some(JournalFailed::Apply { seq, source });
+            return;
+        }
         if let Some(clock) = &clock {
             stamps.set(Stage::Matched, clock.now());
             self.stamps.push(seq, stamps);
         }
-    }
-
-    /// Sequences the OUCH message in `scratch[..len]` for `session` and queues it behind `gate`.
-    fn reply_now(&mut self, gate: u64, session: SessionId, first_reply_to: Option<UserRef>, len: usize) {
-        let mut msg = [0u8; 128];
-        let len = len.min(msg.len());
-        msg[..len].copy_from_slice(&self.scratch[..len]);
-        reply(
-            &mut self.sessions,
-            &mut self.replies,
-            &mut self.scratch,
-            self.payload_max_bytes,
-            gate,
-            session,
-            first_reply_to,
-            &msg[..len],
-            &mut self.counters.reply_overflows,
-        );
     }
 
     /// Queues `scratch[..len]` (an already framed datagram) to `dst` behind `gate`.
@@ -421,65 +450,72 @@ impl Pipeline {
     }
 }
 
-/// Sequences one OUCH message for a session (kept for re-requests even when the session is not logged in) and,
-/// when it has a peer, queues it framed in MoldUDP64 behind `gate`.
-#[allow(clippy::too_many_arguments)]
-fn reply(
-    sessions: &mut Sessions,
-    replies: &mut OutQueue,
-    scratch: &mut [u8],
-    payload_max_bytes: usize,
-    gate: u64,
+/// Packs kept replies `from..from + count` of `session` into one MoldUDP64 datagram in `buf` (at most `mtu`
+/// bytes), stopping at the MTU or the first reply not kept; returns its length and how many replies it holds (a
+/// datagram holding none is a heartbeat naming `from`).
+pub fn pack_replies(
+    exchange: &Exchange,
+    name: SessionName,
     session: SessionId,
-    first_reply_to: Option<UserRef>,
-    msg: &[u8],
-    overflows: &mut u64,
-) {
-    let Ok(sequence) = sessions.sequence_reply(session, msg, first_reply_to) else {
-        *overflows += 1;
-        return;
-    };
-    let Some(peer) = sessions.peer(session) else { return };
-    let Ok(n) = sessions.frame_reply(session, sequence, scratch, payload_max_bytes) else {
-        *overflows += 1;
-        return;
-    };
-    let framed = &scratch[..n];
-    if replies
-        .push(gate, peer, n, |buf| {
-            buf.copy_from_slice(framed);
-            n
-        })
-        .is_err()
-    {
-        *overflows += 1;
+    from: u64,
+    count: u16,
+    buf: &mut [u8],
+    mtu: usize,
+) -> (usize, u64) {
+    let Ok(mut pk) = Packer::new(buf, name, mtu) else { return (0, 0) };
+    pk.begin(from);
+    let mut held = 0;
+    for seq in from..from.saturating_add(u64::from(count)) {
+        let Some(m) = exchange.reply(session, seq) else { break };
+        match pk.push(m) {
+            Ok(()) => held += 1,
+            Err(PackError::Full { .. } | PackError::TooLarge { .. }) => break,
+        }
     }
+    (pk.finish().len(), held)
 }
 
-/// The engine's event sink on the pipeline: encodes straight into the commit-gated output queues.
-struct Sink<'a> {
-    translator: &'a mut Translator,
-    sessions: &'a mut Sessions,
+/// Where the exchange's outputs go on the pipeline: replies framed to the session's peer (if logged in; kept
+/// either way), market data into the feed's datagrams, all behind the input's commit.
+struct Emit<'a> {
+    sessions: &'a Sessions,
     replies: &'a mut OutQueue,
     md: &'a mut MdFeed,
     scratch: &'a mut [u8],
     seq: u64,
-    timestamp: Nanos,
     payload_max_bytes: usize,
     overflows: &'a mut u64,
 }
 
-impl EventSink for Sink<'_> {
-    fn event(&mut self, event: &Event) {
-        let (sessions, replies, scratch, md) = (&mut *self.sessions, &mut *self.replies, &mut *self.scratch, &mut *self.md);
-        let (seq, mtu, overflows) = (self.seq, self.payload_max_bytes, &mut *self.overflows);
-        self.translator.on_event(
-            event,
-            self.timestamp,
-            &mut |session, first_reply_to, msg| {
-                reply(sessions, replies, scratch, mtu, seq, session, first_reply_to, msg, overflows)
-            },
-            &mut |msg| md.push(seq, msg),
-        );
+impl Outputs for Emit<'_> {
+    fn reply(&mut self, session: SessionId, sequence: u64, msg: &[u8]) {
+        let (Some(peer), Some(name)) = (self.sessions.peer(session), self.sessions.session_name(session)) else {
+            return;
+        };
+        let Ok(mut pk) = Packer::new(&mut *self.scratch, name, self.payload_max_bytes) else {
+            *self.overflows += 1;
+            return;
+        };
+        pk.begin(sequence);
+        if pk.push(msg).is_err() {
+            *self.overflows += 1;
+            return;
+        }
+        let framed = pk.finish();
+        let n = framed.len();
+        if self
+            .replies
+            .push(self.seq, peer, n, |buf| {
+                buf.copy_from_slice(framed);
+                n
+            })
+            .is_err()
+        {
+            *self.overflows += 1;
+        }
+    }
+
+    fn market(&mut self, sequence: u64, msg: &[u8]) {
+        self.md.push(self.seq, sequence, msg);
     }
 }

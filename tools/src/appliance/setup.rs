@@ -1,5 +1,5 @@
-//! Building the appliance from its configuration: recovery, the journal, the genesis inputs, sessions, the
-//! translator, the market-data feed and the packet backend.
+//! Building the appliance from its configuration: recovery of the exchange state, the journal, the genesis
+//! inputs, sessions, the market-data feed and the packet backend.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,10 +12,12 @@ use bourse_engine::{
 use bourse_nic::backend::{Backend, BackendConfig};
 use bourse_nic::session::{AllowedSource, FirmConfig, SessionLimits, Sessions};
 use bourse_nic::wire::alpha::{Alpha, SessionName, Symbol};
-use bourse_persist::{recover_with, AckPolicy, CommitIndex, DurabilityMode, RecoveryOptions, Wal, WalConfig};
+use bourse_persist::recovery::recover_state;
+use bourse_persist::snapshot::{self, SnapshotError};
+use bourse_persist::{AckPolicy, CommitIndex, DurabilityMode, RecoveryOptions, Wal, WalConfig};
 
+use super::exchange::{Exchange, ExchangeLimits};
 use super::mdfeed::MdFeed;
-use super::mdreplay;
 use super::pipeline::{Parts, Pipeline};
 use crate::config::{
     parse_cash, parse_price, parse_source, BackendKind, Config, MirrorAck, MirrorRole, MirrorSection, WalMode,
@@ -148,30 +150,79 @@ pub fn ack_policy(config: &Config) -> AckPolicy {
     }
 }
 
-/// Recovers the engine from `dir` (or starts empty) and opens the journal after it.
-pub fn open_journal(config: &Config, dir: &Path) -> anyhow::Result<(Engine, Wal, Started)> {
-    open_journal_observing(config, dir, &mut |_: &Input, _: &Event| {})
+/// The replicated state's sizes beyond the engine, from the configuration.
+pub fn exchange_limits(config: &Config) -> ExchangeLimits {
+    ExchangeLimits {
+        sessions: config.firms.len().max(1) as u16,
+        replies_kept: config.appliance.replies_kept.next_power_of_two(),
+        outcomes_kept: ExchangeLimits::DEFAULT.outcomes_kept,
+        market_kept: config.market_data.retransmit_messages_max.next_power_of_two(),
+    }
 }
 
-/// [`open_journal`], handing every event of every input replayed from the log to `observe`.
-pub fn open_journal_observing(
-    config: &Config,
-    dir: &Path,
-    observe: &mut impl FnMut(&Input, &Event),
-) -> anyhow::Result<(Engine, Wal, Started)> {
+/// An empty exchange state for `config`.
+pub fn new_exchange(config: &Config) -> anyhow::Result<Exchange> {
+    Ok(Exchange::new(config.engine_capacity(), new_translator(config)?, exchange_limits(config)))
+}
+
+/// Reads, checks and restores the exchange-state snapshot at `path` (taken at `seq`).
+pub fn load_exchange(config: &Config, path: &Path, seq: u64) -> Result<Exchange, SnapshotError> {
+    let state = |why: String| SnapshotError::State { path: path.to_path_buf(), why };
+    let (header_seq, payload) = snapshot::read_snapshot(path)?;
+    let translator = new_translator(config).map_err(|e| state(format!("{e:#}")))?;
+    let x = Exchange::restore(&payload, translator, exchange_limits(config)).map_err(state)?;
+    if x.last_seq() != header_seq || header_seq != seq {
+        return Err(SnapshotError::SeqMismatch { path: path.to_path_buf(), header: header_seq, engine: x.last_seq() });
+    }
+    if x.engine().capacity() != config.engine_capacity() {
+        return Err(state(format!(
+            "engine capacity {:?} differs from the configuration's {:?}",
+            x.engine().capacity(),
+            config.engine_capacity()
+        )));
+    }
+    Ok(x)
+}
+
+/// The journal-derived state a pipeline starts from: recovered from disk ([`recover_journal`]), or handed over hot
+/// by a promoting standby, which kept all of it current while following (no second recovery on the failover path).
+pub struct Journal {
+    pub exchange: Exchange,
+    pub wal: Wal,
+    pub started: Started,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Journal {{ through seq {}, next market-data seq {} }}",
+            self.started.recovered_seq,
+            self.exchange.next_market_sequence()
+        )
+    }
+}
+
+/// Recovers the exchange state from `dir` — the newest snapshot it can use, then the log after it, through
+/// [`Exchange::apply`] — and opens the journal after it.
+pub fn open_journal(config: &Config, dir: &Path) -> anyhow::Result<Journal> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating WAL directory {}", dir.display()))?;
     let cap = config.engine_capacity();
-    let recovery =
-        recover_with(&RecoveryOptions::new(dir, cap), observe).with_context(|| format!("recovering {}", dir.display()))?;
+    let fresh = new_exchange(config)?;
+    let recovery = recover_state(&RecoveryOptions::new(dir, cap), || fresh, |path, seq| load_exchange(config, path, seq))
+        .with_context(|| format!("recovering {}", dir.display()))?;
+    for s in &recovery.skipped_snapshots {
+        eprintln!("bourse: warning: snapshot {} not used: {}", s.path.display(), s.error);
+    }
     let snapshot_seq = recovery.snapshot.as_ref().map(|(_, seq)| *seq);
     let recovered_seq = recovery.last_seq();
     let torn_tail = recovery.torn.as_ref().map(|t| format!("{t:?}"));
-    let engine = recovery.engine;
-    if engine.capacity() != cap {
+    let exchange = recovery.state;
+    if exchange.engine().capacity() != cap {
         bail!(
             "{}: the journal's engine capacity {:?} differs from the configuration's {:?}",
             dir.display(),
-            engine.capacity(),
+            exchange.engine().capacity(),
             cap
         );
     }
@@ -194,55 +245,7 @@ pub fn open_journal_observing(
         wal_map: status.map_name(),
         durable_on_this_host: status.durable_on_this_host,
     };
-    Ok((engine, wal, started))
-}
-
-/// The journal-derived state a pipeline starts from: recovered from disk ([`recover_journal`]), or handed over hot
-/// by a promoting standby, which kept all of it current while following (no second recovery on the failover path).
-pub struct Journal {
-    pub engine: Engine,
-    pub wal: Wal,
-    pub translator: Translator,
-    pub md: MdFeed,
-    pub started: Started,
-    /// Highest journaled UserRefNum per session id: the session layer starts from these, so an order a firm
-    /// resends after a restart or failover is a duplicate, never executed twice.
-    pub user_refs: UserRefs,
-}
-
-/// Highest UserRefNum seen per engine session id.
-#[derive(Clone, Debug, Default)]
-pub struct UserRefs(Vec<u32>);
-
-impl UserRefs {
-    /// Notes the UserRefNum an input introduces (New Order, and Replace's new one).
-    pub fn note(&mut self, input: &Input) {
-        let (session, user_ref) = match input.command {
-            Command::NewOrder(o) => (o.session, o.user_ref),
-            Command::Replace(r) => (r.session, r.new_user_ref),
-            _ => return,
-        };
-        let i = usize::from(session);
-        if i >= self.0.len() {
-            self.0.resize(i + 1, 0);
-        }
-        self.0[i] = self.0[i].max(user_ref);
-    }
-
-    /// Hands every session's high-water mark to the session layer.
-    pub fn apply(&self, sessions: &mut Sessions) {
-        for (session, &user_ref) in self.0.iter().enumerate() {
-            if user_ref > 0 {
-                sessions.note_journaled(session as u16, user_ref);
-            }
-        }
-    }
-}
-
-impl std::fmt::Debug for Journal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Journal {{ through seq {}, next market-data seq {} }}", self.started.recovered_seq, self.md.next_sequence())
-    }
+    Ok(Journal { exchange, wal, started })
 }
 
 pub fn new_translator(config: &Config) -> anyhow::Result<Translator> {
@@ -252,31 +255,25 @@ pub fn new_translator(config: &Config) -> anyhow::Result<Translator> {
     ))
 }
 
-pub fn new_md_feed(config: &Config) -> anyhow::Result<MdFeed> {
+/// The market-data feed's transport, continuing at `next_sequence`.
+pub fn new_md_feed(config: &Config, next_sequence: u64) -> anyhow::Result<MdFeed> {
     let md_session = Alpha::new(&config.market_data.session).context("market_data.session")?;
     Ok(MdFeed::new(
         md_session,
         config.market_data.group,
         config.market_data.payload_max_bytes,
-        config.market_data.retransmit_messages_max,
         OUT_QUEUE_BYTES,
+        next_sequence,
     ))
 }
 
-/// Recovers the journal of `config`: the engine, and the market-data feed's numbering and retransmission ring
-/// rebuilt from the same events (see `mdreplay`), then opens the WAL after it.
+/// Recovers the journal of `config` (see [`open_journal`]).
 pub fn recover_journal(config: &Config) -> anyhow::Result<Journal> {
     let dir = wal_dir(config)?;
-    let mut translator = new_translator(config)?;
-    let mut md = new_md_feed(config)?;
-    let mut user_refs = UserRefs::default();
     let t0 = std::time::Instant::now();
-    let (engine, wal, mut started) = open_journal_observing(config, &dir, &mut |input: &Input, event: &Event| {
-        user_refs.note(input);
-        mdreplay::replay_event(&mut translator, &mut md, input, event)
-    })?;
-    started.startup_ms[0] = ms(t0, std::time::Instant::now());
-    Ok(Journal { engine, wal, translator, md, started, user_refs })
+    let mut journal = open_journal(config, &dir)?;
+    journal.started.startup_ms[0] = ms(t0, std::time::Instant::now());
+    Ok(journal)
 }
 
 /// Everything but the backend, ready to poll.
@@ -290,19 +287,20 @@ pub fn build_pipeline_from(
     clock: Clock,
     journal: Journal,
 ) -> anyhow::Result<(Pipeline, StageExporter, Started)> {
-    let Journal { engine, wal, translator, md, mut started, user_refs } = journal;
+    let Journal { exchange, wal, mut started } = journal;
     let firms = firm_configs(config)?;
-    let mut sessions = Sessions::new(&firms, SessionLimits::DEFAULT);
-    user_refs.apply(&mut sessions);
+    let sessions = Sessions::new(&firms, SessionLimits::DEFAULT);
+    let md = new_md_feed(config, exchange.next_market_sequence())?;
+    let time_floor_ns = exchange.last_timestamp();
     let t1 = std::time::Instant::now();
     let (recorder, exporter) = stage_recorder(clock, HistConfig::default()).context("allocating stage histograms")?;
     let mut pipeline = Pipeline::new(Parts {
         sessions,
-        translator,
-        engine,
+        exchange,
         wal,
         md,
         clock,
+        time_floor_ns,
         stages: Some(recorder),
         payload_max_bytes: config.market_data.payload_max_bytes.max(1_400),
         reply_queue_bytes: OUT_QUEUE_BYTES,
@@ -315,7 +313,7 @@ pub fn build_pipeline_from(
             let _ = seq;
         }
         started.genesis_inputs = pipeline.last_seq();
-        check_genesis(config, &pipeline.engine)?;
+        check_genesis(config, pipeline.exchange.engine())?;
     }
     Ok((pipeline, exporter, started))
 }

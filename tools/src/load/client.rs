@@ -213,6 +213,12 @@ fn monotonic_ns(start: Instant) -> u64 {
     start.elapsed().as_nanos() as u64
 }
 
+impl Drop for FirmConn {
+    fn drop(&mut self) {
+        self.logout();
+    }
+}
+
 impl FirmConn {
     /// Opens the socket bound to `bind_ip` (any port) and connected to `target`.
     pub fn open(username: &str, password: &str, bind_ip: std::net::Ipv4Addr, target: SocketAddrV4) -> anyhow::Result<FirmConn> {
@@ -342,6 +348,14 @@ impl FirmConn {
             }
         }
         self.counts.send_errors += 1;
+    }
+
+    /// Sends a SoupBinTCP Logout Request, so the session may log in again from another source at once (a session
+    /// is live from one source at a time).
+    pub fn logout(&mut self) {
+        if let Ok(n) = soup::Repr::LogoutRequest.emit(&mut self.out) {
+            let _ = self.sock.send(&self.out[..n]);
+        }
     }
 
     /// Sends a SoupBinTCP Client Heartbeat (keeps the session from idling out while nothing else is sent).

@@ -1,4 +1,6 @@
-//! Per-session preallocated rings: the outbound retransmission store and the UserRefNum → reply index.
+//! Preallocated rings of the replicated state: the outbound retransmission stores (per session and for market
+//! data) and the UserRefNum → first reply index. Both serialise for the exchange's snapshot; reading back checks
+//! every field and never panics on damaged bytes.
 
 /// The last `slots` outbound messages of one session, by sequence number, in one flat preallocated buffer.
 /// Slot `seq % slots` holds message `seq`; a request for a sequence that has been overwritten is answered from
@@ -50,6 +52,40 @@ impl RetransmitStore {
         Ok(())
     }
 
+    /// Appends the ring's contents (occupied slots only) to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let used = self.seqs.iter().filter(|&&s| s != 0).count() as u64;
+        out.extend_from_slice(&used.to_le_bytes());
+        for (i, &seq) in self.seqs.iter().enumerate() {
+            if seq == 0 {
+                continue;
+            }
+            let len = usize::from(self.lens[i]);
+            out.extend_from_slice(&seq.to_le_bytes());
+            out.extend_from_slice(&(len as u16).to_le_bytes());
+            let at = i * self.slot_bytes;
+            out.extend_from_slice(&self.bytes[at..at + len]);
+        }
+    }
+
+    /// Reads what [`RetransmitStore::write_to`] wrote into this (empty, same-shaped) ring.
+    pub fn read_from(&mut self, bytes: &mut &[u8]) -> Option<()> {
+        let used = read_u64(bytes)?;
+        if used > self.seqs.len() as u64 {
+            return None;
+        }
+        for _ in 0..used {
+            let seq = read_u64(bytes)?;
+            let len = usize::from(u16::from_le_bytes(take(bytes, 2)?.try_into().ok()?));
+            let msg = take(bytes, len)?;
+            let i = (seq & self.mask) as usize;
+            if seq == 0 || self.seqs[i] != 0 || self.put(seq, msg).is_err() {
+                return None;
+            }
+        }
+        Some(())
+    }
+
     /// The stored message `seq`, if it has not been overwritten (sequence numbers start at 1).
     pub fn get(&self, seq: u64) -> Option<&[u8]> {
         let i = (seq & self.mask) as usize;
@@ -94,6 +130,49 @@ impl OutcomeRing {
         // UserRefNum 0 is never valid (they start at 1), so an empty slot never matches.
         (user_ref != 0 && self.refs[i] == user_ref).then_some(self.seqs[i])
     }
+
+    /// Appends the occupied entries to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let used = self.refs.iter().filter(|&&r| r != 0).count() as u64;
+        out.extend_from_slice(&used.to_le_bytes());
+        for (i, &r) in self.refs.iter().enumerate() {
+            if r != 0 {
+                out.extend_from_slice(&r.to_le_bytes());
+                out.extend_from_slice(&self.seqs[i].to_le_bytes());
+            }
+        }
+    }
+
+    /// Reads what [`OutcomeRing::write_to`] wrote into this (empty, same-sized) ring.
+    pub fn read_from(&mut self, bytes: &mut &[u8]) -> Option<()> {
+        let used = read_u64(bytes)?;
+        if used > self.refs.len() as u64 {
+            return None;
+        }
+        for _ in 0..used {
+            let r = u32::from_le_bytes(take(bytes, 4)?.try_into().ok()?);
+            let seq = read_u64(bytes)?;
+            let i = (r & self.mask) as usize;
+            if r == 0 || self.refs[i] != 0 {
+                return None;
+            }
+            self.record(r, seq);
+        }
+        Some(())
+    }
+}
+
+fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if bytes.len() < n {
+        return None;
+    }
+    let (head, rest) = bytes.split_at(n);
+    *bytes = rest;
+    Some(head)
+}
+
+fn read_u64(bytes: &mut &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(take(bytes, 8)?.try_into().ok()?))
 }
 
 #[cfg(test)]
@@ -119,6 +198,35 @@ mod tests {
                 slot_bytes: 8
             })
         );
+    }
+
+    #[test]
+    fn rings_round_trip_and_refuse_damage() {
+        let mut s = RetransmitStore::new(4, 8);
+        let mut o = OutcomeRing::new(4);
+        for seq in 1..=6u64 {
+            s.put(seq, &[seq as u8; 3]).unwrap();
+            o.record(seq as u32 + 10, seq);
+        }
+        let mut bytes = Vec::new();
+        s.write_to(&mut bytes);
+        o.write_to(&mut bytes);
+        let (mut s2, mut o2) = (RetransmitStore::new(4, 8), OutcomeRing::new(4));
+        let mut r = &bytes[..];
+        s2.read_from(&mut r).unwrap();
+        o2.read_from(&mut r).unwrap();
+        assert!(r.is_empty());
+        for seq in 0..=7u64 {
+            assert_eq!(s2.get(seq), s.get(seq));
+            assert_eq!(o2.lookup(seq as u32 + 10), o.lookup(seq as u32 + 10));
+        }
+        // Every truncation is refused, never a panic.
+        for n in 0..bytes.len() {
+            let (mut s3, mut o3) = (RetransmitStore::new(4, 8), OutcomeRing::new(4));
+            let mut r = &bytes[..n];
+            let ok = s3.read_from(&mut r).is_some() && o3.read_from(&mut r).is_some();
+            assert!(!ok, "truncated at {n} yet accepted");
+        }
     }
 
     #[test]

@@ -1,0 +1,332 @@
+//! The exchange: one deterministic state machine for everything a firm or a feed handler can observe.
+//!
+//! ```text
+//!   journaled input (seq, timestamp, command, echo)
+//!        │  seq must be exactly last_seq + 1 (else ApplyError::OutOfSequence)
+//!        ▼
+//!   Translator::remember(echo) ─▶ Engine::apply ─▶ events ─▶ Translator::on_event
+//!                                                              ├─▶ OUCH reply ─▶ ReplyBook[session]: next
+//!                                                              │     sequence, kept for re-requests and logins,
+//!                                                              │     first reply per UserRefNum ─▶ Outputs::reply
+//!                                                              └─▶ ITCH message ─▶ MdBook: next MoldUDP64
+//!                                                                    sequence, kept for retransmission
+//!                                                                    ─▶ Outputs::market
+//! ```
+//!
+//! The engine, each session's outbound stream (sequence numbers, the replies kept, the UserRefNum → first reply
+//! index and the highest UserRefNum used), the fields replies echo, and the market-data numbering are all here and
+//! nowhere else, so the live pipeline, recovery, the hot standby's follower and snapshots see one state through one
+//! `apply`. A restart or a failover then changes nothing a firm can see but the need to log in again: it asks for
+//! the next sequence it expects and receives every reply from there, byte for byte as it would have had nothing
+//! failed. What is not here is transport state (which source a session is logged in from, heartbeats, packing
+//! into datagrams, the commit gate), held by the pipeline.
+//!
+//! No clocks, threads or I/O: time arrives with each input (nanoseconds since the Unix epoch; OUCH and ITCH carry
+//! nanoseconds since midnight, derived when encoding). Nothing allocates after [`Exchange::new`].
+
+use bourse_engine::{Capacity, Command, Engine, Event, EventSink, Input, SessionId, UserRef};
+use bourse_persist::recovery::{check_next, ApplyError, Replicated};
+use bourse_persist::wal::record::{Echo, Record, ECHO_BYTES};
+
+use super::store::{OutcomeRing, RetransmitStore};
+use crate::translate::Translator;
+
+/// Nanoseconds in a day: OUCH and ITCH timestamps count from midnight.
+pub const DAY_NS: u64 = 86_400_000_000_000;
+/// The largest outbound OUCH message kept (Order Replaced, 68 bytes, rounded up).
+pub const REPLY_BYTES_MAX: usize = 72;
+/// The largest ITCH message kept (Stock Directory, 39 bytes, rounded up).
+pub const ITCH_BYTES_MAX: usize = 64;
+
+/// The echo of inputs that carry none (operator and genesis inputs).
+pub const NO_ECHO: Echo = [0; ECHO_BYTES];
+
+/// Preallocated sizes of the replicated state beyond the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExchangeLimits {
+    /// Order-entry sessions (ids `0..sessions`).
+    pub sessions: u16,
+    /// Replies kept per session for re-requests and for logins asking for an earlier sequence; a power of two.
+    pub replies_kept: usize,
+    /// UserRefNums per session whose first reply can be found again (a resent order is answered with it).
+    pub outcomes_kept: usize,
+    /// ITCH messages kept for the market-data retransmission server; a power of two.
+    pub market_kept: usize,
+}
+
+impl ExchangeLimits {
+    pub const DEFAULT: ExchangeLimits =
+        ExchangeLimits { sessions: 1, replies_kept: 8192, outcomes_kept: 4096, market_kept: 1 << 16 };
+}
+
+/// Where applying an input puts what it produced, already sequenced.
+pub trait Outputs {
+    /// OUCH reply `sequence` of `session`'s outbound stream.
+    fn reply(&mut self, session: SessionId, sequence: u64, msg: &[u8]);
+    /// ITCH message with MoldUDP64 sequence `sequence`.
+    fn market(&mut self, sequence: u64, msg: &[u8]);
+}
+
+/// Outputs nobody will send (recovery, a following standby): the state keeps them for later requests.
+pub struct Discard;
+
+impl Outputs for Discard {
+    fn reply(&mut self, _: SessionId, _: u64, _: &[u8]) {}
+    fn market(&mut self, _: u64, _: &[u8]) {}
+}
+
+/// One session's outbound stream.
+struct ReplyBook {
+    next_sequence: u64,
+    last_user_ref: UserRef,
+    store: RetransmitStore,
+    outcomes: OutcomeRing,
+}
+
+/// The market-data numbering.
+struct MdBook {
+    next_sequence: u64,
+    store: RetransmitStore,
+}
+
+pub struct Exchange {
+    engine: Engine,
+    translator: Translator,
+    books: Vec<ReplyBook>,
+    md: MdBook,
+    /// Timestamp of the last input applied: the sequencer's clock never goes below it.
+    last_timestamp: u64,
+    limits: ExchangeLimits,
+}
+
+impl Exchange {
+    pub fn new(capacity: Capacity, translator: Translator, limits: ExchangeLimits) -> Exchange {
+        Exchange::with_engine(Engine::new(capacity), translator, limits)
+    }
+
+    fn with_engine(engine: Engine, translator: Translator, limits: ExchangeLimits) -> Exchange {
+        let outcomes = limits.outcomes_kept.next_power_of_two();
+        let books = (0..limits.sessions)
+            .map(|_| ReplyBook {
+                next_sequence: 1,
+                last_user_ref: 0,
+                store: RetransmitStore::new(limits.replies_kept, REPLY_BYTES_MAX),
+                outcomes: OutcomeRing::new(outcomes),
+            })
+            .collect();
+        let md = MdBook { next_sequence: 1, store: RetransmitStore::new(limits.market_kept, ITCH_BYTES_MAX) };
+        Exchange { engine, translator, books, md, last_timestamp: 0, limits }
+    }
+
+    /// Applies the next journaled input: refuses any seq but `last_seq() + 1`, so a gap or a repeat can never be
+    /// folded silently into the state.
+    pub fn apply(&mut self, input: &Input, echo: &Echo, out: &mut impl Outputs) -> Result<(), ApplyError> {
+        check_next(self.engine.last_seq(), input.seq)?;
+        self.last_timestamp = self.last_timestamp.max(input.timestamp);
+        self.translator.remember(&input.command, echo);
+        let used = match input.command {
+            Command::NewOrder(o) => Some((o.session, o.user_ref)),
+            Command::Replace(r) => Some((r.session, r.new_user_ref)),
+            Command::Refuse(r) if r.introduces_ref => Some((r.session, r.user_ref)),
+            _ => None,
+        };
+        if let Some((session, user_ref)) = used {
+            if let Some(b) = self.books.get_mut(usize::from(session)) {
+                b.last_user_ref = b.last_user_ref.max(user_ref);
+            }
+        }
+        let mut sink = Sink {
+            translator: &mut self.translator,
+            books: &mut self.books,
+            md: &mut self.md,
+            out,
+            time_of_day: input.timestamp % DAY_NS,
+        };
+        self.engine.apply(input, &mut sink);
+        Ok(())
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn translator(&self) -> &Translator {
+        &self.translator
+    }
+
+    pub fn limits(&self) -> ExchangeLimits {
+        self.limits
+    }
+
+    /// Seq of the last input applied.
+    pub fn last_seq(&self) -> u64 {
+        self.engine.last_seq()
+    }
+
+    /// The latest timestamp applied (sequencer time must continue from here).
+    pub fn last_timestamp(&self) -> u64 {
+        self.last_timestamp
+    }
+
+    /// Whether an Enter or Replace Order with `user_ref` would be a repeat: UserRefNums must strictly increase per
+    /// session, and one at or below the highest used is a retransmission, never executed again.
+    pub fn is_repeat(&self, session: SessionId, user_ref: UserRef) -> bool {
+        self.books.get(usize::from(session)).is_some_and(|b| user_ref <= b.last_user_ref)
+    }
+
+    /// The sequence of the first reply to `user_ref` in `session`'s stream, if still known.
+    pub fn first_reply(&self, session: SessionId, user_ref: UserRef) -> Option<u64> {
+        self.books.get(usize::from(session))?.outcomes.lookup(user_ref)
+    }
+
+    /// The sequence `session`'s next reply will have.
+    pub fn next_reply_sequence(&self, session: SessionId) -> u64 {
+        self.books.get(usize::from(session)).map_or(1, |b| b.next_sequence)
+    }
+
+    /// The oldest reply of `session` still kept (what a login or a re-request can start from).
+    pub fn oldest_reply_sequence(&self, session: SessionId) -> u64 {
+        let next = self.next_reply_sequence(session);
+        next.saturating_sub(self.limits.replies_kept as u64).max(1)
+    }
+
+    /// Reply `sequence` of `session`, if kept.
+    pub fn reply(&self, session: SessionId, sequence: u64) -> Option<&[u8]> {
+        self.books.get(usize::from(session))?.store.get(sequence)
+    }
+
+    /// The MoldUDP64 sequence the next ITCH message will have.
+    pub fn next_market_sequence(&self) -> u64 {
+        self.md.next_sequence
+    }
+
+    /// ITCH message `sequence`, if kept.
+    pub fn market(&self, sequence: u64) -> Option<&[u8]> {
+        self.md.store.get(sequence)
+    }
+
+    /// The whole state as a snapshot payload: the engine's snapshot (so operator tools that know only the engine
+    /// can read it), then the exchange's own state. See [`bourse_persist::snapshot::composite`].
+    pub fn snapshot(&self, out: &mut Vec<u8>) {
+        let mut engine = Vec::new();
+        self.engine.snapshot(&mut engine);
+        let mut rest = Vec::new();
+        rest.extend_from_slice(SNAPSHOT_MAGIC);
+        for v in [self.limits.sessions as u64, self.limits.replies_kept as u64, self.limits.market_kept as u64] {
+            rest.extend_from_slice(&v.to_le_bytes());
+        }
+        for b in &self.books {
+            rest.extend_from_slice(&b.next_sequence.to_le_bytes());
+            rest.extend_from_slice(&u64::from(b.last_user_ref).to_le_bytes());
+            b.store.write_to(&mut rest);
+            b.outcomes.write_to(&mut rest);
+        }
+        rest.extend_from_slice(&self.md.next_sequence.to_le_bytes());
+        rest.extend_from_slice(&self.last_timestamp.to_le_bytes());
+        self.md.store.write_to(&mut rest);
+        self.translator.write_records(&mut rest);
+        bourse_persist::snapshot::composite::write(&engine, &rest, out);
+    }
+
+    /// Restores a snapshot written by [`Exchange::snapshot`] with the same limits; every field is checked.
+    pub fn restore(payload: &[u8], translator: Translator, limits: ExchangeLimits) -> Result<Exchange, String> {
+        let (engine_bytes, rest) = bourse_persist::snapshot::composite::split(payload)
+            .ok_or("not an exchange snapshot (it holds the engine alone)")?;
+        let engine = Engine::restore(engine_bytes).map_err(|e| e.to_string())?;
+        let mut x = Exchange::with_engine(engine, translator, limits);
+        let mut r = rest;
+        let corrupt = |what: &str| format!("exchange snapshot: {what}");
+        if take(&mut r, SNAPSHOT_MAGIC.len()) != Some(&SNAPSHOT_MAGIC[..]) {
+            return Err(corrupt("bad magic"));
+        }
+        let shape = [limits.sessions as u64, limits.replies_kept as u64, limits.market_kept as u64];
+        for want in shape {
+            if take_u64(&mut r) != Some(want) {
+                return Err(corrupt("taken with other limits (sessions, replies or market messages kept)"));
+            }
+        }
+        for b in x.books.iter_mut() {
+            b.next_sequence = take_u64(&mut r).filter(|&s| s >= 1).ok_or_else(|| corrupt("reply sequence"))?;
+            b.last_user_ref = take_u64(&mut r)
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| corrupt("last UserRefNum"))?;
+            b.store.read_from(&mut r).ok_or_else(|| corrupt("reply store"))?;
+            b.outcomes.read_from(&mut r).ok_or_else(|| corrupt("UserRefNum index"))?;
+        }
+        x.md.next_sequence = take_u64(&mut r).filter(|&s| s >= 1).ok_or_else(|| corrupt("market sequence"))?;
+        x.last_timestamp = take_u64(&mut r).ok_or_else(|| corrupt("last timestamp"))?;
+        x.md.store.read_from(&mut r).ok_or_else(|| corrupt("market store"))?;
+        x.translator.read_records(&mut r).ok_or_else(|| corrupt("order records"))?;
+        if !r.is_empty() {
+            return Err(corrupt("trailing bytes"));
+        }
+        Ok(x)
+    }
+}
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"BXCHST01";
+
+fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if bytes.len() < n {
+        return None;
+    }
+    let (head, rest) = bytes.split_at(n);
+    *bytes = rest;
+    Some(head)
+}
+
+fn take_u64(bytes: &mut &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(take(bytes, 8)?.try_into().ok()?))
+}
+
+impl Replicated for Exchange {
+    fn last_seq(&self) -> u64 {
+        self.engine.last_seq()
+    }
+
+    fn apply_record(&mut self, record: &Record) -> Result<(), ApplyError> {
+        self.apply(&record.input, &record.echo, &mut Discard)
+    }
+}
+
+/// The engine's sink: translates each event and sequences what it produces.
+struct Sink<'a, O> {
+    translator: &'a mut Translator,
+    books: &'a mut [ReplyBook],
+    md: &'a mut MdBook,
+    out: &'a mut O,
+    time_of_day: u64,
+}
+
+impl<O: Outputs> EventSink for Sink<'_, O> {
+    fn event(&mut self, event: &Event) {
+        let (books, md) = (&mut *self.books, &mut *self.md);
+        // Both closures hand their message on; they never run at the same time.
+        let out = core::cell::RefCell::new(&mut *self.out);
+        self.translator.on_event(
+            event,
+            self.time_of_day,
+            &mut |session, first_reply_to, msg| {
+                let Some(b) = books.get_mut(usize::from(session)) else { return };
+                let sequence = b.next_sequence;
+                // Cannot fail: every OUCH reply fits a slot (REPLY_BYTES_MAX ≥ the largest we send).
+                let _ = b.store.put(sequence, msg);
+                if let Some(r) = first_reply_to {
+                    b.outcomes.record(r, sequence);
+                }
+                b.next_sequence += 1;
+                out.borrow_mut().reply(session, sequence, msg);
+            },
+            &mut |msg| {
+                let sequence = md.next_sequence;
+                // Cannot fail: every ITCH message fits a slot.
+                let _ = md.store.put(sequence, msg);
+                md.next_sequence += 1;
+                out.borrow_mut().market(sequence, msg);
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,240 @@
+//! The exchange state machine: determinism, the input contract, snapshots, and what replies echo.
+
+use bourse_engine::{Command, Input};
+use bourse_nic::wire::alpha::{Alpha, ClOrdId, Symbol};
+use bourse_nic::wire::ouch::{self, EnterOrder, Inbound, Options, ReplaceOrder, Side};
+use bourse_persist::recovery::ApplyError;
+use bourse_persist::wal::record::Echo;
+
+use super::{Exchange, Outputs, NO_ECHO};
+use crate::appliance::setup;
+use crate::config::Config;
+
+/// Everything applying produced, in order, tagged with its stream.
+#[derive(Default, Debug, PartialEq, Eq, Clone)]
+struct Collect(Vec<(char, u16, u64, Vec<u8>)>);
+
+impl Outputs for Collect {
+    fn reply(&mut self, session: u16, sequence: u64, msg: &[u8]) {
+        self.0.push(('o', session, sequence, msg.to_vec()));
+    }
+    fn market(&mut self, sequence: u64, msg: &[u8]) {
+        self.0.push(('i', 0, sequence, msg.to_vec()));
+    }
+}
+
+fn config() -> Config {
+    let dir = std::env::temp_dir().join("bourse-exchange-tests-unused");
+    let mut c = crate::demo::demo_config(&dir, "none", None).unwrap();
+    c.appliance.replies_kept = 64;
+    c
+}
+
+fn enter(user_ref: u32, side: Side, qty: u32, price: u64, symbol: &str, capacity: u8) -> Inbound {
+    Inbound::EnterOrder(EnterOrder {
+        user_ref,
+        side,
+        quantity: qty,
+        symbol: Symbol::new(symbol).unwrap(),
+        price,
+        time_in_force: b'0',
+        display: b'Y',
+        capacity,
+        intermarket_sweep: b'N',
+        cross_type: b'N',
+        cl_ord_id: ClOrdId::new(&format!("C{user_ref}")).unwrap(),
+        options: Options::default(),
+    })
+}
+
+/// A seeded stream of firm messages for two sessions: resting orders, crossing orders, replaces, cancels, an
+/// unknown symbol (refused) and ticks, as journaled inputs with their echoes.
+fn stream(x: &Exchange, n: u32, seed: u64) -> Vec<(Command, Echo)> {
+    let mut rng = bourse_persist::workload::Rng::new(seed);
+    let mut out = Vec::new();
+    let mut refs = [0u32; 2];
+    for i in 0..n {
+        let session = (rng.next_u64() % 2) as u16;
+        let next = refs[usize::from(session)] + 1;
+        let r = rng.next_u64() % 10;
+        let msg = match r {
+            0 if next > 1 => Inbound::ReplaceOrder(ReplaceOrder {
+                orig_user_ref: next - 1,
+                user_ref: next,
+                quantity: 5 + (rng.next_u64() % 20) as u32,
+                price: 1_490_000 + (rng.next_u64() % 20) * 100,
+                time_in_force: b'0',
+                display: b'Y',
+                intermarket_sweep: b'N',
+                cl_ord_id: ClOrdId::new(&format!("R{i}")).unwrap(),
+                options: Options::default(),
+            }),
+            1 if next > 1 => Inbound::CancelOrder(ouch::CancelOrder { user_ref: next - 1, quantity: 0 }),
+            2 => enter(next, Side::Buy, 10, 1_500_000, "NOPE", b'A'),
+            3 => {
+                out.push((Command::Tick, NO_ECHO));
+                continue;
+            }
+            _ => {
+                let side = if rng.next_u64() % 2 == 0 { Side::Buy } else { Side::Sell };
+                let price = 1_495_000 + (rng.next_u64() % 10) * 100;
+                enter(next, side, 1 + (rng.next_u64() % 30) as u32, price, "AAPL", if i % 3 == 0 { b'P' } else { b'A' })
+            }
+        };
+        let introduces = matches!(msg, Inbound::EnterOrder(_) | Inbound::ReplaceOrder(_));
+        if introduces {
+            refs[usize::from(session)] = next;
+        }
+        match x.translator().on_ouch(session, u32::from(session), &msg) {
+            Ok((command, echo)) => out.push((command, echo.unwrap_or(NO_ECHO))),
+            Err(reject) => out.push(reject.command(session, introduces)),
+        }
+    }
+    out
+}
+
+fn genesis(config: &Config) -> (Exchange, Vec<(Command, Echo)>) {
+    let x = setup::new_exchange(config).unwrap();
+    let inputs = setup::genesis(config).unwrap().into_iter().map(|c| (c, NO_ECHO)).collect();
+    (x, inputs)
+}
+
+fn run(x: &mut Exchange, inputs: &[(Command, Echo)], out: &mut Collect) {
+    for (command, echo) in inputs {
+        let seq = x.last_seq() + 1;
+        let input = Input { seq, timestamp: 1_700_000_000_000_000_000 + seq * 1_000, command: *command };
+        x.apply(&input, echo, out).unwrap();
+    }
+}
+
+fn all_inputs(seed: u64) -> (Exchange, Vec<(Command, Echo)>) {
+    let c = config();
+    let (x, mut inputs) = genesis(&c);
+    // The stream is translated against a state that has the symbols: build it on a scratch copy.
+    let mut scratch = setup::new_exchange(&c).unwrap();
+    run(&mut scratch, &inputs, &mut Collect::default());
+    inputs.extend(stream(&scratch, 2_000, seed));
+    (x, inputs)
+}
+
+#[test]
+fn same_inputs_same_outputs_byte_for_byte() {
+    let (mut a, inputs) = all_inputs(7);
+    let (mut b, _) = all_inputs(7);
+    let (mut oa, mut ob) = (Collect::default(), Collect::default());
+    run(&mut a, &inputs, &mut oa);
+    run(&mut b, &inputs, &mut ob);
+    assert_eq!(oa, ob);
+    assert!(oa.0.iter().any(|o| o.0 == 'o' && o.3[0] == b'E'), "some orders executed");
+    assert!(oa.0.iter().any(|o| o.0 == 'o' && o.3[0] == b'J'), "some refusals answered");
+    // Each stream is numbered densely from 1.
+    for session in 0..2u16 {
+        let seqs: Vec<u64> = oa.0.iter().filter(|o| o.0 == 'o' && o.1 == session).map(|o| o.2).collect();
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    }
+    let md: Vec<u64> = oa.0.iter().filter(|o| o.0 == 'i').map(|o| o.2).collect();
+    assert_eq!(md, (1..=md.len() as u64).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_gap_or_a_repeat_is_refused_not_ignored() {
+    let (mut x, inputs) = all_inputs(1);
+    run(&mut x, &inputs[..10], &mut Collect::default());
+    let at = |seq| Input { seq, timestamp: 1, command: Command::Tick };
+    assert_eq!(
+        x.apply(&at(12), &NO_ECHO, &mut Collect::default()),
+        Err(ApplyError::OutOfSequence { expected: 11, found: 12 })
+    );
+    assert_eq!(
+        x.apply(&at(10), &NO_ECHO, &mut Collect::default()),
+        Err(ApplyError::OutOfSequence { expected: 11, found: 10 })
+    );
+    assert_eq!(x.last_seq(), 10);
+    x.apply(&at(11), &NO_ECHO, &mut Collect::default()).unwrap();
+}
+
+#[test]
+fn snapshot_then_tail_equals_the_uninterrupted_run() {
+    let c = config();
+    let (mut whole, inputs) = all_inputs(3);
+    let mut expected = Collect::default();
+    run(&mut whole, &inputs, &mut expected);
+    for cut in [inputs.len() / 3, inputs.len() / 2, inputs.len() - 1] {
+        let (mut first, _) = all_inputs(3);
+        let mut got = Collect::default();
+        run(&mut first, &inputs[..cut], &mut got);
+        let mut payload = Vec::new();
+        first.snapshot(&mut payload);
+        let translator = setup::new_translator(&c).unwrap();
+        let mut restored = Exchange::restore(&payload, translator, setup::exchange_limits(&c)).unwrap();
+        assert_eq!(restored.last_seq(), cut as u64);
+        run(&mut restored, &inputs[cut..], &mut got);
+        assert_eq!(got, expected, "cut at {cut}");
+        // Everything kept is the same too: what a firm re-requests or logs in for after the restart.
+        for session in 0..2u16 {
+            assert_eq!(restored.next_reply_sequence(session), whole.next_reply_sequence(session));
+            for seq in restored.oldest_reply_sequence(session)..restored.next_reply_sequence(session) {
+                assert_eq!(restored.reply(session, seq), whole.reply(session, seq));
+            }
+        }
+        assert_eq!(restored.next_market_sequence(), whole.next_market_sequence());
+        assert_eq!(restored.last_timestamp(), whole.last_timestamp());
+    }
+}
+
+#[test]
+fn damaged_snapshots_are_refused_never_a_panic() {
+    let c = config();
+    let (mut x, inputs) = all_inputs(5);
+    run(&mut x, &inputs[..300], &mut Collect::default());
+    let mut payload = Vec::new();
+    x.snapshot(&mut payload);
+    let limits = setup::exchange_limits(&c);
+    let restore = |p: &[u8]| Exchange::restore(p, setup::new_translator(&c).unwrap(), limits);
+    let step = (payload.len() / 300).max(1);
+    for n in (0..payload.len()).step_by(step) {
+        assert!(restore(&payload[..n]).is_err(), "truncated at {n}");
+    }
+    let mut longer = payload.clone();
+    longer.push(0);
+    assert!(restore(&longer).is_err());
+    let mut other = limits;
+    other.replies_kept *= 2;
+    assert!(Exchange::restore(&payload, setup::new_translator(&c).unwrap(), other).is_err());
+}
+
+#[test]
+fn a_replace_after_a_restart_echoes_what_the_firm_entered() {
+    let c = config();
+    let (mut x, inputs) = genesis(&c);
+    run(&mut x, &inputs, &mut Collect::default());
+    // Capacity 'P' (principal) and ClOrdID "C1" on entry.
+    let (command, echo) = x.translator().on_ouch(0, 0, &enter(1, Side::Buy, 10, 1_490_000, "AAPL", b'P')).unwrap();
+    run(&mut x, &[(command, echo.unwrap())], &mut Collect::default());
+    let mut payload = Vec::new();
+    x.snapshot(&mut payload);
+    let mut x = Exchange::restore(&payload, setup::new_translator(&c).unwrap(), setup::exchange_limits(&c)).unwrap();
+    let replace = Inbound::ReplaceOrder(ReplaceOrder {
+        orig_user_ref: 1,
+        user_ref: 2,
+        quantity: 8,
+        price: 1_490_000,
+        time_in_force: b'0',
+        display: b'Y',
+        intermarket_sweep: b'N',
+        cl_ord_id: ClOrdId::new("NEW").unwrap(),
+        options: Options::default(),
+    });
+    let (command, echo) = x.translator().on_ouch(0, 0, &replace).unwrap();
+    let mut out = Collect::default();
+    run(&mut x, &[(command, echo.unwrap())], &mut out);
+    let replaced = out.0.iter().find(|o| o.0 == 'o' && o.3[0] == b'U').expect("Order Replaced");
+    let Ok(ouch::Outbound::OrderReplaced { order, .. }) = ouch::Outbound::parse(&replaced.3) else {
+        panic!("{:?}", replaced.3)
+    };
+    assert_eq!(order.capacity, b'P', "capacity echoed from the entry before the restart");
+    assert_eq!(order.cross_type, b'N');
+    assert_eq!(order.cl_ord_id, Alpha::new("NEW").unwrap());
+    assert!(x.is_repeat(0, 2) && x.is_repeat(0, 1) && !x.is_repeat(0, 3));
+    assert_eq!(x.first_reply(0, 2), Some(x.next_reply_sequence(0) - 1));
+}
