@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bourse_engine::{Engine, Input};
+use bourse_engine::Engine;
 use bourse_persist::mirror::tcp::TcpTransport;
 use bourse_persist::mirror::{Position, Standby, StandbyEvent, StandbyHost, Validated, WalRecords};
 use bourse_persist::wal::truncate::discard_after;
@@ -418,7 +418,7 @@ impl Following<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bourse_engine::{AddAccount, Command, Deposit};
+    use bourse_engine::{AddAccount, Command, Deposit, Input};
     use bourse_persist::wal::segment::SEGMENT_HEADER_BYTES;
     use bourse_persist::wal::{encode, RECORD_BYTES_MAX};
     use bourse_persist::AckPolicy;

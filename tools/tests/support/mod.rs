@@ -239,7 +239,14 @@ pub fn wal_records(dir: &Path) -> Log {
 }
 
 pub fn is_order(kind: RecordKind) -> bool {
-    matches!(kind, RecordKind::NewOrder | RecordKind::Cancel | RecordKind::Replace)
+    matches!(
+        kind,
+        RecordKind::NewOrder
+            | RecordKind::Cancel
+            | RecordKind::Replace
+            | RecordKind::OrderEchoed
+            | RecordKind::ReplaceEchoed
+    )
 }
 
 /// How often each order — (session, UserRefNum) of a New Order, or the new UserRefNum of a Replace — appears in

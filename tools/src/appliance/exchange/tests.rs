@@ -76,7 +76,7 @@ fn stream(x: &Exchange, n: u32, seed: u64) -> Vec<(Command, Echo)> {
                 continue;
             }
             _ => {
-                let side = if rng.next_u64() % 2 == 0 { Side::Buy } else { Side::Sell };
+                let side = if rng.next_u64().is_multiple_of(2) { Side::Buy } else { Side::Sell };
                 let price = 1_495_000 + (rng.next_u64() % 10) * 100;
                 enter(next, side, 1 + (rng.next_u64() % 30) as u32, price, "AAPL", if i % 3 == 0 { b'P' } else { b'A' })
             }
