@@ -85,7 +85,7 @@ pub enum DpdkError {
     EalInit { args: Vec<String>, reason: String, hint: Hint },
     #[error(
         "no DPDK port named {name:?}; {} (EAL arguments {args:?}){hint}",
-        describe_ports(available)
+        describe_ports(available, args)
     )]
     NoSuchPort { name: String, available: Vec<String>, args: Vec<String>, hint: Hint },
     #[error("no DPDK ethernet port exists after EAL init (EAL arguments {args:?}); add a --vdev or a PCI device{hint}")]
@@ -100,14 +100,29 @@ pub enum DpdkError {
 
 /// The ports that do exist, for [`DpdkError::NoSuchPort`]: `interface` is a DPDK port name, which for a virtual
 /// device is the name its `--vdev` gives (`--vdev=net_af_xdp0,iface=eth0` makes `net_af_xdp0`), not a kernel one.
-fn describe_ports(available: &[String]) -> String {
-    if available.is_empty() {
-        "DPDK has no ports at all: name one with --vdev=<name>,iface=<kernel interface> or a PCI device".to_owned()
-    } else {
+fn describe_ports(available: &[String], args: &[String]) -> String {
+    if !available.is_empty() {
         format!(
             "the DPDK ports are {available:?} (backend.interface names a DPDK port, such as the name a --vdev gives, \
              not a kernel interface)"
         )
+    } else if args.iter().any(|a| a.starts_with("--vdev")) {
+        "DPDK has no ports: the configured device failed to start (EAL says why above; it skips a driver that \
+         may not open its socket or load its program)"
+            .to_owned()
+    } else {
+        "DPDK has no ports at all: name one with --vdev=<name>,iface=<kernel interface> or a PCI device".to_owned()
+    }
+}
+
+/// The capabilities the drivers named in `args` need without root: a socket for net_af_packet; sockets, an XDP
+/// program and locked memory for net_af_xdp; everything for anything else (PCI devices, other drivers).
+fn capabilities_for(args: &[String]) -> &'static [privilege::Capability] {
+    let vdevs = || args.iter().filter(|a| a.starts_with("--vdev"));
+    if vdevs().count() > 0 && vdevs().all(|a| a.contains("net_af_packet")) {
+        &[privilege::CAP_NET_RAW]
+    } else {
+        privilege::RAW_BACKEND
     }
 }
 
@@ -190,10 +205,11 @@ fn eal_init_held(config: &BackendConfig, hold: bool) -> Result<Vec<String>, Dpdk
         if !has_option(&asked.eal_args, &["--file-prefix"]) {
             remove_runtime_dir();
         }
+        let needed = capabilities_for(&asked.eal_args);
         let hint = if privilege::is_permission_errno(errno) {
-            Hint::for_errno(errno, privilege::RAW_BACKEND)
+            Hint::for_errno(errno, needed)
         } else {
-            Hint::for_unknown(privilege::RAW_BACKEND)
+            Hint::for_unknown(needed)
         };
         (reason, hint)
     });
@@ -452,10 +468,10 @@ impl DpdkBackend {
                 args: eal_args.clone(),
                 // A driver that could not open its socket or load its program for lack of a capability is
                 // skipped by EAL (22.11 logs "Bus (vdev) probe failed" and carries on): its port is just missing.
-                hint: Hint::for_unknown(privilege::RAW_BACKEND),
+                hint: Hint::for_unknown(capabilities_for(&eal_args)),
             })?,
             None => ffi::first_port()
-                .ok_or(DpdkError::NoPort { args: eal_args, hint: Hint::for_unknown(privilege::RAW_BACKEND) })?,
+                .ok_or_else(|| DpdkError::NoPort { hint: Hint::for_unknown(capabilities_for(&eal_args)), args: eal_args })?,
         };
         // Pool size, added up from its consumers:
         let mut mbufs = 0u32;
@@ -1315,6 +1331,11 @@ mod tests {
         assert!(text.contains("[\"net_af_xdp0\"]"), "{text}");
         let none = DpdkError::NoSuchPort { name: "vA".into(), available: Vec::new(), args: Vec::new(), hint };
         assert!(none.to_string().contains("--vdev="), "{none}");
+        let args = strings(&["--vdev=net_af_packet0,iface=lo"]);
+        let failed = DpdkError::NoSuchPort { name: "vA".into(), available: Vec::new(), args, hint };
+        assert!(failed.to_string().contains("failed to start"), "{failed}");
+        assert_eq!(capabilities_for(&strings(&["--vdev=net_af_packet0,iface=lo"])), &[privilege::CAP_NET_RAW]);
+        assert_eq!(capabilities_for(&strings(&["--vdev=net_af_xdp0,iface=lo"])), privilege::RAW_BACKEND);
     }
 
     #[test]

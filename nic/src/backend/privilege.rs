@@ -109,12 +109,13 @@ impl fmt::Display for Hint {
                     write!(f, " (this process lacks {})", lacking.join(", "))?;
                 }
             }
-            Cause::Unprivileged => write!(
-                f,
-                "; this process lacks {} (of {}), which may be why: grant them",
-                lacking.join(", "),
-                names.join(", ")
-            )?,
+            Cause::Unprivileged => {
+                write!(f, "; this process lacks {}", lacking.join(", "))?;
+                if lacking.len() < names.len() {
+                    write!(f, " (of {})", names.join(", "))?;
+                }
+                write!(f, ", which may be why: grant them")?;
+            }
         }
         write!(f, ", or run as root")
     }
