@@ -9,6 +9,10 @@
 //! * `veth_af_packet_echo` — the backend on `net_af_packet` over veth `bva` in namespace `bourse-a`; a kernel
 //!   UDP socket in `bourse-b` sends 1000 datagrams one at a time and must get all 1000 back unchanged.
 //! * `veth_af_xdp_echo` — the same over `net_af_xdp`, when huge pages can be reserved (`scripts/hugepages.sh`).
+//! * `veth_af_packet_without_hugepages` — the `net_af_packet` echo as on a fresh machine: the child runs in a
+//!   private mount namespace with every hugetlbfs unmounted, so no huge page is usable whatever the host has
+//!   reserved, and its configuration has no memory, PCI or core flags (the backend must add working ones). After
+//!   the backend closes, its runtime directory (`/var/run/dpdk/bourse-<pid>`) must be gone.
 //!
 //! Each needs root and skips with `skipped: <reason>` otherwise. The veth tests share one veth pair, so they take
 //! a lock and run one at a time.
@@ -39,6 +43,10 @@ const CHILD_LIFETIME_MAX: Duration = Duration::from_secs(60);
 /// UDP port of the echo under test: distinct per driver so a stray datagram from one run cannot pass for another's.
 const AF_PACKET_PORT: u16 = 17_001;
 const AF_XDP_PORT: u16 = 17_002;
+const NO_HUGE_PORT: u16 = 17_003;
+
+/// Unmounts every hugetlbfs, then runs the command given as the script's arguments (`$0 "$@"`).
+const HIDE_HUGEPAGES_SH: &str = "umount -a -t hugetlbfs 2>/dev/null || true; exec \"$0\" \"$@\"";
 
 /// The veth pair is one shared device: one test on it at a time.
 static VETH: Mutex<()> = Mutex::new(());
@@ -49,12 +57,24 @@ fn role() -> Option<String> {
 
 /// Re-runs this test binary as a child playing `role`, filtered to `test`, with `env` added to its environment.
 /// Inside `netns` when given (through `ip netns exec`, so the whole child, EAL threads included, lives there).
-fn spawn_child(test: &str, role: &str, netns: Option<&support::Netns>, env: &[(&str, String)]) -> Child {
+/// With `hide_hugepages`, the child runs in a private mount namespace without any hugetlbfs mount (`unshare -m`
+/// makes its mounts private, so unmounting there leaves the host's mounts alone).
+fn spawn_child(
+    test: &str,
+    role: &str,
+    netns: Option<&support::Netns>,
+    env: &[(&str, String)],
+    hide_hugepages: bool,
+) -> Child {
     let exe = std::env::current_exe().expect("test binary path");
+    let program = if hide_hugepages { std::path::PathBuf::from("unshare") } else { exe.clone() };
     let mut cmd = match netns {
-        Some(netns) => netns.command(Side::A, exe),
-        None => Command::new(exe),
+        Some(netns) => netns.command(Side::A, program),
+        None => Command::new(program),
     };
+    if hide_hugepages {
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c", HIDE_HUGEPAGES_SH]).arg(exe);
+    }
     cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(ROLE, role)
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -103,7 +123,7 @@ fn ring_loopback() {
         support::skip("DPDK needs root (memory, /var/run/dpdk)");
         return;
     }
-    let child = spawn_child("ring_loopback", "ring", None, &[]);
+    let child = spawn_child("ring_loopback", "ring", None, &[], false);
     let (ok, out) = finish_child(child, CHILD_LIFETIME_MAX);
     print!("{out}");
     assert!(ok, "ring loopback child failed; its output is above");
@@ -113,21 +133,35 @@ fn ring_loopback() {
 fn ring_loopback_child() {
     let us = SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 1), 7000);
     let mut config = BackendConfig::new(us);
-    config.eal_args = vec!["--no-pci".into(), "--vdev=net_ring0".into(), "--log-level=error".into()];
+    config.eal_args = vec!["--vdev=net_ring0".into(), "--log-level=error".into()];
     config.interface = Some("net_ring0".into());
     config.tx_slots = 64;
     let mut b = DpdkBackend::new(&config).expect("DPDK backend on net_ring0");
     let free_at_start = b.pool_free_mbufs();
     println!("ring: port {} mac {:02x?}", b.port_id(), b.mac().0);
 
-    // One EAL per process: the same arguments are fine, others are refused with a typed error.
-    assert!(dpdk::eal_init(&config.eal_args).is_ok());
-    match dpdk::eal_init(&["--vdev=net_null0".to_owned()]) {
+    // One EAL per process: the same request is fine, another is refused with a typed error.
+    assert!(dpdk::eal_init(&config).is_ok());
+    let mut other = config.clone();
+    other.eal_args = vec!["--vdev=net_null0".to_owned()];
+    match dpdk::eal_init(&other) {
         Err(DpdkError::EalArgsDiffer { running, asked }) => {
-            assert_eq!(running, config.eal_args);
-            assert_eq!(asked, vec!["--vdev=net_null0".to_owned()]);
+            assert_eq!(running.eal_args, config.eal_args);
+            assert_eq!(asked.eal_args, other.eal_args);
         }
         other => panic!("second EAL init with other arguments: {other:?}"),
+    }
+
+    // A kernel interface name where a DPDK port name belongs: the error lists the ports there are.
+    let mut wrong = config.clone();
+    wrong.interface = Some("bva".into());
+    match DpdkBackend::new(&wrong) {
+        Err(e @ DpdkError::NoSuchPort { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("no DPDK port named \"bva\"") && text.contains("[\"net_ring0\"]"), "{text}");
+        }
+        Err(e) => panic!("a wrong port name gave another error: {e}"),
+        Ok(_) => panic!("a wrong port name opened a backend"),
     }
 
     // We do not know our own MAC as a peer yet: the first send is dropped and an ARP request broadcast. The ring
@@ -208,6 +242,7 @@ fn ring_loopback_child() {
     assert_eq!(stats.tx, total_rx, "{stats:?}");
     assert_eq!(stats.malformed, 0, "{stats:?}");
     let port = b.port_stats().expect("port stats");
+    assert_eq!(stats.nic_drops, port.imissed + port.rx_nombuf, "the driver's drops are exported: {port:?}");
     // Every frame we sent came back: datagrams, the ARP request and the ARP reply.
     assert_eq!(port.opackets, total_rx + 2, "{port:?}");
     assert_eq!(port.ipackets, port.opackets, "{port:?}");
@@ -236,7 +271,30 @@ fn veth_af_packet_echo() {
         return;
     }
     let vdev = format!("--vdev=net_af_packet0,iface={}", support::VETH_A);
-    veth_echo_parent("veth_af_packet_echo", "net_af_packet0", &vdev, AF_PACKET_PORT);
+    veth_echo_parent("veth_af_packet_echo", "net_af_packet0", &vdev, AF_PACKET_PORT, false);
+}
+
+#[test]
+fn veth_af_packet_without_hugepages() {
+    if role().as_deref() == Some("echo") {
+        echo_child();
+        return;
+    }
+    if is_root() && !Command::new("unshare").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        support::skip("no `unshare` command (util-linux) to hide the host's huge pages");
+        return;
+    }
+    let vdev = format!("--vdev=net_af_packet0,iface={}", support::VETH_A);
+    let out = veth_echo_parent("veth_af_packet_without_hugepages", "net_af_packet0", &vdev, NO_HUGE_PORT, true);
+    let Some(out) = out else {
+        return;
+    };
+    let dir = out
+        .lines()
+        .find_map(|l| l.strip_prefix("runtime dir removed: "))
+        .unwrap_or_else(|| panic!("the child did not report removing its runtime directory:\n{out}"));
+    assert!(dir.contains("bourse-"), "the runtime directory {dir} is not named by our file prefix");
+    assert!(!std::path::Path::new(dir).exists(), "the runtime directory {dir} was left behind");
 }
 
 #[test]
@@ -270,21 +328,22 @@ fn veth_af_xdp_echo() {
         "net_af_xdp0",
         &format!("--vdev=net_af_xdp0,iface={},start_queue=0,queue_count=1", support::VETH_A),
         AF_XDP_PORT,
+        false,
     );
 }
 
-/// Starts the DPDK echo in `bourse-a`, then sends [`ECHO_DATAGRAMS`] from a kernel socket in `bourse-b`.
-fn veth_echo_parent(test: &str, device: &str, vdev: &str, port: u16) {
-    let Some(netns) = support::require_root_netns() else {
-        return;
-    };
+/// Starts the DPDK echo in `bourse-a`, then sends [`ECHO_DATAGRAMS`] from a kernel socket in `bourse-b`. Returns
+/// the child's output, or `None` when the test was skipped. With `hide_hugepages` the child sees no huge pages.
+fn veth_echo_parent(test: &str, device: &str, vdev: &str, port: u16, hide_hugepages: bool) -> Option<String> {
+    let netns = support::require_root_netns()?;
     let _veth = VETH.lock().unwrap_or_else(|p| p.into_inner());
     let env = [
         ("BOURSE_DPDK_DEVICE", device.to_owned()),
         ("BOURSE_DPDK_VDEV", vdev.to_owned()),
         ("BOURSE_DPDK_PORT", port.to_string()),
+        ("BOURSE_DPDK_NO_HUGEPAGES", u8::from(hide_hugepages).to_string()),
     ];
-    let mut child = spawn_child(test, "echo", Some(&netns), &env);
+    let mut child = spawn_child(test, "echo", Some(&netns), &env, hide_hugepages);
     // The child prints "echo ready" once its port is up; anything else before that is logged and skipped.
     let mut stdout = BufReader::new(child.stdout.take().expect("child stdout"));
     let mut early = String::new();
@@ -327,6 +386,7 @@ fn veth_echo_parent(test: &str, device: &str, vdev: &str, port: u16) {
     assert_eq!(back, ECHO_DATAGRAMS, "datagrams echoed back intact over {device}");
     // One datagram, one echo: the client never retransmits, so the server must have echoed exactly as many.
     assert!(out.contains(&format!("echoed {ECHO_DATAGRAMS} ")), "child did not report {ECHO_DATAGRAMS} echoes:\n{out}");
+    Some(out)
 }
 
 /// Sends `count` distinct datagrams one at a time to `server` and checks each echo; returns how many came back
@@ -369,12 +429,25 @@ fn echo_child() {
     let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} not set for the echo child"));
     let port: u16 = var("BOURSE_DPDK_PORT").parse().expect("port number");
     let mut config = BackendConfig::new(SocketAddrV4::new(ADDR_A, port));
-    config.eal_args = vec!["--no-pci".into(), var("BOURSE_DPDK_VDEV"), "--log-level=error".into()];
+    // No memory, PCI or core flags: the backend adds what this host needs.
+    config.eal_args = vec![var("BOURSE_DPDK_VDEV"), "--log-level=error".into()];
     config.interface = Some(var("BOURSE_DPDK_DEVICE"));
+    let no_hugepages = var("BOURSE_DPDK_NO_HUGEPAGES") == "1";
+    if no_hugepages {
+        assert_eq!(dpdk::hugepages_free(), 0, "the private mount namespace still shows a hugetlbfs");
+    }
     let mut b = match DpdkBackend::new(&config) {
         Ok(b) => b,
         Err(e) => panic!("DPDK backend: {e}"),
     };
+    let eal_args = dpdk::eal_init(&config).expect("the running EAL's arguments");
+    println!("eal args: {eal_args:?}");
+    if no_hugepages {
+        assert!(eal_args.iter().any(|a| a == "--no-huge"), "{eal_args:?}");
+        assert!(!eal_args.iter().any(|a| a == "--in-memory"), "{eal_args:?}");
+    }
+    let runtime_dir = dpdk::eal_runtime_dir().expect("a running EAL has a runtime directory");
+    println!("runtime dir: {}", runtime_dir.display());
     let stop = Arc::new(AtomicBool::new(false));
     {
         // Stop when the parent closes our stdin, or after the lifetime bound whatever happens.
@@ -393,4 +466,9 @@ fn echo_child() {
     println!("echo ready: port {} mac {:02x?}", b.port_id(), b.mac().0);
     let echoed = dpdk::echo(&mut b, &stop);
     println!("echoed {echoed} stats {:?} drops {:?}", b.stats(), b.drop_counters());
+    // The last backend closing shuts the EAL down and removes its runtime directory.
+    drop(b);
+    assert!(!runtime_dir.exists(), "{} is still there after the backend closed", runtime_dir.display());
+    assert_eq!(dpdk::eal_runtime_dir(), None);
+    println!("runtime dir removed: {}", runtime_dir.display());
 }

@@ -101,8 +101,13 @@ pub struct BackendSection {
     pub kind: BackendKind,
     /// Our order-entry address and UDP port.
     pub bind: SocketAddrV4,
-    /// Interface for the raw backends (af_xdp, dpdk).
+    /// The port of the raw backends: for af_xdp a kernel interface (`bva`); for dpdk a DPDK port name, which for
+    /// a virtual device is the name its `--vdev` gives (`eal_args = ["--vdev=net_af_xdp0,iface=bva"]` makes the
+    /// port `net_af_xdp0`) and for a NIC bound to a DPDK driver its PCI address (`0000:3b:00.0`).
     pub interface: Option<String>,
+    /// DPDK EAL arguments (dpdk only), usually just the `--vdev`. The backend adds what they leave out: memory
+    /// flags (`--no-huge -m 512` without free huge pages, `--in-memory` with them), `--no-pci` unless a PCI
+    /// device is named, `-l <cores.pipeline>`, and a per-process `--file-prefix`.
     #[serde(default)]
     pub eal_args: Vec<String>,
     #[serde(default = "default_burst")]
@@ -702,5 +707,25 @@ mod example {
     fn the_example_config_in_the_repository_is_valid() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bourse.example.toml");
         super::Config::load(&path).unwrap();
+    }
+
+    /// The commented dpdk example, uncommented in place of the socket backend, parses and names the port its
+    /// `--vdev` creates (a kernel interface name there fails at start with the list of DPDK ports).
+    #[test]
+    fn the_example_dpdk_settings_are_consistent() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bourse.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        // Swap the socket backend for the commented dpdk lines (the ones after `# kind = "dpdk"`).
+        let dpdk_at = text.lines().position(|l| l.starts_with("# kind = \"dpdk\"")).expect("a commented dpdk example");
+        let lines: Vec<&str> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.starts_with("kind = \"socket\""))
+            .map(|(i, l)| if (dpdk_at..dpdk_at + 3).contains(&i) { l.trim_start_matches("# ") } else { l })
+            .collect();
+        let c = super::Config::parse(&lines.join("\n")).unwrap();
+        assert_eq!(c.backend.kind, super::BackendKind::Dpdk);
+        let port = c.backend.interface.as_deref().unwrap();
+        assert!(c.backend.eal_args.iter().any(|a| a.starts_with(&format!("--vdev={port},"))), "{c:?}");
     }
 }

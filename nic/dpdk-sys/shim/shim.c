@@ -15,6 +15,7 @@ _Static_assert(sizeof(struct rte_eth_conf) == 2272, "rte_eth_conf size changed: 
 _Static_assert(_Alignof(struct rte_eth_conf) == 8, "rte_eth_conf alignment changed: update lib.rs");
 _Static_assert(sizeof(struct rte_ether_addr) == 6, "rte_ether_addr size changed: update lib.rs");
 _Static_assert(sizeof(struct rte_eth_stats) == 704, "rte_eth_stats size changed: update RteEthStats in lib.rs");
+_Static_assert(RTE_ETH_NAME_MAX_LEN == 64, "port name length changed: update RTE_ETH_NAME_MAX_LEN in lib.rs");
 _Static_assert(RTE_ETHDEV_QUEUE_STAT_CNTRS == 16, "queue counter count changed: update RteEthStats in lib.rs");
 
 uint16_t dpdk_sys_eth_rx_burst(uint16_t port_id, uint16_t queue_id, struct rte_mbuf **rx_pkts, uint16_t nb_pkts)

@@ -59,6 +59,8 @@ pub const RTE_ETH_STATS_BYTES: usize = 704;
 pub const RTE_ETHDEV_QUEUE_STAT_CNTRS: usize = 16;
 /// `RTE_MAX_ETHPORTS` as Debian builds DPDK: port ids are below this.
 pub const RTE_MAX_ETHPORTS: u16 = 32;
+/// `RTE_ETH_NAME_MAX_LEN` (`RTE_DEV_NAME_MAX_LEN`): bytes of a port name buffer, NUL included.
+pub const RTE_ETH_NAME_MAX_LEN: usize = 64;
 /// `SOCKET_ID_ANY`: let DPDK choose the NUMA node.
 pub const SOCKET_ID_ANY: c_int = -1;
 /// `RTE_PKTMBUF_HEADROOM` as Debian builds it: bytes reserved in front of the packet data.
@@ -141,6 +143,9 @@ extern "C" {
     /// Releases EAL resources; no DPDK call may follow it.
     pub fn rte_eal_cleanup() -> c_int;
     pub fn rte_strerror(errnum: c_int) -> *const c_char;
+    /// The directory holding this process's runtime files (`/var/run/dpdk/<file-prefix>` for root), as a static
+    /// NUL-terminated string; set early in `rte_eal_init`.
+    pub fn rte_eal_get_runtime_dir() -> *const c_char;
     pub fn rte_socket_id() -> c_uint;
 
     pub fn rte_pktmbuf_pool_create(
@@ -159,6 +164,8 @@ extern "C" {
     /// The first valid port id at or after `port_id`, or `RTE_MAX_ETHPORTS` when there is none.
     pub fn rte_eth_find_next(port_id: u16) -> u16;
     pub fn rte_eth_dev_get_port_by_name(name: *const c_char, port_id: *mut u16) -> c_int;
+    /// Writes the port's name into `name`, which must hold `RTE_ETH_NAME_MAX_LEN` bytes.
+    pub fn rte_eth_dev_get_name_by_port(port_id: u16, name: *mut c_char) -> c_int;
     pub fn rte_eth_dev_socket_id(port_id: u16) -> c_int;
     pub fn rte_eth_dev_configure(
         port_id: u16,

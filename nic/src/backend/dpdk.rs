@@ -19,13 +19,19 @@
 //! pseudo-header sum, the rest is left to a NIC that never runs on a virtual link).
 //!
 //! **EAL.** DPDK allows one Environment Abstraction Layer per process. [`eal_init`] runs `rte_eal_init` at most
-//! once, remembers the arguments, and answers a later call with the same arguments with the same outcome and a
-//! call with different arguments with [`DpdkError::EalArgsDiffer`]. To the configured arguments it adds, unless
-//! already present: a `--file-prefix` unique to the process (two DPDK processes must not share runtime files),
-//! `--no-huge -m 512` when no 2 MiB huge pages are free (DPDK then runs on ordinary memory, which the
-//! `net_af_packet`, `net_null` and `net_ring` drivers accept), and `-l 0` so EAL does not start an idle worker
-//! thread on every core of a 2-core machine. Drivers are found by DPDK itself: the shared build loads every PMD in
-//! its plugin directory (`/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0` on Debian) at `rte_eal_init`.
+//! once, remembers what it was asked, and answers a later call with the same request with the same outcome and a
+//! call with a different one with [`DpdkError::EalArgsDiffer`]. [`eal_arguments`] is the one place that adds to the
+//! configured arguments what they leave out: memory flags (`--no-huge -m 512` when no 2 MiB huge pages are free,
+//! `--in-memory` when some are), `--no-pci` unless a PCI device is configured, `-l <pipeline core>`, and a
+//! `--file-prefix` unique to the process. The EAL is shut down (`rte_eal_cleanup`) and its runtime directory
+//! (`/var/run/dpdk/<prefix>`) removed when the last backend closes, so a run leaves nothing behind; a process
+//! opens DPDK once. Drivers are found by DPDK itself: the shared build loads every PMD in its plugin directory
+//! (`/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0` on Debian) at `rte_eal_init`.
+//!
+//! **Ports.** `BackendConfig::interface` names a DPDK port, not a kernel interface: for a virtual device it is
+//! the name its `--vdev` gives (`--vdev=net_af_xdp0,iface=eth0` makes the port `net_af_xdp0`), for a NIC its PCI
+//! address. A name that matches no port is an error listing the ports that exist; without root, the capabilities
+//! the drivers need are named there too, since EAL skips a driver that fails for lack of them.
 //!
 //! **Allocation.** The pool, the receive burst array and the transmit queue are sized once in
 //! [`DpdkBackend::new`]; receive and transmit only move mbuf pointers between them and DPDK.
@@ -35,9 +41,11 @@
 //! that is not an lcore simply works without a cache.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+use super::privilege::{self, Hint};
 use super::{Backend, BackendConfig, BackendStats, Datagram, TxFull};
 use crate::wire::ethernet::{self, Address};
 use crate::wire::frame::{self, Classified, DropCounters, DropReason, Local, UdpHeaders, UDP_PAYLOAD_OFFSET};
@@ -70,81 +78,311 @@ pub enum DpdkError {
     #[error("an EAL argument contains a NUL byte: {arg:?}")]
     NulInArgument { arg: String },
     #[error("DPDK's EAL can be initialised once per process: it is running with {running:?}, not {asked:?}")]
-    EalArgsDiffer { running: Vec<String>, asked: Vec<String> },
-    #[error("rte_eal_init failed with arguments {args:?}: {reason}")]
-    EalInit { args: Vec<String>, reason: String },
-    #[error("no DPDK port named {name:?} (EAL arguments {args:?}): {reason}")]
-    NoSuchPort { name: String, args: Vec<String>, reason: String },
-    #[error("no DPDK ethernet port exists after EAL init (EAL arguments {args:?}); add a --vdev or a PCI device")]
-    NoPort { args: Vec<String> },
+    EalArgsDiffer { running: Box<EalRequest>, asked: Box<EalRequest> },
+    #[error("DPDK's EAL of this process was shut down when its last backend closed; it cannot start again")]
+    EalFinished,
+    #[error("rte_eal_init failed with arguments {args:?}: {reason}{hint}")]
+    EalInit { args: Vec<String>, reason: String, hint: Hint },
+    #[error(
+        "no DPDK port named {name:?}; {} (EAL arguments {args:?}){hint}",
+        describe_ports(available, args)
+    )]
+    NoSuchPort { name: String, available: Vec<String>, args: Vec<String>, hint: Hint },
+    #[error("no DPDK ethernet port exists after EAL init (EAL arguments {args:?}); add a --vdev or a PCI device{hint}")]
+    NoPort { args: Vec<String>, hint: Hint },
     #[error("creating mempool {name} of {mbufs} mbufs failed: {reason}")]
     Pool { name: String, mbufs: u32, reason: String },
-    #[error("{call} on DPDK port {port} failed: {reason}")]
-    Port { call: &'static str, port: u16, reason: String },
+    #[error("{call} on DPDK port {port} failed: {reason}{hint}")]
+    Port { call: &'static str, port: u16, reason: String, hint: Hint },
     #[error("invalid backend configuration: {0}")]
     Config(String),
 }
 
+/// The ports that do exist, for [`DpdkError::NoSuchPort`]: `interface` is a DPDK port name, which for a virtual
+/// device is the name its `--vdev` gives (`--vdev=net_af_xdp0,iface=eth0` makes `net_af_xdp0`), not a kernel one.
+fn describe_ports(available: &[String], args: &[String]) -> String {
+    if !available.is_empty() {
+        format!(
+            "the DPDK ports are {available:?} (backend.interface names a DPDK port, such as the name a --vdev gives, \
+             not a kernel interface)"
+        )
+    } else if args.iter().any(|a| a.starts_with("--vdev")) {
+        "DPDK has no ports: the configured device failed to start (EAL says why above; it skips a driver that \
+         may not open its socket or load its program)"
+            .to_owned()
+    } else {
+        "DPDK has no ports at all: name one with --vdev=<name>,iface=<kernel interface> or a PCI device".to_owned()
+    }
+}
+
+/// The capabilities the drivers named in `args` need without root: a socket for net_af_packet; sockets, an XDP
+/// program and locked memory for net_af_xdp; everything for anything else (PCI devices, other drivers).
+fn capabilities_for(args: &[String]) -> &'static [privilege::Capability] {
+    let vdevs = || args.iter().filter(|a| a.starts_with("--vdev"));
+    if vdevs().count() > 0 && vdevs().all(|a| a.contains("net_af_packet")) {
+        &[privilege::CAP_NET_RAW]
+    } else {
+        privilege::RAW_BACKEND
+    }
+}
+
+/// What a caller asks of the EAL: the part of a [`BackendConfig`] the EAL arguments are built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EalRequest {
+    /// The configured EAL arguments, before our defaults.
+    pub eal_args: Vec<String>,
+    /// The configured port when it is a PCI address (which keeps PCI probing on); other port names do not
+    /// change the EAL, so backends on different virtual devices can share it.
+    pub pci_port: Option<String>,
+    /// The pipeline core, for `-l`.
+    pub core: Option<usize>,
+}
+
+impl EalRequest {
+    pub fn of(config: &BackendConfig) -> EalRequest {
+        let pci_port = config.interface.clone().filter(|i| is_pci_address(i));
+        EalRequest { eal_args: config.eal_args.clone(), pci_port, core: config.core }
+    }
+}
+
 /// What `rte_eal_init` was asked and what it answered, for the rest of the process's life.
 struct EalState {
-    /// The caller's arguments, before our defaults were added: what later calls are compared against.
-    asked: Vec<String>,
+    asked: EalRequest,
     /// The full argument list DPDK saw, or why it refused it.
-    outcome: Result<Vec<String>, String>,
+    outcome: Result<Vec<String>, (String, Hint)>,
+    /// Open backends (and backends being opened) using the EAL; when the last one closes, the EAL is shut down.
+    holders: usize,
+    /// `rte_eal_cleanup` has run: no DPDK call may follow.
+    finished: bool,
 }
 
 /// The one EAL of this process. A mutex rather than a `Once` so that a second caller can be told, with a typed
 /// error, what the first one asked for.
 static EAL: Mutex<Option<EalState>> = Mutex::new(None);
 
-/// Initialises DPDK's EAL once per process with `args` plus our defaults (see the module documentation) and
-/// returns the full argument list DPDK runs with. A repeated call with the same `args` returns the first call's
-/// outcome; a call with different `args` fails with [`DpdkError::EalArgsDiffer`].
-pub fn eal_init(args: &[String]) -> Result<Vec<String>, DpdkError> {
-    // A panic while holding the lock cannot leave the state half-written (it is assigned in one statement), so a
-    // poisoned lock is still good to read.
-    let mut state = EAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(state) = state.as_ref() {
-        if state.asked != args {
-            return Err(DpdkError::EalArgsDiffer { running: state.asked.clone(), asked: args.to_vec() });
+fn eal_state() -> std::sync::MutexGuard<'static, Option<EalState>> {
+    // A panic while holding the lock cannot leave the state half-written (each field is assigned in one
+    // statement), so a poisoned lock is still good to read.
+    EAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Initialises DPDK's EAL once per process from `config` (its `eal_args` plus the defaults [`eal_arguments`]
+/// adds) and returns the full argument list DPDK runs with. A repeated call with the same request returns the
+/// first call's outcome; a call with a different one fails with [`DpdkError::EalArgsDiffer`].
+///
+/// An EAL started only through this function runs until the process exits; one started by [`DpdkBackend::new`]
+/// is shut down, and its runtime directory removed, when the last backend closes.
+pub fn eal_init(config: &BackendConfig) -> Result<Vec<String>, DpdkError> {
+    eal_init_held(config, false)
+}
+
+fn eal_init_held(config: &BackendConfig, hold: bool) -> Result<Vec<String>, DpdkError> {
+    let asked = EalRequest::of(config);
+    let mut state = eal_state();
+    if let Some(state) = state.as_mut() {
+        if state.finished {
+            return Err(DpdkError::EalFinished);
         }
-        return state.outcome.clone().map_err(|reason| DpdkError::EalInit { args: args.to_vec(), reason });
+        if state.asked != asked {
+            return Err(DpdkError::EalArgsDiffer { running: Box::new(state.asked.clone()), asked: Box::new(asked) });
+        }
+        let args = state.outcome.clone().map_err(|(reason, hint)| DpdkError::EalInit {
+            args: asked.eal_args.clone(),
+            reason,
+            hint,
+        })?;
+        state.holders += usize::from(hold);
+        return Ok(args);
     }
-    let full = eal_arguments(args, hugepages_free());
+    let host = EalHost::probe();
+    let full = eal_arguments(&asked, &host);
     if let Some(arg) = full.iter().find(|a| a.contains('\0')) {
         return Err(DpdkError::NulInArgument { arg: arg.clone() });
     }
-    let outcome = ffi::eal_init(&full).map(|()| full.clone());
-    *state = Some(EalState { asked: args.to_vec(), outcome: outcome.clone() });
-    outcome.map_err(|reason| DpdkError::EalInit { args: full, reason })
+    let outcome = ffi::eal_init(&full).map(|()| full.clone()).map_err(|(errno, reason)| {
+        // A failed init may have created the runtime directory already; remove it when the prefix is ours, so
+        // unique to this process (a configured prefix may be another process's, which is a common cause).
+        if !has_option(&asked.eal_args, &["--file-prefix"]) {
+            remove_runtime_dir();
+        }
+        let needed = capabilities_for(&asked.eal_args);
+        let hint = if privilege::is_permission_errno(errno) {
+            Hint::for_errno(errno, needed)
+        } else {
+            Hint::for_unknown(needed)
+        };
+        (reason, hint)
+    });
+    let holders = usize::from(hold && outcome.is_ok());
+    *state = Some(EalState { asked, outcome: outcome.clone(), holders, finished: false });
+    outcome.map_err(|(reason, hint)| DpdkError::EalInit { args: full, reason, hint })
+}
+
+/// Gives back one hold taken by [`eal_init_held`]; the last one shuts the EAL down and removes its runtime
+/// directory (`rte_eal_cleanup` leaves the directory itself behind).
+fn eal_release() {
+    let mut state = eal_state();
+    let Some(state) = state.as_mut() else {
+        unreachable!("an EAL hold was released without an EAL");
+    };
+    assert!(state.holders > 0, "more EAL holds released than taken");
+    state.holders -= 1;
+    if state.holders > 0 {
+        return;
+    }
+    let dir = ffi::runtime_dir();
+    ffi::eal_cleanup();
+    state.finished = true;
+    if let Some(dir) = dir {
+        remove_dir_if_present(&dir);
+    }
+}
+
+/// The running EAL's runtime directory (`/var/run/dpdk/<file-prefix>` for root), while one runs.
+pub fn eal_runtime_dir() -> Option<PathBuf> {
+    let state = eal_state();
+    let running = state.as_ref().is_some_and(|s| s.outcome.is_ok() && !s.finished);
+    if running {
+        ffi::runtime_dir()
+    } else {
+        None
+    }
+}
+
+fn remove_runtime_dir() {
+    if let Some(dir) = ffi::runtime_dir() {
+        remove_dir_if_present(&dir);
+    }
+}
+
+/// Removes a runtime directory. Failure is not an error worth failing a close for: the directory is left behind,
+/// as before this existed, and its path is printed so the operator can remove it.
+fn remove_dir_if_present(dir: &std::path::Path) {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => eprintln!("bourse-nic: could not remove DPDK runtime directory {}: {e}", dir.display()),
+    }
+}
+
+/// One hold on the EAL, released on drop (see [`eal_release`]).
+struct EalHold;
+
+impl EalHold {
+    fn acquire(config: &BackendConfig) -> Result<(EalHold, Vec<String>), DpdkError> {
+        eal_init_held(config, true).map(|args| (EalHold, args))
+    }
+}
+
+impl Drop for EalHold {
+    fn drop(&mut self) {
+        eal_release();
+    }
+}
+
+/// What the EAL argument builder needs to know about the host, probed once so that the rules in
+/// [`eal_arguments`] are a pure function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct EalHost {
+    /// Free 2 MiB huge pages in a mounted hugetlbfs.
+    hugepages_free: u64,
+    /// The CPUs the calling thread may run on (empty when unknown).
+    cpus_allowed: Vec<usize>,
+    pid: u32,
+}
+
+impl EalHost {
+    fn probe() -> EalHost {
+        let cpus_allowed = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+        EalHost { hugepages_free: hugepages_free(), cpus_allowed, pid: std::process::id() }
+    }
+}
+
+/// Whether `args` contains one of `names`: a long option as `--name` or `--name=value`, a short one as `-x` or
+/// with its value attached (`-l1`).
+fn has_option(args: &[String], names: &[&str]) -> bool {
+    args.iter().any(|a| {
+        names.iter().any(|n| {
+            if n.starts_with("--") {
+                a == n || a.strip_prefix(n).is_some_and(|rest| rest.starts_with('='))
+            } else {
+                a.starts_with(n)
+            }
+        })
+    })
+}
+
+/// Whether `s` is a PCI address, `DDDD:BB:DD.F` or `BB:DD.F` (hex digits; function 0-7).
+fn is_pci_address(s: &str) -> bool {
+    let hex = |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_hexdigit());
+    let Some((rest, function)) = s.rsplit_once('.') else {
+        return false;
+    };
+    let function_ok = function.len() == 1 && matches!(function.as_bytes()[0], b'0'..=b'7');
+    let parts: Vec<&str> = rest.split(':').collect();
+    function_ok
+        && match parts.as_slice() {
+            [domain, bus, device] => hex(domain, 4) && hex(bus, 2) && hex(device, 2),
+            [bus, device] => hex(bus, 2) && hex(device, 2),
+            _ => false,
+        }
 }
 
 /// The argument vector for `rte_eal_init`: program name, the caller's arguments, then our defaults for whatever
-/// the caller left out.
-fn eal_arguments(args: &[String], hugepages_free: u64) -> Vec<String> {
-    let has = |names: &[&str]| args.iter().any(|a| names.iter().any(|n| a == n || a.starts_with(&format!("{n}="))));
-    let mut full = Vec::with_capacity(args.len() + 6);
+/// the caller left out. This is the one place that decides DPDK's memory, PCI, core and file-prefix flags:
+///
+/// * **Memory.** Unless the caller chose a memory mode (`--no-huge`, `--in-memory`, `--legacy-mem`): without
+///   free huge pages `--no-huge` and, unless sized with `-m`/`--socket-mem`, `-m 512` (ordinary pages, which
+///   the virtual devices we use accept); with free huge pages `--in-memory`, so no huge page files and no shared
+///   configuration are left behind. Never both: `--no-huge` implies legacy memory, which `--in-memory` refuses.
+/// * **PCI.** `--no-pci` unless the configuration names a PCI device: an `-a`/`--allow`/`-b`/`--block`
+///   argument, or a PCI address as the port, which is then allowed with `-a` (so EAL takes only that NIC).
+/// * **Cores.** Unless `-l`/`-c`/`--lcores` is given: `-l <core>` for a configured pipeline core, otherwise
+///   lcore 0 on the CPUs the calling thread may already use (`--lcores=0@(…)`), because `rte_eal_init` pins the
+///   calling thread to its main lcore and a plain `-l 0` would move it to core 0.
+/// * **File prefix.** `--file-prefix=bourse-<pid>` unless given: two DPDK processes must not share runtime
+///   files, and a unique prefix lets this process remove its runtime directory when it closes.
+fn eal_arguments(asked: &EalRequest, host: &EalHost) -> Vec<String> {
+    let args = &asked.eal_args;
+    let has = |names: &[&str]| has_option(args, names);
+    let mut full = Vec::with_capacity(args.len() + 8);
     full.push("bourse".to_owned());
     full.extend(args.iter().cloned());
     if !has(&["--file-prefix"]) {
-        full.push(format!("--file-prefix=bourse-{}", std::process::id()));
+        full.push(format!("--file-prefix=bourse-{}", host.pid));
     }
-    // Without free huge pages DPDK's default memory set-up fails; ordinary pages are slower to translate but
-    // work with every virtual device we use.
-    if hugepages_free == 0 && !has(&["--no-huge", "-m", "--socket-mem"]) {
-        full.push("--no-huge".to_owned());
-        full.push("-m".to_owned());
-        full.push(NO_HUGE_MEMORY_MIB.to_string());
+    if !has(&["--no-huge", "--in-memory", "--legacy-mem"]) {
+        if host.hugepages_free == 0 {
+            full.push("--no-huge".to_owned());
+            if !has(&["-m", "--socket-mem"]) {
+                full.push("-m".to_owned());
+                full.push(NO_HUGE_MEMORY_MIB.to_string());
+            }
+        } else {
+            full.push("--in-memory".to_owned());
+        }
+    }
+    if !has(&["--no-pci", "-a", "--allow", "-b", "--block"]) {
+        match &asked.pci_port {
+            Some(address) => full.push(format!("--allow={address}")),
+            None => full.push("--no-pci".to_owned()),
+        }
     }
     if !has(&["-l", "-c", "--lcores"]) {
-        full.push("-l".to_owned());
-        full.push("0".to_owned());
+        match (asked.core, host.cpus_allowed.as_slice()) {
+            (Some(core), _) => full.extend(["-l".to_owned(), core.to_string()]),
+            (None, []) => full.extend(["-l".to_owned(), "0".to_owned()]),
+            (None, cpus) => {
+                let list: Vec<String> = cpus.iter().map(usize::to_string).collect();
+                full.push(format!("--lcores=0@({})", list.join(",")));
+            }
+        }
     }
     full
 }
 
 /// Free 2 MiB huge pages in a mounted hugetlbfs (0 when none are reserved or no hugetlbfs is mounted).
-fn hugepages_free() -> u64 {
+pub fn hugepages_free() -> u64 {
     let mounted = std::fs::read_to_string("/proc/mounts")
         .map(|m| m.lines().any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs")))
         .unwrap_or(false);
@@ -212,6 +450,8 @@ pub struct DpdkBackend {
     ident: u16,
     stats: BackendStats,
     drops: DropCounters,
+    /// Last, so the EAL is shut down (when this is its last user) after the port and the pool are gone.
+    _eal: EalHold,
 }
 
 impl DpdkBackend {
@@ -219,14 +459,19 @@ impl DpdkBackend {
     /// `config.interface` (a DPDK device name such as `net_af_packet0`) or, when it is `None`, the first port.
     pub fn new(config: &BackendConfig) -> Result<DpdkBackend, DpdkError> {
         check_config(config)?;
-        let eal_args = eal_init(&config.eal_args)?;
+        // From here every early return drops the hold, which shuts the EAL down again if nothing else uses it.
+        let (eal, eal_args) = EalHold::acquire(config)?;
         let port_id = match &config.interface {
-            Some(name) => ffi::port_by_name(name).map_err(|reason| DpdkError::NoSuchPort {
+            Some(name) => ffi::port_by_name(name).map_err(|_| DpdkError::NoSuchPort {
                 name: name.clone(),
+                available: ffi::port_names(),
                 args: eal_args.clone(),
-                reason,
+                // A driver that could not open its socket or load its program for lack of a capability is
+                // skipped by EAL (22.11 logs "Bus (vdev) probe failed" and carries on): its port is just missing.
+                hint: Hint::for_unknown(capabilities_for(&eal_args)),
             })?,
-            None => ffi::first_port().ok_or(DpdkError::NoPort { args: eal_args })?,
+            None => ffi::first_port()
+                .ok_or_else(|| DpdkError::NoPort { hint: Hint::for_unknown(capabilities_for(&eal_args)), args: eal_args })?,
         };
         // Pool size, added up from its consumers:
         let mut mbufs = 0u32;
@@ -252,6 +497,7 @@ impl DpdkBackend {
             ident: 0,
             stats: BackendStats::default(),
             drops: DropCounters::default(),
+            _eal: eal,
         })
     }
 
@@ -475,8 +721,16 @@ impl Backend for DpdkBackend {
         sent
     }
 
+    /// Our counters, with the driver's drops (`imissed` + `rx_nombuf`) as `nic_drops`. Reading the driver's
+    /// counters is a call into the driver (a register read on a physical NIC), cheap enough for the exporter's
+    /// cadence but not meant for every poll.
     fn stats(&self) -> BackendStats {
-        self.stats
+        let mut stats = self.stats;
+        // On failure (a driver without counters) the field stays 0, as for backends that cannot see such drops.
+        if let Ok(port) = self.port.stats() {
+            stats.nic_drops = port.imissed + port.rx_nombuf;
+        }
+        stats
     }
 }
 
@@ -529,6 +783,7 @@ mod ffi {
 
     use dpdk_sys as sys;
 
+    use super::privilege::{self, Hint};
     use super::{DpdkError, MBUF_DATA_BYTES};
 
     /// DPDK's text for the calling thread's `rte_errno`, or for a negative return code.
@@ -543,26 +798,67 @@ mod ffi {
         error_text(unsafe { sys::dpdk_sys_errno() })
     }
 
-    /// Runs `rte_eal_init` on `args` (program name first). The caller guarantees it runs at most once.
-    pub(super) fn eal_init(args: &[String]) -> Result<(), String> {
+    /// Runs `rte_eal_init` on `args` (program name first). The caller guarantees it runs at most once. On failure
+    /// returns `rte_errno` and its text.
+    pub(super) fn eal_init(args: &[String]) -> Result<(), (i32, String)> {
         let owned: Vec<CString> = args
             .iter()
-            .map(|a| CString::new(a.as_str()).map_err(|_| format!("argument {a:?} contains NUL")))
+            .map(|a| CString::new(a.as_str()).map_err(|_| (0, format!("argument {a:?} contains NUL"))))
             .collect::<Result<_, _>>()?;
         // DPDK may permute argv and keeps pointers into it (for example the program name), so both the strings
         // and the array are leaked: one small allocation for the life of the process.
         let mut argv: Vec<*mut std::ffi::c_char> = owned.into_iter().map(CString::into_raw).collect();
         argv.push(ptr::null_mut());
         let argv = argv.leak();
-        let argc = i32::try_from(argv.len() - 1).map_err(|_| "too many EAL arguments".to_owned())?;
+        let argc = i32::try_from(argv.len() - 1).map_err(|_| (0, "too many EAL arguments".to_owned()))?;
         // SAFETY: argv holds argc valid NUL-terminated strings followed by a null pointer, all leaked so they
         // outlive the EAL; the caller (eal_init under the EAL mutex) ensures this is the only call.
         let rc = unsafe { sys::rte_eal_init(argc, argv.as_mut_ptr()) };
         if rc < 0 {
-            Err(last_error())
+            // SAFETY: reads this thread's rte_errno; no preconditions.
+            let errno = unsafe { sys::dpdk_sys_errno() };
+            Err((errno, error_text(errno)))
         } else {
             Ok(())
         }
+    }
+
+    /// Shuts the EAL down. The caller (the last EAL hold, under the EAL mutex) guarantees that no DPDK object is
+    /// left and that no DPDK call follows.
+    pub(super) fn eal_cleanup() {
+        // SAFETY: as the caller guarantees above; the EAL was initialised successfully.
+        let rc = unsafe { sys::rte_eal_cleanup() };
+        if rc < 0 {
+            // Nothing to recover: the process is done with DPDK either way.
+            eprintln!("bourse-nic: rte_eal_cleanup failed: {}", error_text(rc));
+        }
+    }
+
+    /// The EAL's runtime directory, or `None` before `rte_eal_init` has set it.
+    pub(super) fn runtime_dir() -> Option<std::path::PathBuf> {
+        // SAFETY: returns a pointer to a static NUL-terminated buffer (empty until rte_eal_init sets it); it
+        // needs no initialised EAL.
+        let dir = unsafe { CStr::from_ptr(sys::rte_eal_get_runtime_dir()) };
+        let dir = dir.to_str().ok()?;
+        (!dir.is_empty()).then(|| std::path::PathBuf::from(dir))
+    }
+
+    /// The names of every port, in port id order.
+    pub(super) fn port_names() -> Vec<String> {
+        let mut names = Vec::new();
+        // SAFETY: only reads the ethdev table, which EAL init has set up.
+        let mut id = unsafe { sys::rte_eth_find_next(0) };
+        while id < sys::RTE_MAX_ETHPORTS {
+            let mut name = [0 as std::ffi::c_char; sys::RTE_ETH_NAME_MAX_LEN];
+            // SAFETY: id is a valid port and name has the RTE_ETH_NAME_MAX_LEN bytes the call may write.
+            if unsafe { sys::rte_eth_dev_get_name_by_port(id, name.as_mut_ptr()) } == 0 {
+                // SAFETY: on success DPDK wrote a NUL-terminated name into the buffer.
+                names.push(unsafe { CStr::from_ptr(name.as_ptr()) }.to_string_lossy().into_owned());
+            }
+            // SAFETY: as above.
+            id = unsafe { sys::rte_eth_find_next(id + 1) };
+        }
+        names
     }
 
     pub(super) fn port_by_name(name: &str) -> Result<u16, String> {
@@ -678,7 +974,8 @@ mod ffi {
         pub(super) fn start(id: u16, pool: &Pool, rx_desc: u16, tx_desc: u16) -> Result<Port, DpdkError> {
             let check = |call: &'static str, rc: i32| {
                 if rc < 0 {
-                    Err(DpdkError::Port { call, port: id, reason: error_text(rc) })
+                    let hint = Hint::for_errno(-rc, privilege::RAW_BACKEND);
+                    Err(DpdkError::Port { call, port: id, reason: error_text(rc), hint })
                 } else {
                     Ok(())
                 }
@@ -726,7 +1023,8 @@ mod ffi {
             // SAFETY: valid port and a correctly sized (asserted) out-struct.
             let rc = unsafe { sys::rte_eth_stats_get(self.id, &mut stats) };
             if rc < 0 {
-                return Err(DpdkError::Port { call: "rte_eth_stats_get", port: self.id, reason: error_text(rc) });
+                let (call, port, reason) = ("rte_eth_stats_get", self.id, error_text(rc));
+                return Err(DpdkError::Port { call, port, reason, hint: Hint::for_errno(-rc, &[]) });
             }
             Ok(stats)
         }
@@ -897,22 +1195,147 @@ mod ffi {
 mod tests {
     use super::*;
 
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn request(args: &[&str]) -> EalRequest {
+        EalRequest { eal_args: strings(args), pci_port: None, core: None }
+    }
+
+    /// A host with `hugepages_free` free pages, CPUs 0 and 1, and pid 4242.
+    fn host(hugepages_free: u64) -> EalHost {
+        EalHost { hugepages_free, cpus_allowed: vec![0, 1], pid: 4242 }
+    }
+
+    fn count(full: &[String], arg: &str) -> usize {
+        full.iter().filter(|a| *a == arg).count()
+    }
+
     #[test]
-    fn eal_arguments_add_defaults_only_when_missing() {
-        let args = vec!["--no-pci".to_owned(), "--vdev=net_null0".to_owned()];
-        let full = eal_arguments(&args, 0);
-        assert_eq!(&full[..3], &["bourse", "--no-pci", "--vdev=net_null0"]);
-        assert!(full.contains(&format!("--file-prefix=bourse-{}", std::process::id())));
-        assert!(full.windows(2).any(|w| w == ["-m", "512"]));
-        assert!(full.contains(&"--no-huge".to_owned()));
-        assert!(full.windows(2).any(|w| w == ["-l", "0"]));
+    fn eal_arguments_keep_the_callers_first() {
+        let full = eal_arguments(&request(&["--vdev=net_null0", "--log-level=error"]), &host(0));
+        assert_eq!(&full[..3], &["bourse", "--vdev=net_null0", "--log-level=error"]);
+    }
 
-        let with_hugepages = eal_arguments(&args, 128);
-        assert!(!with_hugepages.contains(&"--no-huge".to_owned()));
+    #[test]
+    fn eal_arguments_without_hugepages_use_no_huge_and_never_in_memory() {
+        let full = eal_arguments(&request(&["--vdev=net_null0"]), &host(0));
+        assert_eq!(count(&full, "--no-huge"), 1, "{full:?}");
+        assert!(full.windows(2).any(|w| w == ["-m", "512"]), "{full:?}");
+        assert_eq!(count(&full, "--in-memory"), 0, "{full:?}");
+        // A size of the caller's own is kept.
+        let sized = eal_arguments(&request(&["-m", "128"]), &host(0));
+        assert_eq!(count(&sized, "--no-huge"), 1);
+        assert_eq!(count(&sized, "-m"), 1, "{sized:?}");
+    }
 
-        let explicit: Vec<String> =
-            ["--file-prefix=x", "-m", "64", "--lcores=1"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(eal_arguments(&explicit, 0)[1..], explicit[..]);
+    #[test]
+    fn eal_arguments_with_hugepages_use_in_memory() {
+        let full = eal_arguments(&request(&["--vdev=net_null0"]), &host(128));
+        assert_eq!(count(&full, "--in-memory"), 1, "{full:?}");
+        assert_eq!(count(&full, "--no-huge"), 0, "{full:?}");
+        assert_eq!(count(&full, "-m"), 0, "{full:?}");
+    }
+
+    #[test]
+    fn eal_arguments_leave_a_callers_memory_mode_alone() {
+        for mode in ["--no-huge", "--in-memory", "--legacy-mem"] {
+            for hugepages in [0, 128] {
+                let full = eal_arguments(&request(&[mode]), &host(hugepages));
+                let added = ["--no-huge", "--in-memory", "--legacy-mem", "-m"].iter().filter(|f| count(&full, f) > 0);
+                assert_eq!(added.count(), 1, "{mode} with {hugepages} huge pages: {full:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn eal_arguments_add_no_pci_unless_a_pci_device_is_configured() {
+        let full = eal_arguments(&request(&["--vdev=net_af_xdp0,iface=vA"]), &host(0));
+        assert_eq!(count(&full, "--no-pci"), 1, "{full:?}");
+        for pci in [&["-a", "0000:01:00.0"][..], &["--allow=0000:01:00.0"], &["-a0000:01:00.0"], &["-b", "01:00.1"]] {
+            let full = eal_arguments(&request(pci), &host(0));
+            assert_eq!(count(&full, "--no-pci"), 0, "{pci:?}: {full:?}");
+            assert!(!full.iter().any(|a| a.starts_with("--allow=") && !pci.contains(&a.as_str())), "{full:?}");
+        }
+        // A PCI address as the port: that device alone is probed.
+        for port in ["0000:3b:00.1", "3b:00.1"] {
+            let mut config = BackendConfig::new(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 9000));
+            config.interface = Some(port.into());
+            let asked = EalRequest::of(&config);
+            let full = eal_arguments(&asked, &host(0));
+            assert_eq!(count(&full, "--no-pci"), 0, "{full:?}");
+            assert_eq!(count(&full, &format!("--allow={port}")), 1, "{full:?}");
+        }
+        // The caller's own --no-pci is not repeated.
+        assert_eq!(count(&eal_arguments(&request(&["--no-pci"]), &host(0)), "--no-pci"), 1);
+    }
+
+    #[test]
+    fn pci_addresses_are_recognised() {
+        for yes in ["0000:01:00.0", "01:00.7", "abcd:ef:1f.3"] {
+            assert!(is_pci_address(yes), "{yes}");
+        }
+        for no in ["net_af_xdp0", "bva", "0000:01:00.8", "01:00", "0000:01:00.0.0", "000:01:00.0", "01:0g.0"] {
+            assert!(!is_pci_address(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn eal_arguments_take_the_lcore_from_the_pipeline_core() {
+        let asked = EalRequest { core: Some(1), ..request(&[]) };
+        let full = eal_arguments(&asked, &host(0));
+        assert!(full.windows(2).any(|w| w == ["-l", "1"]), "{full:?}");
+        // Without a core, lcore 0 stays on the CPUs the thread already has, rather than moving it to core 0.
+        let full = eal_arguments(&request(&[]), &host(0));
+        assert_eq!(count(&full, "--lcores=0@(0,1)"), 1, "{full:?}");
+        assert_eq!(count(&full, "-l"), 0, "{full:?}");
+        let unknown = EalHost { cpus_allowed: Vec::new(), ..host(0) };
+        assert!(eal_arguments(&request(&[]), &unknown).windows(2).any(|w| w == ["-l", "0"]));
+        // The caller's own core list wins over the configured core.
+        for given in [&["-l", "0-1"][..], &["-l1"], &["-c", "0x3"], &["--lcores=0@1"]] {
+            let asked = EalRequest { core: Some(1), ..request(given) };
+            let full = eal_arguments(&asked, &host(0));
+            assert_eq!(full.len(), 1 + given.len() + 5, "only prefix, memory and PCI flags added: {full:?}");
+        }
+    }
+
+    #[test]
+    fn eal_arguments_give_each_process_its_own_file_prefix() {
+        let full = eal_arguments(&request(&[]), &host(0));
+        assert_eq!(count(&full, "--file-prefix=bourse-4242"), 1, "{full:?}");
+        let other = eal_arguments(&request(&[]), &EalHost { pid: 4243, ..host(0) });
+        assert_eq!(count(&other, "--file-prefix=bourse-4243"), 1, "{other:?}");
+        let given = eal_arguments(&request(&["--file-prefix=mine"]), &host(0));
+        assert!(!given.iter().any(|a| a.starts_with("--file-prefix=bourse")), "{given:?}");
+    }
+
+    #[test]
+    fn eal_arguments_add_nothing_the_caller_gave() {
+        let explicit = strings(&["--file-prefix=x", "--no-huge", "-m", "64", "--lcores=1", "--no-pci"]);
+        let asked = EalRequest { eal_args: explicit.clone(), pci_port: None, core: Some(1) };
+        assert_eq!(eal_arguments(&asked, &host(0))[1..], explicit[..]);
+    }
+
+    #[test]
+    fn a_missing_port_lists_the_ports_that_exist() {
+        let hint = Hint::for_errno(0, privilege::RAW_BACKEND);
+        let e = DpdkError::NoSuchPort {
+            name: "vA".into(),
+            available: strings(&["net_af_xdp0"]),
+            args: Vec::new(),
+            hint,
+        };
+        let text = e.to_string();
+        assert!(text.contains("no DPDK port named \"vA\""), "{text}");
+        assert!(text.contains("[\"net_af_xdp0\"]"), "{text}");
+        let none = DpdkError::NoSuchPort { name: "vA".into(), available: Vec::new(), args: Vec::new(), hint };
+        assert!(none.to_string().contains("--vdev="), "{none}");
+        let args = strings(&["--vdev=net_af_packet0,iface=lo"]);
+        let failed = DpdkError::NoSuchPort { name: "vA".into(), available: Vec::new(), args, hint };
+        assert!(failed.to_string().contains("failed to start"), "{failed}");
+        assert_eq!(capabilities_for(&strings(&["--vdev=net_af_packet0,iface=lo"])), &[privilege::CAP_NET_RAW]);
+        assert_eq!(capabilities_for(&strings(&["--vdev=net_af_xdp0,iface=lo"])), privilege::RAW_BACKEND);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod af_xdp;
 pub mod dpdk;
 pub mod echo;
 pub mod pin;
+pub mod privilege;
 pub mod socket;
 pub mod uring;
 
@@ -42,6 +43,10 @@ pub struct BackendStats {
     pub arp_replies: u64,
     /// Transmits refused because every slot was in flight.
     pub tx_full: u64,
+    /// Frames the NIC or its driver dropped before the backend saw them: for DPDK, `imissed` (no free receive
+    /// descriptor) plus `rx_nombuf` (no mbuf to refill one) from `rte_eth_stats_get`. Zero where the backend
+    /// cannot see such drops.
+    pub nic_drops: u64,
 }
 
 /// Transmit slots are all in flight: the caller keeps its data and retries after [`Backend::tx_flush`].
@@ -80,8 +85,12 @@ pub struct BackendConfig {
     pub tx_slots: usize,
     /// Largest UDP payload sent or received.
     pub payload_max_bytes: usize,
-    /// DPDK EAL arguments (e.g. `--no-pci --vdev=net_af_xdp0,iface=veth0`).
+    /// DPDK EAL arguments (e.g. `--vdev=net_af_xdp0,iface=veth0`, with `interface = "net_af_xdp0"`). The dpdk
+    /// backend adds memory, PCI, core and file-prefix flags the caller leaves out (see `backend::dpdk`).
     pub eal_args: Vec<String>,
+    /// The core the polling thread is pinned to, if any: DPDK's EAL gets `-l <core>` from it, so that its main
+    /// lcore is that thread's core rather than core 0.
+    pub core: Option<usize>,
 }
 
 impl BackendConfig {
@@ -93,6 +102,7 @@ impl BackendConfig {
             tx_slots: 256,
             payload_max_bytes: 1_472,
             eal_args: Vec::new(),
+            core: None,
         }
     }
 }

@@ -354,6 +354,8 @@ pub fn backend_config(config: &Config) -> BackendConfig {
     b.tx_slots = config.backend.tx_slots;
     b.payload_max_bytes = config.market_data.payload_max_bytes.max(1_472);
     b.eal_args = config.backend.eal_args.clone();
+    // The pipeline thread opens and polls the backend: DPDK's EAL takes its main lcore from this.
+    b.core = config.cores.pipeline;
     b
 }
 

@@ -28,7 +28,8 @@
 //!
 //! **Cores.** The appliance's pipeline thread (or the echo loop) is pinned to `--appliance-core` (default 1) and
 //! the client or load generator to `--load-core` (default 0); the appliance's aux thread shares the load core so
-//! it never preempts the busy-polling pipeline. DPDK gets `-l <appliance core>` so the EAL pins to the same core.
+//! it never preempts the busy-polling pipeline. DPDK gets `-l <appliance core>` so the EAL pins to the same core:
+//! the dpdk backend derives it from the pipeline core, as it derives the memory and PCI flags.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
@@ -269,7 +270,7 @@ pub struct WireRun {
 
 /// The three phases of one backend.
 fn measure(exe: &Path, kind: WireBackend, args: &WireArgs, plan: &Plan, port: u16) -> anyhow::Result<WireRun> {
-    let setup = BackendSetup::for_kind(kind, args.appliance_core, args.dpdk_vdev);
+    let setup = BackendSetup::for_kind(kind, args.dpdk_vdev);
     let target = SocketAddrV4::new(ADDR_APPLIANCE, port);
     let echo = echo_phase(exe, &setup, args, plan, target).context("echo phase")?;
     let closed = appliance_phase(exe, &setup, args, plan, port, LoadMode::Closed).context("closed-loop phase")?;
@@ -496,7 +497,7 @@ pub struct BackendSetup {
 }
 
 impl BackendSetup {
-    pub fn for_kind(kind: WireBackend, appliance_core: usize, vdev: DpdkVdev) -> BackendSetup {
+    pub fn for_kind(kind: WireBackend, vdev: DpdkVdev) -> BackendSetup {
         match kind {
             WireBackend::AfXdp => {
                 BackendSetup { kind, interface: Some(VETH_APPLIANCE.to_string()), eal_args: Vec::new() }
@@ -512,16 +513,10 @@ impl BackendSetup {
                 } else {
                     ("net_af_packet0", format!("--vdev=net_af_packet0,iface={VETH_APPLIANCE}"))
                 };
-                // `-l` pins the EAL's main thread, which is the pipeline thread: the same core the config pins it to.
-                // `--in-memory` keeps the EAL's huge page files unlinked, so a finished phase leaves none behind.
-                let eal_args = vec![
-                    "--no-pci".to_string(),
-                    vdev,
-                    "--log-level=error".to_string(),
-                    "--in-memory".to_string(),
-                    "-l".to_string(),
-                    appliance_core.to_string(),
-                ];
+                // Only the device: the dpdk backend's EAL argument builder adds the memory flags this host needs
+                // (--no-huge without free huge pages, --in-memory with them), --no-pci, `-l <appliance core>`
+                // (from the config's pipeline core, or the echo's --core) and a per-process --file-prefix.
+                let eal_args = vec![vdev, "--log-level=error".to_string()];
                 BackendSetup { kind, interface: Some(device.to_string()), eal_args }
             }
             _ => BackendSetup { kind, interface: None, eal_args: Vec::new() },
@@ -792,6 +787,7 @@ pub fn run_echo(args: WireEchoArgs) -> anyhow::Result<()> {
     bc.interface = args.interface.clone();
     bc.tx_slots = 1_024;
     bc.eal_args = args.eal_args.clone();
+    bc.core = args.core;
     let ready = |mode: &str| {
         println!("{}", json!({ "ready": true, "backend": args.backend.as_str(), "mode": mode }));
         let _ = std::io::stdout().flush();
@@ -1062,7 +1058,7 @@ mod tests {
         let dir = Path::new("/tmp/bourse \"quoted\" dir");
         for kind in WireBackend::EACH {
             for vdev in [DpdkVdev::AfPacket, DpdkVdev::AfXdp] {
-                let setup = BackendSetup::for_kind(kind, 1, vdev);
+                let setup = BackendSetup::for_kind(kind, vdev);
                 let text = appliance_config(&setup, 4_000, dir, "dax", (1, 0), "benchwire-test").unwrap();
                 let c = Config::parse(&text).unwrap();
                 assert_eq!(c.backend.kind.as_str(), kind.as_str());
@@ -1077,18 +1073,17 @@ mod tests {
     }
 
     #[test]
-    fn dpdk_gets_the_veth_device_and_the_appliance_core() {
-        let p = BackendSetup::for_kind(WireBackend::Dpdk, 1, DpdkVdev::AfPacket);
+    fn dpdk_gets_the_veth_device_and_nothing_the_backend_decides() {
+        let p = BackendSetup::for_kind(WireBackend::Dpdk, DpdkVdev::AfPacket);
         assert_eq!(p.interface.as_deref(), Some("net_af_packet0"));
-        assert_eq!(
-            p.eal_args,
-            ["--no-pci", "--vdev=net_af_packet0,iface=bva", "--log-level=error", "--in-memory", "-l", "1"]
-        );
-        let x = BackendSetup::for_kind(WireBackend::Dpdk, 3, DpdkVdev::AfXdp);
+        // No memory, PCI or core flags of its own: the backend's EAL argument builder decides those, and two
+        // deciders disagreed before (--in-memory here, --no-huge there, which EAL refuses together).
+        assert_eq!(p.eal_args, ["--vdev=net_af_packet0,iface=bva", "--log-level=error"]);
+        let x = BackendSetup::for_kind(WireBackend::Dpdk, DpdkVdev::AfXdp);
         assert_eq!(x.interface.as_deref(), Some("net_af_xdp0"));
-        assert!(x.eal_args[1].starts_with("--vdev=net_af_xdp0,iface=bva"));
-        assert_eq!(x.eal_args[5], "3");
-        let a = BackendSetup::for_kind(WireBackend::AfXdp, 1, DpdkVdev::Auto);
+        assert!(x.eal_args[0].starts_with("--vdev=net_af_xdp0,iface=bva"));
+        assert_eq!(x.eal_args.len(), 2);
+        let a = BackendSetup::for_kind(WireBackend::AfXdp, DpdkVdev::Auto);
         assert_eq!((a.interface.as_deref(), a.eal_args.len()), (Some("bva"), 0));
     }
 

@@ -40,6 +40,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::privilege::{self, Capability, Hint};
 use super::{Backend, BackendConfig, BackendStats, Datagram, TxFull};
 use crate::wire::ethernet::{self, Address};
 use crate::wire::frame::{
@@ -57,20 +58,42 @@ pub enum Error {
     Config(&'static str),
     #[error("af_xdp: interface {name}: {source}")]
     Interface { name: String, source: io::Error },
-    #[error("af_xdp: {what}: {source}")]
+    #[error("af_xdp: {what}: {source}{}", Hint::for_io(source, capabilities_for(what)))]
     Sys {
         what: &'static str,
         source: io::Error,
     },
-    #[error("af_xdp: the kernel verifier refused the XDP program: {source}\n{log}")]
+    #[error(
+        "af_xdp: the kernel verifier refused the XDP program: {source}{}\n{log}",
+        Hint::for_io(source, BPF_LOAD)
+    )]
     Verifier { source: io::Error, log: String },
     #[error(
-        "af_xdp: attaching XDP failed in native mode ({native:?}) and in generic mode ({generic})"
+        "af_xdp: attaching XDP failed in native mode ({native:?}) and in generic mode ({generic}){}",
+        Hint::for_io(generic, &[privilege::CAP_NET_ADMIN])
     )]
     Attach {
         native: Option<io::Error>,
         generic: io::Error,
     },
+}
+
+/// Loading the XDP program and creating its XSKMAP: CAP_BPF, plus CAP_NET_ADMIN for the XDP program type (kernels
+/// before 5.8, which lack CAP_BPF, want CAP_SYS_ADMIN instead).
+const BPF_LOAD: &[Capability] = &[privilege::CAP_BPF, privilege::CAP_NET_ADMIN, privilege::CAP_SYS_ADMIN];
+
+/// The capabilities the set-up step `what` (an [`Error::Sys`] step name) needs when run by a non-root user.
+fn capabilities_for(what: &str) -> &'static [Capability] {
+    if what.starts_with("socket(AF_XDP)") {
+        &[privilege::CAP_NET_RAW]
+    } else if what.starts_with("bpf(") {
+        BPF_LOAD
+    } else if what.starts_with("XDP_UMEM_REG") || what.starts_with("mmap") {
+        // The UMEM is locked memory: beyond RLIMIT_MEMLOCK it needs CAP_IPC_LOCK.
+        &[privilege::CAP_IPC_LOCK]
+    } else {
+        privilege::RAW_BACKEND
+    }
 }
 
 /// AF_XDP-specific settings; [`AfXdpOptions::default`] suits veth and most NICs.
