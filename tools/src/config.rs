@@ -168,12 +168,49 @@ pub struct WalSection {
     pub mode: WalMode,
     #[serde(default = "default_segment_bytes")]
     pub segment_bytes: u64,
+    /// Take a snapshot of the exchange state each time this many more inputs are committed (0: never). Taken by
+    /// a read-only follower of this node's own log on another thread, so matching never pauses; recovery then
+    /// starts from the newest valid snapshot and replays only the log after it.
+    #[serde(default = "default_snapshot_every_records")]
+    pub snapshot_every_records: u64,
+    /// Snapshots kept (the newest; at least 1).
+    #[serde(default = "default_snapshots_keep")]
+    pub snapshots_keep: usize,
+    /// What happens to segments wholly before the oldest kept snapshot: "archive" (moved to `<dir>/archive`),
+    /// "delete", or "keep".
+    #[serde(default)]
+    pub retire: Retire,
+}
+
+/// The retention policy for segments the kept snapshots no longer need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retire {
+    /// Moved to `<wal dir>/archive/` (the WAL directory stays bounded; the archive is the operator's).
+    #[default]
+    Archive,
+    Delete,
+    Keep,
 }
 
 impl Default for WalSection {
     fn default() -> Self {
-        WalSection { dir: None, mode: default_wal_mode(), segment_bytes: default_segment_bytes() }
+        WalSection {
+            dir: None,
+            mode: default_wal_mode(),
+            segment_bytes: default_segment_bytes(),
+            snapshot_every_records: default_snapshot_every_records(),
+            snapshots_keep: default_snapshots_keep(),
+            retire: Retire::default(),
+        }
     }
+}
+
+fn default_snapshot_every_records() -> u64 {
+    1_000_000
+}
+fn default_snapshots_keep() -> usize {
+    2
 }
 
 fn default_wal_mode() -> WalMode {

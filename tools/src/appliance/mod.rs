@@ -19,6 +19,7 @@ pub mod mirror;
 pub mod outq;
 pub mod pipeline;
 pub mod setup;
+pub mod snapshots;
 pub mod store;
 
 use std::net::UdpSocket;
@@ -205,6 +206,7 @@ pub fn serve_with_clock(
         _ => None,
     };
     let aux_stop = Arc::new(AtomicBool::new(false));
+    let snapshotter = snapshots::spawn(config, &started.wal_dir, Arc::clone(&pipeline.commit), Arc::clone(&aux_stop));
     let aux = {
         let (stats, aux_stop, config) = (Arc::clone(&stats), Arc::clone(&aux_stop), config.clone());
         std::thread::Builder::new()
@@ -215,6 +217,9 @@ pub fn serve_with_clock(
     let result = pipeline_loop(config, &mut pipeline, &stats, &stop, ready);
     aux_stop.store(true, Ordering::Relaxed);
     let aux_result = aux.join().map_err(|_| anyhow::anyhow!("the aux thread panicked"))?;
+    if let Some(s) = snapshotter {
+        s.join().map_err(|_| anyhow::anyhow!("the snapshot thread panicked"))?;
+    }
     let summary = result?;
     aux_result?;
     Ok(summary)
