@@ -382,6 +382,14 @@ pub struct FirmSection {
     /// Maximum notional of one order, decimal currency units.
     #[serde(default = "default_max_notional")]
     pub max_order_notional: String,
+    /// Messages per second this firm's session may send (a token bucket in sequencer time; 0: unlimited).
+    /// Messages beyond it are refused with an OUCH Order Rejected (reason 0x002A), journaled like any refusal.
+    /// Part of the replicated state's definition: both nodes of a pair must configure it alike.
+    #[serde(default)]
+    pub rate_limit_per_s: u32,
+    /// Messages the bucket holds after a quiet spell (default: one second's worth, at least 1).
+    #[serde(default)]
+    pub rate_limit_burst: u32,
 }
 
 fn default_max_qty() -> u32 {

@@ -267,3 +267,52 @@ fn orders_flow_through_the_pipeline_and_it_allocates_nothing_after_start_up() {
     assert!(backend.stats.tx > u64::from(orders), "replies and market data were sent ({})", backend.stats.tx);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn every_packet_of_a_200_packet_datagram_is_processed_and_a_flood_beyond_the_rate_limit_is_refused() {
+    let dir = std::env::temp_dir().join(format!("bourse-pipeline-rate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = config(&dir);
+    cfg.firms[1].rate_limit_per_s = 100;
+    cfg.firms[1].rate_limit_burst = 10;
+    let (mut pipeline, _exporter, _) = build_pipeline(&cfg, Clock::calibrate(Duration::from_millis(20))).unwrap();
+    let a = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5000);
+    let b = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5001);
+    let packets = |first: u32, n: u32, side| {
+        let mut d = Vec::new();
+        for r in first..first + n {
+            d.extend_from_slice(&ouch_datagram(&enter(r, side, 1, 1_400_000, b'0')));
+        }
+        d
+    };
+    // Alpha (unlimited): one datagram of 200 SoupBinTCP packets. Beta (100/s, burst 10): 300 in one datagram.
+    let inbox = vec![
+        (a, login("ALPHA", "pw-a")),
+        (b, login("BETA", "pw-b")),
+        (a, packets(1, 200, ouch::Side::Buy)),
+        (b, packets(1, 300, ouch::Side::Buy)),
+    ];
+    let mut backend = Script::new(inbox, 4096);
+    while !backend.done() {
+        pipeline.poll(&mut backend);
+    }
+    for _ in 0..1000 {
+        pipeline.poll(&mut backend);
+    }
+    assert_eq!(pipeline.waiting(), (0, 0));
+    let replies_a = ouch_replies(backend.sent(), a);
+    let accepted_a = replies_a.iter().filter(|m| matches!(m, ouch::Outbound::OrderAccepted(_))).count();
+    assert_eq!(accepted_a, 200, "every packet of the datagram was journaled and answered");
+
+    let replies_b = ouch_replies(backend.sent(), b);
+    let accepted_b = replies_b.iter().filter(|m| matches!(m, ouch::Outbound::OrderAccepted(_))).count();
+    let limited = replies_b
+        .iter()
+        .filter(|m| matches!(m, ouch::Outbound::OrderRejected { reason, .. } if *reason == ouch::reject_reason::RISK_DUPLICATE_MESSAGE_RATE))
+        .count();
+    assert_eq!(accepted_b + limited, 300, "each message answered: accepted or refused by the rate limit");
+    assert!(accepted_b >= 10, "the burst passes ({accepted_b})");
+    assert!(limited > 0, "the flood beyond the rate is refused");
+    assert_eq!(pipeline.counters.rate_limited, limited as u64, "and counted");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -59,6 +59,41 @@ impl ExchangeLimits {
         ExchangeLimits { sessions: 1, replies_kept: 8192, outcomes_kept: 4096, market_kept: 1 << 16 };
 }
 
+/// A session's message rate limit: a token bucket refilled in sequencer time (so replay reproduces it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RateLimit {
+    /// Messages per second (0: unlimited).
+    pub per_s: u32,
+    /// Messages that may arrive at once after a quiet spell (at least 1 when limited).
+    pub burst: u32,
+}
+
+/// OUCH reject code for a message refused by the rate limit (OUCH 5.0 Appendix C has no plain message-rate code;
+/// "Risk: Duplicate Message Rate" is the closest).
+pub const RATE_LIMITED: u16 = bourse_nic::wire::ouch::reject_reason::RISK_DUPLICATE_MESSAGE_RATE;
+
+/// One message, in the bucket's units (a billionth of a message per nanosecond times messages/s).
+const TOKEN: u128 = 1_000_000_000;
+
+/// A token bucket's state: tokens (in [`TOKEN`] units) as of `at_ns`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Bucket {
+    tokens: u128,
+    at_ns: u64,
+}
+
+impl Bucket {
+    fn full(limit: RateLimit) -> Bucket {
+        Bucket { tokens: u128::from(limit.burst.max(1)) * TOKEN, at_ns: 0 }
+    }
+
+    fn refilled(&self, limit: RateLimit, now_ns: u64) -> u128 {
+        let cap = u128::from(limit.burst.max(1)) * TOKEN;
+        let elapsed = u128::from(now_ns.saturating_sub(self.at_ns));
+        (self.tokens + elapsed * u128::from(limit.per_s)).min(cap)
+    }
+}
+
 /// Where applying an input puts what it produced, already sequenced.
 pub trait Outputs {
     /// OUCH reply `sequence` of `session`'s outbound stream.
@@ -79,6 +114,8 @@ impl Outputs for Discard {
 struct ReplyBook {
     next_sequence: u64,
     last_user_ref: UserRef,
+    limit: RateLimit,
+    bucket: Bucket,
     store: RetransmitStore,
     outcomes: OutcomeRing,
 }
@@ -100,16 +137,23 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn new(capacity: Capacity, translator: Translator, limits: ExchangeLimits) -> Exchange {
-        Exchange::with_engine(Engine::new(capacity), translator, limits)
+    /// `rates[session]` limits that session's messages (missing entries: unlimited).
+    pub fn new(capacity: Capacity, translator: Translator, limits: ExchangeLimits, rates: &[RateLimit]) -> Exchange {
+        Exchange::with_engine(Engine::new(capacity), translator, limits, rates)
     }
 
-    fn with_engine(engine: Engine, translator: Translator, limits: ExchangeLimits) -> Exchange {
+    fn with_engine(engine: Engine, translator: Translator, limits: ExchangeLimits, rates: &[RateLimit]) -> Exchange {
         let outcomes = limits.outcomes_kept.next_power_of_two();
         let books = (0..limits.sessions)
-            .map(|_| ReplyBook {
+            .map(|i| {
+                let limit = rates.get(usize::from(i)).copied().unwrap_or_default();
+                (limit, Bucket::full(limit))
+            })
+            .map(|(limit, bucket)| ReplyBook {
                 next_sequence: 1,
                 last_user_ref: 0,
+                limit,
+                bucket,
                 store: RetransmitStore::new(limits.replies_kept, REPLY_BYTES_MAX),
                 outcomes: OutcomeRing::new(outcomes),
             })
@@ -133,6 +177,20 @@ impl Exchange {
         if let Some((session, user_ref)) = used {
             if let Some(b) = self.books.get_mut(usize::from(session)) {
                 b.last_user_ref = b.last_user_ref.max(user_ref);
+            }
+        }
+        // Every message a session sent that was taken (anything but a rate-limit refusal) spends a token.
+        let sender = match input.command {
+            Command::NewOrder(o) => Some(o.session),
+            Command::Cancel(c) => Some(c.session),
+            Command::Replace(r) => Some(r.session),
+            Command::Refuse(r) if r.reason != RATE_LIMITED => Some(r.session),
+            _ => None,
+        };
+        if let Some(b) = sender.and_then(|s| self.books.get_mut(usize::from(s))) {
+            if b.limit.per_s > 0 {
+                let t = b.bucket.refilled(b.limit, input.timestamp);
+                b.bucket = Bucket { tokens: t.saturating_sub(TOKEN), at_ns: input.timestamp.max(b.bucket.at_ns) };
             }
         }
         let mut sink = Sink {
@@ -172,6 +230,13 @@ impl Exchange {
     /// session, and one at or below the highest used is a retransmission, never executed again.
     pub fn is_repeat(&self, session: SessionId, user_ref: UserRef) -> bool {
         self.books.get(usize::from(session)).is_some_and(|b| user_ref <= b.last_user_ref)
+    }
+
+    /// Whether `session` may send one more message at sequencer time `now_ns` (its rate limit has a token).
+    pub fn rate_allows(&self, session: SessionId, now_ns: u64) -> bool {
+        self.books
+            .get(usize::from(session))
+            .is_none_or(|b| b.limit.per_s == 0 || b.bucket.refilled(b.limit, now_ns) >= TOKEN)
     }
 
     /// The sequence of the first reply to `user_ref` in `session`'s stream, if still known.
@@ -218,6 +283,8 @@ impl Exchange {
         for b in &self.books {
             rest.extend_from_slice(&b.next_sequence.to_le_bytes());
             rest.extend_from_slice(&u64::from(b.last_user_ref).to_le_bytes());
+            rest.extend_from_slice(&b.bucket.tokens.to_le_bytes());
+            rest.extend_from_slice(&b.bucket.at_ns.to_le_bytes());
             b.store.write_to(&mut rest);
             b.outcomes.write_to(&mut rest);
         }
@@ -229,11 +296,16 @@ impl Exchange {
     }
 
     /// Restores a snapshot written by [`Exchange::snapshot`] with the same limits; every field is checked.
-    pub fn restore(payload: &[u8], translator: Translator, limits: ExchangeLimits) -> Result<Exchange, String> {
+    pub fn restore(
+        payload: &[u8],
+        translator: Translator,
+        limits: ExchangeLimits,
+        rates: &[RateLimit],
+    ) -> Result<Exchange, String> {
         let (engine_bytes, rest) = bourse_persist::snapshot::composite::split(payload)
             .ok_or("not an exchange snapshot (it holds the engine alone)")?;
         let engine = Engine::restore(engine_bytes).map_err(|e| e.to_string())?;
-        let mut x = Exchange::with_engine(engine, translator, limits);
+        let mut x = Exchange::with_engine(engine, translator, limits, rates);
         let mut r = rest;
         let corrupt = |what: &str| format!("exchange snapshot: {what}");
         if take(&mut r, SNAPSHOT_MAGIC.len()) != Some(&SNAPSHOT_MAGIC[..]) {
@@ -250,6 +322,12 @@ impl Exchange {
             b.last_user_ref = take_u64(&mut r)
                 .and_then(|v| u32::try_from(v).ok())
                 .ok_or_else(|| corrupt("last UserRefNum"))?;
+            let tokens = take(&mut r, 16).and_then(|b| b.try_into().ok()).map(u128::from_le_bytes);
+            let at_ns = take_u64(&mut r);
+            b.bucket = match (tokens, at_ns) {
+                (Some(tokens), Some(at_ns)) => Bucket { tokens: tokens.min(Bucket::full(b.limit).tokens), at_ns },
+                _ => return Err(corrupt("rate-limit bucket")),
+            };
             b.store.read_from(&mut r).ok_or_else(|| corrupt("reply store"))?;
             b.outcomes.read_from(&mut r).ok_or_else(|| corrupt("UserRefNum index"))?;
         }

@@ -26,7 +26,8 @@ use bourse_persist::commit::CommitIndex;
 use bourse_persist::wal::record::Echo;
 use bourse_persist::wal::Wal;
 
-use super::exchange::{Exchange, Outputs, NO_ECHO};
+use super::exchange::{Exchange, Outputs, NO_ECHO, RATE_LIMITED};
+use crate::translate::OuchReject;
 use super::mdfeed::MdFeed;
 use super::outq::OutQueue;
 use crate::obs::stages::{Stage, StageRecorder, StageStamps};
@@ -46,6 +47,8 @@ pub struct PipelineCounters {
     /// Of those, answered with the original first reply.
     pub duplicates_answered: u64,
     pub retransmits_answered: u64,
+    /// Messages refused by their session's rate limit (journaled as refusals, answered with Order Rejected).
+    pub rate_limited: u64,
     /// Logins asking for replies older than the kept window (answered from the oldest kept).
     pub login_window_misses: u64,
     /// Replies replayed to firms at login.
@@ -336,6 +339,24 @@ impl Pipeline {
                         }
                         return;
                     }
+                }
+                if !self.exchange.rate_allows(session, self.time.now()) {
+                    self.counters.rate_limited += 1;
+                    let user_ref = match message {
+                        ouch::Inbound::EnterOrder(m) => m.user_ref,
+                        ouch::Inbound::ReplaceOrder(m) => m.user_ref,
+                        ouch::Inbound::CancelOrder(m) => m.user_ref,
+                        ouch::Inbound::ModifyOrder(m) => m.user_ref,
+                    };
+                    let cl_ord_id = match message {
+                        ouch::Inbound::EnterOrder(m) => m.cl_ord_id,
+                        ouch::Inbound::ReplaceOrder(m) => m.cl_ord_id,
+                        _ => bourse_nic::wire::alpha::Alpha([b' '; 14]),
+                    };
+                    let reject = OuchReject { user_ref, reason: RATE_LIMITED, cl_ord_id };
+                    let (command, echo) = reject.command(session, new_ref.is_some());
+                    self.sequence(command, Some(echo));
+                    return;
                 }
                 match self.exchange.translator().on_ouch(session, account, &message) {
                     Ok((command, echo)) => self.sequence(command, echo),

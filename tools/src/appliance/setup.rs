@@ -16,7 +16,7 @@ use bourse_persist::recovery::recover_state;
 use bourse_persist::snapshot::{self, SnapshotError};
 use bourse_persist::{AckPolicy, CommitIndex, DurabilityMode, RecoveryOptions, Wal, WalConfig};
 
-use super::exchange::{Exchange, ExchangeLimits};
+use super::exchange::{Exchange, ExchangeLimits, RateLimit};
 use super::mdfeed::MdFeed;
 use super::pipeline::{Parts, Pipeline};
 use crate::config::{
@@ -160,9 +160,21 @@ pub fn exchange_limits(config: &Config) -> ExchangeLimits {
     }
 }
 
+/// Each session's rate limit, from its firm's `rate_limit_per_s` and `rate_limit_burst`.
+pub fn rate_limits(config: &Config) -> Vec<RateLimit> {
+    config
+        .firms
+        .iter()
+        .map(|f| {
+            let burst = if f.rate_limit_burst == 0 { f.rate_limit_per_s } else { f.rate_limit_burst };
+            RateLimit { per_s: f.rate_limit_per_s, burst }
+        })
+        .collect()
+}
+
 /// An empty exchange state for `config`.
 pub fn new_exchange(config: &Config) -> anyhow::Result<Exchange> {
-    Ok(Exchange::new(config.engine_capacity(), new_translator(config)?, exchange_limits(config)))
+    Ok(Exchange::new(config.engine_capacity(), new_translator(config)?, exchange_limits(config), &rate_limits(config)))
 }
 
 /// Reads, checks and restores the exchange-state snapshot at `path` (taken at `seq`).
@@ -170,7 +182,7 @@ pub fn load_exchange(config: &Config, path: &Path, seq: u64) -> Result<Exchange,
     let state = |why: String| SnapshotError::State { path: path.to_path_buf(), why };
     let (header_seq, payload) = snapshot::read_snapshot(path)?;
     let translator = new_translator(config).map_err(|e| state(format!("{e:#}")))?;
-    let x = Exchange::restore(&payload, translator, exchange_limits(config)).map_err(state)?;
+    let x = Exchange::restore(&payload, translator, exchange_limits(config), &rate_limits(config)).map_err(state)?;
     if x.last_seq() != header_seq || header_seq != seq {
         return Err(SnapshotError::SeqMismatch { path: path.to_path_buf(), header: header_seq, engine: x.last_seq() });
     }

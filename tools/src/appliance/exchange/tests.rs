@@ -166,7 +166,7 @@ fn snapshot_then_tail_equals_the_uninterrupted_run() {
         let mut payload = Vec::new();
         first.snapshot(&mut payload);
         let translator = setup::new_translator(&c).unwrap();
-        let mut restored = Exchange::restore(&payload, translator, setup::exchange_limits(&c)).unwrap();
+        let mut restored = Exchange::restore(&payload, translator, setup::exchange_limits(&c), &[]).unwrap();
         assert_eq!(restored.last_seq(), cut as u64);
         run(&mut restored, &inputs[cut..], &mut got);
         assert_eq!(got, expected, "cut at {cut}");
@@ -190,7 +190,7 @@ fn damaged_snapshots_are_refused_never_a_panic() {
     let mut payload = Vec::new();
     x.snapshot(&mut payload);
     let limits = setup::exchange_limits(&c);
-    let restore = |p: &[u8]| Exchange::restore(p, setup::new_translator(&c).unwrap(), limits);
+    let restore = |p: &[u8]| Exchange::restore(p, setup::new_translator(&c).unwrap(), limits, &[]);
     let step = (payload.len() / 300).max(1);
     for n in (0..payload.len()).step_by(step) {
         assert!(restore(&payload[..n]).is_err(), "truncated at {n}");
@@ -200,7 +200,7 @@ fn damaged_snapshots_are_refused_never_a_panic() {
     assert!(restore(&longer).is_err());
     let mut other = limits;
     other.replies_kept *= 2;
-    assert!(Exchange::restore(&payload, setup::new_translator(&c).unwrap(), other).is_err());
+    assert!(Exchange::restore(&payload, setup::new_translator(&c).unwrap(), other, &[]).is_err());
 }
 
 #[test]
@@ -213,7 +213,7 @@ fn a_replace_after_a_restart_echoes_what_the_firm_entered() {
     run(&mut x, &[(command, echo.unwrap())], &mut Collect::default());
     let mut payload = Vec::new();
     x.snapshot(&mut payload);
-    let mut x = Exchange::restore(&payload, setup::new_translator(&c).unwrap(), setup::exchange_limits(&c)).unwrap();
+    let mut x = Exchange::restore(&payload, setup::new_translator(&c).unwrap(), setup::exchange_limits(&c), &[]).unwrap();
     let replace = Inbound::ReplaceOrder(ReplaceOrder {
         orig_user_ref: 1,
         user_ref: 2,
@@ -237,4 +237,43 @@ fn a_replace_after_a_restart_echoes_what_the_firm_entered() {
     assert_eq!(order.cl_ord_id, Alpha::new("NEW").unwrap());
     assert!(x.is_repeat(0, 2) && x.is_repeat(0, 1) && !x.is_repeat(0, 3));
     assert_eq!(x.first_reply(0, 2), Some(x.next_reply_sequence(0) - 1));
+}
+
+#[test]
+fn the_rate_limit_is_a_token_bucket_in_sequencer_time_and_replays_the_same() {
+    use super::{RateLimit, RATE_LIMITED};
+    let c = config();
+    let rates = [RateLimit { per_s: 1_000, burst: 3 }];
+    let mut x = Exchange::new(c.engine_capacity(), setup::new_translator(&c).unwrap(), setup::exchange_limits(&c), &rates);
+    let genesis: Vec<_> = setup::genesis(&c).unwrap().into_iter().map(|g| (g, NO_ECHO)).collect();
+    run(&mut x, &genesis, &mut Collect::default());
+    let t0 = 1_800_000_000_000_000_000u64;
+    let mut seq = x.last_seq();
+    let mut send = |x: &mut Exchange, at: u64, user_ref: u32| -> bool {
+        let allowed = x.rate_allows(0, at);
+        let msg = enter(user_ref, Side::Buy, 1, 1_400_000, "AAPL", b'A');
+        let (command, echo) = if allowed {
+            let (c, e) = x.translator().on_ouch(0, 0, &msg).unwrap();
+            (c, e.unwrap())
+        } else {
+            let refuse = bourse_engine::Refuse { session: 0, user_ref, reason: RATE_LIMITED, introduces_ref: true };
+            (bourse_engine::Command::Refuse(refuse), NO_ECHO)
+        };
+        seq += 1;
+        x.apply(&Input { seq, timestamp: at, command }, &echo, &mut Collect::default()).unwrap();
+        allowed
+    };
+    // A burst of 3 passes, the 4th at the same instant is refused; 1 ms later one more token has come.
+    let got: Vec<bool> = (1..=5).map(|r| send(&mut x, t0, r)).collect();
+    assert_eq!(got, [true, true, true, false, false]);
+    assert!(send(&mut x, t0 + 1_000_000, 6));
+    assert!(!send(&mut x, t0 + 1_000_000, 7));
+    // Another session is not limited.
+    assert!(x.rate_allows(1, t0));
+    // The bucket is state: a snapshot carries it.
+    let mut payload = Vec::new();
+    x.snapshot(&mut payload);
+    let y = Exchange::restore(&payload, setup::new_translator(&c).unwrap(), setup::exchange_limits(&c), &rates).unwrap();
+    assert_eq!(y.rate_allows(0, t0 + 1_000_000), x.rate_allows(0, t0 + 1_000_000));
+    assert!(y.rate_allows(0, t0 + 3_000_000));
 }
