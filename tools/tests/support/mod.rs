@@ -9,11 +9,13 @@
 //! - [`wal_records`], [`check_logs_agree`], [`order_counts`]: what the WALs hold.
 //! - [`exact_client`]: firm GAMMA entering one order per millisecond and recording exactly which were answered.
 //! - [`md`]: a MoldUDP64 market-data client that asks for retransmission of what it missed.
+//! - [`firm`]: a firm on a raw socket keeping every reply's bytes by sequence (reply continuity tests).
 //!
 //! Use from a test file with `mod support;` (the folder form keeps cargo from treating it as a test of its own).
 #![allow(dead_code)]
 #![allow(unsafe_code)]
 
+pub mod firm;
 pub mod md;
 pub mod netns;
 
