@@ -10,8 +10,10 @@ use bourse_engine::{
     Replace, Side, TimeInForce,
 };
 
-const SYMBOLS: u16 = 4;
-const ACCOUNTS: u32 = 16;
+/// Symbols the generated workload trades (locates 0..SYMBOLS).
+pub const SYMBOLS: u16 = 4;
+/// Accounts and sessions of the generated workload (ids 0..ACCOUNTS).
+pub const ACCOUNTS: u32 = 16;
 /// Recent orders remembered per session for cancels and replaces.
 const RECENT_MAX: usize = 8;
 const REFERENCE_PRICE: u32 = 1_000_000;

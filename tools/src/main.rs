@@ -54,6 +54,8 @@ enum BenchCmd {
     Wal(bench::wal::WalArgs),
     /// Recovery replay throughput.
     Replay(bench::wal::ReplayArgs),
+    /// Exchange-state recovery from a long log, with and without a snapshot, and the disk kept.
+    Recovery(bench::recovery::RecoveryArgs),
     /// Cost of a timestamp (rdtsc, rdtscp, clock_gettime).
     Clock(bench::clock::ClockArgs),
     /// Wire-to-ack round trip through the appliance over a veth pair, against each backend's bare echo.
@@ -76,6 +78,7 @@ fn main() {
             BenchCmd::Failover(a) => bench::failover::run(a),
             BenchCmd::Wal(a) => bench::wal::run(a),
             BenchCmd::Replay(a) => bench::wal::run_replay(a),
+            BenchCmd::Recovery(a) => bench::recovery::run(a),
             BenchCmd::Clock(a) => bench::clock::run(a),
             BenchCmd::Wire(a) => bench::wire::run(a),
             BenchCmd::WireEcho(a) => bench::wire::run_echo(a),

@@ -6,5 +6,6 @@ pub mod codec;
 pub mod engine;
 pub mod failover;
 pub mod mirror;
+pub mod recovery;
 pub mod wal;
 pub mod wire;
