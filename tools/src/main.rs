@@ -38,6 +38,18 @@ enum Cmd {
     Load(load::LoadArgs),
     /// The main job: start the appliance in-process, load it at a few rates, print the latency table.
     Demo(demo::DemoArgs),
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Parse and check a configuration (ports free, cores present, WAL directory writable, the market valid)
+    /// without touching its journal; every problem is reported with its key.
+    Check(bourse::appliance::preflight::CheckArgs),
 }
 
 #[derive(Subcommand)]
@@ -91,6 +103,7 @@ fn main() {
         Cmd::Stats(a) => stats::run(a),
         Cmd::Load(a) => load::run(a),
         Cmd::Demo(a) => demo::run(a),
+        Cmd::Config { cmd: ConfigCmd::Check(a) } => bourse::appliance::preflight::run_check(a),
     };
     if let Err(e) = result {
         eprintln!("bourse: error: {e:#}");

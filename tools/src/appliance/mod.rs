@@ -18,6 +18,7 @@ pub mod mdfeed;
 pub mod mirror;
 pub mod outq;
 pub mod pipeline;
+pub mod preflight;
 pub mod setup;
 pub mod snapshots;
 pub mod store;
@@ -130,6 +131,8 @@ pub fn serve_with_clock(
     let journal = match journal {
         Some(j) => j,
         None => {
+            // Everything that could fail after recovery is checked before the journal is touched.
+            preflight::check(config)?;
             let j = setup::recover_journal(config)?;
             // A journal that followed a newer primary must not be served in an older epoch: that is a second
             // primary beside the one it followed (and its records would go back in epoch).

@@ -346,6 +346,14 @@ fn ms(from: std::time::Instant, to: std::time::Instant) -> f64 {
     (to - from).as_secs_f64() * 1e3
 }
 
+/// The market of `config` as the engine would take it: firm and symbol settings parse, and every genesis input
+/// applies to a fresh engine (checked before any journal is touched).
+pub fn check_market(config: &Config) -> anyhow::Result<()> {
+    firm_configs(config)?;
+    new_translator(config)?;
+    check_genesis(config, &Engine::new(config.engine_capacity()))
+}
+
 /// The genesis inputs must all have applied: replay them on a scratch engine to find the first refused one.
 fn check_genesis(config: &Config, engine: &Engine) -> anyhow::Result<()> {
     let mut scratch = Engine::new(engine.capacity());
