@@ -316,3 +316,47 @@ fn every_packet_of_a_200_packet_datagram_is_processed_and_a_flood_beyond_the_rat
     assert_eq!(pipeline.counters.rate_limited, limited as u64, "and counted");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn replies_produced_while_logged_out_arrive_at_the_next_login() {
+    let dir = std::env::temp_dir().join(format!("bourse-pipeline-away-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = config(&dir);
+    let (mut pipeline, _exporter, _) = build_pipeline(&cfg, Clock::calibrate(Duration::from_millis(20))).unwrap();
+    let a = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5000);
+    let b = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5001);
+    let mut relogin = login("ALPHA", "pw-a");
+    // Requested Sequence Number 2 (SoupBinTCP Login Request @29, 20 ASCII digits, right-justified).
+    let n = relogin.len();
+    relogin[n - 20..].copy_from_slice(b"                   2");
+    // Alpha rests a bid (Accepted = 1) and logs out; Beta sells into it while Alpha is away.
+    let inbox = vec![
+        (a, login("ALPHA", "pw-a")),
+        (a, ouch_datagram(&enter(1, ouch::Side::Buy, 10, 1_500_000, b'0'))),
+        (a, vec![0, 1, b'O']),
+        (b, login("BETA", "pw-b")),
+        (b, ouch_datagram(&enter(1, ouch::Side::Sell, 10, 1_500_000, b'3'))),
+    ];
+    let mut backend = Script::new(inbox, 256);
+    while !backend.done() {
+        pipeline.poll(&mut backend);
+    }
+    for _ in 0..200 {
+        pipeline.poll(&mut backend);
+    }
+    let while_in = ouch_replies(backend.sent(), a).len();
+    assert_eq!(while_in, 1, "only the Accepted reached Alpha before it logged out");
+    backend.inbox.push((a, relogin));
+    while !backend.done() {
+        pipeline.poll(&mut backend);
+    }
+    for _ in 0..200 {
+        pipeline.poll(&mut backend);
+    }
+    let all = ouch_replies(backend.sent(), a);
+    assert!(
+        matches!(all[1..], [ouch::Outbound::OrderExecuted { user_ref: 1, quantity: 10, .. }]),
+        "the execution that happened while Alpha was away arrives at its next login: {all:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -49,7 +49,7 @@ pub struct PipelineCounters {
     pub retransmits_answered: u64,
     /// Messages refused by their session's rate limit (journaled as refusals, answered with Order Rejected).
     pub rate_limited: u64,
-    /// Logins asking for replies older than the kept window (answered from the oldest kept).
+    /// Logins and re-requests asking for replies older than the kept window (answered from the oldest kept).
     pub login_window_misses: u64,
     /// Replies replayed to firms at login.
     pub login_replays: u64,
@@ -369,7 +369,15 @@ impl Pipeline {
             }
             Outcome::Retransmit { session, request } => {
                 self.counters.retransmits_answered += 1;
-                self.resend(gate, src, session, request.sequence, request.count);
+                // Replies older than the kept window are gone: the answer starts at the oldest kept, so its
+                // sequence number tells the firm where what it can still have begins.
+                let oldest = self.exchange.oldest_reply_sequence(session);
+                if request.sequence < oldest {
+                    self.counters.login_window_misses += 1;
+                }
+                let from = request.sequence.max(oldest);
+                let count = request.count.saturating_sub(u16::try_from(from - request.sequence).unwrap_or(u16::MAX));
+                self.resend(gate, src, session, from, count.max(1));
             }
             // Counted by the session layer; nothing to answer.
             Outcome::Heartbeat { .. } | Outcome::Logout { .. } | Outcome::Drop(_) => {}
@@ -538,5 +546,27 @@ impl Outputs for Emit<'_> {
 
     fn market(&mut self, sequence: u64, msg: &[u8]) {
         self.md.push(self.seq, sequence, msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SeqClock;
+    use crate::obs::tsc::Clock;
+
+    #[test]
+    fn sequencer_time_never_goes_below_the_journal() {
+        let clock = Clock::calibrate(std::time::Duration::from_millis(5));
+        // A restart onto a host whose clock is an hour behind the last journaled timestamp.
+        let wall = SeqClock::new(clock, 0).now();
+        let floor = wall + 3_600_000_000_000;
+        let mut t = SeqClock::new(clock, floor);
+        let mut last = t.now();
+        assert!(last >= floor);
+        for _ in 0..1000 {
+            let now = t.now();
+            assert!(now >= last, "time went backwards");
+            last = now;
+        }
     }
 }
