@@ -139,6 +139,29 @@ pub struct MarketDataSection {
     /// Messages kept for retransmission (a ring; older ones are served from the journal only).
     #[serde(default = "default_retransmit_messages")]
     pub retransmit_messages_max: usize,
+    /// Who may ask for retransmissions: `"ip"` (any port) or `"ip:port"`, like a firm's `allowed_sources`. A
+    /// request from any other address is dropped unanswered and counted. Empty or absent means nobody: an answer
+    /// is ~70 times its request, so the server must not be an amplifier for spoofed sources.
+    #[serde(default)]
+    pub retransmit_subscribers: Vec<String>,
+    /// Messages in one answer at most (a request for more is answered from its first sequence up to this many);
+    /// one answer is also never more than one datagram of `payload_max_bytes`.
+    #[serde(default = "default_retransmit_messages_per_request_max")]
+    pub retransmit_messages_per_request_max: u16,
+    /// Requests answered per second per subscriber entry (a token bucket; a bare `"ip"` entry is one bucket for
+    /// every port of that address). Requests beyond it are dropped and counted as rate limited.
+    #[serde(default = "default_retransmit_requests_per_s")]
+    pub retransmit_requests_per_s: u32,
+    /// Requests a subscriber may send at once after a quiet spell (the bucket's depth).
+    #[serde(default = "default_retransmit_requests_burst")]
+    pub retransmit_requests_burst: u32,
+}
+
+impl MarketDataSection {
+    /// The parsed `retransmit_subscribers` (validated when the configuration was loaded).
+    pub fn subscribers(&self) -> Vec<AllowedSource> {
+        self.retransmit_subscribers.iter().filter_map(|s| parse_source(s).ok()).collect()
+    }
 }
 
 fn default_md_session() -> String {
@@ -150,6 +173,18 @@ fn default_mtu() -> usize {
 fn default_retransmit_messages() -> usize {
     1 << 16
 }
+fn default_retransmit_messages_per_request_max() -> u16 {
+    256
+}
+fn default_retransmit_requests_per_s() -> u32 {
+    1_000
+}
+fn default_retransmit_requests_burst() -> u32 {
+    100
+}
+
+/// Subscriber entries at most: each request's source is matched against every entry.
+pub const RETRANSMIT_SUBSCRIBERS_MAX: usize = 1_024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -437,6 +472,21 @@ impl Config {
         if !(64..=9_000).contains(&md.payload_max_bytes) {
             bail!("market_data.payload_max_bytes = {} must be in 64..=9000", md.payload_max_bytes);
         }
+        if md.retransmit_subscribers.len() > RETRANSMIT_SUBSCRIBERS_MAX {
+            bail!("market_data.retransmit_subscribers: {} entries, at most {RETRANSMIT_SUBSCRIBERS_MAX}",
+                md.retransmit_subscribers.len());
+        }
+        for s in &md.retransmit_subscribers {
+            parse_source(s).context("market_data.retransmit_subscribers")?;
+        }
+        // 0xFFFF is End of Session in a downstream packet's count.
+        if !(1..u16::MAX).contains(&md.retransmit_messages_per_request_max) {
+            bail!("market_data.retransmit_messages_per_request_max = {} must be in 1..=65534",
+                md.retransmit_messages_per_request_max);
+        }
+        if md.retransmit_requests_per_s == 0 || md.retransmit_requests_burst == 0 {
+            bail!("market_data.retransmit_requests_per_s and retransmit_requests_burst must be at least 1");
+        }
         // Small segments work (tests use them to exercise rotation); each rotation costs the append path a file
         // creation, so production sizes are tens of MiB.
         if self.wal.segment_bytes < 16 << 10 || !self.wal.segment_bytes.is_multiple_of(4096) {
@@ -713,6 +763,26 @@ mod tests {
     }
 
     #[test]
+    fn retransmission_answers_nobody_by_default() {
+        let c = Config::parse(GOOD).unwrap();
+        let md = &c.market_data;
+        assert!(md.retransmit_subscribers.is_empty() && md.subscribers().is_empty());
+        assert_eq!((md.retransmit_messages_per_request_max, md.retransmit_requests_per_s), (256, 1_000));
+        let c = Config::parse(&with_md(r#"retransmit_subscribers = ["10.0.0.7", "10.0.0.8:9101"]"#)).unwrap();
+        let subs = c.market_data.subscribers();
+        let want = [
+            AllowedSource { ip: Ipv4Addr::new(10, 0, 0, 7), port: None },
+            AllowedSource { ip: Ipv4Addr::new(10, 0, 0, 8), port: Some(9101) },
+        ];
+        assert_eq!(subs, want);
+    }
+
+    /// GOOD with `line` added to `[market_data]`.
+    fn with_md(line: &str) -> String {
+        GOOD.replace("group = \"127.0.0.1:9100\"", &format!("group = \"127.0.0.1:9100\"\n{line}"))
+    }
+
+    #[test]
     fn decimals() {
         assert_eq!(parse_price("150.25").unwrap(), 1_502_500);
         assert_eq!(parse_price("0.0001").unwrap(), 1);
@@ -733,6 +803,9 @@ mod tests {
             (GOOD.replace("[\"127.0.0.1\"]", "[\"localhost\"]"), "allowed_sources"),
             (GOOD.replace("AAPL = 1000", "MSFT = 1000"), "shares"),
             (GOOD.replace("kind = \"socket\"", "kind = \"af_xdp\""), "interface"),
+            (with_md(r#"retransmit_subscribers = ["example.com"]"#), "retransmit_subscribers"),
+            (with_md("retransmit_messages_per_request_max = 0"), "retransmit_messages_per_request_max"),
+            (with_md("retransmit_requests_per_s = 0"), "retransmit_requests_per_s"),
             (GOOD.replace("name = \"AAPL\"", "name = \"AAPL\"\nsurprise = 1"), "surprise"),
             (format!("{GOOD}\n[mirror]\nrole = \"primary\"\n"), "standby_addr"),
             (format!("{GOOD}\n[mirror]\nrole = \"standby\"\n"), "listen"),

@@ -73,6 +73,8 @@ bind = "127.0.0.1:@ORDER_PORT@"
 group = "127.0.0.1:@MD_PORT@"
 session = "BOURSEDEMO"
 retransmit_bind = "127.0.0.1:@RETX_PORT@"
+# The load generator and the tests ask from loopback; nobody else is answered.
+retransmit_subscribers = ["127.0.0.1"]
 
 [wal]
 dir = "@WAL_DIR@"

@@ -3,9 +3,12 @@
 //! Two threads. The pipeline thread (pinned, busy-polling, never blocking) owns the backend, the sessions, the
 //! engine, the journal writer and the output queues ([`pipeline`]). The aux thread exports what the pipeline
 //! measured: interval histograms to the `.hlog`, counters and stage quantiles to the shared-memory stats block,
-//! and the Prometheus endpoint; the WAL's group-commit thread (msync mode) is started by the journal itself. The
-//! MoldUDP64 retransmission server for market data is polled by the pipeline thread when it is idle, because the
-//! ring it answers from lives there.
+//! and the Prometheus endpoint; the WAL's group-commit thread (msync mode) is started by the journal itself.
+//!
+//! Housekeeping (the idle tick, the market-data heartbeat, session expiry and the MoldUDP64 retransmission server,
+//! [`retransmit`]) also runs on the pipeline thread, because the state it reads lives there. It runs every
+//! [`HOUSEKEEPING_EVERY_POLLS`] polls whether or not traffic flows, with bounded work per call: receivers lose
+//! market data under load, so that is exactly when their retransmission requests must be answered.
 
 use bourse_persist::mirror::Position;
 
@@ -13,17 +16,30 @@ use bourse_persist::mirror::Position;
 /// of a promoted node learn where its sequence stands).
 const MD_HEARTBEAT_NS: u64 = 1_000_000_000;
 
+/// Housekeeping runs once every this many pipeline polls, busy or not. A busy poll takes a few microseconds, so
+/// this is every few hundred microseconds under load and far more often when idle; one call costs a clock read,
+/// a pass over the sessions and one non-blocking `recvfrom` when no request waits.
+pub const HOUSEKEEPING_EVERY_POLLS: u64 = 64;
+const _: () = assert!(HOUSEKEEPING_EVERY_POLLS.is_power_of_two());
+
+/// Retransmission requests one housekeeping call takes at most: the bound on the time it steals from matching.
+/// At one call per ~100 µs of busy polling that is still tens of thousands of requests per second.
+pub const RETRANSMIT_REQUESTS_PER_HOUSEKEEPING_MAX: usize = 4;
+
+/// The sequencer gets a Tick input after this long without input (timers, halts' ends).
+const IDLE_TICK_NS: u64 = 100_000_000;
+
 pub mod exchange;
 pub mod mdfeed;
 pub mod mirror;
 pub mod outq;
 pub mod pipeline;
 pub mod preflight;
+pub mod retransmit;
 pub mod setup;
 pub mod snapshots;
 pub mod store;
 
-use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,8 +48,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bourse_engine::RejectReason;
 use bourse_nic::backend::Backend;
-use bourse_nic::session::DropReason;
-use bourse_nic::wire::moldudp64::Request;
+use bourse_nic::session::{AllowedSource, DropReason};
 
 use crate::config::Config;
 use crate::obs::hlog::HlogWriter;
@@ -42,6 +57,7 @@ use crate::obs::stages::StageExporter;
 use crate::obs::statsblock::StatsWriter;
 use crate::obs::tsc::Clock;
 use pipeline::Pipeline;
+use retransmit::{RetransmitCounters, RetransmitLimits, RetransmitServer};
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -90,6 +106,8 @@ pub struct Summary {
     pub ouch_rejects: u64,
     pub orders_open: u32,
     pub outputs_unsent: usize,
+    /// The retransmission server's counters (all zero without `retransmit_bind`).
+    pub retransmit: RetransmitCounters,
 }
 
 impl std::fmt::Display for Summary {
@@ -97,7 +115,7 @@ impl std::fmt::Display for Summary {
         write!(
             f,
             "{} inputs (last seq {}, committed {}), rx {} tx {}, dropped {} malformed {} session-drops {}, \
-             OUCH rejects {}, {} orders open, {} outputs unsent",
+             OUCH rejects {}, {} orders open, {} outputs unsent; retransmission: {}",
             self.inputs,
             self.last_seq,
             self.committed,
@@ -108,7 +126,8 @@ impl std::fmt::Display for Summary {
             self.session_drops,
             self.ouch_rejects,
             self.orders_open,
-            self.outputs_unsent
+            self.outputs_unsent,
+            self.retransmit
         )
     }
 }
@@ -242,46 +261,19 @@ fn pipeline_loop(
         bourse_nic::backend::pin::lock_memory().context("mlockall")?;
     }
     let mut backend = setup::open_backend(config)?;
-    let retransmit = match config.market_data.retransmit_bind {
-        Some(addr) => {
-            let s = UdpSocket::bind(addr).with_context(|| format!("binding the retransmission server on {addr}"))?;
-            s.set_nonblocking(true)?;
-            Some(s)
-        }
-        None => None,
-    };
+    let mut housekeeping = Housekeeping::new(config, pipeline)?;
     // Release the genesis outputs (committed already). Recovered market data is not queued: it is served on request.
     pipeline.transmit(backend.as_mut());
     if let Some(r) = ready {
         r.store(true, Ordering::Release);
     }
     let mut exported = Exported::default();
-    let mut idle: u32 = 0;
     let mut polls: u64 = 0;
-    let mut request_buf = [0u8; 64];
-    let mut answer_buf = vec![0u8; 9_000];
-    let (mut md_seen, mut md_quiet_since) = (pipeline.md.next_sequence(), pipeline.time.now());
     while !stop.load(Ordering::Relaxed) {
-        let n = pipeline.poll(backend.as_mut());
+        pipeline.poll(backend.as_mut());
         polls += 1;
-        if n == 0 {
-            idle = idle.wrapping_add(1);
-            if idle.is_multiple_of(1024) {
-                pipeline.tick_if_idle(100_000_000);
-                let now = pipeline.time.now();
-                if pipeline.md.next_sequence() != md_seen {
-                    (md_seen, md_quiet_since) = (pipeline.md.next_sequence(), now);
-                } else if now.saturating_sub(md_quiet_since) >= MD_HEARTBEAT_NS {
-                    pipeline.md.heartbeat();
-                    md_quiet_since = now;
-                }
-                pipeline.sessions.expire(now);
-                if let Some(sock) = &retransmit {
-                    serve_retransmissions(sock, pipeline, &mut request_buf, &mut answer_buf);
-                }
-            }
-        } else {
-            idle = 0;
+        if polls.is_multiple_of(HOUSEKEEPING_EVERY_POLLS) {
+            housekeeping.run(pipeline);
         }
         if polls.is_multiple_of(4096) {
             exported.export(pipeline, backend.as_ref(), stats);
@@ -311,22 +303,65 @@ fn pipeline_loop(
         ouch_rejects: pipeline.counters.ouch_rejects,
         orders_open: pipeline.exchange.engine().orders_open(),
         outputs_unsent: r + m,
+        retransmit: housekeeping.retransmit_counters().copied().unwrap_or_default(),
     })
 }
 
-/// Answers waiting MoldUDP64 request packets for the market-data session.
-fn serve_retransmissions(sock: &UdpSocket, pipeline: &Pipeline, req: &mut [u8], out: &mut [u8]) {
-    let md = &pipeline.md;
-    for _ in 0..16 {
-        let Ok((n, from)) = sock.recv_from(req) else { return };
-        let Ok(request) = Request::parse(&req[..n]) else { continue };
-        if request.session != md.session() {
-            continue;
+/// What the pipeline thread does besides polling, a bounded amount per call: at most one idle tick, one
+/// heartbeat check, one expiry pass and [`RETRANSMIT_REQUESTS_PER_HOUSEKEEPING_MAX`] retransmission requests.
+/// Nothing in it blocks.
+pub struct Housekeeping {
+    retransmit: Option<RetransmitServer>,
+    /// The feed's next sequence when last looked at, and since when it has not moved.
+    md_seen: u64,
+    md_quiet_since: u64,
+}
+
+impl Housekeeping {
+    /// Binds the retransmission server when `[market_data] retransmit_bind` is set.
+    pub fn new(config: &Config, pipeline: &mut Pipeline) -> anyhow::Result<Housekeeping> {
+        let now = pipeline.time.now();
+        let md = &config.market_data;
+        let retransmit = match md.retransmit_bind {
+            Some(addr) => {
+                let subscribers: Vec<AllowedSource> =
+                    md.subscribers().iter().map(|s| AllowedSource { ip: s.ip, port: s.port }).collect();
+                if subscribers.is_empty() {
+                    eprintln!(
+                        "bourse: warning: market_data.retransmit_subscribers is empty: the retransmission server on \
+                         {addr} answers nobody"
+                    );
+                }
+                let limits = RetransmitLimits::from_config(md);
+                let server = RetransmitServer::bind(addr, subscribers, limits, now)
+                    .with_context(|| format!("binding the retransmission server on {addr}"))?;
+                Some(server)
+            }
+            None => None,
+        };
+        Ok(Housekeeping { retransmit, md_seen: pipeline.md.next_sequence(), md_quiet_since: now })
+    }
+
+    /// One round; returns the retransmission requests taken (the work done beyond the fixed checks).
+    pub fn run(&mut self, pipeline: &mut Pipeline) -> usize {
+        // The Tick input goes in only after IDLE_TICK_NS without input, busy or not.
+        pipeline.tick_if_idle(IDLE_TICK_NS);
+        let now = pipeline.time.now();
+        if pipeline.md.next_sequence() != self.md_seen {
+            (self.md_seen, self.md_quiet_since) = (pipeline.md.next_sequence(), now);
+        } else if now.saturating_sub(self.md_quiet_since) >= MD_HEARTBEAT_NS {
+            pipeline.md.heartbeat();
+            self.md_quiet_since = now;
         }
-        let len = md.answer(&request, |seq| pipeline.exchange.market(seq), out, out.len());
-        if len > 0 {
-            let _ = sock.send_to(&out[..len], from);
-        }
+        pipeline.sessions.expire(now);
+        let Some(server) = self.retransmit.as_mut() else { return 0 };
+        let (md, exchange) = (&pipeline.md, &pipeline.exchange);
+        server.poll(now, RETRANSMIT_REQUESTS_PER_HOUSEKEEPING_MAX, md, |seq| exchange.market(seq))
+    }
+
+    /// The retransmission server's counters, when there is a server (for the stats exporter).
+    pub fn retransmit_counters(&self) -> Option<&RetransmitCounters> {
+        self.retransmit.as_ref().map(|r| &r.counters)
     }
 }
 

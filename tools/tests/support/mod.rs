@@ -76,7 +76,11 @@ impl NodeAddrs {
 
 /// One node's configuration: socket backend, msync WAL in `wal`, the demo market, and the `[mirror]` text.
 pub fn node_toml(name: &str, wal: &Path, addrs: &NodeAddrs, mirror: &str) -> String {
-    let retransmit = addrs.retransmit.map(|a| format!("retransmit_bind = \"{a}\"\n")).unwrap_or_default();
+    // The firms' address is the one subscriber: the feed handlers asking for gaps run there.
+    let retransmit = addrs
+        .retransmit
+        .map(|a| format!("retransmit_bind = \"{a}\"\nretransmit_subscribers = [\"{}\"]\n", addrs.firm_source))
+        .unwrap_or_default();
     format!(
         r#"
 [appliance]
