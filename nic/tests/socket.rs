@@ -29,8 +29,24 @@ fn delivers_bursts_with_addresses() {
 }
 
 #[test]
-fn oversized_is_malformed() {
-    cases::oversized_is_malformed(make);
+fn oversized_is_counted() {
+    cases::oversized_is_counted(make);
+}
+
+/// A socket backend whose receive buffer holds only a few datagrams.
+fn make_small(cfg: &BackendConfig) -> (SocketBackend, SocketAddrV4) {
+    let opts = SocketOptions { recv_buffer_bytes: Some(4_096), ..SocketOptions::default() };
+    let b = SocketBackend::with_options(cfg, &opts).expect("socket backend");
+    let a = b.local_addr();
+    (b, a)
+}
+
+#[test]
+fn kernel_drops_are_counted() {
+    let b = cases::kernel_drops_are_counted(make_small);
+    // Every drop the kernel counted for the socket reached the backend's counter.
+    let kernel = b.kernel_drop_count().expect("SO_MEMINFO");
+    assert_eq!(b.stats().kernel_drops, u64::from(kernel));
 }
 
 #[test]

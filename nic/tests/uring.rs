@@ -51,9 +51,27 @@ fn delivers_bursts_with_addresses() {
 }
 
 #[test]
-fn oversized_is_malformed() {
+fn oversized_is_counted() {
     if uring_available() {
-        cases::oversized_is_malformed(make);
+        cases::oversized_is_counted(make);
+    }
+}
+
+/// A uring backend whose socket's receive buffer holds only a few datagrams.
+fn make_small(cfg: &BackendConfig) -> (UringBackend, SocketAddrV4) {
+    let opts = UringOptions {
+        socket: SocketOptions { recv_buffer_bytes: Some(4_096), ..SocketOptions::default() },
+        ..UringOptions::default()
+    };
+    let b = UringBackend::with_options(cfg, &opts).expect("uring backend");
+    let a = b.local_addr();
+    (b, a)
+}
+
+#[test]
+fn kernel_drops_are_counted() {
+    if uring_available() {
+        cases::kernel_drops_are_counted(make_small);
     }
 }
 

@@ -80,6 +80,9 @@ pub fn write_table(
         "commit lag (us)",
         s.commit_lag_ns as f64 / 1e3
     )?;
+    for c in &s.counters {
+        writeln!(out, "{:<24} {:>16}", c.name, c.count)?;
+    }
     for d in &s.drops {
         writeln!(out, "{:<24} {:>16}", format!("drop {}", d.reason), d.count)?;
     }

@@ -110,13 +110,69 @@ pub fn reject_code(r: RejectReason) -> u16 {
         RejectReason::InvalidPrice | RejectReason::InvalidStopPrice => rr::INVALID_PRICE,
         RejectReason::InsufficientFunds => rr::RISK_AGGREGATE_EXPOSURE,
         RejectReason::InsufficientShares => rr::RISK_SHORT_SELL_NOT_ALLOWED,
-        RejectReason::WouldTakeLiquidity => 0x0012,
+        RejectReason::WouldTakeLiquidity => CROSSED_MARKET,
         RejectReason::FokUnfillable => rr::INVALID_MIN_QUANTITY,
         RejectReason::NoLiquidity => rr::QUOTE_UNAVAILABLE,
         RejectReason::CapacityExhausted => rr::PROCESSING_ERROR,
         RejectReason::InvalidReplace => rr::REPLACE_NOT_ALLOWED,
         RejectReason::Halted => rr::HALTED,
     }
+}
+
+/// Every Order Rejected reason code the engine ([`reject_code`]) and the gateway ([`Translator::on_ouch`]) produce,
+/// with the name it is counted under in the stats block and the metrics. Names say what happened here, which is
+/// not always the code's OUCH title (0x0020 Risk: Aggregate Exposure is how we report insufficient funds).
+pub const REJECT_CODES: [(u16, &str); 19] = [
+    (rr::QUOTE_UNAVAILABLE, "no_liquidity"),
+    (rr::HALTED, "halted"),
+    (rr::INVALID_SIDE, "invalid_side"),
+    (rr::PROCESSING_ERROR, "capacity_exhausted"),
+    (rr::FIRM_NOT_AUTHORIZED, "firm_not_authorized"),
+    (rr::INVALID_MIN_QUANTITY, "invalid_min_quantity"),
+    (rr::OTHER, "other"),
+    (PEGGING_NOT_ALLOWED, "pegging_not_allowed"),
+    (CROSSED_MARKET, "would_take_liquidity"),
+    (rr::INVALID_QUANTITY, "invalid_quantity"),
+    (INVALID_CROSS_ORDER, "invalid_cross_order"),
+    (rr::REPLACE_NOT_ALLOWED, "replace_not_allowed"),
+    (rr::INVALID_SYMBOL, "invalid_symbol"),
+    (rr::INVALID_PRICE, "invalid_price"),
+    (rr::SHARES_EXCEED_THRESHOLD, "quantity_too_large"),
+    (rr::EXCEEDS_MAX_NOTIONAL, "notional_too_large"),
+    (rr::RISK_AGGREGATE_EXPOSURE, "insufficient_funds"),
+    (rr::RISK_SHORT_SELL_NOT_ALLOWED, "insufficient_shares"),
+    (rr::RISK_DUPLICATE_MESSAGE_RATE, "rate_limited"),
+];
+
+/// Rows of a reject table: one per entry of [`REJECT_CODES`], then one for any other code.
+pub const REJECT_ROWS: usize = REJECT_CODES.len() + 1;
+
+/// Appendix C codes we use that `ouch::reject_reason` does not name.
+const PEGGING_NOT_ALLOWED: u16 = 0x0011;
+const CROSSED_MARKET: u16 = 0x0012;
+const INVALID_CROSS_ORDER: u16 = 0x0014;
+
+/// Codes below this are looked up in [`REJECT_INDEX`]; all of ours are.
+const REJECT_INDEX_CODES: usize = 0x40;
+
+/// `REJECT_INDEX[code]` is the row of `code` in [`REJECT_CODES`], or `REJECT_CODES.len()` for codes not listed.
+const REJECT_INDEX: [u8; REJECT_INDEX_CODES] = {
+    let mut index = [REJECT_CODES.len() as u8; REJECT_INDEX_CODES];
+    let mut i = 0;
+    while i < REJECT_CODES.len() {
+        let code = REJECT_CODES[i].0 as usize;
+        assert!(code < REJECT_INDEX_CODES, "reject codes fit the index");
+        assert!(index[code] as usize == REJECT_CODES.len(), "each reject code is listed once");
+        index[code] = i as u8;
+        i += 1;
+    }
+    index
+};
+
+/// The reject-table row of an Order Rejected reason code: its [`REJECT_CODES`] entry, or the last row (others).
+#[inline]
+pub fn reject_row(code: u16) -> usize {
+    REJECT_INDEX.get(code as usize).map_or(REJECT_CODES.len(), |&i| i as usize)
 }
 
 /// Engine cancel reason → OUCH Order Canceled reason; `None` for the cancel half of a replace (the Order
@@ -408,10 +464,10 @@ impl Translator {
         };
         let symbol = self.symbol_id(&m.symbol).ok_or(rej(rr::INVALID_SYMBOL))?;
         if m.cross_type != b'N' {
-            return Err(rej(0x0014));
+            return Err(rej(INVALID_CROSS_ORDER));
         }
         if m.options.price_type.is_some_and(|p| p != b'L') {
-            return Err(rej(0x0011));
+            return Err(rej(PEGGING_NOT_ALLOWED));
         }
         let market = m.price == MARKET_PRICE;
         let price = if market {

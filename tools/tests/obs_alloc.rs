@@ -3,7 +3,7 @@
 
 use bourse::alloc_count::{allocations, CountingAlloc};
 use bourse::obs::stages::{stage_recorder, HistConfig, Span, Stage, StageStamps};
-use bourse::obs::statsblock::StatsWriter;
+use bourse::obs::statsblock::{Counter, StatsWriter};
 use bourse::obs::tsc::Clock;
 
 #[global_allocator]
@@ -33,6 +33,7 @@ fn pipeline_side_recording_does_not_allocate() {
         stats.add_rx(1);
         stats.add_tx(1);
         stats.add_drop(3, 1);
+        stats.set_counter(Counter::KernelDrops, i);
         stats.add_reject(40, 1); // out of range: counted in the last slot, not a panic
                                  // The aux core's half runs on this thread too, but only between bursts and it does not allocate either.
         if i % 50_000 == 0 {
@@ -58,6 +59,7 @@ fn pipeline_side_recording_does_not_allocate() {
     );
     assert_eq!(swaps, 4);
     assert_eq!(stats.block().rx_total(), 200_000);
+    assert_eq!(stats.block().counter(Counter::KernelDrops), 199_999);
     assert_eq!(
         stats
             .block()

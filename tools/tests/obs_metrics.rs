@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bourse::obs::metrics::MetricsServer;
 use bourse::obs::stages::{HistConfig, HistogramSet, Span};
-use bourse::obs::statsblock::StatsWriter;
+use bourse::obs::statsblock::{Counter, StatsWriter, COUNTERS};
 
 fn fetch(addr: std::net::SocketAddr, request: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -34,6 +34,8 @@ fn metrics_endpoint_serves_parseable_prometheus_text() {
     stats.add_reject(0, 7);
     stats.set_orders_resting(42);
     stats.set_commit(99, 1500);
+    stats.set_counter(Counter::KernelDrops, 17);
+    stats.set_counter(Counter::IdleLogouts, 2);
     let mut set = HistogramSet::new(HistConfig::default()).unwrap();
     for v in 1..=1000u64 {
         set.record(Span::RxTx, v * 1000);
@@ -115,6 +117,13 @@ fn metrics_endpoint_serves_parseable_prometheus_text() {
         Value::Gauge(1.0)
     );
     assert_eq!(scrape.docs["bourse_rx_total"], "Datagrams received.");
+    assert_eq!(find("bourse_kernel_drops_total", None), Value::Counter(17.0));
+    assert_eq!(find("bourse_idle_logouts_total", None), Value::Counter(2.0));
+    for (_, name, help) in COUNTERS {
+        let metric = format!("bourse_{name}_total");
+        assert!(matches!(find(&metric, None), Value::Counter(_)), "{metric} is a counter");
+        assert_eq!(scrape.docs[&metric], help);
+    }
 
     let Value::Summary(quantiles) = find("bourse_stage_latency_seconds", Some(("stage", "rx_tx")))
     else {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bourse::obs::stages::Span;
-use bourse::obs::statsblock::{stats_path, StatsReader, StatsWriter};
+use bourse::obs::statsblock::{stats_path, Counter, StatsReader, StatsWriter};
 
 fn unique_name(what: &str) -> String {
     format!("test-{what}-{}", std::process::id())
@@ -112,6 +112,7 @@ fn stats_command_prints_once_and_json() {
     writer.set_wal_mode("msync");
     writer.add_rx(77);
     writer.add_drop(0, 3);
+    writer.set_counter(Counter::Oversized, 4);
     writer.set_stage(Span::JournaledMatched, 10, 1000, [90, 150, 400]);
 
     let bin = env!("CARGO_BIN_EXE_bourse");
@@ -139,6 +140,11 @@ fn stats_command_prints_once_and_json() {
     );
     assert!(
         text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["oversized", "4"]),
+        "{text}"
+    );
+    assert!(
+        text.lines()
             .any(|l| l.split_whitespace().collect::<Vec<_>>()
                 == ["journaled_matched", "10", "0.090", "0.150", "0.400"]),
         "{text}"
@@ -155,6 +161,8 @@ fn stats_command_prints_once_and_json() {
     assert_eq!(v["drops"][0]["reason"], "bad_checksum");
     assert_eq!(v["drops"][0]["count"], 3);
     assert!(v["heartbeat_age_ns"].as_u64().is_some());
+    let oversized = v["counters"].as_array().unwrap().iter().find(|c| c["name"] == "oversized").unwrap();
+    assert_eq!(oversized["count"], 4);
 
     let out = std::process::Command::new(bin)
         .args(["stats", "--name", &unique_name("absent"), "--once"])

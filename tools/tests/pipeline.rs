@@ -1,6 +1,7 @@
 //! The appliance pipeline end to end without a network: a scripted backend feeds it SoupBinTCP/OUCH datagrams, and
 //! the test checks what comes out (login, replies, executions, market data, rejects) and that the pipeline thread
-//! allocates nothing once it is running.
+//! allocates nothing once it is running; and that what it refused or ignored is counted by reason in the stats
+//! block and the metrics.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -358,5 +359,155 @@ fn replies_produced_while_logged_out_arrive_at_the_next_login() {
         matches!(all[1..], [ouch::Outbound::OrderExecuted { user_ref: 1, quantity: 10, .. }]),
         "the execution that happened while Alpha was away arrives at its next login: {all:?}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two firms; alpha may log in from two sources, gamma has almost no cash.
+fn counting_config(dir: &std::path::Path) -> Config {
+    Config::parse(&format!(
+        r#"
+        [backend]
+        kind = "socket"
+        bind = "127.0.0.1:9000"
+        [market_data]
+        group = "127.0.0.1:9100"
+        [wal]
+        dir = "{}"
+        mode = "dax"
+        segment_bytes = 67108864
+        [capacity]
+        orders_max = 1024
+        levels_per_symbol = 256
+        [[symbols]]
+        name = "AAPL"
+        reference_price = "150.00"
+        [[firms]]
+        name = "alpha"
+        username = "ALPHA"
+        password = "pw-a"
+        allowed_sources = ["127.0.0.1:5000", "127.0.0.1:5010"]
+        cash = "1000000000"
+        shares = {{ AAPL = 10000000 }}
+        [[firms]]
+        name = "gamma"
+        username = "GAMMA"
+        password = "pw-g"
+        allowed_sources = ["127.0.0.1:5002"]
+        cash = "100"
+        "#,
+        dir.display()
+    ))
+    .unwrap()
+}
+
+#[test]
+fn rejects_duplicates_and_refusals_are_counted_by_reason_in_the_metrics() {
+    use bourse::appliance::{set_stats_names, Exported};
+    use bourse::obs::metrics::render;
+    use bourse::obs::statsblock::StatsWriter;
+    use prometheus_parse::Value;
+
+    let dir = std::env::temp_dir().join(format!("bourse-pipeline-counts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = counting_config(&dir);
+    let (mut pipeline, _exporter, _) = build_pipeline(&cfg, Clock::calibrate(Duration::from_millis(20))).unwrap();
+
+    let a = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5000);
+    let a2 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5010);
+    let g = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5002);
+    let mut unknown_symbol = enter(1, ouch::Side::Buy, 10, 1_500_000, b'0');
+    if let Inbound::EnterOrder(m) = &mut unknown_symbol {
+        m.symbol = Alpha::new("ZZZZ").unwrap();
+    }
+    let inbox = vec![
+        (a, login("ALPHA", "pw-a")),
+        (g, login("GAMMA", "pw-g")),
+        // Refused by the gateway: no such symbol.
+        (a, ouch_datagram(&unknown_symbol)),
+        // Rejected by the engine: 10 × 150.00 is more than gamma's 100.00.
+        (g, ouch_datagram(&enter(1, ouch::Side::Buy, 10, 1_500_000, b'0'))),
+        // Accepted, then sent again: a duplicate, answered with the first reply.
+        (a, ouch_datagram(&enter(2, ouch::Side::Buy, 10, 1_490_000, b'0'))),
+        (a, ouch_datagram(&enter(2, ouch::Side::Buy, 10, 1_490_000, b'0'))),
+        // Alpha's session is live from `a`: a login from its other source is refused.
+        (a2, login("ALPHA", "pw-a")),
+    ];
+    let mut backend = Script::new(inbox, 64);
+    while !backend.done() {
+        pipeline.poll(&mut backend);
+    }
+    for _ in 0..1000 {
+        pipeline.poll(&mut backend);
+    }
+    assert!(pipeline.failure().is_none());
+    assert_eq!(pipeline.waiting(), (0, 0));
+    // The rejects really went out, with their codes.
+    let rejected = |to| {
+        ouch_replies(backend.sent(), to)
+            .into_iter()
+            .filter_map(|m| match m {
+                ouch::Outbound::OrderRejected { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rejected(a), [ouch::reject_reason::INVALID_SYMBOL]);
+    assert_eq!(rejected(g), [ouch::reject_reason::RISK_AGGREGATE_EXPOSURE]);
+
+    let stats = StatsWriter::in_memory();
+    set_stats_names(&stats, "script");
+    let mut exported = Exported::default();
+    exported.export(&pipeline, &backend, None, &stats);
+    // A second export adds nothing: counters go in as deltas or totals, never twice.
+    exported.export(&pipeline, &backend, None, &stats);
+
+    let mut body = String::new();
+    render(stats.block(), &mut body);
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let value = |name: &str, reason: Option<&str>| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && reason.is_none_or(|r| s.labels.get("reason") == Some(r)))
+            .unwrap_or_else(|| panic!("no sample {name} {reason:?} in\n{body}"))
+            .value
+            .clone()
+    };
+    assert_eq!(value("bourse_rejects_total", Some("invalid_symbol")), Value::Counter(1.0));
+    assert_eq!(value("bourse_rejects_total", Some("insufficient_funds")), Value::Counter(1.0));
+    assert_eq!(value("bourse_rejects_total", Some("halted")), Value::Counter(0.0));
+    assert_eq!(value("bourse_rejects_total", Some("other_code")), Value::Counter(0.0));
+    let rejects_total: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "bourse_rejects_total")
+        .map(|s| match s.value {
+            Value::Counter(v) => v,
+            _ => panic!("rejects are counters"),
+        })
+        .sum();
+    assert_eq!(rejects_total, 2.0, "each Order Rejected is counted once");
+    assert_eq!(value("bourse_gateway_refusals_total", None), Value::Counter(1.0));
+    assert_eq!(value("bourse_duplicates_total", None), Value::Counter(1.0));
+    assert_eq!(value("bourse_duplicates_answered_total", None), Value::Counter(1.0));
+    assert_eq!(value("bourse_drops_total", Some("session_in_use")), Value::Counter(1.0));
+    assert_eq!(value("bourse_kernel_drops_total", None), Value::Counter(0.0));
+    assert_eq!(value("bourse_rx_total", None), Value::Counter(7.0));
+    assert_eq!(
+        scrape.docs["bourse_duplicates_total"],
+        "Orders with a UserRefNum already used, never executed again."
+    );
+
+    // `bourse stats` shows the same.
+    let snap = stats.block().snapshot();
+    let mut table = Vec::new();
+    bourse::stats::write_table(&mut table, "test", &snap, 0).unwrap();
+    let table = String::from_utf8(table).unwrap();
+    for row in [["duplicates", "1"], ["gateway_refusals", "1"]] {
+        assert!(table.lines().any(|l| l.split_whitespace().eq(row)), "no {row:?} in\n{table}");
+    }
+    for row in [["reject", "invalid_symbol", "1"], ["reject", "insufficient_funds", "1"]] {
+        assert!(table.lines().any(|l| l.split_whitespace().eq(row)), "no {row:?} in\n{table}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,9 @@
 //! OUCH → engine command and engine event → OUCH/ITCH translation.
 
-use bourse::translate::{reject_code, OuchReject, TranslateLimits, Translator, MARKET_PRICE};
+use bourse::translate::{
+    reject_code, reject_row, OuchReject, TranslateLimits, Translator, MARKET_PRICE, REJECT_CODES,
+    REJECT_ROWS,
+};
 use bourse_engine::{
     Cancel, CancelReason, Command, Event, OrderKind, Party, RejectReason, Replace, Side,
     TimeInForce,
@@ -482,4 +485,30 @@ fn book_events_to_itch() {
         },
     );
     assert_eq!(&i[0][11..25], b"MSFT    H LUDP");
+}
+
+/// Every code the engine rejects with has its own row in the reject table, names are distinct and fit the stats
+/// block's name field, and unknown codes land in the last row.
+#[test]
+fn every_reject_code_has_a_named_row() {
+    use RejectReason::*;
+    let all = [
+        UnknownSymbol, UnknownAccount, UnknownSession, UnknownOrder, UserRefNotIncreasing, ZeroQuantity,
+        QuantityTooLarge, NotionalTooLarge, InvalidPrice, InvalidStopPrice, InsufficientFunds, InsufficientShares,
+        WouldTakeLiquidity, FokUnfillable, NoLiquidity, CapacityExhausted, InvalidAdmin, InvalidReplace, Halted,
+    ];
+    for r in all {
+        let row = reject_row(reject_code(r));
+        assert!(row < REJECT_CODES.len(), "{r:?} (code {:#06x}) has no row", reject_code(r));
+        assert_eq!(REJECT_CODES[row].0, reject_code(r));
+    }
+    for (i, (code, name)) in REJECT_CODES.iter().enumerate() {
+        assert_eq!(reject_row(*code), i);
+        assert!(name.len() <= bourse::obs::statsblock::REASON_NAME_BYTES, "{name}");
+        assert!(REJECT_CODES[..i].iter().all(|(_, n)| n != name), "{name} listed twice");
+    }
+    assert_eq!(reject_row(0x0003), REJECT_ROWS - 1, "a code we never send counts as other");
+    assert_eq!(reject_row(0xffff), REJECT_ROWS - 1);
+    let funds = REJECT_CODES.iter().position(|c| c.1 == "insufficient_funds").unwrap();
+    assert_eq!(reject_row(reject_code(InsufficientFunds)), funds);
 }

@@ -47,6 +47,12 @@ pub struct BackendStats {
     /// descriptor) plus `rx_nombuf` (no mbuf to refill one) from `rte_eth_stats_get`. Zero where the backend
     /// cannot see such drops.
     pub nic_drops: u64,
+    /// Datagrams the kernel dropped for our socket before we read them: for `socket` and `uring`, increments of
+    /// the socket's drop count (`SO_RXQ_OVFL`: receive buffer full, bad checksum), seen with the next datagram
+    /// received; for `af_xdp`, the socket's `XDP_STATISTICS` drops. Zero where the backend cannot see such drops.
+    pub kernel_drops: u64,
+    /// Datagrams longer than `payload_max_bytes`: dropped and counted, never delivered cut short.
+    pub oversized: u64,
 }
 
 /// Transmit slots are all in flight: the caller keeps its data and retries after [`Backend::tx_flush`].

@@ -5,7 +5,12 @@
 //! (message headers, iovecs, addresses, payload buffers) is allocated once in [`SocketBackend::new`]:
 //!
 //! * receive: `burst_max` slots of `payload_max_bytes`; a datagram longer than that arrives with `MSG_TRUNC` and is
-//!   counted as malformed instead of being delivered cut short;
+//!   counted as oversized instead of being delivered cut short;
+//! * kernel drops: the socket has `SO_RXQ_OVFL` on, so a datagram carries the socket's cumulative drop count (full
+//!   receive buffer, bad checksum) in a control message once that count is not zero. The backend keeps the last
+//!   value seen and adds each increase to [`BackendStats::kernel_drops`]: no system call, no allocation, the count
+//!   rides on datagrams that arrive anyway. The cost of that: drops are seen when the next datagram after them is
+//!   received, so a burst of drops followed by silence shows up with the next datagram;
 //! * transmit: `tx_slots` slots filled in order by [`Backend::tx`] and handed over by [`Backend::tx_flush`] in one
 //!   `sendmmsg` per contiguous run. What the kernel does not take (send buffer full) stays queued for the next flush,
 //!   so a full socket buffer turns into [`TxFull`] backpressure rather than loss.
@@ -122,6 +127,8 @@ pub(crate) fn open_udp(bind: SocketAddrV4, opts: &SocketOptions) -> Result<Owned
     if let Some(iface) = opts.multicast_if {
         sys::set_multicast_if(&fd, iface).map_err(opt("IP_MULTICAST_IF"))?;
     }
+    // Always on: the drop count arrives in a control message only once drops happened (see the module notes).
+    sys::set_option(&fd, libc::SOL_SOCKET, sys::SO_RXQ_OVFL, 1i32).map_err(opt("SO_RXQ_OVFL"))?;
     if let Some(bytes) = opts.recv_buffer_bytes {
         let bytes = i32::try_from(bytes).map_err(|_| SocketError::Config("recv_buffer_bytes exceeds i32"))?;
         sys::set_option(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes).map_err(opt("SO_RCVBUF"))?;
@@ -132,6 +139,26 @@ pub(crate) fn open_udp(bind: SocketAddrV4, opts: &SocketOptions) -> Result<Owned
     }
     sys::bind(&fd, bind).map_err(|source| SocketError::Bind { addr: bind, source })?;
     Ok(fd)
+}
+
+/// The last cumulative drop count the kernel reported for a socket (`SO_RXQ_OVFL`), to turn it into increments.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct DropCount {
+    last: u32,
+}
+
+impl DropCount {
+    /// Takes a newly reported count and returns the drops since the previous one. The kernel's counter is a u32
+    /// that wraps; datagrams carry it in arrival order, so it never goes back, and a value that seems to (more
+    /// than half the range ahead) is ignored rather than read as four billion drops.
+    pub(crate) fn advance(&mut self, count: u32) -> u64 {
+        let delta = count.wrapping_sub(self.last);
+        if delta > u32::MAX / 2 {
+            return 0;
+        }
+        self.last = count;
+        u64::from(delta)
+    }
 }
 
 /// A busy-polled UDP socket behind the [`Backend`] trait.
@@ -146,6 +173,7 @@ pub struct SocketBackend {
     tx_head: usize,
     tx_tail: usize,
     stats: BackendStats,
+    drop_count: DropCount,
     os_errors: u64,
     last_os_error: i32,
 }
@@ -165,11 +193,12 @@ impl SocketBackend {
             local,
             burst_max: cfg.burst_max,
             payload_max_bytes: cfg.payload_max_bytes,
-            rx: MmsgArrays::new(cfg.burst_max, cfg.payload_max_bytes),
+            rx: MmsgArrays::new_rx(cfg.burst_max, cfg.payload_max_bytes),
             tx: MmsgArrays::new(cfg.tx_slots, cfg.payload_max_bytes),
             tx_head: 0,
             tx_tail: 0,
             stats: BackendStats::default(),
+            drop_count: DropCount::default(),
             os_errors: 0,
             last_os_error: 0,
         })
@@ -193,6 +222,12 @@ impl SocketBackend {
     /// The errno of the most recent such failure, 0 if none.
     pub fn last_os_error(&self) -> i32 {
         self.last_os_error
+    }
+
+    /// The kernel's own cumulative drop count for the socket (`SO_MEMINFO`), a system call: for tests and checks.
+    /// [`BackendStats::kernel_drops`] reaches it once a datagram after the last drop has been received.
+    pub fn kernel_drop_count(&self) -> io::Result<u32> {
+        sys::meminfo_drops(&self.fd)
     }
 
     /// Datagrams queued and not yet taken by the kernel.
@@ -227,8 +262,11 @@ impl Backend for SocketBackend {
         };
         let mut delivered = 0;
         for i in 0..n {
+            if let Some(count) = sys::rxq_ovfl_count(self.rx.control(i)) {
+                self.stats.kernel_drops += self.drop_count.advance(count);
+            }
             if self.rx.flags(i) & libc::MSG_TRUNC != 0 {
-                self.stats.malformed += 1;
+                self.stats.oversized += 1;
                 continue;
             }
             let len = self.rx.len(i).min(self.payload_max_bytes);
@@ -282,5 +320,24 @@ impl Backend for SocketBackend {
 
     fn stats(&self) -> BackendStats {
         self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DropCount;
+
+    #[test]
+    fn drop_count_turns_cumulative_values_into_increments() {
+        let mut d = DropCount::default();
+        assert_eq!(d.advance(5), 5);
+        assert_eq!(d.advance(5), 0);
+        assert_eq!(d.advance(12), 7);
+        // A stale value is ignored, and the next real one still counts from the highest seen.
+        assert_eq!(d.advance(3), 0);
+        assert_eq!(d.advance(13), 1);
+        // The kernel's u32 wraps.
+        let mut d = DropCount { last: u32::MAX - 1 };
+        assert_eq!(d.advance(2), 4);
     }
 }

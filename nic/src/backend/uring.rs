@@ -23,6 +23,10 @@
 //! It ends when the buffer ring runs dry (`ENOBUFS`) or on error; the next poll then returns the consumed buffers and
 //! re-arms it. Datagrams arriving meanwhile wait in the socket's receive buffer.
 //!
+//! **Losses.** A datagram longer than `payload_max_bytes` arrives flagged `MSG_TRUNC` and is counted as oversized.
+//! The socket has `SO_RXQ_OVFL` on, as in the `socket` backend, and the armed header leaves room for its control
+//! message, so each buffer may carry the socket's cumulative drop count; increases go to `kernel_drops`.
+//!
 //! **Bounds.** Receive completions each hold a buffer, so at most `rx_buffers` (+1 for the completion that ends a
 //! multishot) can be outstanding; sends are bounded by `tx_slots`. The completion queue is sized for both, so it never
 //! overflows, and the backlog that holds receive completions reaped during `tx_flush` has the same bound.
@@ -37,8 +41,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use io_uring::types::{RecvMsgOut, Timespec};
 use io_uring::{cqueue, IoUring};
 
-use super::socket::sys::MmsgArrays;
-use super::socket::{self, SocketError, SocketOptions};
+use super::socket::sys::{self as socket_sys, MmsgArrays, RX_CONTROL_BYTES};
+use super::socket::{self, DropCount, SocketError, SocketOptions};
 use super::{Backend, BackendConfig, BackendStats, Datagram, TxFull};
 use sys::Io;
 
@@ -48,8 +52,9 @@ const RECV_TAG: u64 = 1 << 63;
 const CANCEL_TAG: u64 = RECV_TAG | 1;
 /// The kernel's limit on provided-buffer ring entries.
 const RX_BUFFERS_MAX: usize = 32_768;
-/// Bytes before the payload in each receive buffer: `io_uring_recvmsg_out` (16) then the source `sockaddr_in` (16).
-const RX_HEADER_BYTES: usize = 16 + 16;
+/// Bytes before the payload in each receive buffer: `io_uring_recvmsg_out` (16), the source `sockaddr_in` (16),
+/// then room for the `SO_RXQ_OVFL` control message.
+const RX_HEADER_BYTES: usize = 16 + 16 + RX_CONTROL_BYTES;
 
 /// How completions reach us; chosen at construction as the best the kernel accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +128,7 @@ pub struct UringBackend {
     backlog_head: usize,
     backlog_len: usize,
     stats: BackendStats,
+    drop_count: DropCount,
     rearms: u64,
     os_errors: u64,
     last_os_error: i32,
@@ -198,6 +204,7 @@ impl UringBackend {
             backlog_head: 0,
             backlog_len: 0,
             stats: BackendStats::default(),
+            drop_count: DropCount::default(),
             rearms: 0,
             os_errors: 0,
             last_os_error: 0,
@@ -333,9 +340,17 @@ impl UringBackend {
             };
             if c.res >= 0 {
                 match self.io.bufs().buffer(bid, c.res as usize).map(|b| parse(b, self.io.recv_hdr())) {
-                    Some(Some((src, payload))) if payload.len() <= self.payload_max_bytes => {
-                        f(Datagram { src, dst: self.local, payload });
-                        delivered += 1;
+                    Some(Ok(r)) => {
+                        if let Some(count) = r.drop_count {
+                            self.stats.kernel_drops += self.drop_count.advance(count);
+                        }
+                        match r.payload {
+                            Some(payload) if payload.len() <= self.payload_max_bytes => {
+                                f(Datagram { src: r.src, dst: self.local, payload });
+                                delivered += 1;
+                            }
+                            _ => self.stats.oversized += 1,
+                        }
                     }
                     _ => self.stats.malformed += 1,
                 }
@@ -354,21 +369,35 @@ impl UringBackend {
     }
 }
 
-/// The source address and payload in a multishot receive buffer, `None` if truncated or not IPv4.
-fn parse<'a>(buf: &'a [u8], hdr: &libc::msghdr) -> Option<(SocketAddrV4, &'a [u8])> {
-    let out = RecvMsgOut::parse(buf, hdr).ok()?;
-    if out.is_payload_truncated() || out.is_name_data_truncated() {
-        return None;
+/// What a multishot receive buffer holds.
+struct Received<'a> {
+    src: SocketAddrV4,
+    /// `None` when the datagram did not fit the buffer (`MSG_TRUNC`): oversized.
+    payload: Option<&'a [u8]>,
+    /// The socket's cumulative drop count, when the kernel attached it (`SO_RXQ_OVFL`).
+    drop_count: Option<u32>,
+}
+
+/// Parses a multishot receive buffer; `Err` when it is not a whole record with an IPv4 source.
+fn parse<'a>(buf: &'a [u8], hdr: &libc::msghdr) -> Result<Received<'a>, ()> {
+    let out = RecvMsgOut::parse(buf, hdr)?;
+    if out.is_name_data_truncated() {
+        return Err(());
     }
     // sockaddr_in: family (2, native order), port (2, network order), address (4).
     let n = out.name_data();
     if n.len() < 8 || u16::from_ne_bytes([n[0], n[1]]) != libc::AF_INET as u16 {
-        return None;
+        return Err(());
     }
     let src = SocketAddrV4::new(Ipv4Addr::new(n[4], n[5], n[6], n[7]), u16::from_be_bytes([n[2], n[3]]));
-    // The payload follows the header and the name field (no control data was asked for).
+    let drop_count = socket_sys::rxq_ovfl_count(out.control_data());
+    if out.is_payload_truncated() {
+        return Ok(Received { src, payload: None, drop_count });
+    }
+    // The payload follows the header, the name field and the control field, whose sizes the armed header fixed.
     let len = out.payload_data().len();
-    Some((src, buf.get(RX_HEADER_BYTES..RX_HEADER_BYTES + len)?))
+    let payload = buf.get(RX_HEADER_BYTES..RX_HEADER_BYTES + len).ok_or(())?;
+    Ok(Received { src, payload: Some(payload), drop_count })
 }
 
 impl AsFd for UringBackend {

@@ -54,7 +54,8 @@ use crate::config::Config;
 use crate::obs::hlog::HlogWriter;
 use crate::obs::metrics::MetricsServer;
 use crate::obs::stages::StageExporter;
-use crate::obs::statsblock::StatsWriter;
+use crate::obs::statsblock::{Counter, StatsWriter, COUNTERS, REJECT_REASONS_MAX};
+use crate::translate::{REJECT_CODES, REJECT_ROWS};
 use crate::obs::tsc::Clock;
 use pipeline::Pipeline;
 use retransmit::{RetransmitCounters, RetransmitLimits, RetransmitServer};
@@ -104,6 +105,9 @@ pub struct Summary {
     pub malformed: u64,
     pub session_drops: u64,
     pub ouch_rejects: u64,
+    pub kernel_drops: u64,
+    pub oversized: u64,
+    pub duplicates: u64,
     pub orders_open: u32,
     pub outputs_unsent: usize,
     /// The retransmission server's counters (all zero without `retransmit_bind`).
@@ -114,8 +118,9 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} inputs (last seq {}, committed {}), rx {} tx {}, dropped {} malformed {} session-drops {}, \
-             OUCH rejects {}, {} orders open, {} outputs unsent; retransmission: {}",
+            "{} inputs (last seq {}, committed {}), rx {} tx {}, dropped {} malformed {} oversized {} \
+             kernel-drops {} session-drops {}, OUCH rejects {}, duplicates {}, {} orders open, {} outputs unsent; \
+             retransmission: {}",
             self.inputs,
             self.last_seq,
             self.committed,
@@ -123,8 +128,11 @@ impl std::fmt::Display for Summary {
             self.tx,
             self.dropped,
             self.malformed,
+            self.oversized,
+            self.kernel_drops,
             self.session_drops,
             self.ouch_rejects,
+            self.duplicates,
             self.orders_open,
             self.outputs_unsent,
             self.retransmit
@@ -206,9 +214,7 @@ pub fn serve_with_clock(
             StatsWriter::in_memory()
         }
     });
-    let drop_names: Vec<&str> = DropReason::ALL.iter().map(|r| drop_name(*r)).collect();
-    let reject_names: Vec<&str> = REJECT_NAMES.to_vec();
-    stats.set_names(config.backend.kind.as_str(), &drop_names, &reject_names);
+    set_stats_names(&stats, config.backend.kind.as_str());
     stats.set_wal_mode(started.wal_mode);
 
     let sender = match &config.mirror {
@@ -276,7 +282,7 @@ fn pipeline_loop(
             housekeeping.run(pipeline);
         }
         if polls.is_multiple_of(4096) {
-            exported.export(pipeline, backend.as_ref(), stats);
+            exported.export(pipeline, backend.as_ref(), housekeeping.retransmit_counters(), stats);
         }
         if let Some(f) = pipeline.failure() {
             anyhow::bail!("{f}; the appliance stops taking input");
@@ -288,7 +294,7 @@ fn pipeline_loop(
         pipeline.transmit(backend.as_mut());
         std::hint::spin_loop();
     }
-    exported.export(pipeline, backend.as_ref(), stats);
+    exported.export(pipeline, backend.as_ref(), housekeeping.retransmit_counters(), stats);
     let b = backend.stats();
     let (r, m) = pipeline.waiting();
     Ok(Summary {
@@ -301,6 +307,9 @@ fn pipeline_loop(
         malformed: b.malformed,
         session_drops: pipeline.sessions.counters().drops.iter().sum(),
         ouch_rejects: pipeline.counters.ouch_rejects,
+        kernel_drops: b.kernel_drops,
+        oversized: b.oversized,
+        duplicates: pipeline.counters.duplicates,
         orders_open: pipeline.exchange.engine().orders_open(),
         outputs_unsent: r + m,
         retransmit: housekeeping.retransmit_counters().copied().unwrap_or_default(),
@@ -365,34 +374,77 @@ impl Housekeeping {
     }
 }
 
-/// Last values copied into the stats block, so counters are added as deltas.
+/// Last values copied into the stats block, so counters are added as deltas. Public so tests can export a
+/// pipeline they drive themselves.
 #[derive(Default)]
-struct Exported {
+pub struct Exported {
     rx: u64,
     tx: u64,
     drops: [u64; DropReason::COUNT],
-    ouch_rejects: u64,
+    rejects: [u64; REJECT_ROWS],
 }
 
 impl Exported {
-    fn export(&mut self, pipeline: &Pipeline, backend: &dyn Backend, stats: &StatsWriter) {
+    /// Copies the pipeline's, the sessions' and the backend's counters into the block (pipeline thread).
+    pub fn export(
+        &mut self,
+        pipeline: &Pipeline,
+        backend: &dyn Backend,
+        retransmit: Option<&RetransmitCounters>,
+        stats: &StatsWriter,
+    ) {
         let b = backend.stats();
         stats.add_rx(b.rx - self.rx);
         stats.add_tx(b.tx - self.tx);
         self.rx = b.rx;
         self.tx = b.tx;
-        let drops = pipeline.sessions.counters().drops;
-        for (i, d) in drops.iter().enumerate() {
+        let sessions = pipeline.sessions.counters();
+        for (i, d) in sessions.drops.iter().enumerate() {
             stats.add_drop(i, d - self.drops[i]);
         }
-        self.drops = drops;
-        stats.add_reject(REJECT_NAMES.len() - 1, pipeline.counters.ouch_rejects - self.ouch_rejects);
-        self.ouch_rejects = pipeline.counters.ouch_rejects;
+        self.drops = sessions.drops;
+        let p = &pipeline.counters;
+        let rx = retransmit.copied().unwrap_or_default();
+        for (i, r) in p.rejects.iter().enumerate() {
+            stats.add_reject(i, r - self.rejects[i]);
+        }
+        self.rejects = p.rejects;
+        // One entry per counter: the array's type holds the two lists to the same length.
+        let totals: [(Counter, u64); COUNTERS.len()] = [
+            (Counter::KernelDrops, b.kernel_drops),
+            (Counter::NicDrops, b.nic_drops),
+            (Counter::Oversized, b.oversized),
+            (Counter::BackendMalformed, b.malformed),
+            (Counter::BackendDropped, b.dropped),
+            (Counter::TxRefused, p.tx_refused),
+            (Counter::Duplicates, p.duplicates),
+            (Counter::DuplicatesAnswered, p.duplicates_answered),
+            (Counter::IdleLogouts, sessions.idle_logouts),
+            (Counter::LoginWindowMisses, p.login_window_misses),
+            (Counter::ReplyOverflows, p.reply_overflows),
+            (Counter::BackpressurePolls, p.backpressure_polls),
+            (Counter::GatewayRefusals, p.ouch_rejects),
+            (Counter::RateLimited, p.rate_limited),
+            (Counter::LoginReplays, p.login_replays),
+            (Counter::RetransmitAnswered, rx.answered),
+            (Counter::RetransmitNotSubscriber, rx.not_subscriber),
+            (Counter::RetransmitRateLimited, rx.rate_limited),
+            (Counter::RetransmitRefused, rx.malformed + rx.bad_session + rx.out_of_range + rx.send_failed),
+        ];
+        for (c, total) in totals {
+            stats.set_counter(c, total);
+        }
         stats.set_orders_resting(u64::from(pipeline.exchange.engine().orders_open()));
         let committed = pipeline.commit.committed();
         stats.set_commit(committed, pipeline.last_seq() - committed);
         stats.heartbeat();
     }
+}
+
+/// Names the stats block's backend and its drop and reject rows as [`Exported::export`] fills them.
+pub fn set_stats_names(stats: &StatsWriter, backend: &str) {
+    let drop_names = DropReason::ALL.map(drop_name);
+    stats.set_names(backend, &drop_names, &REJECT_NAMES);
 }
 
 fn drop_name(r: DropReason) -> &'static str {
@@ -409,8 +461,19 @@ fn drop_name(r: DropReason) -> &'static str {
     }
 }
 
-/// Reject reasons in the stats block: the engine's, then OUCH messages refused before the engine.
-const REJECT_NAMES: [&str; 1] = ["ouch_refused"];
+/// Reject reasons in the stats block, one row per Order Rejected reason code the engine and the gateway use
+/// (`translate::REJECT_CODES`), then `other_code` for any code not listed. Gateway refusals are counted under
+/// their codes like engine rejects; their total is also the `gateway_refusals` counter.
+pub const REJECT_NAMES: [&str; REJECT_ROWS] = {
+    let mut names = ["other_code"; REJECT_ROWS];
+    let mut i = 0;
+    while i < REJECT_CODES.len() {
+        names[i] = REJECT_CODES[i].1;
+        i += 1;
+    }
+    names
+};
+const _: () = assert!(REJECT_ROWS <= REJECT_REASONS_MAX, "every reject row fits the stats block");
 
 /// Engine reject names, for the stats table (kept next to the list above so the two stay in step).
 pub fn reject_name(r: RejectReason) -> &'static str {

@@ -32,15 +32,17 @@ use super::mdfeed::MdFeed;
 use super::outq::OutQueue;
 use crate::obs::stages::{Stage, StageRecorder, StageStamps};
 use crate::obs::tsc::Clock;
+use crate::translate::{reject_row, REJECT_ROWS};
 
 /// Scratch for one framed outbound datagram.
 const SCRATCH_BYTES: usize = 2_048;
 
 /// Counters owned by the pipeline core; the stats exporter copies them out.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PipelineCounters {
     pub inputs: u64,
-    /// OUCH messages the gateway refused (journaled as refusals, answered with Order Rejected).
+    /// OUCH messages the gateway refused (journaled as refusals, answered with Order Rejected; each is also in
+    /// `rejects` under its reason).
     pub ouch_rejects: u64,
     /// Enter/Replace Orders with a UserRefNum already used: never executed again.
     pub duplicates: u64,
@@ -55,8 +57,33 @@ pub struct PipelineCounters {
     pub login_replays: u64,
     pub reply_overflows: u64,
     pub backpressure_polls: u64,
+    /// Transmits the backend refused for lack of a free slot (the output stays queued and is retried).
     pub tx_refused: u64,
     pub logins: u64,
+    /// OUCH Order Rejected messages the exchange emitted, by reason: row [`reject_row`] of the reason code
+    /// ([`crate::translate::REJECT_CODES`], then one row for any other code). Gateway refusals are among them,
+    /// under their codes.
+    pub rejects: [u64; REJECT_ROWS],
+}
+
+impl Default for PipelineCounters {
+    fn default() -> PipelineCounters {
+        PipelineCounters {
+            inputs: 0,
+            ouch_rejects: 0,
+            duplicates: 0,
+            duplicates_answered: 0,
+            retransmits_answered: 0,
+            rate_limited: 0,
+            login_window_misses: 0,
+            login_replays: 0,
+            reply_overflows: 0,
+            backpressure_polls: 0,
+            tx_refused: 0,
+            logins: 0,
+            rejects: [0; REJECT_ROWS],
+        }
+    }
 }
 
 /// Sequencer time: nanoseconds since the Unix epoch, from the calibrated TSC, never decreasing and never below the
@@ -452,6 +479,7 @@ impl Pipeline {
             seq,
             payload_max_bytes: self.payload_max_bytes,
             overflows: &mut self.counters.reply_overflows,
+            rejects: &mut self.counters.rejects,
         };
         if let Err(source) = self.exchange.apply(&input, echo.as_ref().unwrap_or(&NO_ECHO), &mut out) {
             self.failed = Some(JournalFailed::Apply { seq, source });
@@ -514,10 +542,17 @@ struct Emit<'a> {
     seq: u64,
     payload_max_bytes: usize,
     overflows: &'a mut u64,
+    rejects: &'a mut [u64; REJECT_ROWS],
 }
 
 impl Outputs for Emit<'_> {
     fn reply(&mut self, session: SessionId, sequence: u64, msg: &[u8]) {
+        // Every Order Rejected is counted by reason, whether or not its firm is logged in to receive it now.
+        if msg.first() == Some(&b'J') && msg.len() >= ouch::field::rejected::LEN {
+            let at = ouch::field::rejected::REASON;
+            let code = u16::from_be_bytes([msg[at], msg[at + 1]]);
+            self.rejects[reject_row(code)] += 1;
+        }
         let (Some(peer), Some(name)) = (self.sessions.peer(session), self.sessions.session_name(session)) else {
             return;
         };

@@ -11,14 +11,14 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 
 use super::stages::Span;
-use super::statsblock::{name_str, StatsBlock, STAGE_QUANTILES, WAL_MODE_NAMES};
+use super::statsblock::{name_str, StatsBlock, COUNTERS, STAGE_QUANTILES, WAL_MODE_NAMES};
 use super::tsc::monotonic_ns;
 
 /// Connections served at once; more wait in the kernel's accept queue.
 pub const CONNECTIONS_MAX: usize = 8;
 /// Longest request head we read; longer ones are answered 431 and closed.
 pub const REQUEST_BYTES_MAX: usize = 4096;
-/// Initial capacity of the body and response buffers (the block renders to about 6 KiB).
+/// Initial capacity of the body and response buffers (the block renders to about 9 KiB).
 pub const BODY_BYTES_INITIAL: usize = 16 * 1024;
 /// A connection that has not sent a whole request head within this time is closed.
 pub const REQUEST_TIMEOUT_NS: u64 = 2_000_000_000;
@@ -41,6 +41,13 @@ pub fn render(block: &StatsBlock, out: &mut String) {
         block.rx_total(),
     );
     counter(out, "bourse_tx_total", "Datagrams sent.", block.tx_total());
+    for &(c, name, help) in COUNTERS.iter() {
+        let _ = write!(
+            out,
+            "# HELP bourse_{name}_total {help}\n# TYPE bourse_{name}_total counter\nbourse_{name}_total {}\n",
+            block.counter(c)
+        );
+    }
 
     let _ = write!(out, "# HELP bourse_drops_total Datagrams dropped, by reason.\n# TYPE bourse_drops_total counter\n");
     for (i, name) in text.drop_names.iter().enumerate() {
@@ -360,6 +367,20 @@ mod tests {
             out.contains("bourse_info{backend=\"socket\",wal_mode=\"unknown\"} 1\n"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn every_counter_is_rendered_with_help() {
+        use crate::obs::statsblock::Counter;
+        let w = StatsWriter::in_memory();
+        w.set_counter(Counter::KernelDrops, 11);
+        let mut out = String::new();
+        render(w.block(), &mut out);
+        for (_, name, help) in COUNTERS {
+            let metric = format!("bourse_{name}_total");
+            assert!(out.contains(&format!("# HELP {metric} {help}\n# TYPE {metric} counter\n")), "{out}");
+        }
+        assert!(out.contains("\nbourse_kernel_drops_total 11\n"), "{out}");
     }
 
     #[test]

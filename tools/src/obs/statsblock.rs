@@ -16,7 +16,13 @@
 //!        8 commit lag ns            9 commit seq        10 WAL mode code
 //!       11 drops[16]  27 rejects[32]  59 stage quantiles[6][3]  77 stage count[6]  83 stage sum ns[6]
 //!       89 text seq   90 backend name (32 bytes)  94 drop names[16] (24 bytes each)  142 reject names[32]
+//!      238 counters[32] (layout 2: one per entry of COUNTERS, the rest reserved)
 //! ```
+//!
+//! **Compatibility.** Layout changes only append words (or take a reserved counter slot) and bump the layout
+//! version; readers refuse any version but their own, with an error naming both, so a stale `bourse stats` never
+//! shows a counter under another counter's name. The counters' names and help texts are this file's
+//! [`COUNTERS`] table, not block contents: slot `i` means `COUNTERS[i]` for as long as the version stays.
 //!
 //! The magic is stored last, with Release, when the writer creates the block, so a reader that sees it (Acquire)
 //! sees an initialised block.
@@ -31,7 +37,7 @@ use super::sys::Mapping;
 use super::tsc::monotonic_ns;
 
 pub const STATS_MAGIC: u64 = u64::from_le_bytes(*b"BRSSTAT1");
-pub const STATS_LAYOUT_VERSION: u64 = 1;
+pub const STATS_LAYOUT_VERSION: u64 = 2;
 pub const DROP_REASONS_MAX: usize = 16;
 pub const REJECT_REASONS_MAX: usize = 32;
 pub const REASON_NAME_BYTES: usize = 24;
@@ -41,6 +47,111 @@ pub const STAGE_QUANTILES: [(f64, &str); 3] = [(0.5, "0.5"), (0.99, "0.99"), (0.
 const QUANTILES_COUNT: usize = STAGE_QUANTILES.len();
 const REASON_NAME_WORDS: usize = REASON_NAME_BYTES / 8;
 const BACKEND_NAME_WORDS: usize = BACKEND_NAME_BYTES / 8;
+/// Counter slots in the block (layout 2); [`COUNTERS`] uses the first ones.
+pub const COUNTERS_MAX: usize = 32;
+
+/// Counters beyond rx/tx and the reason tables: every loss or refusal that is not a drop or reject reason. Each
+/// is exported as the Prometheus counter `bourse_<name>_total` and shown by `bourse stats`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    KernelDrops,
+    NicDrops,
+    Oversized,
+    BackendMalformed,
+    BackendDropped,
+    TxRefused,
+    Duplicates,
+    DuplicatesAnswered,
+    IdleLogouts,
+    LoginWindowMisses,
+    ReplyOverflows,
+    BackpressurePolls,
+    GatewayRefusals,
+    RateLimited,
+    LoginReplays,
+    RetransmitAnswered,
+    RetransmitNotSubscriber,
+    RetransmitRateLimited,
+    RetransmitRefused,
+}
+
+/// `(counter, name, help)` in slot order: `COUNTERS[i].0 as usize == i`.
+pub const COUNTERS: [(Counter, &str, &str); 19] = [
+    (
+        Counter::KernelDrops,
+        "kernel_drops",
+        "Datagrams the kernel dropped for the appliance's socket before it read them (receive buffer or AF_XDP \
+         ring full).",
+    ),
+    (Counter::NicDrops, "nic_drops", "Frames the NIC or its driver dropped (DPDK: imissed + rx_nombuf)."),
+    (Counter::Oversized, "oversized", "Datagrams longer than the payload limit, dropped unprocessed."),
+    (Counter::BackendMalformed, "backend_malformed", "Frames that failed length or checksum validation."),
+    (
+        Counter::BackendDropped,
+        "backend_dropped",
+        "Frames not for the appliance (other protocols, ports, addresses) and transmits that failed.",
+    ),
+    (
+        Counter::TxRefused,
+        "tx_refused",
+        "Transmits refused for lack of a free slot (the output stays queued and is retried).",
+    ),
+    (Counter::Duplicates, "duplicates", "Orders with a UserRefNum already used, never executed again."),
+    (Counter::DuplicatesAnswered, "duplicates_answered", "Duplicate orders answered with their original reply."),
+    (Counter::IdleLogouts, "idle_logouts", "Sessions logged out after the idle timeout."),
+    (
+        Counter::LoginWindowMisses,
+        "login_window_misses",
+        "Logins asking for replies older than those kept (resumed from the oldest kept).",
+    ),
+    (
+        Counter::ReplyOverflows,
+        "reply_overflows",
+        "Replies not sent live for lack of output room (kept; the firm can re-request them).",
+    ),
+    (
+        Counter::BackpressurePolls,
+        "backpressure_polls",
+        "Polls that took no input because the output queues were low on room.",
+    ),
+    (
+        Counter::GatewayRefusals,
+        "gateway_refusals",
+        "OUCH messages refused before the engine (also in bourse_rejects_total by reason).",
+    ),
+    (
+        Counter::RateLimited,
+        "rate_limited",
+        "OUCH messages refused by their session's rate limit (also in bourse_rejects_total as rate_limited).",
+    ),
+    (Counter::LoginReplays, "login_replays", "Replies resent to firms at login, from the sequence they asked for."),
+    (Counter::RetransmitAnswered, "retransmit_answered", "Market-data retransmission requests answered."),
+    (
+        Counter::RetransmitNotSubscriber,
+        "retransmit_not_subscriber",
+        "Market-data retransmission requests from addresses that are not configured subscribers (ignored).",
+    ),
+    (
+        Counter::RetransmitRateLimited,
+        "retransmit_rate_limited",
+        "Market-data retransmission requests beyond their subscriber's rate (ignored).",
+    ),
+    (
+        Counter::RetransmitRefused,
+        "retransmit_refused",
+        "Market-data retransmission requests malformed, for another session, out of range, or not sendable.",
+    ),
+];
+
+const _: () = {
+    assert!(COUNTERS.len() <= COUNTERS_MAX);
+    let mut i = 0;
+    while i < COUNTERS.len() {
+        assert!(COUNTERS[i].0 as usize == i, "COUNTERS is in slot order");
+        i += 1;
+    }
+};
+
 /// The directory of the block files: tmpfs, so the block is memory and never written back to a disk.
 pub const STATS_DIR: &str = "/dev/shm";
 
@@ -71,10 +182,12 @@ pub struct StatsBlock {
     backend_name: [AtomicU64; BACKEND_NAME_WORDS],
     drop_names: [[AtomicU64; REASON_NAME_WORDS]; DROP_REASONS_MAX],
     reject_names: [[AtomicU64; REASON_NAME_WORDS]; REJECT_REASONS_MAX],
+    counters: [AtomicU64; COUNTERS_MAX],
 }
 
 const _: () = assert!(REASON_NAME_BYTES.is_multiple_of(8) && BACKEND_NAME_BYTES.is_multiple_of(8));
-const _: () = assert!(std::mem::size_of::<StatsBlock>() == 238 * 8);
+const _: () = assert!(std::mem::offset_of!(StatsBlock, counters) == 238 * 8, "layout 1 is a prefix of layout 2");
+const _: () = assert!(std::mem::size_of::<StatsBlock>() == (238 + COUNTERS_MAX) * 8);
 const _: () = assert!(
     std::mem::size_of::<StatsBlock>() <= 4096,
     "the block fits one page"
@@ -154,6 +267,13 @@ pub struct ReasonCount {
     pub count: u64,
 }
 
+/// One of [`COUNTERS`], as read.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NamedCount {
+    pub name: &'static str,
+    pub count: u64,
+}
+
 /// Recent latency of one stage span, as read.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct StageLatency {
@@ -179,6 +299,7 @@ pub struct StatsSnapshot {
     pub backend: String,
     pub drops: Vec<ReasonCount>,
     pub rejects: Vec<ReasonCount>,
+    pub counters: Vec<NamedCount>,
     pub stages: Vec<StageLatency>,
 }
 
@@ -226,6 +347,9 @@ impl StatsBlock {
         self.rejects
             .get(reason)
             .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+    pub fn counter(&self, c: Counter) -> u64 {
+        self.counters[c as usize].load(Ordering::Relaxed)
     }
     /// `[p50, p99, p99.9]` of the last exported interval of `span`, in nanoseconds.
     pub fn stage_quantiles_ns(&self, span: Span) -> [u64; QUANTILES_COUNT] {
@@ -324,6 +448,10 @@ impl StatsBlock {
             backend: name_str(&text.backend_name).to_string(),
             drops: reasons(&self.drops, &text.drop_names),
             rejects: reasons(&self.rejects, &text.reject_names),
+            counters: COUNTERS
+                .iter()
+                .map(|&(c, name, _)| NamedCount { name, count: self.counter(c) })
+                .collect(),
             stages,
         }
     }
@@ -438,6 +566,11 @@ impl StatsWriter {
     #[inline(always)]
     pub fn add_reject(&self, reason: usize, n: u64) {
         bump(&self.block().rejects[reason.min(REJECT_REASONS_MAX - 1)], n);
+    }
+    /// Sets a counter to its current total (each has one writing thread, which owns the running count).
+    #[inline(always)]
+    pub fn set_counter(&self, c: Counter, total: u64) {
+        self.block().counters[c as usize].store(total, Ordering::Relaxed);
     }
     #[inline(always)]
     pub fn set_orders_resting(&self, n: u64) {

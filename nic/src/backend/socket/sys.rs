@@ -6,7 +6,7 @@
 //! valid for the struct's whole life, wherever the struct itself is moved.
 
 use std::io;
-use std::mem::{size_of, zeroed};
+use std::mem::{size_of, size_of_val, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -95,12 +95,66 @@ pub(crate) fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddrV4> {
     }
 }
 
+/// `SO_RXQ_OVFL` (asm-generic value, used by x86-64 and arm64; libc exports it only for some targets): with it
+/// on, a received datagram carries a control message with the socket's cumulative drop count when that is not 0.
+pub(crate) const SO_RXQ_OVFL: i32 = 40;
+
+/// Rounds up to the alignment of control messages (`CMSG_ALIGN`: the size of `long`).
+const fn cmsg_align(len: usize) -> usize {
+    len.div_ceil(size_of::<usize>()) * size_of::<usize>()
+}
+
+/// Room for the one control message we ask for: the `SO_RXQ_OVFL` drop count, a `u32` (`CMSG_SPACE(4)`).
+pub(crate) const RX_CONTROL_BYTES: usize = cmsg_align(size_of::<libc::cmsghdr>()) + cmsg_align(size_of::<u32>());
+
+/// The socket's cumulative drop count from the `SO_RXQ_OVFL` control message in `control` (control-message bytes
+/// as the kernel wrote them), `None` when there is none. Reads bytes only: any alignment, any contents.
+pub(crate) fn rxq_ovfl_count(control: &[u8]) -> Option<u32> {
+    const HDR: usize = size_of::<libc::cmsghdr>();
+    const LEN: usize = size_of::<usize>();
+    let mut at = 0;
+    // Each step advances by at least one aligned header, so this ends within control.len() / HDR steps.
+    while control.len() >= at + HDR {
+        let c = &control[at..];
+        let len = usize::from_ne_bytes(c[..LEN].try_into().ok()?);
+        let level = i32::from_ne_bytes(c[LEN..LEN + 4].try_into().ok()?);
+        let kind = i32::from_ne_bytes(c[LEN + 4..LEN + 8].try_into().ok()?);
+        if len < HDR || len > c.len() {
+            return None;
+        }
+        let data = &c[cmsg_align(HDR)..len];
+        if level == libc::SOL_SOCKET && kind == SO_RXQ_OVFL && data.len() >= 4 {
+            return Some(u32::from_ne_bytes(data[..4].try_into().ok()?));
+        }
+        at += cmsg_align(len);
+    }
+    None
+}
+
+/// The socket's `SO_MEMINFO` drop counter (`SK_MEMINFO_DROPS`): every datagram the kernel discarded for it since it
+/// was created. A system call; for tests and occasional checks, not the hot path.
+pub(crate) fn meminfo_drops(fd: &OwnedFd) -> io::Result<u32> {
+    const SO_MEMINFO: i32 = 55;
+    let mut info = [0u32; libc::SK_MEMINFO_DROPS as usize + 1];
+    let mut len = size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` and `len` are valid for writes and `len` holds the buffer's size; the kernel writes at most
+    // that many bytes.
+    let rc = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_MEMINFO, info.as_mut_ptr().cast(), &mut len)
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(info[libc::SK_MEMINFO_DROPS as usize])
+}
+
 /// Fixed arrays for one `recvmmsg` or `sendmmsg` batch: `slots` message headers, each with one iovec over its own
-/// `slot_bytes` region of one buffer and its own address.
+/// `slot_bytes` region of one buffer, its own address and (receive only) its own control-message room.
 ///
 /// ```text
-///   headers[i].msg_hdr ─┬─ msg_name ──▶ addrs[i]   (sockaddr_in)
-///                       └─ msg_iov  ──▶ iovecs[i] ──▶ data[i * slot_bytes ..][.. slot_bytes]
+///   headers[i].msg_hdr ─┬─ msg_name    ──▶ addrs[i]   (sockaddr_in)
+///                       ├─ msg_iov     ──▶ iovecs[i] ──▶ data[i * slot_bytes ..][.. slot_bytes]
+///                       └─ msg_control ──▶ control[i * control_bytes ..][.. control_bytes]   (0 bytes: none)
 /// ```
 pub(crate) struct MmsgArrays {
     headers: Box<[libc::mmsghdr]>,
@@ -108,6 +162,8 @@ pub(crate) struct MmsgArrays {
     addrs: Box<[libc::sockaddr_in]>,
     data: Box<[u8]>,
     slot_bytes: usize,
+    control: Box<[u8]>,
+    control_bytes: usize,
 }
 
 // SAFETY: the raw pointers inside `headers` and `iovecs` point only into this struct's own boxed slices, which are
@@ -115,7 +171,17 @@ pub(crate) struct MmsgArrays {
 unsafe impl Send for MmsgArrays {}
 
 impl MmsgArrays {
+    /// Arrays without control-message room (transmit).
     pub(crate) fn new(slots: usize, slot_bytes: usize) -> MmsgArrays {
+        MmsgArrays::with_control(slots, slot_bytes, 0)
+    }
+
+    /// Arrays for receiving with [`RX_CONTROL_BYTES`] of control-message room per slot.
+    pub(crate) fn new_rx(slots: usize, slot_bytes: usize) -> MmsgArrays {
+        MmsgArrays::with_control(slots, slot_bytes, RX_CONTROL_BYTES)
+    }
+
+    fn with_control(slots: usize, slot_bytes: usize, control_bytes: usize) -> MmsgArrays {
         // SAFETY: these are plain C structs for which all-zero bytes (null pointers, zero lengths) are valid.
         let zero_hdr: libc::mmsghdr = unsafe { zeroed() };
         // SAFETY: as above.
@@ -128,8 +194,11 @@ impl MmsgArrays {
             addrs: vec![zero_sa; slots].into_boxed_slice(),
             data: vec![0u8; slots * slot_bytes].into_boxed_slice(),
             slot_bytes,
+            control: vec![0u8; slots * control_bytes].into_boxed_slice(),
+            control_bytes,
         };
         let data = a.data.as_mut_ptr();
+        let control = a.control.as_mut_ptr();
         for i in 0..slots {
             a.iovecs[i].iov_base = data.wrapping_add(i * slot_bytes).cast();
             a.iovecs[i].iov_len = slot_bytes;
@@ -138,6 +207,10 @@ impl MmsgArrays {
             h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
             h.msg_iov = &mut a.iovecs[i];
             h.msg_iovlen = 1;
+            if control_bytes > 0 {
+                h.msg_control = control.wrapping_add(i * control_bytes).cast();
+                h.msg_controllen = control_bytes;
+            }
         }
         a
     }
@@ -154,6 +227,12 @@ impl MmsgArrays {
     /// Flags the kernel reported for message `i` (`MSG_TRUNC` when the datagram did not fit).
     pub(crate) fn flags(&self, i: usize) -> i32 {
         self.headers[i].msg_hdr.msg_flags
+    }
+
+    /// The control messages the kernel wrote for message `i` in the last batch (empty when none).
+    pub(crate) fn control(&self, i: usize) -> &[u8] {
+        let len = self.headers[i].msg_hdr.msg_controllen.min(self.control_bytes);
+        &self.control[i * self.control_bytes..][..len]
     }
 
     pub(crate) fn addr(&self, i: usize) -> SocketAddrV4 {
@@ -190,6 +269,7 @@ impl MmsgArrays {
         for h in &mut self.headers[..count] {
             // The kernel overwrites these on every call, so they are reset to the buffer sizes each time.
             h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_hdr.msg_controllen = self.control_bytes;
             h.msg_hdr.msg_flags = 0;
             h.msg_len = 0;
         }
@@ -250,4 +330,39 @@ pub(crate) fn join_multicast(fd: &OwnedFd, group: Ipv4Addr, iface: Ipv4Addr) -> 
         imr_interface: libc::in_addr { s_addr: u32::from(iface).to_be() },
     };
     set_option(fd, libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, mreq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One control message as the kernel lays it out: `cmsghdr` (len, level, type), data, padding.
+    fn cmsg(level: i32, kind: i32, data: &[u8]) -> Vec<u8> {
+        let hdr = cmsg_align(size_of::<libc::cmsghdr>());
+        let mut b = vec![0xa5u8; hdr + cmsg_align(data.len())];
+        b[..size_of::<usize>()].copy_from_slice(&(hdr + data.len()).to_ne_bytes());
+        b[size_of::<usize>()..][..4].copy_from_slice(&level.to_ne_bytes());
+        b[size_of::<usize>() + 4..][..4].copy_from_slice(&kind.to_ne_bytes());
+        b[hdr..hdr + data.len()].copy_from_slice(data);
+        b
+    }
+
+    #[test]
+    fn test_rxq_ovfl_count() {
+        assert_eq!(RX_CONTROL_BYTES, cmsg(libc::SOL_SOCKET, SO_RXQ_OVFL, &7u32.to_ne_bytes()).len());
+        assert_eq!(rxq_ovfl_count(&cmsg(libc::SOL_SOCKET, SO_RXQ_OVFL, &7u32.to_ne_bytes())), Some(7));
+        // Another message first is skipped.
+        let mut two = cmsg(libc::IPPROTO_IP, libc::IP_TTL, &64i32.to_ne_bytes());
+        two.extend(cmsg(libc::SOL_SOCKET, SO_RXQ_OVFL, &9u32.to_ne_bytes()));
+        assert_eq!(rxq_ovfl_count(&two), Some(9));
+        assert_eq!(rxq_ovfl_count(&[]), None);
+        assert_eq!(rxq_ovfl_count(&cmsg(libc::IPPROTO_IP, libc::IP_TTL, &64i32.to_ne_bytes())), None);
+        // Truncated or nonsensical lengths end the walk instead of reading past the buffer.
+        let whole = cmsg(libc::SOL_SOCKET, SO_RXQ_OVFL, &7u32.to_ne_bytes());
+        assert_eq!(rxq_ovfl_count(&whole[..whole.len() - 8]), None);
+        let mut bad = whole.clone();
+        bad[..size_of::<usize>()].copy_from_slice(&1usize.to_ne_bytes());
+        assert_eq!(rxq_ovfl_count(&bad), None);
+        assert_eq!(rxq_ovfl_count(&[0xa5; 64]), None);
+    }
 }

@@ -20,7 +20,7 @@ use std::os::fd::RawFd;
 use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, IoUring};
 
-use crate::backend::socket::sys::MmsgArrays;
+use crate::backend::socket::sys::{MmsgArrays, RX_CONTROL_BYTES};
 
 /// `io_uring_enter` flag: run pending task work and reap completions (the ABI value, `include/uapi/linux/io_uring.h`).
 const IORING_ENTER_GETEVENTS: u32 = 1;
@@ -219,7 +219,9 @@ impl Drop for BufRing {
     }
 }
 
-/// The `msghdr` a multishot `RecvMsg` is armed with: room for an IPv4 source address, no control data.
+/// The `msghdr` a multishot `RecvMsg` is armed with: room for an IPv4 source address and the `SO_RXQ_OVFL` drop
+/// count control message. Multishot reads only the two lengths; the kernel writes name and control data into each
+/// provided buffer, after its `io_uring_recvmsg_out` header.
 struct RecvHeader(Box<libc::msghdr>);
 
 // SAFETY: every pointer in the header is null; only the lengths are read by the kernel.
@@ -230,6 +232,7 @@ impl RecvHeader {
         // SAFETY: msghdr is plain data for which all-zero (null pointers, zero lengths) is valid.
         let mut h: Box<libc::msghdr> = Box::new(unsafe { zeroed() });
         h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        h.msg_controllen = RX_CONTROL_BYTES;
         RecvHeader(h)
     }
 
