@@ -160,6 +160,8 @@ pub fn open_journal_observing(
     observe: &mut impl FnMut(&Input, &Event),
 ) -> anyhow::Result<(Engine, Wal, Started)> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating WAL directory {}", dir.display()))?;
+    // Before recovery, which zeroes a torn tail: with another appliance live here, that is its record in flight.
+    let lock = bourse_persist::wal::DirLock::acquire(dir)?;
     let cap = config.engine_capacity();
     let recovery =
         recover_with(&RecoveryOptions::new(dir, cap), observe).with_context(|| format!("recovering {}", dir.display()))?;
@@ -180,6 +182,7 @@ pub fn open_journal_observing(
     wal_config.mode = durability(config.wal.mode);
     wal_config.epoch = MirrorSection::wal_epoch(config);
     wal_config.segment_bytes = config.wal.segment_bytes;
+    wal_config.lock = Some(lock);
     let wal = Wal::create(wal_config, recovered_seq + 1, commit).with_context(|| format!("opening the WAL in {}", dir.display()))?;
     let status = wal.status().clone();
     let started = Started {
