@@ -68,14 +68,35 @@ fn bad_config_is_a_typed_error() {
 }
 
 #[test]
-fn reuse_addr_allows_a_second_bind() {
+fn binds_are_exclusive_by_default_and_a_closed_port_rebinds_at_once() {
     let cfg = BackendConfig::new(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
     let (first, addr) = make(&cfg);
-    drop(first);
     let again = BackendConfig::new(addr);
+    // A second appliance on the same bind must not start beside the first (it would take some of its orders).
+    match SocketBackend::new(&again) {
+        Err(SocketError::Bind { addr: a, source }) => {
+            assert_eq!(a, addr);
+            assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse, "{source}");
+        }
+        Err(e) => panic!("expected a bind error, got {e}"),
+        Ok(_) => panic!("a second socket bound {addr} while the first holds it"),
+    }
+    drop(first);
+    // UDP has no TIME_WAIT: a restarted appliance rebinds at once without SO_REUSEADDR.
     let opts = SocketOptions { busy_poll_us: Some(0), recv_buffer_bytes: Some(1 << 20), ..SocketOptions::default() };
-    let b = SocketBackend::with_options(&again, &opts).expect("rebind with SO_REUSEADDR");
+    let b = SocketBackend::with_options(&again, &opts).expect("rebind after close");
     assert_eq!(b.local_addr(), addr);
+}
+
+#[test]
+fn reuse_addr_is_opt_in_and_lets_a_second_socket_share_the_port() {
+    // What the default protects against: with SO_REUSEADDR on both, Linux lets two UDP sockets bind one address.
+    let reuse = SocketOptions { reuse_addr: true, ..SocketOptions::default() };
+    let first = SocketBackend::with_options(&BackendConfig::new(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)), &reuse)
+        .expect("bind with SO_REUSEADDR");
+    let addr = first.local_addr();
+    let second = SocketBackend::with_options(&BackendConfig::new(addr), &reuse).expect("shared bind");
+    assert_eq!(second.local_addr(), addr);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::wal::lock::describe_holder;
 use crate::wal::record::RecordError;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,9 @@ pub enum WalError {
     Config(String),
     #[error("group commit failed, the commit index is frozen: {0}")]
     SyncFailed(String),
+    /// Another writer holds the directory's lock ([`crate::wal::lock::DirLock`]).
+    #[error("{dir}: the WAL directory is in use by {}; stop it first", describe_holder(*pid))]
+    Locked { dir: PathBuf, pid: Option<u32> },
 }
 
 impl WalError {

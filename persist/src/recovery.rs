@@ -44,7 +44,8 @@ pub enum RecoveryError {
 pub struct RecoveryOptions {
     pub dir: PathBuf,
     pub capacity: Capacity,
-    /// Zero a torn tail. `false` for read-only inspection (`bourse wal verify`).
+    /// Zero a torn tail. `false` for read-only inspection (`bourse wal verify`). Set it only while holding the
+    /// directory's [`crate::wal::DirLock`]: a live writer's record in flight looks exactly like a torn tail.
     pub truncate: bool,
     /// A writer may be appending: read up to the first invalid slot without judging it (no truncation).
     pub live: bool,

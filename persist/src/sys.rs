@@ -1,4 +1,4 @@
-//! The unsafe seam: shared file mappings, cache-line flushes, fences and preallocation.
+//! The unsafe seam: shared file mappings, cache-line flushes, fences, preallocation and `flock`.
 //!
 //! Everything here is a thin, bounds-checked wrapper over a kernel or CPU interface. The rest of the crate is safe
 //! code and reaches the mapping only through [`Mmap`]'s methods, which take offsets, never pointers.
@@ -217,6 +217,41 @@ pub fn allocate(file: &File, len: u64) -> io::Result<()> {
         return Err(io::Error::from_raw_os_error(rc));
     }
     Ok(())
+}
+
+/// Which lock [`flock_nonblocking`] asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlockKind {
+    /// `LOCK_EX`: one holder; what a writer of a WAL directory takes.
+    Exclusive,
+    /// `LOCK_SH`: any number of holders, none exclusive; how a reader probes for a writer without waiting.
+    Shared,
+}
+
+/// `flock(fd, kind | LOCK_NB)`: `Ok(true)` when the lock is taken, `Ok(false)` when another open file description
+/// (in this process or another) holds a conflicting lock. The lock belongs to the open file description, so it lasts
+/// until `file` (and every duplicate of its descriptor) is closed.
+pub fn flock_nonblocking(file: &File, kind: FlockKind) -> io::Result<bool> {
+    let op = match kind {
+        FlockKind::Exclusive => libc::LOCK_EX,
+        FlockKind::Shared => libc::LOCK_SH,
+    } | libc::LOCK_NB;
+    loop {
+        // SAFETY: plain syscall on a valid fd; no memory is passed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            Some(libc::EINTR) => continue,
+            // The fd is open (borrowed from a live File) and the operation is one of the two valid ones.
+            Some(libc::EBADF) | Some(libc::EINVAL) => unreachable!("flock({op}) on a live file: {e}"),
+            // ENOLCK (the kernel is out of lock memory) and anything else are operating errors of this host.
+            _ => return Err(e),
+        }
+    }
 }
 
 /// The instruction that writes a dirty cache line back towards memory.

@@ -168,7 +168,9 @@ fn torn_tail_is_truncated_recovery_is_idempotent_and_the_writer_continues() {
 fn a_log_that_starts_after_the_state_is_an_error() {
     let dir = tempdir("late");
     append(&dir, 1, &inputs(4, 1, 2_000));
-    let mut segs: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    // Segments only: the directory also holds the writer's LOCK file.
+    let mut segs: Vec<PathBuf> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension() == Some("seg".as_ref())).collect();
     segs.sort();
     std::fs::remove_file(&segs[0]).unwrap();
     match recover(&RecoveryOptions::new(&dir, CAP)) {

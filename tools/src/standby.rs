@@ -29,6 +29,7 @@ use bourse_persist::mirror::tcp::TcpTransport;
 use bourse_persist::mirror::{Position, Standby, StandbyEvent, StandbyHost, Validated, WalRecords};
 use bourse_persist::wal::truncate::discard_after;
 use bourse_persist::recovery::Replicated;
+use bourse_persist::wal::DirLock;
 
 use crate::appliance::setup::Journal;
 use crate::appliance::mirror::{mirror_config, IdleBackoff};
@@ -288,7 +289,9 @@ pub fn follow(config: &Config, stop: &AtomicBool) -> anyhow::Result<Outcome> {
     let dir = setup::wal_dir(config)?;
     let mirror = mirror_config(section);
     let mut region = vec![0u8; mirror.region_size_bytes as usize].into_boxed_slice();
-    let mut transport = TcpTransport::listen(listen).with_context(|| format!("listening for the primary on {listen}"))?;
+    let mut transport = TcpTransport::listen(listen)
+        .with_context(|| format!("listening for the primary on {listen}"))
+        .map_err(|e| appliance::bind_error("mirror.listen", listen, e))?;
     let mut resync: Option<(u64, Position)> = None;
     loop {
         let journal = setup::recover_journal(config)?;
@@ -321,8 +324,11 @@ pub fn follow(config: &Config, stop: &AtomicBool) -> anyhow::Result<Outcome> {
             Step::Resync { epoch: newer, truncate_to, transport: kept } => {
                 transport = kept;
                 let aside = dir.join(format!("diverged-epoch{epoch}-after-seq{}", truncate_to.seq));
+                // The follower's writer is closed and its lock with it: cut only under the lock, taken again.
+                let lock = DirLock::acquire(&dir)?;
                 let cut = discard_after(&dir, truncate_to.seq, &aside)
                     .with_context(|| format!("cutting {} back to seq {}", dir.display(), truncate_to.seq))?;
+                drop(lock);
                 eprintln!(
                     "bourse standby: a newer primary (epoch {newer}) began after seq {}; this log ran to seq {}: cut \
                      {} records, kept under {}; re-following in epoch {newer}",

@@ -3,11 +3,18 @@
 //! - `info`: what this host can do (mapping, flush instruction, durability per mode), the segments, the seq range,
 //!   a torn tail if any, records per kind, the snapshots.
 //! - `dump`: records, human-readable (`--from`, `--count`).
-//! - `verify`: read-only; exits non-zero naming the file and offset of the first problem (a torn tail included:
-//!   run `replay` to truncate it).
-//! - `replay`: recovers (truncating a torn tail unless `--no-truncate`) and prints the state hash and counts.
+//! - `verify`: exits non-zero naming the file and offset of the first problem (a torn tail included); with
+//!   `--repair` it zeroes a torn tail first.
+//! - `replay`: recovers with the engine capacities of `--config` (else of the journal's snapshot) and prints the
+//!   state hash and counts; with `--repair` it zeroes a torn tail.
 //! - `drive` (hidden): seeded inputs appended behind a WAL as fast as group commit allows; prints each seq once
 //!   committed. `check` (hidden): recovers and compares with a fresh engine fed the same seeded inputs.
+//!
+//! Everything is read-only unless `--repair` is given (and `drive`, which writes a log, and `check`, which recovers
+//! the crash test's): the tools work beside a running appliance, and say when the log they read is live, that is,
+//! when a writer holds the directory's lock ([`DirLock`]) and its last record may still be being written. Only a
+//! tool holding that lock changes a file, so it never zeroes a live writer's record in flight: `--repair` beside a
+//! running appliance is refused, naming it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,9 +23,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bourse_engine::{Capacity, Engine, NullSink};
+use bourse_persist::recovery::truncate_torn_tail;
 use bourse_persist::snapshot;
 use bourse_persist::wal::record::RecordKind;
-use bourse_persist::wal::{probe, scan_log, ScanOptions, Visit};
+use bourse_persist::wal::{probe, scan_log, DirLock, LockState, ScanOptions, Visit};
 use bourse_persist::workload::Workload;
 use bourse_persist::{recover, AckPolicy, CommitIndex, DurabilityMode, RecoveryOptions, Wal, WalConfig};
 
@@ -28,9 +36,9 @@ pub enum WalCmd {
     Info(DirArgs),
     /// Print records human-readably.
     Dump(DumpArgs),
-    /// Check every segment and snapshot read-only; non-zero exit at the first problem.
-    Verify(DirArgs),
-    /// Recover: newest valid snapshot + log replay; prints the state hash and counts.
+    /// Check every segment and snapshot; non-zero exit at the first problem. Read-only unless --repair.
+    Verify(VerifyArgs),
+    /// Recover: newest valid snapshot + log replay; prints the state hash and counts. Read-only unless --repair.
     Replay(ReplayCmdArgs),
     /// Crash-test driver: append seeded inputs, print each seq once committed.
     #[command(hide = true)]
@@ -44,6 +52,15 @@ pub enum WalCmd {
 pub struct DirArgs {
     #[arg(long)]
     pub dir: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Take the directory's lock (refused while an appliance holds it) and zero a torn tail before checking.
+    #[arg(long)]
+    pub repair: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -62,9 +79,14 @@ pub struct DumpArgs {
 pub struct ReplayCmdArgs {
     #[arg(long)]
     pub dir: PathBuf,
-    /// Report a torn tail but leave its bytes in place.
+    /// The appliance's configuration file: the engine is built with its capacities. Without it, the capacities of
+    /// the journal's newest valid snapshot are used, and a journal without one is refused.
     #[arg(long)]
-    pub no_truncate: bool,
+    pub config: Option<PathBuf>,
+    /// Take the directory's lock (refused while an appliance holds it) and zero a torn tail. Without it the log is
+    /// only read and a torn tail is reported and left in place.
+    #[arg(long)]
+    pub repair: bool,
     /// Ignore snapshots and replay the whole log.
     #[arg(long)]
     pub no_snapshots: bool,
@@ -102,14 +124,14 @@ pub struct CheckArgs {
     pub committed: u64,
 }
 
-/// The capacity the tools build engines with (the driver's workload fits it).
+/// The capacity the crash-test driver and checker build engines with (the driver's workload fits it).
 pub const CAPACITY: Capacity = Capacity::SMALL;
 
 pub fn run(cmd: WalCmd) -> anyhow::Result<()> {
     match cmd {
         WalCmd::Info(a) => info(&a.dir),
         WalCmd::Dump(a) => dump(&a),
-        WalCmd::Verify(a) => verify(&a.dir),
+        WalCmd::Verify(a) => verify(&a),
         WalCmd::Replay(a) => replay(&a),
         WalCmd::Drive(a) => drive(&a),
         WalCmd::Check(a) => check(&a),
@@ -118,6 +140,7 @@ pub fn run(cmd: WalCmd) -> anyhow::Result<()> {
 
 fn info(dir: &Path) -> anyhow::Result<()> {
     println!("directory: {}", dir.display());
+    println!("writer: {}", live_note(dir)?.as_deref().unwrap_or("none (no process holds the directory's lock)"));
     for mode in [DurabilityMode::Dax, DurabilityMode::Msync] {
         let s = probe(dir, mode).with_context(|| format!("probing mode {}", mode.name()))?;
         println!(
@@ -177,6 +200,9 @@ fn info(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn dump(a: &DumpArgs) -> anyhow::Result<()> {
+    if let Some(note) = live_note(&a.dir)? {
+        eprintln!("note: {note}");
+    }
     let out = std::io::stdout();
     let mut out = out.lock();
     let mut printed = 0u64;
@@ -217,16 +243,56 @@ fn dump(a: &DumpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn verify(dir: &Path) -> anyhow::Result<()> {
-    let summary = scan_log(dir, ScanOptions::default(), |_, _, _| Visit::Continue)?;
-    if let Some(t) = &summary.torn {
-        bail!(
-            "{} offset {}: torn record (seq {}): {} — run `bourse wal replay` to truncate it",
-            t.path.display(),
-            t.offset,
-            t.seq,
-            t.reason
-        );
+/// Whether a writer holds `dir`, as a sentence for the output: `Some` when the log may be live.
+fn live_note(dir: &Path) -> anyhow::Result<Option<String>> {
+    Ok(match DirLock::probe(dir)? {
+        LockState::Free => None,
+        LockState::Held { pid } => Some(format!(
+            "the log may be live: {} holds {} (its last record may still be being written)",
+            pid.map_or("another process".into(), |p| format!("process {p}")),
+            dir.display()
+        )),
+    })
+}
+
+/// The directory's lock for `--repair`: refused, naming the holder, while an appliance holds it.
+fn repair_lock(dir: &Path) -> anyhow::Result<DirLock> {
+    DirLock::acquire(dir).context("--repair changes the log, so it needs the directory to itself")
+}
+
+fn verify(a: &VerifyArgs) -> anyhow::Result<()> {
+    let dir = a.dir.as_path();
+    let _lock = if a.repair { Some(repair_lock(dir)?) } else { None };
+    let live = if a.repair { None } else { live_note(dir)? };
+    if let Some(note) = &live {
+        println!("note: {note}");
+    }
+    let mut summary = scan_log(dir, ScanOptions::default(), |_, _, _| Visit::Continue)?;
+    if let Some(t) = summary.torn.clone() {
+        if a.repair {
+            truncate_torn_tail(&t)?;
+            println!("torn tail: {} offset {} (seq {}): {} — zeroed", t.path.display(), t.offset, t.seq, t.reason);
+            summary = scan_log(dir, ScanOptions::default(), |_, _, _| Visit::Continue)?;
+            if let Some(t) = &summary.torn {
+                bail!("{} offset {}: still torn after repair (seq {}): {}", t.path.display(), t.offset, t.seq, t.reason);
+            }
+        } else if live.is_some() {
+            println!(
+                "tail: {} offset {} (seq {}) is incomplete ({}); not judged, the log is live",
+                t.path.display(),
+                t.offset,
+                t.seq,
+                t.reason
+            );
+        } else {
+            bail!(
+                "{} offset {}: torn record (seq {}): {} — left in place; `bourse wal verify --repair` zeroes it",
+                t.path.display(),
+                t.offset,
+                t.seq,
+                t.reason
+            );
+        }
     }
     for (_, path) in snapshot::list_snapshots(dir)? {
         snapshot::read_snapshot(&path)?;
@@ -241,15 +307,47 @@ fn verify(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The engine capacities for `replay`: the configuration's, else the newest valid snapshot's.
+fn replay_capacity(a: &ReplayCmdArgs) -> anyhow::Result<Capacity> {
+    if let Some(path) = &a.config {
+        return Ok(crate::config::Config::load(path)?.engine_capacity());
+    }
+    if !a.no_snapshots {
+        for (_, path) in snapshot::list_snapshots(&a.dir)? {
+            if let Ok(engine) = snapshot::load(&path) {
+                return Ok(engine.capacity());
+            }
+        }
+    }
+    bail!(
+        "{}: no --config given, and no valid snapshot{} to take the engine capacities from: pass --config with the \
+         appliance's configuration file",
+        a.dir.display(),
+        if a.no_snapshots { " (--no-snapshots)" } else { "" }
+    )
+}
+
 fn replay(a: &ReplayCmdArgs) -> anyhow::Result<()> {
-    let mut opts = RecoveryOptions::new(&a.dir, CAPACITY);
-    opts.truncate = !a.no_truncate;
+    let capacity = replay_capacity(a)?;
+    let _lock = if a.repair { Some(repair_lock(&a.dir)?) } else { None };
+    let live = if a.repair { None } else { live_note(&a.dir)? };
+    let mut opts = RecoveryOptions::new(&a.dir, capacity);
+    opts.truncate = a.repair;
+    // A live log ends where the writer is: read up to the first incomplete slot without calling it torn.
+    opts.live = live.is_some();
     opts.use_snapshots = !a.no_snapshots;
     let start = std::time::Instant::now();
     let r = recover(&opts)?;
     let elapsed = start.elapsed();
     for s in &r.skipped_snapshots {
         eprintln!("skipped snapshot: {}", s.error);
+    }
+    if a.config.is_some() && r.engine.capacity() != capacity {
+        eprintln!(
+            "warning: the journal's engine capacity {:?} differs from --config's {capacity:?}: the appliance would \
+             refuse to start on it with this configuration",
+            r.engine.capacity()
+        );
     }
     let hash = r.engine.state_hash();
     if a.json {
@@ -264,10 +362,14 @@ fn replay(a: &ReplayCmdArgs) -> anyhow::Result<()> {
             "skipped_snapshots": r.skipped_snapshots.len(),
             "torn": torn,
             "truncated": r.truncated,
+            "live": live,
             "elapsed_ms": elapsed.as_secs_f64() * 1e3,
         });
         println!("{v}");
         return Ok(());
+    }
+    if let Some(note) = &live {
+        println!("note: {note}");
     }
     if let Some((path, seq)) = &r.snapshot {
         println!("snapshot: {} (seq {seq})", path.display());
@@ -286,8 +388,9 @@ fn replay(a: &ReplayCmdArgs) -> anyhow::Result<()> {
             t.offset,
             t.seq,
             t.reason,
-            if r.truncated { "truncated" } else { "left in place" }
+            if r.truncated { "truncated" } else { "left in place (--repair zeroes it)" }
         ),
+        None if live.is_some() => println!("torn tail: not judged, the log is live"),
         None => println!("torn tail: none"),
     }
     println!("last_seq: {}", r.last_seq());
@@ -353,6 +456,8 @@ fn check(a: &CheckArgs) -> anyhow::Result<()> {
     if let Some(m) = mismatch {
         bail!("{m}");
     }
+    // Recovery zeroes the torn tail the killed driver left: only under the directory's lock.
+    let _lock = DirLock::acquire(&a.dir)?;
     let r = recover(&RecoveryOptions::new(&a.dir, CAPACITY))?;
     let last = r.last_seq();
     if last < a.committed {

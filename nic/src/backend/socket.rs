@@ -28,10 +28,13 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use super::{Backend, BackendConfig, BackendStats, Datagram, TxFull};
 use sys::MmsgArrays;
 
-/// Socket options beyond the address, all optional; [`Default`] gives a plain unicast socket with `SO_REUSEADDR`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Socket options beyond the address, all optional; [`Default`] gives a plain unicast socket bound exclusively.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SocketOptions {
-    /// `SO_REUSEADDR` before binding, so a restarted appliance rebinds at once.
+    /// `SO_REUSEADDR` before binding. Off by default, and the appliance never sets it: for UDP it does not help a
+    /// restart (there is no TIME_WAIT; a closed port rebinds at once) but lets a second socket that also sets it
+    /// bind the same address, so a second appliance would start and take a share of the first one's orders.
+    /// Without it a second bind fails with `EADDRINUSE`.
     pub reuse_addr: bool,
     /// `SO_BUSY_POLL` in microseconds: the kernel spins on the device queue inside `recvmmsg` for this long.
     /// Raising it above `net.core.busy_read` needs CAP_NET_ADMIN.
@@ -46,20 +49,6 @@ pub struct SocketOptions {
     pub recv_buffer_bytes: Option<u32>,
     /// `SO_SNDBUF` in bytes.
     pub send_buffer_bytes: Option<u32>,
-}
-
-impl Default for SocketOptions {
-    fn default() -> SocketOptions {
-        SocketOptions {
-            reuse_addr: true,
-            busy_poll_us: None,
-            multicast_loop: None,
-            multicast_ttl: None,
-            multicast_if: None,
-            recv_buffer_bytes: None,
-            send_buffer_bytes: None,
-        }
-    }
 }
 
 /// Why a socket backend could not be built.

@@ -1,6 +1,7 @@
-//! The write-ahead log: records ([`record`]), segment files ([`segment`]), the writer ([`writer`]) and the reader
-//! ([`scan`]).
+//! The write-ahead log: records ([`record`]), segment files ([`segment`]), the writer ([`writer`]), the reader
+//! ([`scan`]) and the directory's one-writer lock ([`lock`]).
 
+pub mod lock;
 pub mod record;
 pub mod scan;
 pub mod segment;
@@ -10,6 +11,7 @@ pub mod writer;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use lock::{DirLock, LockState};
 pub use record::{decode, encode, Record, RecordError, RecordKind, RECORD_BYTES_MAX};
 pub use scan::{scan_log, LogSummary, ScanOptions, TornTail, Visit};
 pub use writer::Wal;
@@ -72,6 +74,10 @@ pub struct WalConfig {
     /// after every rotation, so that rotating — and a promoted standby opening its log — only renames a file and
     /// writes a header instead of allocating and zero-filling `segment_bytes`.
     pub spare: bool,
+    /// The directory's lock ([`DirLock`]) the writer holds for its life. `None`: [`Wal::create`] takes it. A caller
+    /// that changes the directory before the writer exists (recovery zeroing a torn tail) takes it first and hands
+    /// it over here, so the directory is never unlocked in between.
+    pub lock: Option<DirLock>,
 }
 
 impl WalConfig {
@@ -86,6 +92,7 @@ impl WalConfig {
             prefault: true,
             group_commit_idle: Duration::from_micros(20),
             spare: true,
+            lock: None,
         }
     }
 

@@ -30,6 +30,7 @@ pub struct Discarded {
 
 /// Cuts the log in `dir` back to `keep_seq`, keeping what is cut under `aside` (see the module documentation).
 /// The log must hold `keep_seq` (or `keep_seq` must be 0); a log that ends at `keep_seq` is left as it is.
+/// Call it only while holding the directory's [`super::DirLock`]: it zeroes and moves files a live writer may own.
 pub fn discard_after(dir: &Path, keep_seq: u64, aside: &Path) -> Result<Discarded, WalError> {
     let mut out = Discarded::default();
     let segments = list_segments(dir)?;

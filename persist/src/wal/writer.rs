@@ -35,6 +35,7 @@ use crossbeam_utils::CachePadded;
 use super::record::{decode, encode_entry, Echo, Record, RECORD_ALIGN_BYTES, RECORD_BYTES_MAX};
 use super::scan::{scan_segment, SegmentView, Visit};
 use super::segment::{list_segments, segment_file_name, SegmentHeader, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES};
+use super::lock::DirLock;
 use super::{DurabilityMode, WalConfig, WalStatus};
 use crate::commit::CommitIndex;
 use crate::error::WalError;
@@ -90,7 +91,11 @@ impl Wal {
     /// Starts a log whose next record is `next_seq`, in a new segment `wal-<next_seq>.seg` in `config.dir`. After
     /// recovery pass the recovered `last_seq + 1`; an existing segment of that name can hold no valid record (it
     /// would have been recovered) and is replaced.
-    pub fn create(config: WalConfig, next_seq: u64, commit: Arc<CommitIndex>) -> Result<Wal, WalError> {
+    ///
+    /// The writer holds the directory's [`DirLock`] for its life: the one in `config.lock` (which must lock
+    /// `config.dir`), else one it takes before touching any file, failing with [`WalError::Locked`] when another
+    /// writer holds the directory.
+    pub fn create(mut config: WalConfig, next_seq: u64, commit: Arc<CommitIndex>) -> Result<Wal, WalError> {
         if config.segment_bytes < SEGMENT_BYTES_MIN || !config.segment_bytes.is_multiple_of(sys::page_bytes() as u64) {
             return Err(WalError::Config(format!(
                 "segment_bytes {} must be a multiple of the page size and at least {SEGMENT_BYTES_MIN}",
@@ -102,6 +107,10 @@ impl Wal {
         }
         let flush = config.flush_kind()?;
         std::fs::create_dir_all(&config.dir).map_err(|e| WalError::io(&config.dir, "create directory", e))?;
+        match &config.lock {
+            Some(lock) => assert!(lock.dir() == config.dir, "{lock:?} handed to a writer of {}", config.dir.display()),
+            None => config.lock = Some(DirLock::acquire(&config.dir)?),
+        }
         let first_offset = stream_offset_before(&config.dir, next_seq)?;
         let (segment, refusal) = create_segment(&config, next_seq, first_offset, flush)?;
         let map_kind = segment.map.kind();
@@ -516,7 +525,8 @@ fn take_spare(config: &WalConfig, tmp: &Path) -> Option<File> {
 /// Builds the next spare on a background thread: under a private name, then renamed into place, so a spare is
 /// always complete. Failure only means the next rotation builds its own file.
 fn build_spare(config: &WalConfig) -> Option<JoinHandle<()>> {
-    let config = config.clone();
+    // Without the lock: the builder only works under the writer's, and must not make it outlive the writer.
+    let config = WalConfig { lock: None, ..config.clone() };
     std::thread::Builder::new().name("wal-spare".into()).spawn(move || {
         let spare = config.dir.join(SPARE_NAME);
         if std::fs::metadata(&spare).is_ok_and(|m| m.len() == config.segment_bytes) {

@@ -233,13 +233,23 @@ pub fn serve_with_clock(
         }
         _ => None,
     };
+    // Bound here, not on the aux thread: a port in use must stop the start-up, not only fail the aux thread while
+    // the pipeline serves without its endpoint.
+    let metrics = match config.appliance.metrics_bind {
+        Some(addr) => Some(
+            MetricsServer::bind(addr)
+                .with_context(|| format!("binding the metrics endpoint on {addr}"))
+                .map_err(|e| bind_error("appliance.metrics_bind", addr, e))?,
+        ),
+        None => None,
+    };
     let aux_stop = Arc::new(AtomicBool::new(false));
     let snapshotter = snapshots::spawn(config, &started.wal_dir, Arc::clone(&pipeline.commit), Arc::clone(&aux_stop));
     let aux = {
         let (stats, aux_stop, config) = (Arc::clone(&stats), Arc::clone(&aux_stop), config.clone());
         std::thread::Builder::new()
             .name("bourse-aux".into())
-            .spawn(move || aux_loop(&config, exporter, &stats, &aux_stop, sender))
+            .spawn(move || aux_loop(&config, exporter, &stats, &aux_stop, sender, metrics))
             .context("starting the aux thread")?
     };
     let result = pipeline_loop(config, &mut pipeline, &stats, &stop, ready);
@@ -266,7 +276,7 @@ fn pipeline_loop(
     if config.cores.mlock {
         bourse_nic::backend::pin::lock_memory().context("mlockall")?;
     }
-    let mut backend = setup::open_backend(config)?;
+    let mut backend = setup::open_backend(config).map_err(|e| bind_error("backend.bind", config.backend.bind, e))?;
     let mut housekeeping = Housekeeping::new(config, pipeline)?;
     // Release the genesis outputs (committed already). Recovered market data is not queued: it is served on request.
     pipeline.transmit(backend.as_mut());
@@ -343,7 +353,8 @@ impl Housekeeping {
                 }
                 let limits = RetransmitLimits::from_config(md);
                 let server = RetransmitServer::bind(addr, subscribers, limits, now)
-                    .with_context(|| format!("binding the retransmission server on {addr}"))?;
+                    .with_context(|| format!("binding the retransmission server on {addr}"))
+                    .map_err(|e| bind_error("market_data.retransmit_bind", addr, e))?;
                 Some(server)
             }
             None => None,
@@ -506,6 +517,7 @@ fn aux_loop(
     stats: &StatsWriter,
     stop: &AtomicBool,
     mut sender: Option<mirror::MirrorSender>,
+    mut metrics: Option<MetricsServer>,
 ) -> anyhow::Result<()> {
     if let Some(core) = config.cores.aux {
         if let Err(e) = bourse_nic::backend::pin::pin_current_thread(core) {
@@ -517,10 +529,6 @@ fn aux_loop(
             let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
             Some(HlogWriter::new(std::io::BufWriter::new(file), std::time::SystemTime::now(), "bourse appliance stages")?)
         }
-        None => None,
-    };
-    let mut metrics = match config.appliance.metrics_bind {
-        Some(addr) => Some(MetricsServer::bind(addr).with_context(|| format!("binding the metrics endpoint on {addr}"))?),
         None => None,
     };
     let interval = Duration::from_millis(config.appliance.hlog_interval_ms.max(10));
@@ -562,6 +570,19 @@ fn aux_loop(
             return Ok(());
         }
         tick_mirror(&mut sender, Duration::from_millis(1));
+    }
+}
+
+/// `e`, a failure to open what the configuration key `key` binds at `addr`, named by that key; an address in use
+/// most likely means a second appliance on the same configuration (every bind is exclusive), and says so.
+pub fn bind_error(key: &str, addr: impl std::fmt::Display, e: anyhow::Error) -> anyhow::Error {
+    let in_use = e
+        .chain()
+        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse));
+    if in_use {
+        e.context(format!("{key} {addr}: address in use (another appliance?)"))
+    } else {
+        e.context(format!("{key} {addr}"))
     }
 }
 

@@ -219,6 +219,8 @@ impl std::fmt::Debug for Journal {
 /// [`Exchange::apply`] — and opens the journal after it.
 pub fn open_journal(config: &Config, dir: &Path) -> anyhow::Result<Journal> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating WAL directory {}", dir.display()))?;
+    // Before recovery, which zeroes a torn tail: with another appliance live here, that is its record in flight.
+    let lock = bourse_persist::wal::DirLock::acquire(dir)?;
     let cap = config.engine_capacity();
     let fresh = new_exchange(config)?;
     let recovery = recover_state(&RecoveryOptions::new(dir, cap), || fresh, |path, seq| load_exchange(config, path, seq))
@@ -243,6 +245,7 @@ pub fn open_journal(config: &Config, dir: &Path) -> anyhow::Result<Journal> {
     wal_config.mode = durability(config.wal.mode);
     wal_config.epoch = MirrorSection::wal_epoch(config);
     wal_config.segment_bytes = config.wal.segment_bytes;
+    wal_config.lock = Some(lock);
     let wal = Wal::create(wal_config, recovered_seq + 1, commit).with_context(|| format!("opening the WAL in {}", dir.display()))?;
     let status = wal.status().clone();
     let started = Started {

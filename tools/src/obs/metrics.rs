@@ -348,6 +348,19 @@ mod tests {
     use crate::obs::statsblock::StatsWriter;
 
     #[test]
+    fn a_second_endpoint_on_a_bound_address_is_refused() {
+        // std's TcpListener sets SO_REUSEADDR, which on Linux only allows binding over TIME_WAIT connections:
+        // a second listener on the same address is still refused.
+        let first = MetricsServer::bind("127.0.0.1:0").unwrap();
+        let addr = first.local_addr().unwrap();
+        match MetricsServer::bind(addr) {
+            Err(MetricsError::Bind { source, .. }) => assert_eq!(source.kind(), io::ErrorKind::AddrInUse, "{source}"),
+            Err(e) => panic!("expected a bind error, got {e}"),
+            Ok(_) => panic!("two metrics endpoints bound {addr}"),
+        }
+    }
+
+    #[test]
     fn render_has_help_type_and_values() {
         let w = StatsWriter::in_memory();
         w.add_rx(7);
