@@ -36,7 +36,7 @@ fn the_example_checks_and_a_broken_configuration_names_its_keys() {
     let o = bourse(&["config", "check", "--config", path.to_str().unwrap()], tmp.path());
     assert!(!o.status.success());
     let t = text(&o);
-    assert!(t.contains("backend.bind") && t.contains("already in use"), "{t}");
+    assert!(t.contains("backend.bind") && t.contains("address in use"), "{t}");
     assert!(t.contains("cores.pipeline: core 4096"), "{t}");
     // `bourse run` refuses the same way before recovering anything.
     let o = bourse(&["run", "--config", path.to_str().unwrap(), "--duration-s", "1"], tmp.path());

@@ -20,7 +20,9 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.key, self.what)
+        // A bind problem starts with its address: "key addr: why"; others read "key: why".
+        let sep = if self.what.as_bytes().first().is_some_and(u8::is_ascii_digit) { " " } else { ": " };
+        write!(f, "{}{sep}{}", self.key, self.what)
     }
 }
 
@@ -32,6 +34,9 @@ pub fn problems(config: &Config) -> Vec<Problem> {
         Some(dir) => {
             if let Err(e) = writable(dir) {
                 p("wal.dir", format!("{}: {e}; create it or point wal.dir at a writable directory", dir.display()));
+            } else if let Ok(bourse_persist::wal::LockState::Held { pid }) = bourse_persist::wal::DirLock::probe(dir) {
+                let who = pid.map_or_else(|| "another process".to_string(), |p| format!("process {p}"));
+                p("wal.dir", format!("{}: the WAL directory is in use by {who}; stop it first", dir.display()));
             }
         }
         None => p(
@@ -112,9 +117,11 @@ fn check_order_entry(config: &Config, p: &mut impl FnMut(&str, String)) {
     }
 }
 
+/// What a failed bind of `addr` means; the key's problem then reads "backend.bind 127.0.0.1:9000: address in use
+/// (another appliance?)", as the bind itself reports it.
 fn bind_hint(addr: SocketAddrV4, e: &std::io::Error) -> String {
     match e.kind() {
-        std::io::ErrorKind::AddrInUse => format!("{addr}: address already in use (is another appliance running on it?)"),
+        std::io::ErrorKind::AddrInUse => format!("{addr}: address in use (another appliance?)"),
         std::io::ErrorKind::AddrNotAvailable => format!("{addr}: not an address of this host"),
         std::io::ErrorKind::PermissionDenied => {
             format!("{addr}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)")
@@ -191,7 +198,8 @@ mod tests {
         let found = problems(&config);
         let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["wal.dir", "backend.bind", "appliance.metrics_bind", "cores.pipeline"], "{found:?}");
-        assert!(found[1].what.contains("already in use"), "{}", found[1]);
+        let bind = config.backend.bind;
+        assert_eq!(found[1].to_string(), format!("backend.bind {bind}: address in use (another appliance?)"));
         let err = check(&config).unwrap_err().to_string();
         assert!(err.contains("4 problem(s)") && err.contains("cores.pipeline: core 4096"), "{err}");
         drop((held, metrics));
