@@ -219,6 +219,11 @@ pub fn recover_state<M: Replicated>(
     fresh: impl FnOnce() -> M,
     mut restore: impl FnMut(&Path, u64) -> Result<M, SnapshotError>,
 ) -> Result<Recovered<M>, RecoveryError> {
+    if opts.truncate && !opts.live {
+        // A segment a crashed writer had started under its private name holds committed records (see
+        // `wal::prepare`): recovery, which may write, puts it in place first.
+        crate::wal::prepare::adopt_prepared(&opts.dir)?;
+    }
     let mut skipped = Vec::new();
     let mut start = None;
     if opts.use_snapshots {

@@ -2,6 +2,7 @@
 //! ([`scan`]) and the directory's one-writer lock ([`lock`]).
 
 pub mod lock;
+pub mod prepare;
 pub mod record;
 pub mod scan;
 pub mod segment;
@@ -70,9 +71,9 @@ pub struct WalConfig {
     pub prefault: bool,
     /// How long the group-commit thread sleeps when there is nothing to sync.
     pub group_commit_idle: Duration,
-    /// Keep one preallocated (and, in msync mode, zero-filled) spare segment ready, built on a background thread
-    /// after every rotation, so that rotating — and a promoted standby opening its log — only renames a file and
-    /// writes a header instead of allocating and zero-filling `segment_bytes`.
+    /// Keep the next segment prepared (preallocated, zero-filled in msync mode, mapped) by a background thread,
+    /// handed over through a single-slot mailbox, so that rotating on the append path writes a header into
+    /// memory and does no file I/O (see `prepare.rs`). Without it every rotation creates its segment inline.
     pub spare: bool,
     /// The directory's lock ([`DirLock`]) the writer holds for its life. `None`: [`Wal::create`] takes it. A caller
     /// that changes the directory before the writer exists (recovery zeroing a torn tail) takes it first and hands

@@ -68,6 +68,11 @@ impl SegmentHeader {
 
     /// Parses and validates the header at the start of a segment's bytes. `Err` says what is wrong.
     pub fn parse(bytes: &[u8]) -> Result<SegmentHeader, String> {
+        SegmentHeader::parse_head(bytes, bytes.len() as u64)
+    }
+
+    /// [`SegmentHeader::parse`] from the header's bytes alone, for a file of `file_bytes` bytes.
+    pub fn parse_head(bytes: &[u8], file_bytes: u64) -> Result<SegmentHeader, String> {
         if bytes.len() < SEGMENT_HEADER_BYTES {
             return Err(format!("file is {} bytes, shorter than the {SEGMENT_HEADER_BYTES}-byte header", bytes.len()));
         }
@@ -82,11 +87,10 @@ impl SegmentHeader {
         if crc != h.header_crc {
             return Err(format!("header crc mismatch: stored {:#010x}, computed {crc:#010x}", h.header_crc));
         }
-        if h.segment_bytes != bytes.len() as u64 {
+        if h.segment_bytes != file_bytes {
             return Err(format!(
-                "header says {} bytes but the file has {} (truncated or extended segment)",
+                "header says {} bytes but the file has {file_bytes} (truncated or extended segment)",
                 h.segment_bytes,
-                bytes.len()
             ));
         }
         Ok(h)

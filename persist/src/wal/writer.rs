@@ -36,6 +36,7 @@ use super::record::{decode, encode_entry, Echo, Record, RECORD_ALIGN_BYTES, RECO
 use super::scan::{scan_segment, SegmentView, Visit};
 use super::segment::{list_segments, segment_file_name, SegmentHeader, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES};
 use super::lock::DirLock;
+use super::prepare::{adopt_prepared, Preparer};
 use super::{DurabilityMode, WalConfig, WalStatus};
 use crate::commit::CommitIndex;
 use crate::error::WalError;
@@ -82,8 +83,8 @@ pub struct Wal {
     commit: Arc<CommitIndex>,
     sync: Option<Arc<SyncShared>>,
     syncer: Option<JoinHandle<()>>,
-    /// The thread building the next spare segment, if one runs (at most one at a time; joined on close).
-    spare_builder: Option<JoinHandle<()>>,
+    /// Builds the next segment ahead of need, so rotation does no file I/O here (see `prepare.rs`).
+    preparer: Option<Preparer>,
     buf: [u8; RECORD_BYTES_MAX],
 }
 
@@ -111,6 +112,8 @@ impl Wal {
             Some(lock) => assert!(lock.dir() == config.dir, "{lock:?} handed to a writer of {}", config.dir.display()),
             None => config.lock = Some(DirLock::acquire(&config.dir)?),
         }
+        // A prepared segment a crashed writer had started is part of the log; unused ones go.
+        adopt_prepared(&config.dir)?;
         let first_offset = stream_offset_before(&config.dir, next_seq)?;
         let (segment, refusal) = create_segment(&config, next_seq, first_offset, flush)?;
         let map_kind = segment.map.kind();
@@ -137,11 +140,13 @@ impl Wal {
             commit,
             sync: None,
             syncer: None,
-            spare_builder: None,
+            preparer: None,
             buf: [0; RECORD_BYTES_MAX],
             config,
         };
-        wal.start_spare();
+        if wal.config.spare {
+            wal.preparer = Some(Preparer::start(&wal.config)?);
+        }
         if wal.config.mode == DurabilityMode::Msync {
             let shared = Arc::new(SyncShared {
                 written: CachePadded::new(AtomicU64::new(next_seq - 1)),
@@ -300,7 +305,31 @@ impl Wal {
             sys::sfence();
         }
         let first_offset = self.stream_offset();
-        let (segment, _) = create_segment(&self.config, self.next_seq, first_offset, self.status.flush)?;
+        let prepared = self.preparer.as_ref().and_then(Preparer::take);
+        let segment = match prepared {
+            // The usual case: memory writes only. The file keeps its private name until the preparer renames it.
+            Some(p) => {
+                let header = SegmentHeader::new(self.config.epoch, self.next_seq, self.config.segment_bytes, first_offset);
+                p.map.write(0, bytemuck::bytes_of(&header));
+                if p.map.kind() == MapKind::Sync {
+                    p.map.flush_range(0, SEGMENT_HEADER_BYTES, self.status.flush);
+                    sys::sfence();
+                }
+                let path = self.config.dir.join(segment_file_name(self.next_seq));
+                if let Some(preparer) = &self.preparer {
+                    preparer.rename_later(p.path.clone(), path.clone());
+                }
+                Segment { path, map: p.map, _file: p.file }
+            }
+            // Nothing prepared (rotations faster than the preparer, or none configured): the inline path,
+            // counted, so a stall here is never silent.
+            None => {
+                if let Some(preparer) = &self.preparer {
+                    preparer.note_inline_rotation();
+                }
+                create_segment(&self.config, self.next_seq, first_offset, self.status.flush)?.0
+            }
+        };
         let segment = Arc::new(segment);
         if let Some(shared) = &self.sync {
             let mut segments = shared.segments.lock().unwrap_or_else(|p| p.into_inner());
@@ -310,19 +339,18 @@ impl Wal {
         self.segment = segment;
         self.offset = SEGMENT_HEADER_BYTES;
         self.segment_first_offset = first_offset;
-        self.start_spare();
         Ok(())
     }
 
-    /// Starts building the next spare segment unless one is being built.
-    fn start_spare(&mut self) {
-        if !self.config.spare || self.spare_builder.as_ref().is_some_and(|h| !h.is_finished()) {
-            return;
-        }
-        if let Some(h) = self.spare_builder.take() {
-            let _ = h.join();
-        }
-        self.spare_builder = build_spare(&self.config);
+    /// Whether `bytes` more of records can be appended without file I/O on this thread: they fit the current
+    /// segment, or the next one is prepared. The pipeline takes no input while this is false (backpressure).
+    pub fn ready_for(&self, bytes: usize) -> bool {
+        self.offset + bytes <= self.segment.map.len() || self.preparer.as_ref().is_none_or(Preparer::ready)
+    }
+
+    /// Rotations that found no prepared segment and created one on this thread (file I/O on the append path).
+    pub fn inline_rotations(&self) -> u64 {
+        self.preparer.as_ref().map_or(0, Preparer::inline_rotations)
     }
 
     /// Bench only: the host's floor for one record — a 64-byte copy into this mapping, the flush instruction in
@@ -358,8 +386,9 @@ impl Wal {
 
     fn shutdown(&mut self) -> Result<(), WalError> {
         self.fence();
-        if let Some(h) = self.spare_builder.take() {
-            let _ = h.join();
+        // Every rename handed over is done before the writer is gone.
+        if let Some(mut p) = self.preparer.take() {
+            p.stop();
         }
         if let (Some(shared), Some(handle)) = (self.sync.take(), self.syncer.take()) {
             shared.stop.store(true, Ordering::Release);
@@ -428,10 +457,7 @@ fn create_segment(
     let path = config.dir.join(segment_file_name(first_seq));
     let tmp = path.with_extension("seg.tmp");
     let bytes = config.segment_bytes;
-    let file = match take_spare(config, &tmp) {
-        Some(file) => file,
-        None => preallocated(config, &tmp)?,
-    };
+    let file = preallocated(config, &tmp)?;
     let want_sync = config.mode == DurabilityMode::Dax;
     let (map, refusal) = Mmap::map_shared(&file, bytes as usize, want_sync)
         .map_err(|e| WalError::Map { path: tmp.clone(), bytes, source: e })?;
@@ -486,7 +512,7 @@ fn stream_offset_before(dir: &Path, next_seq: u64) -> Result<u64, WalError> {
 }
 
 /// A new file of `segment_bytes` at `path`, allocated (and zero-filled in msync mode) but without a header.
-fn preallocated(config: &WalConfig, path: &Path) -> Result<File, WalError> {
+pub(crate) fn preallocated(config: &WalConfig, path: &Path) -> Result<File, WalError> {
     let bytes = config.segment_bytes;
     let file = OpenOptions::new()
         .read(true)
@@ -507,42 +533,6 @@ fn preallocated(config: &WalConfig, path: &Path) -> Result<File, WalError> {
         zero_fill(&file, bytes).map_err(|e| WalError::io(path, "zero-fill segment", e))?;
     }
     Ok(file)
-}
-
-/// The spare segment's name: not a segment name, so recovery and every listing ignore it.
-const SPARE_NAME: &str = "wal-spare.seg.tmp";
-
-/// Renames the spare (if one of the right size is ready) to `tmp` and opens it.
-fn take_spare(config: &WalConfig, tmp: &Path) -> Option<File> {
-    let spare = config.dir.join(SPARE_NAME);
-    let len = std::fs::metadata(&spare).ok()?.len();
-    if len != config.segment_bytes || std::fs::rename(&spare, tmp).is_err() {
-        return None;
-    }
-    OpenOptions::new().read(true).write(true).open(tmp).ok()
-}
-
-/// Builds the next spare on a background thread: under a private name, then renamed into place, so a spare is
-/// always complete. Failure only means the next rotation builds its own file.
-fn build_spare(config: &WalConfig) -> Option<JoinHandle<()>> {
-    // Without the lock: the builder only works under the writer's, and must not make it outlive the writer.
-    let config = WalConfig { lock: None, ..config.clone() };
-    std::thread::Builder::new().name("wal-spare".into()).spawn(move || {
-        let spare = config.dir.join(SPARE_NAME);
-        if std::fs::metadata(&spare).is_ok_and(|m| m.len() == config.segment_bytes) {
-            return;
-        }
-        // A private name per build: no file is ever written after it is renamed, so a spare the writer takes can
-        // never be touched by a build still running.
-        static BUILDS: AtomicU64 = AtomicU64::new(0);
-        let n = BUILDS.fetch_add(1, Ordering::Relaxed);
-        let building = config.dir.join(format!("wal-spare-{}-{n}.building", std::process::id()));
-        if preallocated(&config, &building).is_ok() && std::fs::rename(&building, &spare).is_ok() {
-            return;
-        }
-        let _ = std::fs::remove_file(&building);
-    })
-    .ok()
 }
 
 /// Writes real zeros over a preallocated file. posix_fallocate leaves *unwritten* extents on ext4/xfs; the first

@@ -34,6 +34,8 @@ use crate::obs::stages::{Stage, StageRecorder, StageStamps};
 use crate::obs::tsc::Clock;
 use crate::translate::{reject_row, REJECT_ROWS};
 
+/// Journal room a burst is assumed to need: 512 two-line records.
+const WAL_BURST_RESERVE_BYTES: usize = 64 << 10;
 /// Scratch for one framed outbound datagram.
 const SCRATCH_BYTES: usize = 2_048;
 
@@ -261,7 +263,10 @@ impl Pipeline {
     pub fn poll(&mut self, backend: &mut dyn Backend) -> usize {
         let mut received = 0;
         let room = self.replies.free_bytes().min(self.md.queue_free_bytes());
-        if self.failed.is_none() && room >= self.reserve_bytes {
+        // A burst whose records could not fit the current segment waits for the next one to be prepared, so that
+        // rotation never does file I/O here (a burst larger still rotates inline, counted by the WAL).
+        let journal_ready = self.wal.ready_for(WAL_BURST_RESERVE_BYTES);
+        if self.failed.is_none() && room >= self.reserve_bytes && journal_ready {
             received = backend.rx_burst(&mut |dg: Datagram<'_>| self.on_datagram(dg));
         } else if self.failed.is_none() {
             self.counters.backpressure_polls += 1;

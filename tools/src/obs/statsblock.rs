@@ -73,10 +73,11 @@ pub enum Counter {
     RetransmitNotSubscriber,
     RetransmitRateLimited,
     RetransmitRefused,
+    InlineRotations,
 }
 
 /// `(counter, name, help)` in slot order: `COUNTERS[i].0 as usize == i`.
-pub const COUNTERS: [(Counter, &str, &str); 19] = [
+pub const COUNTERS: [(Counter, &str, &str); 20] = [
     (
         Counter::KernelDrops,
         "kernel_drops",
@@ -140,6 +141,11 @@ pub const COUNTERS: [(Counter, &str, &str); 19] = [
         Counter::RetransmitRefused,
         "retransmit_refused",
         "Market-data retransmission requests malformed, for another session, out of range, or not sendable.",
+    ),
+    (
+        Counter::InlineRotations,
+        "wal_inline_rotations",
+        "Journal rotations that found no prepared segment and created one on the pipeline thread (file I/O there).",
     ),
 ];
 
