@@ -440,6 +440,10 @@ fn drive(a: &DriveArgs) -> anyhow::Result<()> {
 }
 
 fn check(a: &CheckArgs) -> anyhow::Result<()> {
+    // Recovery zeroes the torn tail the killed driver left: only under the directory's lock. A segment the
+    // killed writer had started under its private name is part of the log: put it in place before looking.
+    let _lock = DirLock::acquire(&a.dir)?;
+    bourse_persist::wal::prepare::adopt_prepared(&a.dir)?;
     // Content check: every record in the log must be exactly the input the seeded generator makes for its seq.
     let mut regen = Workload::new(a.seed);
     let mut mismatch = None;
@@ -456,8 +460,6 @@ fn check(a: &CheckArgs) -> anyhow::Result<()> {
     if let Some(m) = mismatch {
         bail!("{m}");
     }
-    // Recovery zeroes the torn tail the killed driver left: only under the directory's lock.
-    let _lock = DirLock::acquire(&a.dir)?;
     let r = recover(&RecoveryOptions::new(&a.dir, CAPACITY))?;
     let last = r.last_seq();
     if last < a.committed {
