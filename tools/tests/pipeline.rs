@@ -362,42 +362,13 @@ fn replies_produced_while_logged_out_arrive_at_the_next_login() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Two firms; alpha may log in from two sources, gamma has almost no cash.
+/// The pipeline's two firms, except that alpha may log in from two sources and beta has almost no cash.
 fn counting_config(dir: &std::path::Path) -> Config {
-    Config::parse(&format!(
-        r#"
-        [backend]
-        kind = "socket"
-        bind = "127.0.0.1:9000"
-        [market_data]
-        group = "127.0.0.1:9100"
-        [wal]
-        dir = "{}"
-        mode = "dax"
-        segment_bytes = 67108864
-        [capacity]
-        orders_max = 1024
-        levels_per_symbol = 256
-        [[symbols]]
-        name = "AAPL"
-        reference_price = "150.00"
-        [[firms]]
-        name = "alpha"
-        username = "ALPHA"
-        password = "pw-a"
-        allowed_sources = ["127.0.0.1:5000", "127.0.0.1:5010"]
-        cash = "1000000000"
-        shares = {{ AAPL = 10000000 }}
-        [[firms]]
-        name = "gamma"
-        username = "GAMMA"
-        password = "pw-g"
-        allowed_sources = ["127.0.0.1:5002"]
-        cash = "100"
-        "#,
-        dir.display()
-    ))
-    .unwrap()
+    let mut c = config(dir);
+    c.firms[0].allowed_sources.push("127.0.0.1:5010".into());
+    c.firms[1].cash = "100".into();
+    c.firms[1].shares.clear();
+    c
 }
 
 #[test]
@@ -414,17 +385,17 @@ fn rejects_duplicates_and_refusals_are_counted_by_reason_in_the_metrics() {
 
     let a = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5000);
     let a2 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5010);
-    let g = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5002);
+    let g = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5001);
     let mut unknown_symbol = enter(1, ouch::Side::Buy, 10, 1_500_000, b'0');
     if let Inbound::EnterOrder(m) = &mut unknown_symbol {
         m.symbol = Alpha::new("ZZZZ").unwrap();
     }
     let inbox = vec![
         (a, login("ALPHA", "pw-a")),
-        (g, login("GAMMA", "pw-g")),
+        (g, login("BETA", "pw-b")),
         // Refused by the gateway: no such symbol.
         (a, ouch_datagram(&unknown_symbol)),
-        // Rejected by the engine: 10 × 150.00 is more than gamma's 100.00.
+        // Rejected by the engine: 10 × 150.00 is more than beta's 100.00.
         (g, ouch_datagram(&enter(1, ouch::Side::Buy, 10, 1_500_000, b'0'))),
         // Accepted, then sent again: a duplicate, answered with the first reply.
         (a, ouch_datagram(&enter(2, ouch::Side::Buy, 10, 1_490_000, b'0'))),
