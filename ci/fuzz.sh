@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzz smoke: runs every cargo-fuzz target in nic/fuzz and persist/fuzz (when present) for a bounded time each.
+# Fuzz smoke: runs every cargo-fuzz target in nic/fuzz, persist/fuzz and tools/appliance/fuzz (when present) for a bounded time each.
 # Usage: ci/fuzz.sh [seconds-per-target]   (default 20)
 #
 # Only a stable toolchain is installed: cargo-fuzz needs nightly flags, so RUSTC_BOOTSTRAP=1 unlocks them.
@@ -41,4 +41,5 @@ run_dir() {
 
 run_dir "$root/nic"
 run_dir "$root/persist"
+run_dir "$root/tools/appliance"
 echo "fuzz smoke passed"

@@ -17,6 +17,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "clippy (-D warnings), dpdk and rdma features"
 cargo clippy -p bourse-nic --features dpdk --all-targets -- -D warnings
+cargo clippy -p bourse-appliance --features dpdk --all-targets -- -D warnings
 cargo clippy -p bourse --features dpdk --all-targets -- -D warnings
 cargo clippy -p bourse-persist --features rdma --all-targets -- -D warnings
 

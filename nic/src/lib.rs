@@ -1,6 +1,7 @@
 //! # bourse-nic
 //!
-//! Everything between the wire and the engine's commands, except the matching itself.
+//! Wire codecs and packet backends. The order-entry session layer built on them (logins, sequencing,
+//! heartbeats) is `bourse_appliance::session`.
 //!
 //! * [`wire`] — zero-copy views over byte slices, one module per format, in the smoltcp manner: a view type
 //!   `Packet<T: AsRef<[u8]>>` whose `new_checked` validates lengths once, after which getters never panic; plain
@@ -9,5 +10,4 @@
 #![deny(unsafe_code)]
 
 pub mod backend;
-pub mod session;
 pub mod wire;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 
-use crate::obs::hlog::Hlog;
+use bourse_appliance::obs::hlog::Hlog;
 use crate::obs::plot::plot_percentiles;
 use crate::obs::report::{self, Units, PERCENTILE_TICKS_PER_HALF_DISTANCE};
 

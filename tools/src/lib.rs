@@ -1,19 +1,17 @@
 //! # bourse (tools)
 //!
-//! The programs that wire the crates together. `bourse-engine` matches, `bourse-nic` moves and decodes packets,
-//! `bourse-persist` journals and mirrors; this crate holds the appliance's pipeline, the load generator, the
-//! benchmarks and the operator tools, and the glue between wire protocols and engine commands.
+//! The programs. The appliance itself (sessions, translation, pipeline, serve loop, standby, configuration and
+//! the hot-path observability) is the `bourse-appliance` crate; this crate holds the `bourse` binary's
+//! subcommands around it: the load generator ([`load`]), the benchmarks ([`bench`]), `bourse demo` ([`demo`]),
+//! the histogram tools and their plots ([`hist`], [`obs`], the only users of `plotters`), the WAL tools
+//! ([`walcmd`]), `bourse stats` ([`stats`]), and test helpers ([`alloc_count`], [`netns`]).
 
 pub mod alloc_count;
-pub mod appliance;
 pub mod bench;
-pub mod config;
 pub mod demo;
 pub mod hist;
 pub mod load;
 pub mod netns;
 pub mod obs;
-pub mod standby;
 pub mod stats;
-pub mod translate;
 pub mod walcmd;

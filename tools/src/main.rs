@@ -2,7 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
-use bourse::{appliance, bench, demo, hist, load, standby, stats, walcmd};
+use bourse::{bench, demo, hist, load, stats, walcmd};
+use bourse_appliance::{appliance, standby};
 
 #[global_allocator]
 static ALLOC: bourse::alloc_count::CountingAlloc = bourse::alloc_count::CountingAlloc;
@@ -49,7 +50,7 @@ enum Cmd {
 enum ConfigCmd {
     /// Parse and check a configuration (ports free, cores present, WAL directory writable, the market valid)
     /// without touching its journal; every problem is reported with its key.
-    Check(bourse::appliance::preflight::CheckArgs),
+    Check(bourse_appliance::appliance::preflight::CheckArgs),
 }
 
 #[derive(Subcommand)]
@@ -103,7 +104,7 @@ fn main() {
         Cmd::Stats(a) => stats::run(a),
         Cmd::Load(a) => load::run(a),
         Cmd::Demo(a) => demo::run(a),
-        Cmd::Config { cmd: ConfigCmd::Check(a) } => bourse::appliance::preflight::run_check(a),
+        Cmd::Config { cmd: ConfigCmd::Check(a) } => bourse_appliance::appliance::preflight::run_check(a),
     };
     if let Err(e) = result {
         eprintln!("bourse: error: {e:#}");

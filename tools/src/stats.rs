@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::time::Duration;
 
-use crate::obs::statsblock::{StatsReader, StatsSnapshot};
-use crate::obs::tsc::monotonic_ns;
+use bourse_appliance::obs::statsblock::{StatsReader, StatsSnapshot};
+use bourse_appliance::obs::tsc::monotonic_ns;
 
 #[derive(clap::Args, Debug)]
 pub struct StatsArgs {

@@ -310,7 +310,7 @@ fn verify(a: &VerifyArgs) -> anyhow::Result<()> {
 /// The engine capacities for `replay`: the configuration's, else the newest valid snapshot's.
 fn replay_capacity(a: &ReplayCmdArgs) -> anyhow::Result<Capacity> {
     if let Some(path) = &a.config {
-        return Ok(crate::config::Config::load(path)?.engine_capacity());
+        return Ok(bourse_appliance::config::Config::load(path)?.engine_capacity());
     }
     if !a.no_snapshots {
         for (_, path) in snapshot::list_snapshots(&a.dir)? {

@@ -9,8 +9,8 @@ mod support;
 
 use std::time::Duration;
 
-use bourse::appliance::setup;
-use bourse::config::Config;
+use bourse_appliance::appliance::setup;
+use bourse_appliance::config::Config;
 use bourse::demo::TempDir;
 use bourse_persist::workload::Rng;
 use support::firm::RawFirm;

@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use bourse::config::Config;
+use bourse_appliance::config::Config;
 use bourse::demo::{demo_config, InProcess, TempDir};
 use bourse::load::client::FirmConn;
 use bourse::load::mix::Op;

@@ -8,7 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use bourse::appliance::setup;
+use bourse_appliance::appliance::setup;
 use support::firm::RawFirm;
 use support::{check_logs_agree, order_counts, promoted_seq, start_pair, PairSpec, FAILOVER_BOUND};
 

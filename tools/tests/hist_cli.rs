@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use bourse::obs::hlog::HlogWriter;
+use bourse_appliance::obs::hlog::HlogWriter;
 use hdrhistogram::Histogram;
 
 struct TempDir(PathBuf);

@@ -2,9 +2,9 @@
 //! with the counting global allocator. One test only, so no other test thread allocates during the count.
 
 use bourse::alloc_count::{allocations, CountingAlloc};
-use bourse::obs::stages::{stage_recorder, HistConfig, Span, Stage, StageStamps};
-use bourse::obs::statsblock::{Counter, StatsWriter};
-use bourse::obs::tsc::Clock;
+use bourse_appliance::obs::stages::{stage_recorder, HistConfig, Span, Stage, StageStamps};
+use bourse_appliance::obs::statsblock::{Counter, StatsWriter};
+use bourse_appliance::obs::tsc::Clock;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -63,7 +63,7 @@ fn pipeline_side_recording_does_not_allocate() {
     assert_eq!(
         stats
             .block()
-            .rejects(bourse::obs::statsblock::REJECT_REASONS_MAX - 1),
+            .rejects(bourse_appliance::obs::statsblock::REJECT_REASONS_MAX - 1),
         200_000
     );
 }

@@ -2,9 +2,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use bourse::obs::hlog::{write_rate_table, Hlog, HlogWriter, LatencyLog};
-use bourse::obs::stages::{stage_recorder, HistConfig, HistogramSet, Span};
-use bourse::obs::tsc::Clock;
+use bourse_appliance::obs::hlog::{write_rate_table, Hlog, HlogWriter, LatencyLog};
+use bourse_appliance::obs::stages::{stage_recorder, HistConfig, HistogramSet, Span};
+use bourse_appliance::obs::tsc::Clock;
 use hdrhistogram::Histogram;
 
 fn recorded(h: &Histogram<u64>) -> Vec<(u64, u64)> {

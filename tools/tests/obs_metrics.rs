@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bourse::obs::metrics::MetricsServer;
-use bourse::obs::stages::{HistConfig, HistogramSet, Span};
-use bourse::obs::statsblock::{Counter, StatsWriter, COUNTERS};
+use bourse_appliance::obs::metrics::MetricsServer;
+use bourse_appliance::obs::stages::{HistConfig, HistogramSet, Span};
+use bourse_appliance::obs::statsblock::{Counter, StatsWriter, COUNTERS};
 
 fn fetch(addr: std::net::SocketAddr, request: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();

@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bourse::obs::stages::Span;
-use bourse::obs::statsblock::{stats_path, Counter, StatsReader, StatsWriter};
+use bourse_appliance::obs::stages::Span;
+use bourse_appliance::obs::statsblock::{stats_path, Counter, StatsReader, StatsWriter};
 
 fn unique_name(what: &str) -> String {
     format!("test-{what}-{}", std::process::id())

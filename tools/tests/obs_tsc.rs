@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bourse::obs::tsc::{monotonic_ns, Clock, ClockSource};
+use bourse_appliance::obs::tsc::{monotonic_ns, Clock, ClockSource};
 
 #[test]
 fn calibrated_clock_is_monotonic_and_agrees_with_clock_monotonic() {

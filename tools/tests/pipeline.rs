@@ -7,9 +7,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use bourse::alloc_count::{allocations_on_this_thread, CountingAlloc};
-use bourse::appliance::setup::build_pipeline;
-use bourse::config::Config;
-use bourse::obs::tsc::Clock;
+use bourse_appliance::appliance::setup::build_pipeline;
+use bourse_appliance::config::Config;
+use bourse_appliance::obs::tsc::Clock;
 use bourse_nic::backend::{Backend, BackendStats, Datagram, TxFull};
 use bourse_nic::wire::alpha::{Alpha, ClOrdId};
 use bourse_nic::wire::moldudp64;
@@ -373,9 +373,9 @@ fn counting_config(dir: &std::path::Path) -> Config {
 
 #[test]
 fn rejects_duplicates_and_refusals_are_counted_by_reason_in_the_metrics() {
-    use bourse::appliance::{set_stats_names, Exported};
-    use bourse::obs::metrics::render;
-    use bourse::obs::statsblock::StatsWriter;
+    use bourse_appliance::appliance::{set_stats_names, Exported};
+    use bourse_appliance::obs::metrics::render;
+    use bourse_appliance::obs::statsblock::StatsWriter;
     use prometheus_parse::Value;
 
     let dir = std::env::temp_dir().join(format!("bourse-pipeline-counts-{}", std::process::id()));

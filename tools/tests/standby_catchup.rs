@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bourse::config::Config;
+use bourse_appliance::config::Config;
 use bourse::demo::{free_udp_port, load_options, InProcess, TempDir};
 use bourse::load::run_load;
-use bourse::standby::{follow, Outcome};
+use bourse_appliance::standby::{follow, Outcome};
 use bourse_persist::wal::segment::list_segments;
 use support::wal_records;
 
@@ -29,7 +29,7 @@ fn node(name: &str, wal: &Path, mirror: &str) -> Config {
         order = free_udp_port().unwrap(),
         md = free_udp_port().unwrap(),
         wal = wal.display(),
-    ) + &bourse::config::demo_market_toml(2, "127.0.0.1");
+    ) + &bourse_appliance::config::demo_market_toml(2, "127.0.0.1");
     Config::parse(&text).unwrap()
 }
 

@@ -1,6 +1,6 @@
 //! OUCH → engine command and engine event → OUCH/ITCH translation.
 
-use bourse::translate::{
+use bourse_appliance::translate::{
     reject_code, reject_row, OuchReject, TranslateLimits, Translator, MARKET_PRICE, REJECT_CODES,
     REJECT_ROWS,
 };
@@ -504,7 +504,7 @@ fn every_reject_code_has_a_named_row() {
     }
     for (i, (code, name)) in REJECT_CODES.iter().enumerate() {
         assert_eq!(reject_row(*code), i);
-        assert!(name.len() <= bourse::obs::statsblock::REASON_NAME_BYTES, "{name}");
+        assert!(name.len() <= bourse_appliance::obs::statsblock::REASON_NAME_BYTES, "{name}");
         assert!(REJECT_CODES[..i].iter().all(|(_, n)| n != name), "{name} listed twice");
     }
     assert_eq!(reject_row(0x0003), REJECT_ROWS - 1, "a code we never send counts as other");

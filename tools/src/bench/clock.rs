@@ -5,8 +5,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use crate::obs::stages::{stage_recorder, HistConfig, StageStamps};
-use crate::obs::tsc::{self, Clock};
+use bourse_appliance::obs::stages::{stage_recorder, HistConfig, StageStamps};
+use bourse_appliance::obs::tsc::{self, Clock};
 
 #[derive(clap::Args, Debug)]
 pub struct ClockArgs {

@@ -26,8 +26,8 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::alloc_count;
-use crate::obs::hlog::write_rate_table;
-use crate::obs::tsc::Clock;
+use bourse_appliance::obs::hlog::write_rate_table;
+use bourse_appliance::obs::tsc::Clock;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct EngineArgs {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::config::Config;
+use bourse_appliance::config::Config;
 use crate::demo::{free_udp_port, load_options, TempDir};
 use crate::load::client::FirmConn;
 use crate::load::run_load;
@@ -77,7 +77,7 @@ segment_bytes = 16777216
         order = free_udp_port()?,
         md = free_udp_port()?,
         wal = wal.to_str().context("temporary path is not UTF-8")?,
-    ) + &crate::config::demo_market_toml(2, "127.0.0.1"))
+    ) + &bourse_appliance::config::demo_market_toml(2, "127.0.0.1"))
 }
 
 /// A child `bourse` whose stderr lines arrive on a channel.

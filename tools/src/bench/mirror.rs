@@ -23,11 +23,11 @@ use bourse_persist::{AckPolicy, CommitIndex, Wal, WalConfig};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::appliance::mirror::MirrorSender;
-use crate::appliance::setup::durability;
-use crate::config::Config;
+use bourse_appliance::appliance::mirror::MirrorSender;
+use bourse_appliance::appliance::setup::durability;
+use bourse_appliance::config::Config;
 use crate::demo::TempDir;
-use crate::standby::{follow, Outcome};
+use bourse_appliance::standby::{follow, Outcome};
 
 #[derive(clap::Args, Debug)]
 pub struct MirrorArgs {

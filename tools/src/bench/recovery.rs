@@ -18,10 +18,10 @@ use bourse_persist::wal::record::ECHO_BYTES;
 use bourse_persist::workload::{Workload, ACCOUNTS, SYMBOLS};
 use bourse_persist::{snapshot, AckPolicy, CommitIndex, DurabilityMode, RecoveryOptions, Wal, WalConfig};
 
-use crate::appliance::exchange::{Exchange, ExchangeLimits};
-use crate::appliance::snapshots;
-use crate::config::Retire;
-use crate::translate::{TranslateLimits, Translator};
+use bourse_appliance::appliance::exchange::{Exchange, ExchangeLimits};
+use bourse_appliance::appliance::snapshots;
+use bourse_appliance::config::Retire;
+use bourse_appliance::translate::{TranslateLimits, Translator};
 
 #[derive(clap::Args, Debug)]
 pub struct RecoveryArgs {

@@ -47,7 +47,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::config::Config;
+use bourse_appliance::config::Config;
 use crate::demo::TempDir;
 
 /// Namespace names, interfaces and addresses as `scripts/netns.sh` creates them.
@@ -991,7 +991,7 @@ aux = {aux}
         mode = quote(wal_mode),
         pipeline = cores.0,
         aux = cores.1,
-    ) + &crate::config::demo_market_toml(2, &ADDR_LOAD.to_string());
+    ) + &bourse_appliance::config::demo_market_toml(2, &ADDR_LOAD.to_string());
     Config::parse(&text).context("the benchmark's appliance configuration")?;
     Ok(text)
 }
@@ -1037,7 +1037,7 @@ fn appliance_phase(exe: &Path, setup: &BackendSetup, args: &WireArgs, plan: &Pla
     let stopped = appliance.wait(Duration::from_secs(15));
     let log = appliance.stderr_text();
     // The appliance leaves its stats block behind for `bourse stats`; nobody reads this one after the phase.
-    if let Ok(path) = crate::obs::statsblock::stats_path(&name) {
+    if let Ok(path) = bourse_appliance::obs::statsblock::stats_path(&name) {
         let _ = std::fs::remove_file(path);
     }
     let report = report.with_context(|| format!("appliance log: {log}"))?;

@@ -27,8 +27,8 @@ use bourse_nic::wire::alpha::Alpha;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::config::{parse_price, Config};
-use crate::obs::hlog::{write_rate_table, LatencyLog};
+use bourse_appliance::config::{parse_price, Config};
+use bourse_appliance::obs::hlog::{write_rate_table, LatencyLog};
 use client::{FirmConn, MdListener, DATAGRAM_MAX_BYTES};
 use mix::{Mix, MixCounts, MixFirm, MixSetup, MixSymbol, Op};
 
@@ -309,7 +309,7 @@ pub fn mix_from_config(
         symbols: mix_symbols,
         firms,
         capacity,
-        genesis: crate::appliance::setup::genesis(config)?,
+        genesis: bourse_appliance::appliance::setup::genesis(config)?,
         resting: 1_000,
         first_user_ref: 1,
         invalid_every: 0,
@@ -322,7 +322,7 @@ pub fn mix_default(firms: usize, symbols: &[String], mid: Price) -> anyhow::Resu
     let tick: Price = 100;
     let mid = mid - mid % tick;
     let half = tick * DEFAULT_LEVELS / 2;
-    anyhow::ensure!(mid > half, "--mid {} is too low for a {}-tick ladder", crate::config::fmt_price(mid), DEFAULT_LEVELS);
+    anyhow::ensure!(mid > half, "--mid {} is too low for a {}-tick ladder", bourse_appliance::config::fmt_price(mid), DEFAULT_LEVELS);
     let mix_symbols: Vec<MixSymbol> = symbols
         .iter()
         .enumerate()

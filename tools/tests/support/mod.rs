@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bourse::config::Config;
+use bourse_appliance::config::Config;
 use bourse::demo::{free_udp_port, load_options, TempDir};
 use bourse::load::client::FirmConn;
 use bourse::load::mix::Op;
@@ -101,7 +101,7 @@ segment_bytes = 67108864
         order = addrs.order,
         md = addrs.md_group,
         wal = wal.display(),
-    ) + &bourse::config::demo_market_toml(3, &addrs.firm_source.to_string())
+    ) + &bourse_appliance::config::demo_market_toml(3, &addrs.firm_source.to_string())
 }
 
 /// A child process whose stderr is collected line by line.

@@ -823,7 +823,7 @@ mod tests {
 mod example {
     #[test]
     fn the_example_config_in_the_repository_is_valid() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bourse.example.toml");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bourse.example.toml");
         super::Config::load(&path).unwrap();
     }
 
@@ -831,7 +831,7 @@ mod example {
     /// `--vdev` creates (a kernel interface name there fails at start with the list of DPDK ports).
     #[test]
     fn the_example_dpdk_settings_are_consistent() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bourse.example.toml");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bourse.example.toml");
         let text = std::fs::read_to_string(path).unwrap();
         // Swap the socket backend for the commented dpdk lines (the ones after `# kind = "dpdk"`).
         let dpdk_at = text.lines().position(|l| l.starts_with("# kind = \"dpdk\"")).expect("a commented dpdk example");

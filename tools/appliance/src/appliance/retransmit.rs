@@ -26,7 +26,7 @@
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 
-use bourse_nic::session::AllowedSource;
+use crate::session::AllowedSource;
 use bourse_nic::wire::moldudp64::{Packet, Request, REQUEST_LEN};
 
 use super::mdfeed::MdFeed;

@@ -2,7 +2,7 @@
 #![no_main]
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use bourse_nic::session::{AllowedSource, FirmConfig, SessionLimits, Sessions};
+use bourse_appliance::session::{AllowedSource, FirmConfig, SessionLimits, Sessions};
 use bourse_nic::wire::alpha::{Alpha, SessionName};
 use libfuzzer_sys::fuzz_target;
 

@@ -1,7 +1,7 @@
 //! The appliance: `bourse run --config bourse.toml`.
 //!
 //! Two threads. The pipeline thread (pinned, busy-polling, never blocking) owns the backend, the sessions, the
-//! engine, the journal writer and the output queues ([`pipeline`]). The aux thread exports what the pipeline
+//! engine, the journal writer and the output queues (`pipeline`). The aux thread exports what the pipeline
 //! measured: interval histograms to the `.hlog`, counters and stage quantiles to the shared-memory stats block,
 //! and the Prometheus endpoint; the WAL's group-commit thread (msync mode) is started by the journal itself.
 //!
@@ -30,15 +30,15 @@ pub const RETRANSMIT_REQUESTS_PER_HOUSEKEEPING_MAX: usize = 4;
 const IDLE_TICK_NS: u64 = 100_000_000;
 
 pub mod exchange;
-pub mod mdfeed;
+pub(crate) mod mdfeed;
 pub mod mirror;
-pub mod outq;
-pub mod pipeline;
+pub(crate) mod outq;
+pub(crate) mod pipeline;
 pub mod preflight;
 pub mod retransmit;
 pub mod setup;
 pub mod snapshots;
-pub mod store;
+pub(crate) mod store;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bourse_engine::RejectReason;
 use bourse_nic::backend::Backend;
-use bourse_nic::session::{AllowedSource, DropReason};
+use crate::session::{AllowedSource, DropReason};
 
 use crate::config::Config;
 use crate::obs::hlog::HlogWriter;

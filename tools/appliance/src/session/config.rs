@@ -2,7 +2,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::wire::alpha::{Alpha, SessionName};
+use bourse_nic::wire::alpha::{Alpha, SessionName};
 
 /// Where a firm may send from: one IPv4 address, and either one UDP port or any port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -29,8 +29,8 @@ pub mod config;
 
 use std::net::SocketAddrV4;
 
-use crate::wire::moldudp64;
-use crate::wire::{ouch, soup};
+use bourse_nic::wire::moldudp64;
+use bourse_nic::wire::{ouch, soup};
 pub use config::{AllowedSource, FirmConfig, SessionLimits};
 
 /// Engine session id.
@@ -140,7 +140,7 @@ pub enum OutboundError {
     #[error("no session {0}")]
     UnknownSession(SessionId),
     #[error(transparent)]
-    Wire(#[from] crate::wire::Error),
+    Wire(#[from] bourse_nic::wire::Error),
 }
 
 /// Compares without an early exit so response timing does not reveal how much of a password matched.
@@ -220,7 +220,7 @@ impl Sessions {
     pub fn on_packet(
         &mut self,
         src: SocketAddrV4,
-        p: Result<soup::Repr<'_>, crate::wire::Error>,
+        p: Result<soup::Repr<'_>, bourse_nic::wire::Error>,
         now_ns: u64,
     ) -> Outcome {
         let Ok(p) = p else {
@@ -307,7 +307,7 @@ impl Sessions {
     }
 
     /// The MoldUDP64 session name of `session`'s outbound stream.
-    pub fn session_name(&self, session: SessionId) -> Option<crate::wire::alpha::SessionName> {
+    pub fn session_name(&self, session: SessionId) -> Option<bourse_nic::wire::alpha::SessionName> {
         self.states.iter().find(|s| s.firm.session == session).map(|s| s.firm.session_name)
     }
 

@@ -3,8 +3,8 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::*;
-use crate::wire::alpha::{Alpha, ClOrdId, SessionName, Symbol};
-use crate::wire::ouch::{CancelOrder, EnterOrder, Inbound, Options, Side};
+use bourse_nic::wire::alpha::{Alpha, ClOrdId, SessionName, Symbol};
+use bourse_nic::wire::ouch::{CancelOrder, EnterOrder, Inbound, Options, Side};
 
 const FIRM_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 

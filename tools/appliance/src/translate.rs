@@ -1,6 +1,6 @@
 //! Translation between the wire protocols (OUCH 5.0, ITCH 5.0) and the engine's commands and events.
 //!
-//! The appliance calls, for each authenticated OUCH message (from `bourse_nic::session`):
+//! The appliance calls, for each authenticated OUCH message (from `crate::session`):
 //!
 //! ```text
 //! Translator::on_ouch(session, account, &ouch::Inbound) -> Result<Command, OuchReject>

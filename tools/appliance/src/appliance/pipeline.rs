@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use bourse_engine::{Command, Input, Nanos, SessionId};
 use bourse_nic::backend::{Backend, Datagram};
-use bourse_nic::session::{Outcome, Sessions};
+use crate::session::{Outcome, Sessions};
 use bourse_nic::wire::alpha::SessionName;
 use bourse_nic::wire::moldudp64::{PackError, Packer};
 use bourse_nic::wire::{ouch, soup};

@@ -10,7 +10,7 @@ use bourse_engine::{
     MarketBreaker,
 };
 use bourse_nic::backend::{Backend, BackendConfig};
-use bourse_nic::session::{AllowedSource, FirmConfig, SessionLimits, Sessions};
+use crate::session::{AllowedSource, FirmConfig, SessionLimits, Sessions};
 use bourse_nic::wire::alpha::{Alpha, SessionName, Symbol};
 use bourse_persist::recovery::recover_state;
 use bourse_persist::snapshot::{self, SnapshotError};
