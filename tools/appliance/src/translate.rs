@@ -59,6 +59,8 @@ use bourse_nic::wire::itch;
 use bourse_nic::wire::ouch::{self, reject_reason as rr};
 use bourse_persist::wal::record::{Echo, ECHO_BYTES};
 
+use crate::appliance::store::{read_u64 as take_u64, take};
+
 /// OUCH price meaning "market order" (the all-ones 31-bit price of OUCH 4.x, 214748.3647).
 pub const MARKET_PRICE: u64 = 0x7fff_ffff;
 /// Largest message either closure receives (OUCH Order Replaced).
@@ -797,15 +799,4 @@ pub fn ticks(p: u64) -> Option<u32> {
     u32::try_from(p).ok()
 }
 
-fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-    if bytes.len() < n {
-        return None;
-    }
-    let (head, rest) = bytes.split_at(n);
-    *bytes = rest;
-    Some(head)
-}
 
-fn take_u64(bytes: &mut &[u8]) -> Option<u64> {
-    Some(u64::from_le_bytes(take(bytes, 8)?.try_into().ok()?))
-}

@@ -28,7 +28,7 @@ use bourse_engine::{Capacity, Command, Engine, Event, EventSink, Input, SessionI
 use bourse_persist::recovery::{check_next, ApplyError, Replicated};
 use bourse_persist::wal::record::{Echo, Record, ECHO_BYTES};
 
-use super::store::{OutcomeRing, RetransmitStore};
+use super::store::{read_u64 as take_u64, take, OutcomeRing, RetransmitStore};
 use crate::translate::Translator;
 
 /// Nanoseconds in a day: OUCH and ITCH timestamps count from midnight.
@@ -344,18 +344,7 @@ impl Exchange {
 
 const SNAPSHOT_MAGIC: &[u8; 8] = b"BXCHST01";
 
-fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-    if bytes.len() < n {
-        return None;
-    }
-    let (head, rest) = bytes.split_at(n);
-    *bytes = rest;
-    Some(head)
-}
 
-fn take_u64(bytes: &mut &[u8]) -> Option<u64> {
-    Some(u64::from_le_bytes(take(bytes, 8)?.try_into().ok()?))
-}
 
 impl Replicated for Exchange {
     fn last_seq(&self) -> u64 {

@@ -162,7 +162,8 @@ impl OutcomeRing {
     }
 }
 
-fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+/// The next `n` bytes of a snapshot being read, advancing past them (`None` when fewer remain).
+pub(crate) fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     if bytes.len() < n {
         return None;
     }
@@ -171,7 +172,8 @@ fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     Some(head)
 }
 
-fn read_u64(bytes: &mut &[u8]) -> Option<u64> {
+/// The next little-endian u64 of a snapshot being read.
+pub(crate) fn read_u64(bytes: &mut &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(take(bytes, 8)?.try_into().ok()?))
 }
 
