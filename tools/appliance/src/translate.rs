@@ -798,5 +798,3 @@ impl Translator {
 pub fn ticks(p: u64) -> Option<u32> {
     u32::try_from(p).ok()
 }
-
-

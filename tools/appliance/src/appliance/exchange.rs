@@ -345,7 +345,6 @@ impl Exchange {
 const SNAPSHOT_MAGIC: &[u8; 8] = b"BXCHST01";
 
 
-
 impl Replicated for Exchange {
     fn last_seq(&self) -> u64 {
         self.engine.last_seq()
