@@ -11,6 +11,11 @@ export CARGO_TERM_COLOR=never
 steps=0
 step() { steps=$((steps + 1)); printf '\n==> %s\n' "$*"; }
 started=$SECONDS
+# Test output is kept (--show-output shows what passing tests printed) so that every `skipped: <reason>` a test
+# prints is counted at the end: a skip is never mistaken for a pass.
+test_log="$(mktemp -t bourse-ci-tests.XXXXXX)"
+trap 'rm -f "$test_log"' EXIT
+tests() { cargo test "$@" -- --show-output 2>&1 | tee -a "$test_log"; }
 
 step "clippy (-D warnings), default features"
 cargo clippy --workspace --all-targets -- -D warnings
@@ -22,16 +27,16 @@ cargo clippy -p bourse --features dpdk --all-targets -- -D warnings
 cargo clippy -p bourse-persist --features rdma --all-targets -- -D warnings
 
 step "unit, property and integration tests (root-only tests skip with a reason when unprivileged)"
-cargo test --workspace
+tests --workspace
 
 step "DPDK backend tests (net_ring, net_af_packet and net_af_xdp vdevs on a veth pair)"
-cargo test -p bourse-nic --features dpdk --lib backend::dpdk
-cargo test -p bourse-nic --features dpdk --test dpdk
+tests -p bourse-nic --features dpdk --lib backend::dpdk
+tests -p bourse-nic --features dpdk --test dpdk
 step "the appliance on the DPDK backend across the veth pair (bench wire --quick, dpdk build)"
-cargo test -p bourse --features dpdk --test bench_wire dpdk
+tests -p bourse --features dpdk --test bench_wire dpdk
 
 step "verbs mirror transport (no RDMA device here: checks the clear error and the wire structures)"
-cargo test -p bourse-persist --features rdma --lib mirror::verbs
+tests -p bourse-persist --features rdma --lib mirror::verbs
 
 step "fuzz smoke (every target in nic/fuzz and persist/fuzz)"
 bash ci/fuzz.sh "${FUZZ_SECONDS:-20}"
@@ -42,6 +47,9 @@ bash ci/failover-test.sh "${FAILOVER_ROUNDS:-10}"
 step "crash test: kill -9 under load, recover, check (${CRASH_ROUNDS:-50} rounds)"
 bash ci/crash-test.sh "${CRASH_ROUNDS:-50}"
 
+skips="$(grep -c '^skipped: ' "$test_log" || true)"
+printf '\ntests skipped: %s\n' "$skips"
+grep '^skipped: ' "$test_log" | sort | uniq -c || true
 # set -e stops at the first failing step, so reaching here means every step passed.
 printf '\nci/test.sh: every step passed in %d s\n' $((SECONDS - started))
 printf 'steps: %d passed, 0 failed\n' "$steps"
