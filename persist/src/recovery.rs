@@ -132,27 +132,12 @@ impl<M: Replicated> Recovered<M> {
 }
 
 /// The engine-only recovery the operator tools use.
-pub struct Recovery {
-    pub engine: Engine,
-    pub snapshot: Option<(PathBuf, u64)>,
-    pub skipped_snapshots: Vec<SkippedSnapshot>,
-    pub replayed: u64,
-    pub replayed_per_kind: [u64; KINDS_COUNT],
-    pub torn: Option<TornTail>,
-    pub truncated: bool,
-    pub log: LogSummary,
-}
-
-impl Recovery {
-    /// Seq of the last input in the recovered state: the writer continues at `last_seq() + 1`.
-    pub fn last_seq(&self) -> u64 {
-        self.engine.last_seq()
-    }
-}
+pub type Recovery = Recovered<Engine>;
 
 /// Recovers the engine from `opts.dir`.
 pub fn recover(opts: &RecoveryOptions) -> Result<Recovery, RecoveryError> {
-    recover_with(opts, &mut |_: &Input, _: &Event| {})
+    let capacity = opts.capacity;
+    recover_state(opts, || Engine::new(capacity), |path, _seq| snapshot::load(path))
 }
 
 /// An event sink that hands each event of the input being applied, with that input, to an observer.
@@ -193,14 +178,15 @@ pub fn recover_with<F: FnMut(&Input, &Event)>(
     observe: &mut F,
 ) -> Result<Recovery, RecoveryError> {
     let capacity = opts.capacity;
+    // Both closures hand the observer to the machine they build; only one of them ever runs.
     let observe = std::cell::RefCell::new(observe);
     let r = recover_state(
         opts,
         || Observed { engine: Engine::new(capacity), observe: &observe },
         |path, _seq| snapshot::load(path).map(|engine| Observed { engine, observe: &observe }),
     )?;
-    Ok(Recovery {
-        engine: r.state.engine,
+    Ok(Recovered {
+        state: r.state.engine,
         snapshot: r.snapshot,
         skipped_snapshots: r.skipped_snapshots,
         replayed: r.replayed,

@@ -249,7 +249,7 @@ pub fn take_from_log(
     if recovered.replayed == 0 && recovered.snapshot.is_some() {
         return Ok(None);
     }
-    Ok(Some(take(dir, &recovered.engine, keep)?))
+    Ok(Some(take(dir, &recovered.state, keep)?))
 }
 
 #[cfg(test)]

@@ -53,8 +53,8 @@ fn replay_from_the_log_alone_matches_a_fresh_engine() {
     let r = recover(&RecoveryOptions::new(&dir, CAP)).unwrap();
     assert_eq!((r.replayed, r.last_seq()), (3_000, 3_000));
     assert!(r.snapshot.is_none() && r.torn.is_none());
-    assert_eq!(r.engine.state_hash(), fresh_hash(1, 3_000));
-    r.engine.check_invariants().unwrap();
+    assert_eq!(r.state.state_hash(), fresh_hash(1, 3_000));
+    r.state.check_invariants().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -111,7 +111,7 @@ fn snapshot_then_tail_and_a_bad_snapshot_falls_back() {
     let r = recover(&RecoveryOptions::new(&dir, CAP)).unwrap();
     assert_eq!(r.snapshot.as_ref().map(|s| s.1), Some(2_000));
     assert_eq!(r.replayed, 500);
-    assert_eq!(r.engine.state_hash(), want);
+    assert_eq!(r.state.state_hash(), want);
 
     // Corrupt the newest snapshot's payload: recovery reports it and starts from the older one.
     let mut bytes = std::fs::read(&second).unwrap();
@@ -124,7 +124,7 @@ fn snapshot_then_tail_and_a_bad_snapshot_falls_back() {
     assert!(r.skipped_snapshots[0].error.to_string().contains("crc"), "{}", r.skipped_snapshots[0].error);
     assert_eq!(r.snapshot.as_ref().map(|s| (s.0.clone(), s.1)), Some((first, 1_000)));
     assert_eq!(r.replayed, 1_500);
-    assert_eq!(r.engine.state_hash(), want);
+    assert_eq!(r.state.state_hash(), want);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -151,16 +151,16 @@ fn torn_tail_is_truncated_recovery_is_idempotent_and_the_writer_continues() {
     assert_eq!((torn.path.clone(), torn.offset as usize, torn.seq), (path.clone(), offset, 800));
     assert!(r1.truncated);
     assert_eq!(r1.last_seq(), 799);
-    assert_eq!(r1.engine.state_hash(), fresh_hash(3, 799));
+    assert_eq!(r1.state.state_hash(), fresh_hash(3, 799));
     let r2 = recover(&RecoveryOptions::new(&dir, CAP)).unwrap();
     assert!(r2.torn.is_none(), "the tail was zeroed");
-    assert_eq!(r2.engine.state_hash(), r1.engine.state_hash());
+    assert_eq!(r2.state.state_hash(), r1.state.state_hash());
 
     // The writer resumes at 800 in a new segment; the log stays continuous.
     append(&dir, 800, &inputs(3, 800, 900));
     let r3 = recover(&RecoveryOptions::new(&dir, CAP)).unwrap();
     assert_eq!(r3.last_seq(), 900);
-    assert_eq!(r3.engine.state_hash(), fresh_hash(3, 900));
+    assert_eq!(r3.state.state_hash(), fresh_hash(3, 900));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -342,14 +342,14 @@ fn replay(a: &ReplayCmdArgs) -> anyhow::Result<()> {
     for s in &r.skipped_snapshots {
         eprintln!("skipped snapshot: {}", s.error);
     }
-    if a.config.is_some() && r.engine.capacity() != capacity {
+    if a.config.is_some() && r.state.capacity() != capacity {
         eprintln!(
             "warning: the journal's engine capacity {:?} differs from --config's {capacity:?}: the appliance would \
              refuse to start on it with this configuration",
-            r.engine.capacity()
+            r.state.capacity()
         );
     }
-    let hash = r.engine.state_hash();
+    let hash = r.state.state_hash();
     if a.json {
         let torn = r.torn.as_ref().map(|t| {
             serde_json::json!({"path": t.path, "offset": t.offset, "seq": t.seq, "reason": t.reason.to_string()})
@@ -473,8 +473,8 @@ fn check(a: &CheckArgs) -> anyhow::Result<()> {
     for seq in 1..=last {
         fresh.apply(&w.next(seq), &mut NullSink);
     }
-    if fresh.state_hash() != r.engine.state_hash() {
-        bail!("state hash {:016x} differs from a fresh engine's {:016x}", r.engine.state_hash(), fresh.state_hash());
+    if fresh.state_hash() != r.state.state_hash() {
+        bail!("state hash {:016x} differs from a fresh engine's {:016x}", r.state.state_hash(), fresh.state_hash());
     }
     // After truncation the log must verify clean: nothing after the torn tail survives.
     let again = scan_log(&a.dir, ScanOptions::default(), |_, _, _| Visit::Continue)?;

@@ -245,7 +245,7 @@ pub fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
         "decode_records_per_s": (decoded as f64 / decode_s).round(),
         "replay_ms": round2(replay_s * 1e3),
         "decode_ms": round2(decode_s * 1e3),
-        "state_hash": format!("{:016x}", r.engine.state_hash()),
+        "state_hash": format!("{:016x}", r.state.state_hash()),
         "decode_fold": fold,
     });
     if args.json {
