@@ -442,6 +442,7 @@ impl Exported {
             (Counter::RetransmitRateLimited, rx.rate_limited),
             (Counter::RetransmitRefused, rx.malformed + rx.bad_session + rx.out_of_range + rx.send_failed),
             (Counter::InlineRotations, pipeline.wal.inline_rotations()),
+            (Counter::MarketDataOverflows, pipeline.md.overflows),
         ];
         for (c, total) in totals {
             stats.set_counter(c, total);

@@ -74,10 +74,11 @@ pub enum Counter {
     RetransmitRateLimited,
     RetransmitRefused,
     InlineRotations,
+    MarketDataOverflows,
 }
 
 /// `(counter, name, help)` in slot order: `COUNTERS[i].0 as usize == i`.
-pub const COUNTERS: [(Counter, &str, &str); 20] = [
+pub const COUNTERS: [(Counter, &str, &str); 21] = [
     (
         Counter::KernelDrops,
         "kernel_drops",
@@ -146,6 +147,11 @@ pub const COUNTERS: [(Counter, &str, &str); 20] = [
         Counter::InlineRotations,
         "wal_inline_rotations",
         "Journal rotations that found no prepared segment and created one on the pipeline thread (file I/O there).",
+    ),
+    (
+        Counter::MarketDataOverflows,
+        "market_data_overflows",
+        "Market-data datagrams not sent live for lack of queue room (kept; receivers recover them by request).",
     ),
 ];
 
