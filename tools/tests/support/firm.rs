@@ -23,6 +23,8 @@ pub struct RawFirm {
     pub answered: BTreeMap<u32, u64>,
     /// The sequence the last Login Accepted named.
     pub login: Option<u64>,
+    /// Every MoldUDP64 datagram of the firm's stream as it arrived (for decoders someone else wrote).
+    pub datagrams: Vec<Vec<u8>>,
 }
 
 impl RawFirm {
@@ -40,6 +42,7 @@ impl RawFirm {
             replies: BTreeMap::new(),
             answered: BTreeMap::new(),
             login: None,
+            datagrams: Vec::new(),
         }
     }
 
@@ -117,6 +120,7 @@ impl RawFirm {
             let d = &buf[..n];
             if let Ok(p) = Packet::new_checked(d) {
                 if p.session() == self.stream {
+                    self.datagrams.push(d.to_vec());
                     for (i, m) in p.messages().enumerate() {
                         let seq = p.sequence() + i as u64;
                         let first = self.replies.entry(seq).or_insert_with(|| m.to_vec());
