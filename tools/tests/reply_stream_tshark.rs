@@ -54,8 +54,10 @@ fn write_pcap(path: &Path, src: SocketAddrV4, dst: SocketAddrV4, datagrams: &[Ve
     std::fs::write(path, out).unwrap();
 }
 
-/// (session, sequence, count, message lengths) of each datagram, as tshark decodes them.
-fn tshark_decode(pcap: &Path, port: u16) -> Option<Vec<(String, u64, u16, Vec<usize>)>> {
+/// (session, sequence, count, message lengths) of one datagram, as tshark decodes it.
+type Decoded = (String, u64, u16, Vec<usize>);
+
+fn tshark_decode(pcap: &Path, port: u16) -> Option<Vec<Decoded>> {
     let out = Command::new("tshark")
         .args(["-r", pcap.to_str().unwrap(), "-d", &format!("udp.port=={port},moldudp64"), "-T", "fields"])
         .args(["-e", "moldudp64.session", "-e", "moldudp64.sequence", "-e", "moldudp64.count", "-e", "moldudp64.msglen"])
