@@ -75,6 +75,16 @@ pub struct OuchReject {
 }
 
 impl OuchReject {
+    /// A refusal of `msg` with `reason`, echoing its UserRefNum and (Enter, Replace) ClOrdID.
+    pub fn of(msg: &ouch::Inbound, reason: u16) -> OuchReject {
+        let (user_ref, cl_ord_id) = match msg {
+            ouch::Inbound::EnterOrder(m) => (m.user_ref, m.cl_ord_id),
+            ouch::Inbound::ReplaceOrder(m) => (m.user_ref, m.cl_ord_id),
+            ouch::Inbound::CancelOrder(m) => (m.user_ref, EMPTY.cl_ord_id),
+            ouch::Inbound::ModifyOrder(m) => (m.user_ref, EMPTY.cl_ord_id),
+        };
+        OuchReject { user_ref, reason, cl_ord_id }
+    }
     /// The refusal as a journaled input: `introduces_ref` when the refused message was an Enter or Replace Order.
     pub fn command(&self, session: SessionId, introduces_ref: bool) -> (Command, Echo) {
         let command = Command::Refuse(bourse_engine::Refuse {

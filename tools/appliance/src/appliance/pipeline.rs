@@ -374,18 +374,7 @@ impl Pipeline {
                 }
                 if !self.exchange.rate_allows(session, self.time.now()) {
                     self.counters.rate_limited += 1;
-                    let user_ref = match message {
-                        ouch::Inbound::EnterOrder(m) => m.user_ref,
-                        ouch::Inbound::ReplaceOrder(m) => m.user_ref,
-                        ouch::Inbound::CancelOrder(m) => m.user_ref,
-                        ouch::Inbound::ModifyOrder(m) => m.user_ref,
-                    };
-                    let cl_ord_id = match message {
-                        ouch::Inbound::EnterOrder(m) => m.cl_ord_id,
-                        ouch::Inbound::ReplaceOrder(m) => m.cl_ord_id,
-                        _ => bourse_nic::wire::alpha::Alpha([b' '; 14]),
-                    };
-                    let reject = OuchReject { user_ref, reason: RATE_LIMITED, cl_ord_id };
+                    let reject = OuchReject::of(&message, RATE_LIMITED);
                     let (command, echo) = reject.command(session, new_ref.is_some());
                     self.sequence(command, Some(echo));
                     return;
