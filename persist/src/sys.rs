@@ -30,11 +30,11 @@ pub enum MapKind {
     Sync,
     /// Plain `MAP_SHARED` (page cache): durability needs `msync`/`fdatasync`.
     Shared,
-    /// Read-only `MAP_SHARED` view (recovery, tools).
-    ReadOnly,
 }
 
-/// A file mapping, unmapped on drop.
+/// A writable file mapping, unmapped on drop. It hands out no reference to its bytes: it is written through raw
+/// pointers while other threads (msync) and processes (readers) share the pages, so a `&[u8]` of it would be a
+/// slice whose contents change under it. Readers map the file separately as a [`MapView`].
 #[derive(Debug)]
 pub struct Mmap {
     ptr: NonNull<u8>,
@@ -83,19 +83,6 @@ impl Mmap {
         Ok((Mmap { ptr: nonnull(p), len, kind: MapKind::Shared }, refusal))
     }
 
-    /// Maps `len` bytes of `file` read-only and shared: the view sees what a live writer stores.
-    pub fn map_readonly(file: &File, len: usize) -> io::Result<Mmap> {
-        assert!(len > 0, "a mapping needs a length");
-        // SAFETY: a fresh read-only mapping chosen by the kernel; the fd is valid for the call.
-        let p = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0)
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mmap { ptr: nonnull(p), len, kind: MapKind::ReadOnly })
-    }
-
     pub fn len(&self) -> usize {
         self.len
     }
@@ -108,18 +95,9 @@ impl Mmap {
         self.kind
     }
 
-    /// The mapped bytes as a slice, for readers. A concurrent writer (another thread or process) may change bytes
-    /// beyond the ones it has published; readers validate every record by CRC, so a torn view is detected, not
-    /// trusted.
-    pub fn bytes(&self) -> &[u8] {
-        // SAFETY: the mapping is valid for `len` bytes for the life of `self`.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-
     /// Copies `src` to `offset`. Panics (programmer error) when out of bounds or on a read-only mapping.
     #[inline]
     pub fn write(&self, offset: usize, src: &[u8]) {
-        assert!(self.kind != MapKind::ReadOnly, "write to a read-only mapping");
         assert!(offset <= self.len && src.len() <= self.len - offset, "write beyond the mapping");
         // SAFETY: bounds checked above; `src` is ordinary memory and cannot overlap the mapping's pages in a way
         // that matters for a byte copy (the writer encodes into a stack buffer).
@@ -131,7 +109,6 @@ impl Mmap {
     /// which is written last so that a half-written record is always detectable.
     #[inline]
     pub fn store_u64_release(&self, offset: usize, value: u64) {
-        assert!(self.kind != MapKind::ReadOnly, "write to a read-only mapping");
         assert!(offset.is_multiple_of(8) && offset + 8 <= self.len, "misaligned or out-of-bounds word");
         // SAFETY: in bounds and 8-aligned (the mapping is page-aligned); an AtomicU64 has the layout of a u64.
         let word = unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(offset).cast::<u64>()) };
@@ -171,7 +148,6 @@ impl Mmap {
     /// Touches every page with a write of the byte already there, so that later appends do not take the first-write
     /// page fault (ext4 `page_mkwrite`) on the hot path. Contents are unchanged.
     pub fn prefault(&self) {
-        assert!(self.kind != MapKind::ReadOnly, "prefault of a read-only mapping");
         let page = page_bytes();
         let mut off = 0;
         while off < self.len {
@@ -188,6 +164,72 @@ impl Mmap {
 impl Drop for Mmap {
     fn drop(&mut self) {
         // SAFETY: we own the mapping; nothing borrows it past `self`'s life.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// A read-only shared mapping of a file that a live writer (another mapping, often another process) may still be
+/// appending to. Readers take the slice for bytes the writer has published, and find out what is published through
+/// [`MapView::load_u64_acquire`], the partner of the writer's [`Mmap::store_u64_release`].
+#[derive(Debug)]
+pub struct MapView {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: read-only memory owned by this value; see `Mmap`.
+unsafe impl Send for MapView {}
+// SAFETY: nothing is written through a `MapView`.
+unsafe impl Sync for MapView {}
+
+impl MapView {
+    /// Maps `len` bytes of `file` read-only and shared: the view sees what a live writer stores.
+    pub fn map(file: &File, len: usize) -> io::Result<MapView> {
+        assert!(len > 0, "a mapping needs a length");
+        // SAFETY: a fresh read-only mapping chosen by the kernel; the fd is valid for the call.
+        let p = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0)
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(MapView { ptr: nonnull(p), len })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The mapped bytes. A live writer may change bytes beyond the ones it has published; readers learn what is
+    /// published with [`MapView::load_u64_acquire`] and validate every record by CRC, so a torn view is detected,
+    /// not trusted.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is valid and readable for `len` bytes for the life of `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Loads the 8-byte native-endian word at an 8-aligned `offset` with acquire ordering: when it holds what the
+    /// writer stored with release ordering, every byte the writer stored before it is visible. `None` when the
+    /// offset is misaligned or out of bounds.
+    #[inline]
+    pub fn load_u64_acquire(&self, offset: usize) -> Option<u64> {
+        if !offset.is_multiple_of(8) || offset.checked_add(8).is_none_or(|end| end > self.len) {
+            return None;
+        }
+        // SAFETY: in bounds and 8-aligned (the mapping is page-aligned); an AtomicU64 has the layout of a u64, and
+        // an atomic load from read-only memory does not write.
+        let word = unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(offset).cast::<u64>()) };
+        Some(word.load(Ordering::Acquire))
+    }
+}
+
+impl Drop for MapView {
+    fn drop(&mut self) {
+        // SAFETY: we own the mapping; the slices `bytes` hands out borrow `self` and so end before this.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
@@ -369,4 +411,32 @@ pub fn sfence() {
     }
     #[cfg(not(target_arch = "x86_64"))]
     std::sync::atomic::fence(Ordering::SeqCst);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(len: u64) -> (std::path::PathBuf, File) {
+        let path = std::env::temp_dir().join(format!("bourse-sys-{}-{len}", std::process::id()));
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+        file.set_len(len).unwrap();
+        (path, file)
+    }
+
+    #[test]
+    fn a_view_sees_what_the_writer_published_through_the_word_it_stored_last() {
+        let (path, file) = scratch(4096);
+        let (writer, _) = Mmap::map_shared(&file, 4096, false).unwrap();
+        let view = MapView::map(&file, 4096).unwrap();
+        assert_eq!(view.load_u64_acquire(64), Some(0), "nothing published yet");
+        writer.write(72, &[7u8; 56]);
+        writer.store_u64_release(64, 0x0000_0040_dead_beef);
+        assert_eq!(view.load_u64_acquire(64), Some(0x0000_0040_dead_beef));
+        assert_eq!(&view.bytes()[72..128], &[7u8; 56][..]);
+        assert_eq!(view.load_u64_acquire(65), None, "misaligned");
+        assert_eq!(view.load_u64_acquire(4096 - 4), None, "past the end");
+        assert_eq!(view.load_u64_acquire(usize::MAX - 7), None, "overflowing offset");
+        std::fs::remove_file(path).unwrap();
+    }
 }

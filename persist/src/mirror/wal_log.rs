@@ -130,7 +130,11 @@ impl WalLog {
         while walked < max_records {
             let bytes = self.current.view.bytes();
             let at = SEGMENT_HEADER_BYTES + (self.tail.offset - self.current.first_offset) as usize;
-            match WalRecords.check(bytes.get(at..).unwrap_or(&[])) {
+            // The writer publishes a record by storing its crc|length word last, with release ordering; this
+            // acquire load is its partner, so the record's bytes are complete when the word is there.
+            let published = self.current.view.published_word(at).is_some_and(|word| word != 0);
+            let record = if published { bytes.get(at..).unwrap_or(&[]) } else { &[] };
+            match WalRecords.check(record) {
                 Ok(meta) if meta.seq == self.tail.seq + 1 => {
                     self.tail = Position { seq: meta.seq, offset: self.tail.offset + meta.len_bytes as u64 };
                     walked += 1;

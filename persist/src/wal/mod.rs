@@ -142,7 +142,6 @@ impl WalStatus {
         match self.map {
             MapKind::Sync => "MAP_SHARED_VALIDATE|MAP_SYNC",
             MapKind::Shared => "MAP_SHARED",
-            MapKind::ReadOnly => "read-only",
         }
     }
 

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use super::record::{decode, Record, RecordError, KINDS_COUNT, RECORD_ALIGN_BYTES};
 use super::segment::{list_segments, SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::error::WalError;
-use crate::sys::Mmap;
+use crate::sys::MapView;
 
 /// Whether a visitor wants more records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,7 +232,7 @@ pub struct LogSummary {
 /// A segment opened read-only for scanning.
 pub struct SegmentView {
     pub path: PathBuf,
-    map: Option<Mmap>,
+    map: Option<MapView>,
 }
 
 impl SegmentView {
@@ -243,7 +243,7 @@ impl SegmentView {
         let map = if len == 0 {
             None
         } else {
-            Some(Mmap::map_readonly(&file, len).map_err(|e| WalError::Map {
+            Some(MapView::map(&file, len).map_err(|e| WalError::Map {
                 path: path.to_path_buf(),
                 bytes: len as u64,
                 source: e,
@@ -257,6 +257,12 @@ impl SegmentView {
             Some(m) => m.bytes(),
             None => &[],
         }
+    }
+
+    /// The `crc|length` word of the record slot at `offset`, loaded with acquire ordering (see
+    /// [`MapView::load_u64_acquire`]): a reader following a live writer checks it before reading the record.
+    pub fn published_word(&self, offset: usize) -> Option<u64> {
+        self.map.as_ref().and_then(|m| m.load_u64_acquire(offset))
     }
 }
 
