@@ -7,16 +7,23 @@
 //! ```text
 //!   local    ── written by the WAL: append+flush+sfence (dax) or the group-commit thread after msync (msync)
 //!   mirrored ── written by the mirror: the standby's acknowledged durable seq
+//!   landed   ── written by the mirror: the standby's acknowledged landed seq (in its memory, CRC-checked)
 //!   committed = local                      (AckPolicy::Local)
 //!             = min(local, mirrored)       (AckPolicy::Mirrored)
+//!             = landed                     (AckPolicy::Replicated)
 //! ```
+//!
+//! Under `Replicated` the local WAL is not waited for: a record the standby has landed was read from this node's
+//! own WAL mapping, so it is already in both nodes' memory, and both make it durable by group commit behind the
+//! release. It survives the loss of either node; only a power loss of both within one group-commit window loses the
+//! not-yet-synced tail.
 //!
 //! Each input has one writer, so a plain `store(Release)` publishes it; readers `load(Acquire)`, which makes the
 //! bytes that a writer made durable before publishing visible to whoever acts on the seq. Both words sit on their
 //! own cache lines (`CachePadded`): the writer core stores `local` at the record rate while the pipeline core polls
 //! `committed()`, and sharing a line with `mirrored` would make the mirror's receiver thread bounce it too.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
@@ -28,6 +35,31 @@ pub enum AckPolicy {
     Local,
     /// Durable on this host and acknowledged durable by the standby.
     Mirrored,
+    /// In this host's WAL mapping and landed (CRC-checked) in the standby's memory; durable on both by group
+    /// commit behind the release.
+    Replicated,
+}
+
+impl AckPolicy {
+    /// The configuration's name for the policy, as the start-up line and the benchmarks report it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AckPolicy::Local => "local",
+            AckPolicy::Mirrored => "durable",
+            AckPolicy::Replicated => "replicated",
+        }
+    }
+
+    /// What a release under this policy survives, in one line.
+    pub fn failure_model(self) -> &'static str {
+        match self {
+            AckPolicy::Local => "survives a crash of this node; a failover can lose acknowledged orders",
+            AckPolicy::Mirrored => "survives the loss of either node and of both nodes' power",
+            AckPolicy::Replicated => {
+                "survives the loss of either node; loses the unsynced tail only if both lose power within one group commit"
+            }
+        }
+    }
 }
 
 /// Shared between the WAL writer, the group-commit thread, the mirror and the pipeline's output gate.
@@ -35,7 +67,9 @@ pub enum AckPolicy {
 pub struct CommitIndex {
     local: CachePadded<AtomicU64>,
     mirrored: CachePadded<AtomicU64>,
+    landed: CachePadded<AtomicU64>,
     policy: AtomicU8,
+    frozen: AtomicBool,
 }
 
 impl CommitIndex {
@@ -45,17 +79,19 @@ impl CommitIndex {
         CommitIndex {
             local: CachePadded::new(AtomicU64::new(start)),
             mirrored: CachePadded::new(AtomicU64::new(start)),
+            landed: CachePadded::new(AtomicU64::new(start)),
             policy: AtomicU8::new(policy_code(policy)),
+            frozen: AtomicBool::new(false),
         }
     }
 
     /// The highest seq whose outputs may be released.
     #[inline]
     pub fn committed(&self) -> u64 {
-        let local = self.local.load(Ordering::Acquire);
         match self.policy.load(Ordering::Relaxed) {
-            POLICY_MIRRORED => local.min(self.mirrored.load(Ordering::Acquire)),
-            _ => local,
+            POLICY_MIRRORED => self.local.load(Ordering::Acquire).min(self.mirrored.load(Ordering::Acquire)),
+            POLICY_REPLICATED => self.landed.load(Ordering::Acquire),
+            _ => self.local.load(Ordering::Acquire),
         }
     }
 
@@ -77,9 +113,16 @@ impl CommitIndex {
         self.mirrored.load(Ordering::Acquire)
     }
 
+    /// Highest seq the standby acknowledged as landed in its memory.
+    #[inline]
+    pub fn landed(&self) -> u64 {
+        self.landed.load(Ordering::Acquire)
+    }
+
     pub fn policy(&self) -> AckPolicy {
         match self.policy.load(Ordering::Relaxed) {
             POLICY_MIRRORED => AckPolicy::Mirrored,
+            POLICY_REPLICATED => AckPolicy::Replicated,
             _ => AckPolicy::Local,
         }
     }
@@ -102,7 +145,36 @@ impl CommitIndex {
     /// over some transports, so an older ack is ignored rather than asserted against.
     #[inline]
     pub fn publish_mirrored(&self, seq: u64) {
+        if self.frozen.load(Ordering::Acquire) {
+            return;
+        }
         self.mirrored.fetch_max(seq, Ordering::AcqRel);
+        // Durable on the standby implies landed there; a lost or late landed notice must not hold releases back.
+        self.landed.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// Publishes the standby's acknowledged landed seq (the mirror's ack receiver); older notices are ignored.
+    #[inline]
+    pub fn publish_landed(&self, seq: u64) {
+        if self.frozen.load(Ordering::Acquire) {
+            return;
+        }
+        self.landed.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// Stops every release beyond what is committed now, whatever the policy: the fenced primary's freeze. The
+    /// policy becomes `Mirrored` with the standby's words pinned where the commit index stood.
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::Release);
+        let now = self.committed();
+        self.mirrored.store(now, Ordering::Release);
+        self.landed.store(now, Ordering::Release);
+        self.policy.store(POLICY_MIRRORED, Ordering::Relaxed);
+    }
+
+    /// Whether [`CommitIndex::freeze`] was called.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.load(Ordering::Acquire)
     }
 
     /// Spins, then yields, until `seq` is committed or `timeout` passes. Not for the pipeline core (which polls
@@ -127,11 +199,13 @@ impl CommitIndex {
 
 const POLICY_LOCAL: u8 = 0;
 const POLICY_MIRRORED: u8 = 1;
+const POLICY_REPLICATED: u8 = 2;
 
 fn policy_code(policy: AckPolicy) -> u8 {
     match policy {
         AckPolicy::Local => POLICY_LOCAL,
         AckPolicy::Mirrored => POLICY_MIRRORED,
+        AckPolicy::Replicated => POLICY_REPLICATED,
     }
 }
 
@@ -162,6 +236,34 @@ mod tests {
         assert_eq!(c.committed(), 10);
         c.set_policy(AckPolicy::Local);
         assert_eq!(c.committed(), 10);
+    }
+
+    #[test]
+    fn replicated_policy_follows_what_the_standby_landed() {
+        let c = CommitIndex::new(AckPolicy::Replicated, 0);
+        c.publish_landed(6);
+        assert_eq!(c.committed(), 6, "the local msync is not waited for");
+        c.publish_local(2);
+        c.publish_landed(4); // a late, older notice changes nothing
+        assert_eq!(c.committed(), 6);
+        c.publish_mirrored(9);
+        assert_eq!((c.landed(), c.committed()), (9, 9), "durable on the standby implies landed there");
+    }
+
+    #[test]
+    fn a_frozen_index_releases_nothing_more_under_any_policy() {
+        for policy in [AckPolicy::Local, AckPolicy::Mirrored, AckPolicy::Replicated] {
+            let c = CommitIndex::new(policy, 0);
+            c.publish_local(5);
+            c.publish_mirrored(5);
+            c.freeze();
+            assert_eq!(c.committed(), 5, "{policy:?}");
+            c.publish_local(9);
+            c.publish_mirrored(9);
+            c.publish_landed(9);
+            assert_eq!(c.committed(), 5, "{policy:?}: frozen");
+            assert!(c.is_frozen());
+        }
     }
 
     #[test]

@@ -145,6 +145,9 @@ impl Cluster {
         let gate = self.primary.gate().mirrored_seq();
         assert!(gate >= self.gate_last, "gate went backwards");
         assert!(gate <= self.host.durable.seq, "gate {gate} covers a seq the standby has not made durable");
+        let landed = self.primary.gate().landed_seq();
+        assert!(landed >= gate, "the landed gate {landed} trails the durable gate {gate}");
+        assert!(landed <= self.standby.validated().seq, "landed gate {landed} covers a seq the standby has not validated");
         assert!(self.standby.durable() <= self.standby.validated(), "durable beyond validated");
         assert!(self.standby.durable() >= self.durable_last, "standby durable went backwards");
         assert!(self.host.applied == self.standby.validated());
@@ -314,6 +317,37 @@ fn mirrored_gate_stalls_on_partition_and_resumes() {
     }
     assert_eq!(gate.combine(AckPolicy::Mirrored, local), Some(local), "gate resumes after the partition heals");
     t.assert_regions_match_up_to_gate();
+}
+
+#[test]
+fn replicated_gate_follows_the_landing_not_the_standbys_msync() {
+    let mut t = Cluster::new(5, Faults::default(), sim_config());
+    for _ in 0..40 {
+        t.append(3);
+        t.now_ns += STEP_NS;
+        t.net.set_now(t.now_ns);
+        t.primary.tick(t.now_ns, &mut t.p_node.region, &mut t.p_end).unwrap();
+        // The standby's group commit never completes in this run: nothing is durable there.
+        t.standby.tick(t.now_ns, &mut t.s_region, &mut t.s_end, &mut t.host).unwrap();
+        t.check();
+    }
+    for _ in 0..20 {
+        t.step(true, false);
+        t.standby.tick(t.now_ns, &mut t.s_region, &mut t.s_end, &mut t.host).unwrap();
+    }
+    let gate = t.primary.gate();
+    let tail = t.p_node.tail.seq;
+    assert!(tail > 0);
+    assert_eq!(gate.mirrored_seq(), 0, "nothing is durable on the standby");
+    assert_eq!(gate.landed_seq(), tail, "every record landed and was validated there");
+    assert_eq!(gate.combine(AckPolicy::Replicated, 0), Some(tail), "replicated waits for neither node's msync");
+    assert_eq!(gate.combine(AckPolicy::Mirrored, tail), Some(0));
+    t.net.set_partitioned(true);
+    for _ in 0..50 {
+        t.append(2);
+        t.step(true, true);
+    }
+    assert_eq!(gate.combine(AckPolicy::Replicated, 0), Some(tail), "nothing more is released while partitioned");
 }
 
 #[test]

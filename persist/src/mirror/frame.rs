@@ -30,6 +30,12 @@
 //!  |   durable_seq   | durable_offset  |    |       seq       |     offset      |
 //!  +-----------------+-----------------+    +-----------------+-----------------+
 //!
+//!  Landed (standby → primary), 40 bytes: validated (CRC-checked) in the standby's memory, not yet durable there
+//!  24                32                40
+//!  +-----------------+-----------------+
+//!  |   landed_seq    |  landed_offset  |
+//!  +-----------------+-----------------+
+//!
 //!  Fence (either way; "my epoch is higher"), 40 bytes
 //!  24                32                40
 //!  +-----------------+-----------------+
@@ -84,6 +90,7 @@ pub enum FrameKind {
     Heartbeat = 4,
     Fence = 5,
     Tail = 6,
+    Landed = 7,
 }
 
 impl FrameKind {
@@ -95,6 +102,7 @@ impl FrameKind {
             4 => FrameKind::Heartbeat,
             5 => FrameKind::Fence,
             6 => FrameKind::Tail,
+            7 => FrameKind::Landed,
             _ => return None,
         })
     }
@@ -103,7 +111,7 @@ impl FrameKind {
     fn fixed_len(self) -> Option<usize> {
         match self {
             FrameKind::Hello => Some(48),
-            FrameKind::Ack | FrameKind::Heartbeat | FrameKind::Fence => Some(40),
+            FrameKind::Ack | FrameKind::Heartbeat | FrameKind::Fence | FrameKind::Landed => Some(40),
             FrameKind::Tail => Some(32),
             FrameKind::Write => None,
         }
@@ -119,6 +127,7 @@ pub enum Frame<'a> {
     Heartbeat { epoch: u64, seq: u64, offset: u64 },
     Fence { epoch: u64, epoch_start_seq: u64, epoch_start_offset: u64 },
     Tail { epoch: u64, tail_seq: u64 },
+    Landed { epoch: u64, landed_seq: u64, landed_offset: u64 },
 }
 
 /// Why a received frame was dropped.
@@ -169,6 +178,7 @@ impl<'a> Frame<'a> {
             Frame::Heartbeat { .. } => FrameKind::Heartbeat,
             Frame::Fence { .. } => FrameKind::Fence,
             Frame::Tail { .. } => FrameKind::Tail,
+            Frame::Landed { .. } => FrameKind::Landed,
         }
     }
 
@@ -179,7 +189,8 @@ impl<'a> Frame<'a> {
             | Frame::Ack { epoch, .. }
             | Frame::Heartbeat { epoch, .. }
             | Frame::Fence { epoch, .. }
-            | Frame::Tail { epoch, .. } => epoch,
+            | Frame::Tail { epoch, .. }
+            | Frame::Landed { epoch, .. } => epoch,
         }
     }
 
@@ -219,6 +230,7 @@ impl<'a> Frame<'a> {
                 (epoch_start_seq, Some(epoch_start_offset), None)
             }
             Frame::Tail { tail_seq, .. } => (tail_seq, None, None),
+            Frame::Landed { landed_seq, landed_offset, .. } => (landed_seq, Some(landed_offset), None),
         };
         b[field::A].copy_from_slice(&a.to_le_bytes());
         if let Some(v) = bb {
@@ -296,6 +308,7 @@ impl<'a> Frame<'a> {
                 Frame::Fence { epoch, epoch_start_seq: a, epoch_start_offset: get_u64(bytes, field::B) }
             }
             FrameKind::Tail => Frame::Tail { epoch, tail_seq: a },
+            FrameKind::Landed => Frame::Landed { epoch, landed_seq: a, landed_offset: get_u64(bytes, field::B) },
         })
     }
 }
@@ -304,7 +317,7 @@ impl<'a> Frame<'a> {
 mod tests {
     use super::*;
 
-    fn all_frames(payload: &[u8]) -> [Frame<'_>; 6] {
+    fn all_frames(payload: &[u8]) -> [Frame<'_>; 7] {
         [
             Frame::Hello { epoch: 3, region_size_bytes: 1 << 20, durable_seq: 9, durable_offset: 576 },
             Frame::Write { epoch: 3, offset: 640, tail_seq: 11, bytes: payload },
@@ -312,6 +325,7 @@ mod tests {
             Frame::Heartbeat { epoch: 3, seq: 11, offset: 768 },
             Frame::Fence { epoch: 4, epoch_start_seq: 11, epoch_start_offset: 768 },
             Frame::Tail { epoch: 3, tail_seq: 12 },
+            Frame::Landed { epoch: 3, landed_seq: 12, landed_offset: 832 },
         ]
     }
 
@@ -341,6 +355,14 @@ mod tests {
         assert_eq!(&buf[4..40], &expect_tail);
         assert_eq!(u32::from_le_bytes(buf[0..4].try_into().unwrap()), crc32c::crc32c(&expect_tail));
         assert_eq!(buf[40], 0xa5, "emit must not write past the frame");
+    }
+
+    #[test]
+    fn a_landed_notice_is_kind_7_with_the_ack_layout() {
+        let mut buf = [0u8; 40];
+        Frame::Landed { epoch: 2, landed_seq: 9, landed_offset: 0x240 }.emit(&mut buf).unwrap();
+        assert_eq!(&buf[4..12], &[40, 0, 0, 0, 7, 1, 0, 0]);
+        assert_eq!(&buf[24..40], &[9, 0, 0, 0, 0, 0, 0, 0, 0x40, 0x02, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]

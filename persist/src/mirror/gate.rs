@@ -16,6 +16,7 @@ use crate::commit::CommitIndex;
 #[derive(Debug, Default)]
 struct Shared {
     mirrored_seq: CachePadded<AtomicU64>,
+    landed_seq: CachePadded<AtomicU64>,
     fenced: CachePadded<AtomicBool>,
     /// The WAL's commit index, when attached: every ack is also published there (its combination point).
     commit: std::sync::OnceLock<Arc<CommitIndex>>,
@@ -31,6 +32,7 @@ impl MirrorGate {
     pub fn new(start_seq: u64) -> MirrorGate {
         let gate = MirrorGate::default();
         gate.shared.mirrored_seq.store(start_seq, Ordering::Relaxed);
+        gate.shared.landed_seq.store(start_seq, Ordering::Relaxed);
         gate
     }
 
@@ -38,6 +40,11 @@ impl MirrorGate {
     /// reader that sees seq S also sees everything the mirror thread did before publishing it.
     pub fn mirrored_seq(&self) -> u64 {
         self.shared.mirrored_seq.load(Ordering::Acquire)
+    }
+
+    /// The highest seq the standby has acknowledged as landed in its memory (CRC-checked, not yet durable).
+    pub fn landed_seq(&self) -> u64 {
+        self.shared.landed_seq.load(Ordering::Acquire)
     }
 
     pub fn is_fenced(&self) -> bool {
@@ -53,6 +60,7 @@ impl MirrorGate {
         Some(match policy {
             AckPolicy::Local => local_durable_seq,
             AckPolicy::Mirrored => local_durable_seq.min(self.mirrored_seq()),
+            AckPolicy::Replicated => self.landed_seq(),
         })
     }
 
@@ -61,14 +69,24 @@ impl MirrorGate {
     /// must also stop releasing when [`MirrorGate::is_fenced`] (or use [`MirrorGate::combine`]).
     pub fn attach_commit_index(&self, commit: Arc<CommitIndex>) {
         commit.publish_mirrored(self.mirrored_seq());
+        commit.publish_landed(self.landed_seq());
         let _ = self.shared.commit.set(commit);
     }
 
     /// Publishes a standby ack. Only the mirror state machine calls this; the value never goes backwards.
     pub(crate) fn advance(&self, seq: u64) {
         self.shared.mirrored_seq.fetch_max(seq, Ordering::Release);
+        self.shared.landed_seq.fetch_max(seq, Ordering::Release);
         if let Some(commit) = self.shared.commit.get() {
             commit.publish_mirrored(seq);
+        }
+    }
+
+    /// Publishes a standby's landed notice. Only the mirror state machine calls this; never goes backwards.
+    pub(crate) fn advance_landed(&self, seq: u64) {
+        self.shared.landed_seq.fetch_max(seq, Ordering::Release);
+        if let Some(commit) = self.shared.commit.get() {
+            commit.publish_landed(seq);
         }
     }
 
@@ -97,7 +115,11 @@ mod tests {
         assert_eq!(commit.committed(), 12);
         gate.advance(15);
         assert_eq!(commit.committed(), 15, "acks reach the commit index's combination point");
+        gate.advance_landed(18);
+        assert_eq!(reader.combine(AckPolicy::Replicated, 10), Some(18), "replicated waits for the landing only");
+        assert_eq!(reader.combine(AckPolicy::Mirrored, 20), Some(15));
         gate.fence();
+        assert_eq!(reader.combine(AckPolicy::Replicated, 10), None);
         assert_eq!(reader.combine(AckPolicy::Local, 10), None);
         assert_eq!(reader.combine(AckPolicy::Mirrored, 10), None);
     }

@@ -265,6 +265,9 @@ impl<R: RecordFormat> Primary<R> {
             Frame::Ack { durable_seq, durable_offset, .. } | Frame::Heartbeat { seq: durable_seq, offset: durable_offset, .. } => {
                 self.on_ack(inbox.now_ns, Position { seq: durable_seq, offset: durable_offset });
             }
+            Frame::Landed { landed_seq, landed_offset, .. } => {
+                self.on_landed(Position { seq: landed_seq, offset: landed_offset });
+            }
             Frame::Hello { region_size_bytes, durable_seq, durable_offset, .. } => {
                 self.on_hello(inbox.now_ns, log, region_size_bytes, Position { seq: durable_seq, offset: durable_offset });
             }
@@ -293,6 +296,16 @@ impl<R: RecordFormat> Primary<R> {
             self.sent = pos;
         }
         self.gate.advance(pos.seq);
+    }
+
+    /// A landed notice moves only the replicated half of the gate: flow control and retransmission stay on the
+    /// durable acks. Like an ack, it can only name bytes this primary sent.
+    fn on_landed(&mut self, pos: Position) {
+        if pos.offset > self.tail.offset || pos.seq > self.tail.seq {
+            self.stats.frames_rejected += 1;
+            return;
+        }
+        self.gate.advance_landed(pos.seq);
     }
 
     fn on_hello<L: MirrorLog + ?Sized>(&mut self, now_ns: u64, log: &mut L, region_size_bytes: u64, pos: Position) {

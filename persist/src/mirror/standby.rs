@@ -54,6 +54,8 @@ pub struct Standby<R: RecordFormat> {
     validated: Position,
     durable: Position,
     acked: Option<Position>,
+    /// The last landed notice sent (validated, not yet durable).
+    landed_sent: Option<Position>,
     /// Tail the primary last announced in a heartbeat.
     primary_tail_seq: u64,
     /// Whether validation has reached an announced primary tail since this standby started following.
@@ -97,6 +99,7 @@ impl<R: RecordFormat> Standby<R> {
             validated: durable,
             durable,
             acked: None,
+            landed_sent: None,
             primary_tail_seq: 0,
             synced_once: false,
             attached: false,
@@ -189,6 +192,13 @@ impl<R: RecordFormat> Standby<R> {
                 self.last_hello_ns = Some(now_ns);
             }
         }
+        // Landed first: under ack = "replicated" the primary releases on this notice, before either node's msync.
+        if self.validated.offset > self.durable.offset && self.landed_sent.is_none_or(|l| self.validated.offset > l.offset) {
+            let f = Frame::Landed { epoch: self.epoch, landed_seq: self.validated.seq, landed_offset: self.validated.offset };
+            if send_frame(transport, &mut self.frame_buf, &f, &mut self.stats)? {
+                self.landed_sent = Some(self.validated);
+            }
+        }
         if self.acked.is_none_or(|a| self.durable.offset > a.offset) {
             let f = Frame::Ack { epoch: self.epoch, durable_seq: self.durable.seq, durable_offset: self.durable.offset };
             if send_frame(transport, &mut self.frame_buf, &f, &mut self.stats)? {
@@ -243,7 +253,7 @@ impl<R: RecordFormat> Standby<R> {
                 self.primary_tail_seq = self.primary_tail_seq.max(seq);
                 self.note_sync();
             }
-            Frame::Hello { .. } | Frame::Ack { .. } | Frame::Fence { .. } => self.stats.frames_rejected += 1,
+            Frame::Hello { .. } | Frame::Ack { .. } | Frame::Landed { .. } | Frame::Fence { .. } => self.stats.frames_rejected += 1,
         }
     }
 

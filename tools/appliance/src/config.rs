@@ -271,8 +271,13 @@ pub enum MirrorRole {
 pub enum MirrorAck {
     /// Once durable on this host.
     Local,
-    /// Once durable on this host and acknowledged durable by the standby.
+    /// Once durable on this host and acknowledged durable by the standby (`"durable"`; `"mirrored"` is its older
+    /// name).
+    #[serde(alias = "durable")]
     Mirrored,
+    /// Once in this host's WAL mapping and landed (CRC-checked) in the standby's memory; both nodes make it
+    /// durable by group commit behind the release.
+    Replicated,
 }
 
 /// `[mirror]`: the hot standby link (DESIGN.md §7).

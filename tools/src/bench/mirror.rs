@@ -1,9 +1,9 @@
 //! `bourse bench mirror`: commit latency and throughput of a primary WAL mirrored to a hot standby.
 //!
 //! Both nodes run in this process on the real code paths: the primary appends through its own `Wal` with
-//! `AckPolicy::Mirrored`, the appliance's [`MirrorSender`] ships the segment over TCP on loopback from its own
+//! the `--ack` policy (`replicated` by default, or `durable`), the appliance's [`MirrorSender`] ships the segment over TCP on loopback from its own
 //! thread, and the standby's [`follow`] loop validates, journals (its own `Wal`) and applies each record, then acks
-//! its durable seq. Commit latency is measured closed loop, one record at a time, from the start of `append` to
+//! what it landed and, after its own group commit, its durable seq. Commit latency is measured closed loop, one record at a time, from the start of `append` to
 //! `CommitIndex::committed()` covering it; throughput appends a long burst and waits for its last record.
 //!
 //! `--wal-mode none` isolates the mirror (no msync on either side); `msync` adds both nodes' durability points,
@@ -29,7 +29,7 @@ use bourse_appliance::config::Config;
 use crate::demo::TempDir;
 use bourse_appliance::standby::{follow, Outcome};
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct MirrorArgs {
     /// Mirror transport: tcp (verbs needs an RDMA device).
     #[arg(long, default_value = "tcp")]
@@ -40,6 +40,9 @@ pub struct MirrorArgs {
     /// Records in the throughput burst.
     #[arg(long, default_value_t = 100_000)]
     pub burst_records: u64,
+    /// What a commit waits for: replicated (landed in the standby's memory) or durable (the standby's msync too).
+    #[arg(long, default_value = "replicated")]
+    pub ack: String,
     /// WAL durability mode of both nodes: none (the mirror alone) or msync.
     #[arg(long, default_value = "none")]
     pub wal_mode: String,
@@ -58,6 +61,9 @@ pub struct MirrorReport {
     /// `veth` (two namespaces) or `loopback`.
     pub link: &'static str,
     pub wal_mode: String,
+    /// The acknowledgement rule measured, and what it survives.
+    pub ack: &'static str,
+    pub failure_model: &'static str,
     pub records: u64,
     pub commit_p50_us: f64,
     pub commit_p99_us: f64,
@@ -115,6 +121,11 @@ pub fn measure(args: &MirrorArgs) -> anyhow::Result<MirrorReport> {
     if args.transport != "tcp" {
         bail!("--transport {:?}: only tcp runs here (verbs needs an RDMA device; this host has none)", args.transport);
     }
+    let policy = match args.ack.as_str() {
+        "replicated" => AckPolicy::Replicated,
+        "durable" | "mirrored" => AckPolicy::Mirrored,
+        other => bail!("--ack {other:?}: expected replicated or durable"),
+    };
     if !matches!(args.wal_mode.as_str(), "none" | "msync") {
         bail!("--wal-mode {:?}: expected none or msync", args.wal_mode);
     }
@@ -139,7 +150,7 @@ pub fn measure(args: &MirrorArgs) -> anyhow::Result<MirrorReport> {
         &tmp.path().join("primary"),
         &args.wal_mode,
         segment_bytes,
-        &format!("role = \"primary\"\nstandby_addr = \"{standby_ip}:{port}\"\nack = \"mirrored\"\npromote_after_ms = 60000"),
+        &format!("role = \"primary\"\nstandby_addr = \"{standby_ip}:{port}\"\nack = \"{}\"\npromote_after_ms = 60000", policy.name()),
     )?;
     let stop = Arc::new(AtomicBool::new(false));
     let veth = args.veth;
@@ -153,7 +164,7 @@ pub fn measure(args: &MirrorArgs) -> anyhow::Result<MirrorReport> {
         })?
     };
     let dir = tmp.path().join("primary");
-    let commit = Arc::new(CommitIndex::new(AckPolicy::Mirrored, 0));
+    let commit = Arc::new(CommitIndex::new(policy, 0));
     let mut wal_config = WalConfig::new(&dir);
     wal_config.mode = durability(primary_cfg.wal.mode);
     wal_config.segment_bytes = segment_bytes;
@@ -227,6 +238,8 @@ fn run_phases(args: &MirrorArgs, wal: &mut Wal, commit: &CommitIndex) -> anyhow:
         transport: args.transport.clone(),
         link: if args.veth { "veth" } else { "loopback" },
         wal_mode: args.wal_mode.clone(),
+        ack: commit.policy().name(),
+        failure_model: commit.policy().failure_model(),
         records: args.records,
         commit_p50_us: hist.value_at_quantile(0.5) as f64 / 1e3,
         commit_p99_us: hist.value_at_quantile(0.99) as f64 / 1e3,
@@ -241,8 +254,8 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "mirror over {} on {} (wal {}): commit p50 {:.1} us, p99 {:.1} us, max {:.1} us over {} records; burst {:.0} records/s",
-            r.transport, r.link, r.wal_mode, r.commit_p50_us, r.commit_p99_us, r.commit_max_us, r.records, r.records_per_s
+            "mirror over {} on {} (wal {}, ack = {}: {}): commit p50 {:.1} us, p99 {:.1} us, max {:.1} us over {} records; burst {:.0} records/s",
+            r.transport, r.link, r.wal_mode, r.ack, r.failure_model, r.commit_p50_us, r.commit_p99_us, r.commit_max_us, r.records, r.records_per_s
         );
     }
     Ok(())

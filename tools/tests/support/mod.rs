@@ -312,17 +312,30 @@ impl PairSpec<'_> {
     }
 }
 
-/// Starts the standby, then the primary (`ack = "mirrored"`), and waits until the standby caught up.
+/// The primary's acknowledgement rule in pair tests: `BOURSE_PAIR_ACK` (`replicated` or `durable`; ci/failover-test.sh
+/// alternates them between rounds), `replicated` by default. Both promise that no acknowledged order is lost when
+/// the primary is killed.
+pub fn pair_ack() -> String {
+    match std::env::var("BOURSE_PAIR_ACK") {
+        Ok(a) if a == "replicated" || a == "durable" => a,
+        Ok(a) => panic!("BOURSE_PAIR_ACK={a:?}: expected replicated or durable"),
+        Err(_) => "replicated".to_string(),
+    }
+}
+
+/// Starts the standby, then the primary (`ack` from [`pair_ack`]), and waits until the standby caught up.
 pub fn start_pair(spec: &PairSpec<'_>) -> Pair {
     let tmp = TempDir::new(&format!("bourse-standby-{}", spec.tag)).unwrap();
     let (primary_dir, standby_dir) = (tmp.path().join("primary"), tmp.path().join("standby"));
     let (pid, tag, mirror) = (std::process::id(), spec.tag, spec.mirror);
+    let ack = pair_ack();
+    eprintln!("pair {tag}: ack = \"{ack}\"");
     let primary_text = node_toml(
         &format!("sbp-{tag}-{pid}"),
         &primary_dir,
         &spec.primary,
         &format!(
-            "[mirror]\nrole = \"primary\"\nstandby_addr = \"{mirror}\"\nack = \"mirrored\"\n\
+            "[mirror]\nrole = \"primary\"\nstandby_addr = \"{mirror}\"\nack = \"{ack}\"\n\
              promote_after_ms = {PROMOTE_AFTER_MS}\n"
         ),
     );

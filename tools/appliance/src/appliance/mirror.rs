@@ -24,7 +24,7 @@ use std::time::Instant;
 use anyhow::Context;
 use bourse_persist::mirror::tcp::TcpTransport;
 use bourse_persist::mirror::{MirrorConfig, Position, Primary, WalLog, WalRecords};
-use bourse_persist::{AckPolicy, CommitIndex};
+use bourse_persist::CommitIndex;
 
 use crate::config::{Config, MirrorSection};
 
@@ -122,7 +122,7 @@ impl MirrorSender {
 
     /// Freezes the commit index where it is: the mirrored seq stops advancing, so nothing more is released.
     pub fn stop_acknowledging(&self) {
-        self.commit.set_policy(AckPolicy::Mirrored);
+        self.commit.freeze();
     }
 
     pub fn status(&self) -> SenderStatus {
@@ -162,7 +162,7 @@ mod tests {
     use super::*;
     use bourse_engine::{Command, Deposit, Input};
     use bourse_persist::wal::segment::SEGMENT_HEADER_BYTES;
-    use bourse_persist::{DurabilityMode, Wal, WalConfig};
+    use bourse_persist::{AckPolicy, DurabilityMode, Wal, WalConfig};
 
     const SEGMENT_BYTES: u64 = 8_192;
 
@@ -213,7 +213,10 @@ mod tests {
         assert_eq!(st.rotations, 3);
         assert_eq!(commit.committed(), 0, "still nothing acknowledged without a standby");
         sender.stop_acknowledging();
-        assert_eq!(commit.policy(), AckPolicy::Mirrored);
+        assert!(commit.is_frozen());
+        commit.publish_mirrored(last);
+        commit.publish_landed(last);
+        assert_eq!(commit.committed(), 0, "a sender that stopped acknowledging releases nothing more");
         drop(wal);
         std::fs::remove_dir_all(&dir).unwrap();
     }

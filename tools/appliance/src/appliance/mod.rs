@@ -196,6 +196,8 @@ pub fn serve_with_clock(
         started.startup_ms[0],
         started.startup_ms[1],
     );
+    let policy = setup::ack_policy(config);
+    eprintln!("bourse: acknowledgement: ack = \"{}\" ({})", policy.name(), policy.failure_model());
     eprintln!(
         "bourse: market data: MoldUDP64 session {} continues at seq {}; {} firm sessions resume their reply streams \
          (recovered {})",

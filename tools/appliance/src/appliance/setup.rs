@@ -142,10 +142,15 @@ impl EventSink for AdminCheck {
     }
 }
 
-/// What replies wait for: the standby's ack too when this node is a primary with `ack = "mirrored"`.
+/// What replies wait for: the standby's landing (`ack = "replicated"`) or durable ack (`"durable"`) too when this
+/// node is a primary.
 pub fn ack_policy(config: &Config) -> AckPolicy {
     match &config.mirror {
-        Some(m) if m.role == MirrorRole::Primary && m.ack == MirrorAck::Mirrored => AckPolicy::Mirrored,
+        Some(m) if m.role == MirrorRole::Primary => match m.ack {
+            MirrorAck::Local => AckPolicy::Local,
+            MirrorAck::Mirrored => AckPolicy::Mirrored,
+            MirrorAck::Replicated => AckPolicy::Replicated,
+        },
         _ => AckPolicy::Local,
     }
 }
