@@ -145,21 +145,25 @@ impl CommitIndex {
     /// over some transports, so an older ack is ignored rather than asserted against.
     #[inline]
     pub fn publish_mirrored(&self, seq: u64) {
-        if self.frozen.load(Ordering::Acquire) {
-            return;
-        }
-        self.mirrored.fetch_max(seq, Ordering::AcqRel);
         // Durable on the standby implies landed there; a lost or late landed notice must not hold releases back.
-        self.landed.fetch_max(seq, Ordering::AcqRel);
+        self.raise(&[&self.mirrored, &self.landed], seq);
     }
 
     /// Publishes the standby's acknowledged landed seq (the mirror's ack receiver); older notices are ignored.
     #[inline]
     pub fn publish_landed(&self, seq: u64) {
+        self.raise(&[&self.landed], seq);
+    }
+
+    /// Raises the standby's words to `seq` unless the index is frozen.
+    #[inline]
+    fn raise(&self, words: &[&AtomicU64], seq: u64) {
         if self.frozen.load(Ordering::Acquire) {
             return;
         }
-        self.landed.fetch_max(seq, Ordering::AcqRel);
+        for word in words {
+            word.fetch_max(seq, Ordering::AcqRel);
+        }
     }
 
     /// Stops every release beyond what is committed now, whatever the policy: the fenced primary's freeze. The

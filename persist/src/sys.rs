@@ -95,7 +95,7 @@ impl Mmap {
         self.kind
     }
 
-    /// Copies `src` to `offset`. Panics (programmer error) when out of bounds or on a read-only mapping.
+    /// Copies `src` to `offset`. Panics (programmer error) when out of bounds.
     #[inline]
     pub fn write(&self, offset: usize, src: &[u8]) {
         assert!(offset <= self.len && src.len() <= self.len - offset, "write beyond the mapping");
@@ -194,14 +194,6 @@ impl MapView {
             return Err(io::Error::last_os_error());
         }
         Ok(MapView { ptr: nonnull(p), len })
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// The mapped bytes. A live writer may change bytes beyond the ones it has published; readers learn what is

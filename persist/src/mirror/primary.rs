@@ -280,7 +280,7 @@ impl<R: RecordFormat> Primary<R> {
     fn on_ack(&mut self, now_ns: u64, pos: Position) {
         // An ack can only name bytes this primary sent: anything else is refused, so the gate never covers a seq the
         // standby could not have validated.
-        if pos.offset > self.tail.offset || pos.seq > self.tail.seq || pos.offset < self.acked.offset {
+        if !self.was_sent(pos) || pos.offset < self.acked.offset {
             if pos.offset < self.acked.offset {
                 self.stats.writes_duplicate += 1;
             } else {
@@ -301,11 +301,16 @@ impl<R: RecordFormat> Primary<R> {
     /// A landed notice moves only the replicated half of the gate: flow control and retransmission stay on the
     /// durable acks. Like an ack, it can only name bytes this primary sent.
     fn on_landed(&mut self, pos: Position) {
-        if pos.offset > self.tail.offset || pos.seq > self.tail.seq {
+        if !self.was_sent(pos) {
             self.stats.frames_rejected += 1;
             return;
         }
         self.gate.advance_landed(pos.seq);
+    }
+
+    /// Whether a standby's claim names only bytes this primary has sent (at most its tail).
+    fn was_sent(&self, pos: Position) -> bool {
+        pos.offset <= self.tail.offset && pos.seq <= self.tail.seq
     }
 
     fn on_hello<L: MirrorLog + ?Sized>(&mut self, now_ns: u64, log: &mut L, region_size_bytes: u64, pos: Position) {
