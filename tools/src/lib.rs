@@ -4,7 +4,7 @@
 //! the hot-path observability) is the `bourse-appliance` crate; this crate holds the `bourse` binary's
 //! subcommands around it: the load generator ([`load`]), the benchmarks ([`bench`]), `bourse demo` ([`demo`]),
 //! the histogram tools and their plots ([`hist`], [`obs`], the only users of `plotters`), the WAL tools
-//! ([`walcmd`]), `bourse stats` ([`stats`]), and test helpers ([`alloc_count`], [`netns`]).
+//! ([`walcmd`]), `bourse stats` ([`stats`]), child `bourse` processes ([`node`], the demo's pair and the tests'), and test helpers ([`alloc_count`], [`netns`]).
 
 pub mod alloc_count;
 pub mod bench;
@@ -12,6 +12,7 @@ pub mod demo;
 pub mod hist;
 pub mod load;
 pub mod netns;
+pub mod node;
 pub mod obs;
 pub mod stats;
 pub mod walcmd;

@@ -75,7 +75,7 @@ fn kill_during_a_run(kill_ms: u64) {
         let (run_for, silence) = (Duration::from_millis(1_200), Until::Silence(Duration::from_millis(300)));
         std::thread::spawn(move || exact_client(std::net::Ipv4Addr::LOCALHOST, target, run_for, silence))
     };
-    let pid = pair.primary.child.id();
+    let pid = pair.primary.pid();
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(kill_ms));
         let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
@@ -83,7 +83,7 @@ fn kill_during_a_run(kill_ms: u64) {
     });
     let r = run_load(&opts).unwrap();
     let killed = killer.join().unwrap();
-    let _ = pair.primary.child.wait();
+    let _ = pair.primary.child().wait();
     let line = pair.standby.wait_for("PROMOTED to epoch 2", FAILOVER_BOUND);
     let serving = pair.standby.wait_for("SERVING on", FAILOVER_BOUND);
     let failover = killed.elapsed();

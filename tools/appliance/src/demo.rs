@@ -38,7 +38,7 @@ mode = "@WAL_MODE@"
 segment_bytes = 67108864
 
 [cores]
-@PIPELINE_CORE@
+@CORES@
 
 "#;
 
@@ -74,20 +74,37 @@ impl Drop for TempDir {
 
 /// The demo configuration with fresh ports, `wal_dir`, and the pipeline pinned to `pipeline_core`.
 pub fn demo_config(wal_dir: &Path, wal_mode: &str, pipeline_core: Option<usize>) -> anyhow::Result<Config> {
+    let text = demo_toml(&format!("demo-{}", std::process::id()), wal_dir, wal_mode, pipeline_core, None)?;
+    Config::parse(&text).context("the embedded demo configuration")
+}
+
+/// The text of [`demo_config`] for an appliance named `name` (its stats block's name): what `bourse demo` writes
+/// for each node of its pair, followed by the node's `[mirror]` section.
+/// `aux_core` pins the aux thread (group commit, mirror sender).
+pub fn demo_toml(
+    name: &str,
+    wal_dir: &Path,
+    wal_mode: &str,
+    pipeline_core: Option<usize>,
+    aux_core: Option<usize>,
+) -> anyhow::Result<String> {
+    let cores = [("pipeline", pipeline_core), ("aux", aux_core)]
+        .iter()
+        .filter_map(|(k, c)| c.map(|c| format!("{k} = {c}\n")))
+        .collect::<String>();
     if !matches!(wal_mode, "msync" | "none" | "dax") {
         bail!("--wal-mode {wal_mode:?}: expected msync, none or dax");
     }
     let dir = wal_dir.to_str().context("the temporary directory's path is not UTF-8")?;
-    let text = DEMO_TOML
-        .replace("@NAME@", &format!("demo-{}", std::process::id()))
+    Ok(DEMO_TOML
+        .replace("@NAME@", name)
         .replace("@ORDER_PORT@", &free_udp_port()?.to_string())
         .replace("@MD_PORT@", &free_udp_port()?.to_string())
         .replace("@RETX_PORT@", &free_udp_port()?.to_string())
         .replace("@WAL_DIR@", &dir.replace('\\', "\\\\").replace('"', "\\\""))
         .replace("@WAL_MODE@", wal_mode)
-        .replace("@PIPELINE_CORE@", &pipeline_core.map(|c| format!("pipeline = {c}")).unwrap_or_default())
-        + &crate::config::demo_market_toml(2, "127.0.0.1");
-    Config::parse(&text).context("the embedded demo configuration")
+        .replace("@CORES@", &cores)
+        + &crate::config::demo_market_toml(2, "127.0.0.1"))
 }
 
 /// The appliance running on its own thread.

@@ -20,13 +20,11 @@ pub mod md;
 pub mod netns;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bourse_appliance::config::Config;
@@ -104,11 +102,8 @@ segment_bytes = 67108864
     ) + &bourse_appliance::config::demo_market_toml(3, &addrs.firm_source.to_string())
 }
 
-/// A child process whose stderr is collected line by line.
-pub struct Node {
-    pub child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
+/// A `bourse` child process ([`bourse::node::Node`]) whose failures fail the test.
+pub struct Node(pub bourse::node::Node);
 
 impl Node {
     /// `bourse <args> --config <config>` on the host.
@@ -124,111 +119,49 @@ impl Node {
         Node::start(c, args, config)
     }
 
-    fn start(mut command: Command, args: &[&str], config: &Path) -> Node {
-        command.args(args).arg("--config").arg(config).stdout(Stdio::null()).stderr(Stdio::piped());
-        // SAFETY: prctl is async-signal-safe and touches no memory of ours; it asks the kernel to SIGKILL the
-        // child when the spawning thread dies (a test process killed outright leaves no appliance spinning). The
-        // setting survives the exec of `ip` and of bourse (neither is set-uid).
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = command.spawn().expect("spawning bourse");
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Node { child, lines }
+    fn start(command: Command, args: &[&str], config: &Path) -> Node {
+        Node(bourse::node::Node::spawn(&format!("bourse {}", args.join(" ")), command, args, config).expect("spawning bourse"))
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.0.pid()
+    }
+
+    pub fn child(&mut self) -> &mut std::process::Child {
+        &mut self.0.child
     }
 
     /// The first stderr line containing `needle`, if one arrived yet.
     pub fn find(&self, needle: &str) -> Option<String> {
-        self.lines.lock().unwrap().iter().find(|l| l.contains(needle)).cloned()
+        self.0.find(needle)
     }
 
     /// Waits for a stderr line containing `needle`; returns it. Fails the test if the process exits first.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(l) = self.find(needle) {
-                return l;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                // The reader may still be draining the pipe: one last look before giving up.
-                std::thread::sleep(Duration::from_millis(50));
-                if let Some(l) = self.find(needle) {
-                    return l;
-                }
-                panic!("bourse exited ({status}) before printing {needle:?}:\n{}", self.log());
-            }
-            assert!(Instant::now() < deadline, "no {needle:?} within {timeout:?}:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        self.0.wait_for(needle, timeout).unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// Waits at most `timeout` for a line containing `needle`, without failing.
     pub fn poll_for(&self, needle: &str, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(l) = self.find(needle) {
-                return Some(l);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        self.0.poll_for(needle, timeout)
     }
 
     pub fn log(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
+        self.0.log()
     }
 
     pub fn kill9(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        let _ = self.child.wait();
+        self.0.kill9();
     }
 
     /// SIGTERM (the node closes its WAL cleanly and prints its summary), SIGKILL after 5 s.
     pub fn terminate(&mut self) {
-        signal(self.pid(), libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.kill9();
+        self.0.terminate(Duration::from_secs(5));
     }
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Sends `sig` to process `pid` (for a thread that holds only the pid, e.g. a killer thread).
-pub fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) takes plain integers; a pid that already exited makes it fail with ESRCH, which is fine.
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
-}
+#[allow(unused_imports)] // not every test file sends signals
+pub use bourse::node::signal;
 
 /// A WAL's records by seq: (epoch, kind, input).
 pub type Log = BTreeMap<u64, (u32, RecordKind, Input)>;
