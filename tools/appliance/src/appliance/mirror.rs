@@ -19,7 +19,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bourse_persist::mirror::tcp::TcpTransport;
@@ -49,29 +49,39 @@ pub fn mirror_config(section: &MirrorSection) -> MirrorConfig {
     c
 }
 
-/// How both sides of the mirror idle on their shared cores: yield between polls, and nap 20 µs after 64 idle ones.
-/// Frames are picked up within microseconds while traffic flows; an idle link leaves the core to the group-commit
-/// thread and the load.
-#[derive(Debug, Default)]
+/// How both sides of the mirror idle on their shared cores: yield between polls for as long as traffic flowed
+/// within the last [`IdleBackoff::HOT`], and nap 20 µs between polls after that.
+///
+/// Under `ack = "replicated"` every acknowledgement waits for a record to cross both mirror loops (the primary's
+/// sender, the standby's receiver, and the `Landed` notice back), so a loop that naps between records adds its
+/// wake-up (the nap plus the timer slack, 70 µs and more) twice to the round trip. A nap after a fixed number of
+/// idle polls did that at every order rate below ~50,000/s; yielding keeps the core shared with the load and the
+/// group commit while orders arrive. An idle link still naps at least half of the time: its heartbeats (every
+/// `heartbeat_ms`, 1 ms by default) count as work, and the loop naps from 500 µs after each.
+#[derive(Debug)]
 pub struct IdleBackoff {
-    idle: u32,
+    last_work: Instant,
+}
+
+impl Default for IdleBackoff {
+    fn default() -> IdleBackoff {
+        IdleBackoff { last_work: Instant::now() }
+    }
 }
 
 impl IdleBackoff {
-    const SPINS_MAX: u32 = 64;
+    /// How long after the last piece of work a loop keeps yielding instead of napping.
+    pub const HOT: Duration = Duration::from_micros(500);
+    const NAP: Duration = Duration::from_micros(20);
 
     /// Call after each poll with whether it did any work.
     pub fn after(&mut self, worked: bool) {
         if worked {
-            self.idle = 0;
-            return;
-        }
-        self.idle += 1;
-        if self.idle >= Self::SPINS_MAX {
-            std::thread::sleep(std::time::Duration::from_micros(20));
-            self.idle = 0;
-        } else {
+            self.last_work = Instant::now();
+        } else if self.last_work.elapsed() < Self::HOT {
             std::thread::yield_now();
+        } else {
+            std::thread::sleep(Self::NAP);
         }
     }
 }
@@ -94,6 +104,9 @@ pub struct MirrorSender {
     commit: Arc<CommitIndex>,
     status: SenderStatus,
     clock: Instant,
+    /// Kept across [`MirrorSender::run_for`] calls: the aux thread's other work must not make the loop forget
+    /// that traffic is flowing.
+    backoff: IdleBackoff,
 }
 
 impl MirrorSender {
@@ -117,6 +130,7 @@ impl MirrorSender {
             commit,
             status: SenderStatus { tail: start, acked: start, ..SenderStatus::default() },
             clock: Instant::now(),
+            backoff: IdleBackoff::default(),
         })
     }
 
@@ -127,6 +141,16 @@ impl MirrorSender {
 
     pub fn status(&self) -> SenderStatus {
         self.status
+    }
+
+    /// Polls for about `period`, idling between polls as [`IdleBackoff`] says.
+    pub fn run_for(&mut self, period: Duration) -> anyhow::Result<()> {
+        let until = Instant::now() + period;
+        while Instant::now() < until {
+            let worked = self.poll()? > 0;
+            self.backoff.after(worked);
+        }
+        Ok(())
     }
 
     /// One turn: find the new tail, then let the state machine send writes and heartbeats and take acks. Returns

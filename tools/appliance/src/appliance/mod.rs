@@ -597,21 +597,11 @@ fn tick_mirror(sender: &mut Option<mirror::MirrorSender>, period: Duration) {
         std::thread::sleep(period);
         return;
     };
-    if let Err(e) = run_mirror_for(s, period) {
+    if let Err(e) = s.run_for(period) {
         // Without the mirror the standby will promote itself; acknowledging on here would split the brain, so
         // this node stops acknowledging, as when fenced.
         s.stop_acknowledging();
         eprintln!("bourse: mirror: {e:#}; mirroring stops and so do acknowledgements");
         *sender = None;
     }
-}
-
-/// Polls the primary mirror for about `period`, idling as [`mirror::IdleBackoff`] says.
-fn run_mirror_for(sender: &mut mirror::MirrorSender, period: Duration) -> anyhow::Result<()> {
-    let until = Instant::now() + period;
-    let mut backoff = mirror::IdleBackoff::default();
-    while Instant::now() < until {
-        backoff.after(sender.poll()? > 0);
-    }
-    Ok(())
 }
