@@ -214,6 +214,13 @@ pub const RETRY_COUNT: u8 = 6;
 /// Local ACK timeout exponent (4.096 µs × 2^14 ≈ 67 ms): generous enough for soft-RoCE under emulation.
 pub const ACK_TIMEOUT_EXP: u8 = 14;
 
+impl VerbsTransport {
+    /// Why the queue pair failed, once a completion has failed (the transport is disconnected from then on).
+    pub fn failure(&self) -> Option<TransportError> {
+        self.failed.map(|(status, vendor_err)| qp_failed(status, vendor_err))
+    }
+}
+
 /// The three `ibv_modify_qp` steps of an RC queue pair: RESET → INIT (port, access), INIT → RTR (path to the
 /// remote QPN, its PSN, MTU, address vector with GID for RoCE), RTR → RTS (our PSN, timeouts and retries).
 pub fn qp_transitions(port: u8, gid_index: u8, mine: &ConnParams, remote: &ConnParams) -> [(&'static str, ibv_qp_attr, i32); 3] {
@@ -248,8 +255,8 @@ pub fn qp_transitions(port: u8, gid_index: u8, mine: &ConnParams, remote: &ConnP
 
 impl MirrorTransport for VerbsTransport {
     fn send(&mut self, frame: &[u8]) -> Result<Sent, TransportError> {
-        if let Some((status, vendor_err)) = self.failed {
-            return Err(qp_failed(status, vendor_err));
+        if self.failed.is_some() {
+            return Err(TransportError::Disconnected);
         }
         if self.sends_outstanding >= SEND_SLOTS {
             return Ok(Sent::Full);
@@ -294,8 +301,8 @@ impl MirrorTransport for VerbsTransport {
     }
 
     fn poll(&mut self, on_frame: &mut dyn FnMut(&[u8])) -> Result<usize, TransportError> {
-        if let Some((status, vendor_err)) = self.failed {
-            return Err(qp_failed(status, vendor_err));
+        if self.failed.is_some() {
+            return Ok(0);
         }
         let n = self.link.cq.poll(&mut self.wcs).map_err(verbs_err("ibv_poll_cq"))?;
         let mut delivered = 0;
@@ -303,7 +310,10 @@ impl MirrorTransport for VerbsTransport {
         for i in 0..n {
             let wc = self.wcs[i];
             if wc.status != sys::IBV_WC_SUCCESS {
-                // The QP is in ERROR now and stays there: every later poll reports the same failure.
+                // The QP is in ERROR now and stays there. The failure is reported once; from then on the link
+                // behaves as disconnected (sends refused, nothing received), so a standby sees a silent primary and
+                // promotes, and a primary stops acknowledging under `ack = mirrored`. Reconnecting means a new
+                // transport ([`VerbsTransport::failure`] says why).
                 self.failed = Some((wc.status, wc.vendor_err));
                 return Err(qp_failed(wc.status, wc.vendor_err));
             }
