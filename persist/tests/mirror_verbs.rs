@@ -1,7 +1,7 @@
 //! The mirror over RDMA verbs on a real device: soft-RoCE (rxe0) inside the VM of `ci/rxe-vm.sh`, where both ends
 //! are queue pairs on the same rxe device and the TCP side channel runs on the VM's dummy-netdev address
 //! (`BOURSE_RXE_ADDR`, default 10.77.0.1, else loopback). Without an RDMA device every test prints
-//! `skipped: <reason>`.
+//! `skipped: <reason>`, unless `BOURSE_RXE_REQUIRE` is set (as ci/test.sh does in the VM): then it fails.
 //!
 //! - a primary and a standby (two threads, two queue pairs) mirror a real rotating WAL by RDMA_WRITE_WITH_IMM into
 //!   the standby's registered landing ring;
@@ -53,6 +53,7 @@ fn device_or_skip() -> bool {
             eprintln!("RDMA device {name}");
             true
         }
+        Err(e) if std::env::var_os("BOURSE_RXE_REQUIRE").is_some() => panic!("BOURSE_RXE_REQUIRE is set: {e}"),
         Err(e) => {
             eprintln!("skipped: {e}");
             false
