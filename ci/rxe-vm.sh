@@ -161,18 +161,20 @@ bundle "$run/root" "$program"
 mv "$run/root$program" "$run/root/run/program"
 # Debug info only slows the cpio and the guest's unpacking down: keep symbols, drop the rest.
 objcopy --strip-debug "$run/root/run/program" 2>/dev/null || true
-# Arguments and environment travel as files; each argument is quoted for the guest's sh.
-: >"$run/root/run.args"
-for a in "$@"; do printf "'%s' " "${a//\'/\'\\\'\'}" >>"$run/root/run.args"; done
-env | grep -E '^(BOURSE_|RUST_)[A-Za-z0-9_]*=' | sed "s/'/'\\\\''/g; s/=\(.*\)/='\1'/; s/^/export /" >"$run/root/run.env" || true
-(cd "$run/root" && find . | cpio -o -H newc --quiet) >"$run/run.cpio"
-cat "$cache/base.cpio" "$run/run.cpio" >"$run/initrd"
-
 accel=(-accel tcg,thread=multi -cpu max)
 # Real KVM only: this kind of host's /dev/kvm is PVM, which Debian's kernel cannot run as a guest (PLATFORM.md).
 if [[ -w /dev/kvm ]] && ! grep -qw kvm_pvm /proc/modules 2>/dev/null && [[ ! -d /sys/module/kvm_pvm ]]; then
     accel=(-accel kvm -cpu host)
 fi
+# Arguments and environment travel as files; each argument is quoted for the guest's sh.
+: >"$run/root/run.args"
+for a in "$@"; do printf "'%s' " "${a//\'/\'\\\'\'}" >>"$run/root/run.args"; done
+env | grep -E '^(BOURSE_|RUST_)[A-Za-z0-9_]*=' | sed "s/'/'\\\\''/g; s/=\(.*\)/='\1'/; s/^/export /" >"$run/root/run.env" || true
+# Benchmarks mark their figures as emulated when the CPU is.
+[[ ${accel[1]} == tcg* ]] && echo "export BOURSE_EMULATED=tcg" >>"$run/root/run.env"
+(cd "$run/root" && find . | cpio -o -H newc --quiet) >"$run/run.cpio"
+cat "$cache/base.cpio" "$run/run.cpio" >"$run/initrd"
+
 started=$SECONDS
 set +e
 timeout "$timeout_s" qemu-system-x86_64 "${accel[@]}" -smp 2 -m 1536 -nodefaults -nic none -no-reboot \
