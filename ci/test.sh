@@ -25,6 +25,7 @@ cargo clippy -p bourse-nic --features dpdk --all-targets -- -D warnings
 cargo clippy -p bourse-appliance --features dpdk --all-targets -- -D warnings
 cargo clippy -p bourse --features dpdk --all-targets -- -D warnings
 cargo clippy -p bourse-persist --features rdma --all-targets -- -D warnings
+cargo clippy -p bourse --features rdma --all-targets -- -D warnings
 
 step "unit, property and integration tests (root-only tests skip with a reason when unprivileged)"
 tests --workspace
