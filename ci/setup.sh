@@ -13,5 +13,19 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     libxdp-dev libbpf-dev \
     rdma-core libibverbs-dev ibverbs-utils \
     fonts-dejavu-core util-linux tshark >/dev/null
+  # The verbs mirror tests run inside a QEMU VM with soft-RoCE (ci/rxe-vm.sh): cpio, kmod and xz build its
+  # initramfs. bookworm's qemu-system-x86 (7.2) would replace the backported qemu-utils these images carry, so QEMU
+  # comes from bookworm-backports, whose source is added next to the image's own Debian source when missing.
+  apt-get install -y -qq --no-install-recommends cpio kmod xz-utils >/dev/null
+  if ! command -v qemu-system-x86_64 >/dev/null; then
+    if ! apt-cache policy | grep -q 'bookworm-backports/main'; then
+      uri="$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)"
+      [ -n "$uri" ] || uri="$(awk '$1 == "deb" && $3 == "bookworm" { print $2; exit }' /etc/apt/sources.list)"
+      printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' \
+        "$uri" /usr/share/keyrings/debian-archive-keyring.gpg >/etc/apt/sources.list.d/bourse-backports.sources
+      apt-get update -qq
+    fi
+    apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null
+  fi
 fi
 command -v cargo >/dev/null || { echo "ci/setup.sh: cargo is required" >&2; exit 1; }

@@ -30,6 +30,10 @@ if [[ -e "/sys/class/infiniband/$name" ]]; then
     echo "soft-roce: $name already exists"
     exit 0
 fi
+if [[ $(cat /sys/class/net/"$iface"/operstate 2>/dev/null) == down ]]; then
+    echo "soft-roce: $iface is down; bring it up (ip link set $iface up) and give it an address first" >&2
+    exit 3
+fi
 
 if [[ ! -d /sys/module/rdma_rxe ]]; then
     if [[ -r /proc/config.gz ]] && ! zcat /proc/config.gz | grep -qE '^CONFIG_INFINIBAND=(y|m)'; then
@@ -56,7 +60,17 @@ if ! out=$(rdma link add "$name" type rxe netdev "$iface" 2>&1); then
     exit 3
 fi
 
-echo "soft-roce: $name ready on $iface"
-if command -v ibv_devices >/dev/null; then
-    ibv_devices
-fi
+# The port goes ACTIVE, and the RoCE v2 GIDs of the interface's addresses appear, a moment after the link is added.
+port=/sys/class/infiniband/$name/ports/1
+for _ in $(seq 50); do
+    grep -q ACTIVE "$port/state" 2>/dev/null && break
+    sleep 0.1
+done
+echo "soft-roce: $name ready on $iface, port $(cat "$port/state" 2>/dev/null || echo unknown)"
+# The verbs mirror needs the GID index of a RoCE v2 GID both ends can route to (BOURSE_RXE_GID in the tests).
+for gid in "$port"/gids/*; do
+    i=${gid##*/}
+    value=$(cat "$gid" 2>/dev/null) || continue
+    [[ $value == 0000:0000:0000:0000:0000:0000:0000:0000 ]] && continue
+    echo "soft-roce: gid index $i $value ($(cat "$port/gid_attrs/types/$i" 2>/dev/null || echo '?'))"
+done

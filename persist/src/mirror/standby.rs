@@ -74,17 +74,15 @@ pub struct Standby<R: RecordFormat> {
     stats: MirrorStats,
 }
 
-/// The smallest seq at or after `base` whose low 32 bits are `low`. The verbs transport's immediate carries only
-/// the low 32 bits of the tail seq; since the primary can never be 2^32 records ahead of the standby's validated
-/// seq (that would take a 256 GiB region of 64-byte records, and the in-flight window is far smaller), the full
-/// seq is recovered unambiguously across the 32-bit wrap.
+/// The seq nearest `base` whose low 32 bits are `low`. The verbs transport's immediate carries only the low 32 bits
+/// of a tail seq, and a notice may name a seq behind the standby's validated one (a retransmission of bytes it
+/// already holds) as well as ahead of it. The primary is never 2^31 records away from the standby's validated seq
+/// (that would take a 128 GiB landing ring of 64-byte records, and the in-flight window is far smaller), so the
+/// nearest candidate is the right one, across the 32-bit wrap in either direction. Below zero there is no seq: the
+/// candidate in the first 2^32 is taken.
 pub fn expand_seq32(base: u64, low: u32) -> u64 {
-    let candidate = (base & !0xffff_ffff) | low as u64;
-    if candidate < base {
-        candidate + (1 << 32)
-    } else {
-        candidate
-    }
+    let distance = low.wrapping_sub(base as u32) as i32;
+    base.checked_add_signed(distance as i64).unwrap_or(low as u64)
 }
 
 impl<R: RecordFormat> Standby<R> {
@@ -246,7 +244,15 @@ impl<R: RecordFormat> Standby<R> {
                 self.heard(now_ns);
                 let tail_seq = expand_seq32(self.validated.seq, tail_seq as u32);
                 let limit = self.validated.offset + region.len() as u64;
+                let before = self.validated;
                 self.advance(region, host, epoch, limit, tail_seq);
+                if tail_seq > before.seq && self.validated == before {
+                    // The notice names records we cannot find at our validated offset: they landed beyond it (the
+                    // primary believes we are further than we are, or a write was lost). Announce our position
+                    // again so that the primary resends from there (at most one Hello a heartbeat period).
+                    self.stats.writes_gap += 1;
+                    self.attached = false;
+                }
             }
             Frame::Heartbeat { seq, .. } => {
                 self.heard(now_ns);
@@ -411,5 +417,86 @@ mod tests {
         assert_eq!(expand_seq32(0xffff_fff0, 0x10), 0x1_0000_0010);
         assert_eq!(expand_seq32(0x1_0000_0002, 0x3), 0x1_0000_0003);
         assert_eq!(expand_seq32(0x2_ffff_ffff, 0xffff_ffff), 0x2_ffff_ffff);
+    }
+
+    /// Hands queued frames to `poll` and records what is sent.
+    #[derive(Default)]
+    struct Loopback {
+        inbound: Vec<Vec<u8>>,
+        sent: Vec<Vec<u8>>,
+    }
+
+    impl MirrorTransport for Loopback {
+        fn send(&mut self, frame: &[u8]) -> Result<crate::mirror::Sent, crate::mirror::TransportError> {
+            self.sent.push(frame.to_vec());
+            Ok(crate::mirror::Sent::Queued)
+        }
+        fn poll(&mut self, on_frame: &mut dyn FnMut(&[u8])) -> Result<usize, crate::mirror::TransportError> {
+            let n = self.inbound.len();
+            for f in self.inbound.drain(..) {
+                on_frame(&f);
+            }
+            Ok(n)
+        }
+    }
+
+    struct Host(Position);
+    impl StandbyHost for Host {
+        fn on_validated(&mut self, batch: Validated<'_>) {
+            self.0 = batch.to;
+        }
+        fn durable(&mut self) -> Position {
+            self.0
+        }
+    }
+
+    fn frame(f: Frame<'_>) -> Vec<u8> {
+        let mut buf = vec![0u8; FRAME_MAX_BYTES];
+        let n = f.emit(&mut buf).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn hellos(t: &Loopback) -> usize {
+        t.sent.iter().filter(|f| matches!(Frame::parse(f), Ok(Frame::Hello { .. }))).count()
+    }
+
+    #[test]
+    fn test_tail_notice_beyond_validated_records_is_a_gap_and_sends_hello() {
+        // A verbs Tail notice for seq 5 while the ring holds nothing valid at our offset: the primary wrote beyond
+        // our validated prefix. We must count a gap and announce our position again, not wait for ever.
+        let config = MirrorConfig::new(64 * 1024);
+        let mut standby = Standby::new(config, crate::mirror::Crc32cRecords, 1, Position::default());
+        let mut region = vec![0u8; config.region_size_bytes as usize];
+        let mut host = Host(Position::default());
+        let mut t = Loopback::default();
+        standby.tick(0, &mut region, &mut t, &mut host).unwrap();
+        assert_eq!(hellos(&t), 1, "a new standby says Hello");
+        t.inbound.push(frame(Frame::Heartbeat { epoch: 1, seq: 5, offset: 5 * 64 }));
+        t.inbound.push(frame(Frame::Tail { epoch: 1, tail_seq: 5 }));
+        let period = config.heartbeat_interval_ns;
+        standby.tick(period / 2, &mut region, &mut t, &mut host).unwrap();
+        assert_eq!(standby.stats().writes_gap, 1);
+        assert_eq!(standby.validated(), Position::default());
+        standby.tick(period + 1, &mut region, &mut t, &mut host).unwrap();
+        assert_eq!(hellos(&t), 2, "the gap makes the standby announce its position again");
+        // A notice for what we already hold (seq 0 = nothing beyond) is no gap.
+        t.inbound.push(frame(Frame::Tail { epoch: 1, tail_seq: 0 }));
+        standby.tick(period + 2, &mut region, &mut t, &mut host).unwrap();
+        assert_eq!(standby.stats().writes_gap, 1);
+    }
+
+    #[test]
+    fn test_expand_seq32_picks_nearest_behind_too() {
+        // A retransmitted notice for records already validated lies behind the base: it must not be read as 2^32
+        // records ahead.
+        assert_eq!(expand_seq32(100, 90), 90);
+        assert_eq!(expand_seq32(0x1_0000_0005, 0xffff_fff0), 0xffff_fff0);
+        assert_eq!(expand_seq32(0x1_0000_0005, 0x0000_0004), 0x1_0000_0004);
+        // Just under half the seq space away in either direction.
+        assert_eq!(expand_seq32(0x1_0000_0000, 0x7fff_ffff), 0x1_7fff_ffff);
+        assert_eq!(expand_seq32(0x1_0000_0000, 0x8000_0001), 0x8000_0001);
+        // Nothing below zero: the first 2^32 holds the answer.
+        assert_eq!(expand_seq32(3, 0xffff_fff0), 0xffff_fff0);
     }
 }

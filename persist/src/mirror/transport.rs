@@ -32,6 +32,10 @@ pub enum TransportError {
     /// The verbs transport found no RDMA device (none here: see PLATFORM.md).
     #[error("no RDMA device: {0}")]
     NoDevice(String),
+    /// A verbs completion failed, so the queue pair is in the error state for good (the peer is gone and retries
+    /// ran out, or an access fault): the transport reports this on every later call; reconnect with a new one.
+    #[error("rdma queue pair failed: completion status {status_name} ({status}), vendor error {vendor_err:#x}")]
+    QueuePair { status: u32, status_name: &'static str, vendor_err: u32 },
     #[error("rdma verb {verb} failed: {detail}")]
     Verbs { verb: &'static str, detail: String },
 }

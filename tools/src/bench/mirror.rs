@@ -7,8 +7,8 @@
 //! `CommitIndex::committed()` covering it; throughput appends a long burst and waits for its last record.
 //!
 //! `--wal-mode none` isolates the mirror (no msync on either side); `msync` adds both nodes' durability points,
-//! which on these hosts' ext4 take milliseconds. Only the tcp transport exists here: the verbs transport needs an
-//! RDMA device, and these hosts have none (PLATFORM.md).
+//! which on these hosts' ext4 take milliseconds. `--transport verbs` (a build with `--features rdma`, on a host with an
+//! RDMA device: in CI, inside the soft-RoCE VM of `ci/rxe-vm.sh`) is measured in [`super::mirror_verbs`].
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -31,7 +31,7 @@ use bourse_appliance::standby::{follow, Outcome};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct MirrorArgs {
-    /// Mirror transport: tcp (verbs needs an RDMA device).
+    /// Mirror transport: tcp, or verbs (a build with --features rdma, and an RDMA device).
     #[arg(long, default_value = "tcp")]
     pub transport: String,
     /// Closed-loop latency samples.
@@ -69,6 +69,10 @@ pub struct MirrorReport {
     pub commit_p99_us: f64,
     pub commit_max_us: f64,
     pub records_per_s: f64,
+    /// The RDMA device (verbs only).
+    pub device: Option<String>,
+    /// Why the figures mean nothing about speed, when they do not (`QEMU TCG`, `soft-RoCE rxe0`).
+    pub emulated: Option<String>,
 }
 
 const NODE_TOML: &str = r#"
@@ -118,14 +122,19 @@ fn wait_committed(commit: &CommitIndex, seq: u64, timeout: Duration) -> bool {
 }
 
 pub fn measure(args: &MirrorArgs) -> anyhow::Result<MirrorReport> {
-    if args.transport != "tcp" {
-        bail!("--transport {:?}: only tcp runs here (verbs needs an RDMA device; this host has none)", args.transport);
-    }
     let policy = match args.ack.as_str() {
         "replicated" => AckPolicy::Replicated,
         "durable" | "mirrored" => AckPolicy::Mirrored,
         other => bail!("--ack {other:?}: expected replicated or durable"),
     };
+    match args.transport.as_str() {
+        "tcp" => {}
+        #[cfg(feature = "rdma")]
+        "verbs" => return super::mirror_verbs::measure(args, policy),
+        #[cfg(not(feature = "rdma"))]
+        "verbs" => bail!("--transport verbs: this build has no RDMA verbs support (build with --features rdma)"),
+        other => bail!("--transport {other:?}: expected tcp or verbs"),
+    }
     if !matches!(args.wal_mode.as_str(), "none" | "msync") {
         bail!("--wal-mode {:?}: expected none or msync", args.wal_mode);
     }
@@ -203,7 +212,7 @@ pub fn measure(args: &MirrorArgs) -> anyhow::Result<MirrorReport> {
     Ok(report)
 }
 
-fn run_phases(args: &MirrorArgs, wal: &mut Wal, commit: &CommitIndex) -> anyhow::Result<MirrorReport> {
+pub(super) fn run_phases(args: &MirrorArgs, wal: &mut Wal, commit: &CommitIndex) -> anyhow::Result<MirrorReport> {
     let mut seq = 1u64;
     let input = |seq: u64| Input { seq, timestamp: seq, command: Command::Deposit(Deposit { account: 0, amount: 1 }) };
     // The first record also waits for the standby to connect and say hello.
@@ -245,6 +254,8 @@ fn run_phases(args: &MirrorArgs, wal: &mut Wal, commit: &CommitIndex) -> anyhow:
         commit_p99_us: hist.value_at_quantile(0.99) as f64 / 1e3,
         commit_max_us: hist.max() as f64 / 1e3,
         records_per_s: args.burst_records as f64 / burst_s.max(1e-9),
+        device: None,
+        emulated: None,
     })
 }
 
@@ -253,6 +264,9 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
+        if let Some(why) = &r.emulated {
+            println!("EMULATED ({why}): these figures prove the path, not the speed; latency here means nothing");
+        }
         println!(
             "mirror over {} on {} (wal {}, ack = {}: {}): commit p50 {:.1} us, p99 {:.1} us, max {:.1} us over {} records; burst {:.0} records/s",
             r.transport, r.link, r.wal_mode, r.ack, r.failure_model, r.commit_p50_us, r.commit_p99_us, r.commit_max_us, r.records, r.records_per_s

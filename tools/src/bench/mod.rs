@@ -6,6 +6,8 @@ pub mod codec;
 pub mod engine;
 pub mod failover;
 pub mod mirror;
+#[cfg(feature = "rdma")]
+pub mod mirror_verbs;
 pub mod recovery;
 pub mod wal;
 pub mod wire;

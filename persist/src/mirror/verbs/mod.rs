@@ -151,7 +151,13 @@ pub struct VerbsTransport {
     epoch: u64,
     send_next: usize,
     sends_outstanding: usize,
+    /// The first failed completion (status, vendor error): the QP is in ERROR from then on.
+    failed: Option<(u32, u32)>,
     wcs: [ibv_wc; 16],
+}
+
+fn qp_failed(status: u32, vendor_err: u32) -> TransportError {
+    TransportError::QueuePair { status, status_name: sys::wc_status_name(status), vendor_err }
 }
 
 impl VerbsTransport {
@@ -185,13 +191,33 @@ impl VerbsTransport {
         if remote.epoch != epoch {
             return Err(TransportError::Verbs { verb: "params exchange", detail: format!("peer epoch {} != ours {epoch}", remote.epoch) });
         }
-        for slot in 0..RECV_SLOTS {
-            link.post_recv_slot(slot * CONTROL_SLOT_BYTES, CONTROL_SLOT_BYTES, slot as u64).map_err(verbs_err("ibv_post_recv"))?;
-        }
-        for (state, mut attr, mask) in qp_transitions(port, gid_index as u8, &mine, &remote) {
+        for (step, (state, mut attr, mask)) in qp_transitions(port, gid_index as u8, &mine, &remote).into_iter().enumerate() {
             link.qp.modify(&mut attr, mask).map_err(|e| TransportError::Verbs { verb: state, detail: e.to_string() })?;
+            if step == RECV_POST_AFTER_STEP {
+                // A QP takes receive work requests from INIT on (in RESET rxe answers EINVAL), and they must be
+                // there before RTR, when the peer's first SEND may arrive.
+                for slot in 0..RECV_SLOTS {
+                    link.post_recv_slot(slot * CONTROL_SLOT_BYTES, CONTROL_SLOT_BYTES, slot as u64).map_err(verbs_err("ibv_post_recv"))?;
+                }
+            }
         }
-        Ok(VerbsTransport { link, remote, epoch, send_next: 0, sends_outstanding: 0, wcs: [ibv_wc::default(); 16] })
+        Ok(VerbsTransport { link, remote, epoch, send_next: 0, sends_outstanding: 0, failed: None, wcs: [ibv_wc::default(); 16] })
+    }
+}
+
+/// Index in [`qp_transitions`] of the step (RESET → INIT) after which the receive slots are posted.
+pub const RECV_POST_AFTER_STEP: usize = 0;
+/// Transport retries of an unacknowledged packet before the QP fails with `IBV_WC_RETRY_EXC_ERR`: 6 retries at a
+/// `timeout` of 14 (4.096 µs × 2^14 ≈ 67 ms each) report a vanished peer within about half a second. 7 would mean
+/// the same bound for `retry_cnt` (only `rnr_retry` = 7 means "forever"), but 6 keeps the bound obvious.
+pub const RETRY_COUNT: u8 = 6;
+/// Local ACK timeout exponent (4.096 µs × 2^14 ≈ 67 ms): generous enough for soft-RoCE under emulation.
+pub const ACK_TIMEOUT_EXP: u8 = 14;
+
+impl VerbsTransport {
+    /// Why the queue pair failed, once a completion has failed (the transport is disconnected from then on).
+    pub fn failure(&self) -> Option<TransportError> {
+        self.failed.map(|(status, vendor_err)| qp_failed(status, vendor_err))
     }
 }
 
@@ -215,7 +241,7 @@ pub fn qp_transitions(port: u8, gid_index: u8, mine: &ConnParams, remote: &ConnP
     rtr.ah_attr.grh.dgid.raw = remote.gid;
     rtr.ah_attr.grh.sgid_index = gid_index;
     rtr.ah_attr.grh.hop_limit = 1;
-    let rts = ibv_qp_attr { qp_state: IBV_QPS_RTS, sq_psn: mine.psn, timeout: 14, retry_cnt: 7, rnr_retry: 7, max_rd_atomic: 1, ..Default::default() };
+    let rts = ibv_qp_attr { qp_state: IBV_QPS_RTS, sq_psn: mine.psn, timeout: ACK_TIMEOUT_EXP, retry_cnt: RETRY_COUNT, rnr_retry: 7, max_rd_atomic: 1, ..Default::default() };
     [
         ("ibv_modify_qp(INIT)", init, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS),
         (
@@ -229,6 +255,9 @@ pub fn qp_transitions(port: u8, gid_index: u8, mine: &ConnParams, remote: &ConnP
 
 impl MirrorTransport for VerbsTransport {
     fn send(&mut self, frame: &[u8]) -> Result<Sent, TransportError> {
+        if self.failed.is_some() {
+            return Err(TransportError::Disconnected);
+        }
         if self.sends_outstanding >= SEND_SLOTS {
             return Ok(Sent::Full);
         }
@@ -272,13 +301,21 @@ impl MirrorTransport for VerbsTransport {
     }
 
     fn poll(&mut self, on_frame: &mut dyn FnMut(&[u8])) -> Result<usize, TransportError> {
+        if self.failed.is_some() {
+            return Ok(0);
+        }
         let n = self.link.cq.poll(&mut self.wcs).map_err(verbs_err("ibv_poll_cq"))?;
         let mut delivered = 0;
         let mut tail = [0u8; HEADER_BYTES + 8];
         for i in 0..n {
             let wc = self.wcs[i];
             if wc.status != sys::IBV_WC_SUCCESS {
-                return Err(TransportError::Verbs { verb: "completion", detail: format!("status {} vendor_err {}", wc.status, wc.vendor_err) });
+                // The QP is in ERROR now and stays there. The failure is reported once; from then on the link
+                // behaves as disconnected (sends refused, nothing received), so a standby sees a silent primary and
+                // promotes, and a primary stops acknowledging under `ack = mirrored`. Reconnecting means a new
+                // transport ([`VerbsTransport::failure`] says why).
+                self.failed = Some((wc.status, wc.vendor_err));
+                return Err(qp_failed(wc.status, wc.vendor_err));
             }
             match wc.opcode {
                 sys::IBV_WC_RECV_RDMA_WITH_IMM => {
@@ -384,6 +421,27 @@ mod tests {
         assert_ne!(rtr_mask & sys::IBV_QP_DEST_QPN, 0);
         assert_eq!((rts.qp_state, rts.sq_psn), (sys::IBV_QPS_RTS, mine.psn));
         assert_ne!(rts_mask & sys::IBV_QP_SQ_PSN, 0);
+        // A vanished peer must end in IBV_WC_RETRY_EXC_ERR after a bounded number of retries.
+        assert_eq!((rts.retry_cnt, rts.timeout), (6, 14));
+        assert_ne!(rts_mask & sys::IBV_QP_RETRY_CNT, 0);
+    }
+
+    #[test]
+    fn test_receives_are_posted_after_init_before_rtr() {
+        // Regression (found on soft-RoCE): receives posted in RESET fail with EINVAL; they are accepted from INIT.
+        let steps = qp_transitions(1, 1, &params(), &params());
+        assert_eq!(steps[RECV_POST_AFTER_STEP].1.qp_state, sys::IBV_QPS_INIT);
+        assert_eq!(steps[RECV_POST_AFTER_STEP + 1].1.qp_state, sys::IBV_QPS_RTR);
+    }
+
+    #[test]
+    fn test_queue_pair_error_names_the_status() {
+        let e = qp_failed(sys::IBV_WC_RETRY_EXC_ERR, 0x81);
+        assert!(matches!(e, TransportError::QueuePair { status: 12, .. }));
+        let msg = e.to_string();
+        assert!(msg.contains("IBV_WC_RETRY_EXC_ERR (12)") && msg.contains("0x81"), "{msg}");
+        assert_eq!(sys::wc_status_name(5), "IBV_WC_WR_FLUSH_ERR");
+        assert_eq!(sys::wc_status_name(99), "unknown ibv_wc_status");
     }
 
     #[test]
