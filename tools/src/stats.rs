@@ -97,19 +97,21 @@ pub fn write_table(
     writeln!(out)?;
     writeln!(
         out,
-        "{:<20} {:>10} {:>10} {:>10} {:>10}",
-        "stage (last interval)", "count", "p50 us", "p99 us", "p99.9 us"
+        "{:<20} {:>12} {:>10} {:>10} {:>10} {:>10}",
+        "stage (wire inputs)", "since start", "interval", "p50 us", "p99 us", "p99.9 us"
     )?;
     for st in &s.stages {
         writeln!(
             out,
-            "{:<20} {:>10} {:>10.3} {:>10.3} {:>10.3}",
+            "{:<20} {:>12} {:>10} {:>10.3} {:>10.3} {:>10.3}",
             st.stage,
             st.count,
+            st.interval_count,
             st.p50_ns as f64 / 1e3,
             st.p99_ns as f64 / 1e3,
             st.p999_ns as f64 / 1e3
         )?;
     }
+    writeln!(out, "(quantiles over the last interval only; \"since start\" counts every sample measured)")?;
     Ok(())
 }

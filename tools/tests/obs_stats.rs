@@ -43,7 +43,7 @@ fn written_by_one_thread_read_consistently_by_another() {
                         &["rb_longer_name"],
                     );
                 }
-                writer.set_stage(Span::RxTx, i, i * 10, [i, i + 1, i + 2]);
+                writer.set_stage(Span::RxTx, i, i * 10, i, [i, i + 1, i + 2]);
             }
             done.store(true, Ordering::Release);
             writer
@@ -113,7 +113,7 @@ fn stats_command_prints_once_and_json() {
     writer.add_rx(77);
     writer.add_drop(0, 3);
     writer.set_counter(Counter::Oversized, 4);
-    writer.set_stage(Span::JournaledMatched, 10, 1000, [90, 150, 400]);
+    writer.set_stage(Span::JournaledMatched, 25, 2500, 10, [90, 150, 400]);
 
     let bin = env!("CARGO_BIN_EXE_bourse");
     let out = std::process::Command::new(bin)
@@ -146,7 +146,7 @@ fn stats_command_prints_once_and_json() {
     assert!(
         text.lines()
             .any(|l| l.split_whitespace().collect::<Vec<_>>()
-                == ["journaled_matched", "10", "0.090", "0.150", "0.400"]),
+                == ["journaled_matched", "25", "10", "0.090", "0.150", "0.400"]),
         "{text}"
     );
 

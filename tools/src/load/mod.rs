@@ -451,6 +451,15 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The header comment of the load generator's .hlog.
+const HLOG_COMMENT: &str = "bourse load: round-trip latency per offered rate (one tag per rate), values in \
+                            nanoseconds, coordinated-omission corrected (from each message's intended send time)";
+
+/// The .hlog tag of a rate row: `rate_<messages per second>`.
+pub fn rate_tag(rate: f64) -> String {
+    format!("rate_{}", rate.round() as u64)
+}
+
 fn new_histogram() -> anyhow::Result<Histogram<u64>> {
     // 1 ns to 1 hour at 3 significant digits: every latency a run can see.
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3).context("allocating a latency histogram")
@@ -651,7 +660,7 @@ pub fn run_load(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
         bourse_nic::backend::pin::pin_current_thread(core).with_context(|| format!("pinning the load generator to core {core}"))?;
     }
     let mut hlog = match &opts.hlog {
-        Some(p) => Some(LatencyLog::create(p, "load").with_context(|| format!("creating {}", p.display()))?),
+        Some(p) => Some(LatencyLog::create(p, HLOG_COMMENT).with_context(|| format!("creating {}", p.display()))?),
         None => None,
     };
     let hlog_base = Instant::now();
@@ -771,7 +780,7 @@ pub fn run_load(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
     for (i, ((rate, sent, achieved, row_start), h)) in rows.into_iter().zip(hists).enumerate() {
         if let Some(log) = hlog.as_mut() {
             let start = row_start.duration_since(hlog_base);
-            log.write_interval(start, opts.duration, &h).context("writing the .hlog")?;
+            log.write_interval(&rate_tag(rate), start, opts.duration, &h).context("writing the .hlog")?;
         }
         report.rates.push(RateRow {
             rate,
