@@ -19,6 +19,11 @@ use bourse_appliance::obs::stages::Span;
 
 /// `_count` of every stage span's histogram, from one scrape of the metrics endpoint.
 fn stage_counts(addr: SocketAddrV4) -> BTreeMap<String, f64> {
+    scrape(addr).0
+}
+
+/// One scrape: `_count` per stage span, and the sum of `bourse_rejects_total` over its reasons.
+fn scrape(addr: SocketAddrV4) -> (BTreeMap<String, f64>, f64) {
     let mut s = TcpStream::connect(addr).expect("connecting to the metrics endpoint");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
@@ -39,7 +44,16 @@ fn stage_counts(addr: SocketAddrV4) -> BTreeMap<String, f64> {
         })
         .collect();
     assert_eq!(counts.len(), Span::ALL.len(), "one _count per span:\n{body}");
-    counts
+    let rejects = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "bourse_rejects_total")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) => v,
+            ref other => panic!("rejects are counters: {other:?}"),
+        })
+        .sum();
+    (counts, rejects)
 }
 
 /// Samples per tag in a whole .hlog.
@@ -72,7 +86,9 @@ fn wire_inputs_only_cumulative_metrics_and_nothing_lost_at_stop() {
     assert!(idle_log.intervals.iter().all(|i| i.hist.is_empty()), "idle intervals hold samples");
 
     // Under load, every scrape's _count is at least the previous one's.
-    let opts = load_options(&config, vec![2_000.0], Duration::from_secs(1), 3).unwrap();
+    let mut opts = load_options(&config, vec![2_000.0], Duration::from_secs(1), 3).unwrap();
+    // Every 50th order names an unknown symbol: the appliance must count the rejects the firms see.
+    opts.mix.invalid_every = 50;
     let load = {
         let opts = opts.clone();
         std::thread::spawn(move || run_load(&opts))
@@ -86,7 +102,10 @@ fn wire_inputs_only_cumulative_metrics_and_nothing_lost_at_stop() {
     assert_eq!((r.sent, r.replied, r.lost), (2_000, 2_000, 0), "{r:?}");
     // Past the last interval boundary, every sample is exported.
     std::thread::sleep(Duration::from_millis(600));
-    scrapes.push(stage_counts(metrics));
+    let (after, rejects) = scrape(metrics);
+    scrapes.push(after);
+    assert!(r.rejects >= 40, "{r:?}");
+    assert_eq!(rejects, r.rejects as f64, "the appliance counts every refusal the firms received: {r:?}");
     for pair in scrapes.windows(2) {
         for (stage, &before) in &pair[0] {
             assert!(pair[1][stage] >= before, "{stage}: _count went from {before} to {}", pair[1][stage]);

@@ -55,7 +55,7 @@ use crate::obs::hlog::{rotate_existing, HlogWriter};
 use crate::obs::metrics::MetricsServer;
 use crate::obs::stages::StageExporter;
 use crate::obs::statsblock::{Counter, StatsWriter, COUNTERS, REJECT_REASONS_MAX};
-use crate::translate::{REJECT_CODES, REJECT_ROWS};
+use crate::translate::{CANCEL_REJECT_ROW, REJECT_CODES, REJECT_ROWS};
 use crate::obs::tsc::Clock;
 use pipeline::Pipeline;
 use retransmit::{RetransmitCounters, RetransmitLimits, RetransmitServer};
@@ -485,10 +485,12 @@ fn drop_name(r: DropReason) -> &'static str {
 }
 
 /// Reject reasons in the stats block, one row per Order Rejected reason code the engine and the gateway use
-/// (`translate::REJECT_CODES`), then `other_code` for any code not listed. Gateway refusals are counted under
+/// (`translate::REJECT_CODES`), then `other_code` for any code not listed, then `cancel_reject` for OUCH Cancel
+/// Reject messages (no reason code). Gateway refusals are counted under
 /// their codes like engine rejects; their total is also the `gateway_refusals` counter.
 pub const REJECT_NAMES: [&str; REJECT_ROWS] = {
     let mut names = ["other_code"; REJECT_ROWS];
+    names[CANCEL_REJECT_ROW] = "cancel_reject";
     let mut i = 0;
     while i < REJECT_CODES.len() {
         names[i] = REJECT_CODES[i].1;

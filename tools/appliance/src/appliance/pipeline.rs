@@ -32,7 +32,7 @@ use super::mdfeed::MdFeed;
 use super::outq::OutQueue;
 use crate::obs::stages::{Stage, StageRecorder, StageStamps};
 use crate::obs::tsc::Clock;
-use crate::translate::{reject_row, REJECT_ROWS};
+use crate::translate::{reject_row, CANCEL_REJECT_ROW, REJECT_ROWS};
 
 /// Journal room a burst is assumed to need: 512 two-line records.
 const WAL_BURST_RESERVE_BYTES: usize = 64 << 10;
@@ -63,8 +63,8 @@ pub struct PipelineCounters {
     pub tx_refused: u64,
     pub logins: u64,
     /// OUCH Order Rejected messages the exchange emitted, by reason: row [`reject_row`] of the reason code
-    /// ([`crate::translate::REJECT_CODES`], then one row for any other code). Gateway refusals are among them,
-    /// under their codes.
+    /// ([`crate::translate::REJECT_CODES`], then one row for any other code), and Cancel Reject messages in row
+    /// [`CANCEL_REJECT_ROW`]. Gateway refusals are among them, under their codes.
     pub rejects: [u64; REJECT_ROWS],
 }
 
@@ -547,11 +547,14 @@ struct Emit<'a> {
 
 impl Outputs for Emit<'_> {
     fn reply(&mut self, session: SessionId, sequence: u64, msg: &[u8]) {
-        // Every Order Rejected is counted by reason, whether or not its firm is logged in to receive it now.
+        // Every Order Rejected is counted by reason, and every Cancel Reject under its own row, whether or not
+        // the firm is logged in to receive it now.
         if msg.first() == Some(&b'J') && msg.len() >= ouch::field::rejected::LEN {
             let at = ouch::field::rejected::REASON;
             let code = u16::from_be_bytes([msg[at], msg[at + 1]]);
             self.rejects[reject_row(code)] += 1;
+        } else if msg.first() == Some(&b'I') {
+            self.rejects[CANCEL_REJECT_ROW] += 1;
         }
         let (Some(peer), Some(name)) = (self.sessions.peer(session), self.sessions.session_name(session)) else {
             return;

@@ -58,7 +58,7 @@ pub fn render(block: &StatsBlock, out: &mut String) {
             write_reason(out, "bourse_drops_total", name, i, n);
         }
     }
-    let _ = write!(out, "# HELP bourse_rejects_total Orders rejected, by reason.\n# TYPE bourse_rejects_total counter\n");
+    let _ = write!(out, "# HELP bourse_rejects_total Order Rejected and Cancel Reject messages sent to firms, by reason.\n# TYPE bourse_rejects_total counter\n");
     for (i, name) in text.reject_names.iter().enumerate() {
         let n = block.rejects(i);
         let name = name_str(name);
