@@ -153,26 +153,26 @@ pub fn write_table(
     };
     writeln!(out, "heartbeat age {age_ms:.1} ms{state}")?;
     writeln!(out)?;
-    writeln!(out, "{:<24} {:>16}", "rx", s.rx_total)?;
-    writeln!(out, "{:<24} {:>16}", "tx", s.tx_total)?;
-    writeln!(out, "{:<24} {:>16}", "orders resting", s.orders_resting)?;
-    writeln!(out, "{:<24} {:>16}", "commit seq", s.commit_seq)?;
+    writeln!(out, "{:<28} {:>12}", "rx", s.rx_total)?;
+    writeln!(out, "{:<28} {:>12}", "tx", s.tx_total)?;
+    writeln!(out, "{:<28} {:>12}", "orders resting", s.orders_resting)?;
+    writeln!(out, "{:<28} {:>12}", "commit seq", s.commit_seq)?;
     writeln!(
         out,
-        "{:<24} {:>16.3}",
+        "{:<28} {:>12.3}",
         "commit lag (us)",
         s.commit_lag_ns as f64 / 1e3
     )?;
     for c in &s.counters {
-        writeln!(out, "{:<24} {:>16}", c.name, c.count)?;
+        writeln!(out, "{:<28} {:>12}", c.name, c.count)?;
     }
     for d in &s.drops {
-        writeln!(out, "{:<24} {:>16}", format!("drop {}", d.reason), d.count)?;
+        writeln!(out, "{:<28} {:>12}", format!("drop {}", d.reason), d.count)?;
     }
     for r in &s.rejects {
         writeln!(
             out,
-            "{:<24} {:>16}",
+            "{:<28} {:>12}",
             format!("reject {}", r.reason),
             r.count
         )?;
