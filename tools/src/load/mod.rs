@@ -552,6 +552,8 @@ struct Run<'a> {
     warmup_hist: Histogram<u64>,
     replied: Vec<u64>,
     rejected: Vec<u64>,
+    /// Messages sent of the whole run (drawn only on a terminal).
+    progress: bourse_appliance::progress::ProgressBar,
     /// The .hlog and, per row, what arrived since its last interval line.
     hlog: Option<HlogIntervals>,
     buf: Vec<u8>,
@@ -577,8 +579,10 @@ impl Run<'_> {
         self.conns.iter().map(|c| c.counts.sent).sum()
     }
 
-    /// Writes an interval line per row that received replies, once per [`HLOG_INTERVAL_NS`] (or now, `force`).
+    /// Writes an interval line per row that received replies, once per [`HLOG_INTERVAL_NS`] (or now, `force`),
+    /// and moves the progress bar.
     fn flush_hlog(&mut self, force: bool) -> anyhow::Result<()> {
+        self.progress.set_position(self.sent_total());
         let now = self.now();
         if let Some(h) = self.hlog.as_mut() {
             if force || now >= h.interval_start_ns + HLOG_INTERVAL_NS {
@@ -814,6 +818,13 @@ pub fn run_load(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
         warmup_hist: new_histogram()?,
         replied: vec![0; opts.rates.len()],
         rejected: vec![0; opts.rates.len()],
+        progress: if opts.closed_loop {
+            bourse_appliance::progress::spinner("bourse load: closed loop")
+        } else {
+            let warmup = (opts.rates[0] * opts.warmup.as_secs_f64()).round() as u64;
+            let rows: u64 = opts.rates.iter().map(|r| (r * opts.duration.as_secs_f64()).round() as u64).sum();
+            bourse_appliance::progress::bar(warmup + rows, "bourse load", "msgs")
+        },
         hlog,
         buf: vec![0; DATAGRAM_MAX_BYTES],
         target: 0,
@@ -849,6 +860,7 @@ pub fn run_load(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
         }
         let sent_before = run.sent_total();
         let row_start = run.now();
+        run.progress.set_message(format!("bourse load: row {}/{}, {rate:.0}/s", i + 1, opts.rates.len()));
         let (_, send_secs) =
             if opts.closed_loop { run.closed_phase(i as u16, opts.duration)? } else { run.open_phase(i as u16, rate, opts.duration)? };
         let sent = run.sent_total() - sent_before;
@@ -885,6 +897,7 @@ pub fn run_load(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
     }
     // The last interval, however short: nothing measured stays out of the .hlog.
     run.flush_hlog(true)?;
+    run.progress.finish_and_clear();
 
     let mut report = LoadReport {
         rates: Vec::with_capacity(rows.len()),

@@ -160,7 +160,10 @@ pub fn serve_with_clock(
         None => {
             // Everything that could fail after recovery is checked before the journal is touched.
             preflight::check(config)?;
-            let j = setup::recover_journal(config)?;
+            let spinner = crate::progress::spinner("bourse: recovering the journal");
+            let j = setup::recover_journal(config);
+            spinner.finish_and_clear();
+            let j = j?;
             // A journal that followed a newer primary must not be served in an older epoch: that is a second
             // primary beside the one it followed (and its records would go back in epoch).
             let newest = setup::last_record_epoch(&j.started.wal_dir, j.started.recovered_seq);
