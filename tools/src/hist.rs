@@ -11,7 +11,7 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 
 use bourse_appliance::obs::hlog::Hlog;
-use crate::obs::plot::plot_percentiles;
+use crate::obs::plot::{plot_percentiles, PlotOptions};
 use crate::obs::report::{self, Units, PERCENTILE_TICKS_PER_HALF_DISTANCE};
 
 #[derive(clap::Args, Debug)]
@@ -37,7 +37,20 @@ pub struct HistArgs {
     /// Print only the summary table, not the full distributions.
     #[arg(long)]
     pub summary_only: bool,
+    /// Draw the plot's latency axis on a log scale.
+    #[arg(long)]
+    pub log_y: bool,
+    /// Print the summary as CSV (values in --units) instead of text.
+    #[arg(long, conflicts_with_all = ["json", "compare"])]
+    pub csv: bool,
+    /// Print the summary as one JSON object (values in nanoseconds) instead of text.
+    #[arg(long, conflicts_with = "compare")]
+    pub json: bool,
 }
+
+/// Summary percentiles of the CSV and JSON outputs.
+const SUMMARY_QUANTILES: [(f64, &str); 6] =
+    [(0.5, "p50"), (0.9, "p90"), (0.99, "p99"), (0.999, "p99_9"), (0.9999, "p99_99"), (1.0, "max")];
 
 /// One file's merged histograms per tag, after the tag filter.
 struct FileHists {
@@ -95,7 +108,39 @@ pub fn run(args: HistArgs) -> anyhow::Result<()> {
         }
     };
 
-    if args.compare.is_none() || !args.files.is_empty() {
+    if args.csv || args.json {
+        let rows: Vec<(String, String, &Histogram<u64>)> = files
+            .iter()
+            .flat_map(|f| f.by_tag.iter().map(move |(t, h)| (f.path.display().to_string(), t.clone(), h)))
+            .collect();
+        let at = |h: &Histogram<u64>, q: f64| if q >= 1.0 { h.max() } else { h.value_at_quantile(q) };
+        if args.csv {
+            write!(out, "file,tag,count,mean_{}", args.units.suffix())?;
+            for (_, name) in SUMMARY_QUANTILES {
+                write!(out, ",{name}_{}", args.units.suffix())?;
+            }
+            writeln!(out)?;
+            for (file, tag, h) in &rows {
+                write!(out, "{file},{tag},{},{}", h.len(), h.mean() / args.units.ratio())?;
+                for (q, _) in SUMMARY_QUANTILES {
+                    write!(out, ",{}", at(h, q) as f64 / args.units.ratio())?;
+                }
+                writeln!(out)?;
+            }
+        } else {
+            let tags: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|(file, tag, h)| {
+                    let mut v = serde_json::json!({ "file": file, "tag": tag, "count": h.len(), "mean_ns": h.mean() });
+                    for (q, name) in SUMMARY_QUANTILES {
+                        v[format!("{name}_ns")] = at(h, q).into();
+                    }
+                    v
+                })
+                .collect();
+            writeln!(out, "{}", serde_json::json!({ "values": "ns", "tags": tags }))?;
+        }
+    } else if args.compare.is_none() || !args.files.is_empty() {
         if !args.summary_only {
             for f in &files {
                 for (tag, h) in &f.by_tag {
@@ -157,9 +202,13 @@ pub fn run(args: HistArgs) -> anyhow::Result<()> {
             plot,
             &format!("latency by percentile: {title}"),
             &series,
-            args.units,
+            PlotOptions { log_y: args.log_y },
         )?;
-        writeln!(out, "# plot written to {}", plot.display())?;
+        if args.csv || args.json {
+            eprintln!("bourse hist: plot written to {}", plot.display());
+        } else {
+            writeln!(out, "# plot written to {}", plot.display())?;
+        }
     }
     Ok(())
 }
