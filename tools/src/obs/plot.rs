@@ -121,13 +121,15 @@ pub fn value_label(v: f64) -> String {
     let decimals = if v.abs() >= 100.0 { 0 } else if v.abs() >= 10.0 { 1 } else if v.abs() >= 1.0 { 2 } else { 3 };
     let text = format!("{v:.decimals$}");
     let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text };
-    let (int, frac) = text.split_once('.').map_or((text.as_str(), None), |(i, f)| (i, Some(f)));
-    let mut grouped = String::new();
-    for (i, c) in int.chars().enumerate() {
-        if i > 0 && c != '-' && (int.len() - i).is_multiple_of(3) && !int[..i].ends_with('-') {
+    let (sign, digits) = text.strip_prefix('-').map_or(("", text.as_str()), |d| ("-", d));
+    let (int, frac) = digits.split_once('.').map_or((digits, None), |(i, f)| (i, Some(f)));
+    let mut grouped = String::from(sign);
+    // `int` is ASCII digits, so byte and character positions agree.
+    for (i, c) in int.bytes().enumerate() {
+        if i > 0 && (int.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
-        grouped.push(c);
+        grouped.push(char::from(c));
     }
     match frac {
         Some(f) => format!("{grouped}.{f}"),
@@ -304,6 +306,7 @@ mod tests {
         assert_eq!(value_label(12.5), "12.5");
         assert_eq!(value_label(100.0), "100");
         assert_eq!(value_label(1_234.4), "1,234");
+        assert_eq!(value_label(-1_500.0), "-1,500");
         assert_eq!(Units::for_range(17e9), Units::S);
         assert_eq!(Units::for_range(5_000_000.0), Units::Ms);
         assert_eq!(Units::for_range(2_500.0), Units::Us);
