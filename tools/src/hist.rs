@@ -11,7 +11,7 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 
 use bourse_appliance::obs::hlog::Hlog;
-use crate::obs::plot::{plot_percentiles, PlotOptions};
+use crate::obs::plot::{plot_percentiles, plot_time_series, PlotOptions, TimeSeries};
 use crate::obs::report::{self, Units, PERCENTILE_TICKS_PER_HALF_DISTANCE};
 
 #[derive(clap::Args, Debug)]
@@ -37,6 +37,15 @@ pub struct HistArgs {
     /// Print only the summary table, not the full distributions.
     #[arg(long)]
     pub summary_only: bool,
+    /// Draw each tag's p50, p99 and max per interval over time to this file (.png or .svg).
+    #[arg(long, value_name = "OUT")]
+    pub timeseries: Option<PathBuf>,
+    /// Only intervals starting at or after this many seconds from the log's start.
+    #[arg(long)]
+    pub start: Option<f64>,
+    /// Only intervals starting before this many seconds from the log's start.
+    #[arg(long)]
+    pub end: Option<f64>,
     /// Draw the plot's latency axis on a log scale.
     #[arg(long)]
     pub log_y: bool,
@@ -56,10 +65,26 @@ const SUMMARY_QUANTILES: [(f64, &str); 6] =
 struct FileHists {
     path: PathBuf,
     by_tag: BTreeMap<String, Histogram<u64>>,
+    /// Per tag, (interval start in s, p50, p99, max in ns) for the time series.
+    series: BTreeMap<String, Vec<(f64, [u64; 3])>>,
 }
 
-fn load(path: &Path, tags: &[String]) -> anyhow::Result<FileHists> {
-    let log = Hlog::read(path)?;
+fn load(path: &Path, tags: &[String], start: Option<f64>, end: Option<f64>) -> anyhow::Result<FileHists> {
+    let mut log = Hlog::read(path)?;
+    log.intervals.retain(|i| {
+        let t = i.start.as_secs_f64();
+        start.is_none_or(|s| t >= s) && end.is_none_or(|e| t < e)
+    });
+    let mut series: BTreeMap<String, Vec<(f64, [u64; 3])>> = BTreeMap::new();
+    for i in &log.intervals {
+        let tag = i.tag.clone().unwrap_or_else(|| bourse_appliance::obs::hlog::UNTAGGED.to_string());
+        if i.hist.is_empty() || !(tags.is_empty() || tags.contains(&tag)) {
+            continue;
+        }
+        let h = &i.hist;
+        let t = (i.start + i.length).as_secs_f64();
+        series.entry(tag).or_default().push((t, [h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max()]));
+    }
     let mut by_tag = log
         .merged_by_tag()
         .with_context(|| format!("merging intervals of {}", path.display()))?;
@@ -69,6 +94,7 @@ fn load(path: &Path, tags: &[String]) -> anyhow::Result<FileHists> {
     Ok(FileHists {
         path: path.to_path_buf(),
         by_tag,
+        series,
     })
 }
 
@@ -87,7 +113,7 @@ pub fn run(args: HistArgs) -> anyhow::Result<()> {
         if files.iter().any(|f: &FileHists| &f.path == path) {
             continue;
         }
-        files.push(load(path, &args.tag)?);
+        files.push(load(path, &args.tag, args.start, args.end)?);
     }
     if files.iter().all(|f| f.by_tag.is_empty()) {
         anyhow::bail!(
@@ -185,6 +211,25 @@ pub fn run(args: HistArgs) -> anyhow::Result<()> {
         }
         for tag in b.by_tag.keys().filter(|t| !a.by_tag.contains_key(*t)) {
             writeln!(out, "# tag {tag}: only in b")?;
+        }
+    }
+
+    if let Some(plot) = &args.timeseries {
+        let mut lines: Vec<TimeSeries> = Vec::new();
+        for f in &files {
+            for (tag, points) in &f.series {
+                for (k, stat) in ["p50", "p99", "max"].iter().enumerate() {
+                    let line = points.iter().map(|(t, v)| (*t, v[k] as f64)).collect();
+                    lines.push((format!("{} {stat}", label(f, tag)), line));
+                }
+            }
+        }
+        let title = files.iter().map(|f| file_label(&f.path)).collect::<Vec<_>>().join(" vs ");
+        plot_time_series(plot, &format!("latency per interval: {title}"), &lines, PlotOptions { log_y: args.log_y })?;
+        if args.csv || args.json {
+            eprintln!("bourse hist: time series written to {}", plot.display());
+        } else {
+            writeln!(out, "# time series written to {}", plot.display())?;
         }
     }
 

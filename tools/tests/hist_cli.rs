@@ -319,3 +319,34 @@ fn log_scaled_plot_in_the_unit_of_its_range_with_plain_labels() {
     assert!(err.contains("/nonexistent-dir/x.svg: cannot create the plot file"), "{err}");
     assert!(!err.contains("Os {"), "{err}");
 }
+
+#[test]
+fn time_series_and_a_time_window() {
+    let dir = TempDir::new("timeseries");
+    let a = dir.0.join("a.hlog");
+    write_log(&a, 1000, 1000);
+    let svg = dir.0.join("ts.svg");
+    bourse(&["hist", a.to_str().unwrap(), "--timeseries", svg.to_str().unwrap(), "--summary-only"]);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let labels: Vec<&str> =
+        doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).map(str::trim).collect();
+    for series in ["rx_tx p50", "rx_tx p99", "rx_tx max", "other p99"] {
+        assert!(labels.contains(&series), "legend lacks {series}: {labels:?}");
+    }
+    assert!(labels.contains(&"latency (ms)"), "values up to 10 ms are drawn in ms: {labels:?}");
+    // Two intervals per tag: one two-point line per tag and statistic.
+    let lines = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline"))
+        .filter(|n| n.attribute("points").is_some_and(|p| p.split_whitespace().count() == 2))
+        .count();
+    assert!(lines >= 6, "{lines} two-point lines");
+
+    // --start keeps only the intervals starting at or after it: the second half of the values.
+    let csv = bourse(&["hist", a.to_str().unwrap(), "--csv", "--tag", "rx_tx", "--start", "1"]);
+    let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(row[2], "500", "{csv}");
+    let csv = bourse(&["hist", a.to_str().unwrap(), "--csv", "--tag", "rx_tx", "--end", "1"]);
+    assert_eq!(csv.lines().nth(1).unwrap().split(',').nth(2), Some("500"), "{csv}");
+}
