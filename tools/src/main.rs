@@ -107,6 +107,14 @@ fn main() {
         Cmd::Config { cmd: ConfigCmd::Check(a) } => bourse_appliance::appliance::preflight::run_check(a),
     };
     if let Err(e) = result {
+        // A reader that went away (`bourse stats --once | head`) is not an error of ours: stop quietly, as the
+        // default SIGPIPE action would, but with the status `head` users expect.
+        let broken_pipe = e
+            .chain()
+            .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe));
+        if broken_pipe {
+            std::process::exit(0);
+        }
         eprintln!("bourse: error: {e:#}");
         std::process::exit(1);
     }

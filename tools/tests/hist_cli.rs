@@ -258,3 +258,95 @@ fn bad_input_is_an_error_not_a_panic() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn csv_and_json_summaries_hold_the_same_figures() {
+    let dir = TempDir::new("csvjson");
+    let a = dir.0.join("a.hlog");
+    write_log(&a, 1000, 1000);
+    let csv = bourse(&["hist", a.to_str().unwrap(), "--csv", "--tag", "rx_tx"]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "file,tag,count,mean_us,p50_us,p90_us,p99_us,p99_9_us,p99_99_us,max_us");
+    let row: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!((row[1], row[2]), ("rx_tx", "1000"), "{csv}");
+    // 1..=1000 µs: the median is 500 µs and the max 1000 µs, within the histogram's 3-digit precision.
+    let p50: f64 = row[4].parse().unwrap();
+    let max: f64 = row[9].parse().unwrap();
+    assert!((p50 - 500.0).abs() < 0.5 && (max - 1000.0).abs() < 1.0, "{csv}");
+
+    let json = bourse(&["hist", a.to_str().unwrap(), "--json"]);
+    assert_eq!(json.trim().lines().count(), 1, "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["values"], "ns");
+    let tags = v["tags"].as_array().unwrap();
+    assert_eq!(tags.len(), 2);
+    let rx = tags.iter().find(|t| t["tag"] == "rx_tx").unwrap();
+    assert_eq!(rx["count"], 1000);
+    assert_eq!(rx["p50_ns"].as_f64().unwrap() / 1e3, p50);
+    assert_eq!(rx["max_ns"].as_f64().unwrap() / 1e3, max);
+}
+
+#[test]
+fn log_scaled_plot_in_the_unit_of_its_range_with_plain_labels() {
+    let dir = TempDir::new("logy");
+    let a = dir.0.join("a.hlog");
+    // Values up to 10 s: the axis is in seconds, not 10,000,000 µs.
+    write_log(&a, 1000, 1_000_000);
+    let svg = dir.0.join("log.svg");
+    bourse(&["hist", a.to_str().unwrap(), "--plot", svg.to_str().unwrap(), "--log-y", "--summary-only"]);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let labels: Vec<&str> =
+        doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).map(str::trim).collect();
+    assert!(labels.contains(&"latency (s)"), "{labels:?}");
+    let numbers: Vec<&&str> = labels.iter().filter(|l| l.replace(',', "").parse::<f64>().is_ok()).collect();
+    assert!(numbers.len() >= 3, "{labels:?}");
+    assert!(!numbers.iter().any(|l| l.ends_with(".0") || l.len() > 8), "long or padded labels: {labels:?}");
+    let curves = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline"))
+        .filter(|n| n.attribute("points").is_some_and(|p| p.split_whitespace().count() > 20))
+        .count();
+    assert_eq!(curves, 2);
+
+    // A plot path that cannot be created is named in a plain error, not a debug dump.
+    let out = Command::new(env!("CARGO_BIN_EXE_bourse"))
+        .args(["hist", a.to_str().unwrap(), "--plot", "/nonexistent-dir/x.svg"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("/nonexistent-dir/x.svg: cannot create the plot file"), "{err}");
+    assert!(!err.contains("Os {"), "{err}");
+}
+
+#[test]
+fn time_series_and_a_time_window() {
+    let dir = TempDir::new("timeseries");
+    let a = dir.0.join("a.hlog");
+    write_log(&a, 1000, 1000);
+    let svg = dir.0.join("ts.svg");
+    bourse(&["hist", a.to_str().unwrap(), "--timeseries", svg.to_str().unwrap(), "--summary-only"]);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let labels: Vec<&str> =
+        doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).map(str::trim).collect();
+    for series in ["rx_tx p50", "rx_tx p99", "rx_tx max", "other p99"] {
+        assert!(labels.contains(&series), "legend lacks {series}: {labels:?}");
+    }
+    assert!(labels.contains(&"latency (ms)"), "values up to 10 ms are drawn in ms: {labels:?}");
+    // Two intervals per tag: one two-point line per tag and statistic.
+    let lines = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline"))
+        .filter(|n| n.attribute("points").is_some_and(|p| p.split_whitespace().count() == 2))
+        .count();
+    assert!(lines >= 6, "{lines} two-point lines");
+
+    // --start keeps only the intervals starting at or after it: the second half of the values.
+    let csv = bourse(&["hist", a.to_str().unwrap(), "--csv", "--tag", "rx_tx", "--start", "1"]);
+    let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(row[2], "500", "{csv}");
+    let csv = bourse(&["hist", a.to_str().unwrap(), "--csv", "--tag", "rx_tx", "--end", "1"]);
+    assert_eq!(csv.lines().nth(1).unwrap().split(',').nth(2), Some("500"), "{csv}");
+}

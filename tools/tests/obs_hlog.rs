@@ -64,7 +64,8 @@ fn exported_intervals_read_back_equal() {
             "tag {}",
             span.tag()
         );
-        assert_eq!(interval.max, set.get(span).max() as f64);
+        let max_ms = (set.get(span).max() as f64 / 1e6 * 1e3).round() / 1e3;
+        assert_eq!(interval.max, max_ms, "Interval_Max is in ms, three decimals");
     }
     let merged = log.merged_by_tag().unwrap();
     assert_eq!(merged.len(), Span::ALL.len());
@@ -130,19 +131,39 @@ fn latency_log_and_rate_table() {
     let dir = std::env::temp_dir().join(format!("bourse-obs-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("load.hlog");
-    let mut log = LatencyLog::create(&path, "round_trip").unwrap();
+    let _ = std::fs::remove_file(&path);
+    let mut log = LatencyLog::create(&path, "test log").unwrap();
+    assert_eq!(log.rotated, None);
     let mut h = Histogram::<u64>::new(3).unwrap();
     for v in 1..=1000u64 {
         h.record(v * 1000).unwrap();
     }
-    log.write_interval(Duration::ZERO, Duration::from_secs(1), &h)
-        .unwrap();
-    log.write_interval(Duration::from_secs(1), Duration::from_secs(1), &h)
-        .unwrap();
+    log.write_interval("round_trip", Duration::ZERO, Duration::from_secs(1), &h).unwrap();
+    log.write_interval("round_trip", Duration::from_secs(1), Duration::from_secs(1), &h).unwrap();
+    assert!(log.write_interval("bad tag", Duration::ZERO, Duration::from_secs(1), &h).is_err());
     let read = Hlog::read(&path).unwrap();
     assert_eq!(read.intervals.len(), 2);
     assert_eq!(read.merged_by_tag().unwrap()["round_trip"].len(), 2000);
-    assert!(LatencyLog::create(&dir.join("x.hlog"), "bad tag").is_err());
+    // Interval_Max is in milliseconds (Java's default unit ratio for nanosecond values): 1,000 µs is 1.000 ms.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\nTag=round_trip,1.000,1.000,1.000,HISTF"), "{text}");
+    assert_eq!(read.intervals[0].max, 1.0);
+    assert_eq!(read.intervals[0].hist.max(), h.max());
+
+    // A second log at the same path moves the first aside, byte for byte, instead of truncating it.
+    drop(log);
+    let log2 = LatencyLog::create(&path, "second run").unwrap();
+    let aside = log2.rotated.clone().expect("the first log was moved aside");
+    assert_eq!(aside.parent(), path.parent());
+    let aside_name = aside.file_name().unwrap().to_str().unwrap();
+    assert!(aside_name.starts_with("load.") && aside_name.ends_with(".hlog"), "{aside_name}");
+    assert_eq!(std::fs::read_to_string(&aside).unwrap(), text);
+    drop(log2);
+    // And a third run keeps both earlier logs, even within the same second.
+    let log3 = LatencyLog::create(&path, "third run").unwrap();
+    let aside3 = log3.rotated.clone().unwrap();
+    assert_ne!(aside3, aside);
+    assert!(aside.exists() && aside3.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 
     let mut out = Vec::new();

@@ -1,6 +1,8 @@
 //! The stats block: one thread writes it through /dev/shm while another maps it read-only and reads it
 //! consistently; `bourse stats --once` and `--json` show it.
 
+mod support;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -43,7 +45,7 @@ fn written_by_one_thread_read_consistently_by_another() {
                         &["rb_longer_name"],
                     );
                 }
-                writer.set_stage(Span::RxTx, i, i * 10, [i, i + 1, i + 2]);
+                writer.set_stage(Span::RxTx, i, i * 10, i, [i, i + 1, i + 2]);
             }
             done.store(true, Ordering::Release);
             writer
@@ -113,7 +115,7 @@ fn stats_command_prints_once_and_json() {
     writer.add_rx(77);
     writer.add_drop(0, 3);
     writer.set_counter(Counter::Oversized, 4);
-    writer.set_stage(Span::JournaledMatched, 10, 1000, [90, 150, 400]);
+    writer.set_stage(Span::JournaledMatched, 25, 2500, 10, [90, 150, 400]);
 
     let bin = env!("CARGO_BIN_EXE_bourse");
     let out = std::process::Command::new(bin)
@@ -146,7 +148,7 @@ fn stats_command_prints_once_and_json() {
     assert!(
         text.lines()
             .any(|l| l.split_whitespace().collect::<Vec<_>>()
-                == ["journaled_matched", "10", "0.090", "0.150", "0.400"]),
+                == ["journaled_matched", "25", "10", "0.090", "0.150", "0.400"]),
         "{text}"
     );
 
@@ -169,4 +171,71 @@ fn stats_command_prints_once_and_json() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+}
+
+fn bourse(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bourse")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `--config` finds the block of that configuration's `[appliance] name`; a block whose writer died says so, is
+/// listed as such, and `--clean` removes it (and refuses while the writer runs).
+#[test]
+fn stats_finds_the_configs_block_and_cleans_up_after_a_dead_writer() {
+    let name = unique_name("dead");
+    let path = stats_path(&name).unwrap();
+    let _cleanup = Cleanup(path.clone());
+    let writer = StatsWriter::create(&name).unwrap();
+    writer.add_rx(5);
+    let dir = bourse::demo::TempDir::new("bourse-stats-config").unwrap();
+    let config = dir.path().join("bourse.toml");
+    let toml = support::node_toml(&name, &dir.path().join("wal"), &support::NodeAddrs::loopback(), "");
+    std::fs::write(&config, toml).unwrap();
+
+    let (ok, text, err) = bourse(&["stats", "--config", config.to_str().unwrap(), "--once"]);
+    assert!(ok, "{err}");
+    assert!(text.starts_with(&format!("bourse stats {name} ")), "{text}");
+    assert!(!text.contains("NOT RUNNING"), "this process writes it: {text}");
+    let (ok, _, err) = bourse(&["stats", "--name", &name, "--clean"]);
+    assert!(!ok && err.contains("is running; not removed"), "{err}");
+    assert!(path.exists());
+
+    // The writer "dies": its pid becomes one that has exited (word 3 of the layout holds the writer's pid).
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    {
+        use std::io::{Seek, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(std::io::SeekFrom::Start(3 * 8)).unwrap();
+        f.write_all(&u64::from(gone_pid).to_le_bytes()).unwrap();
+    }
+    let (ok, text, err) = bourse(&["stats", "--name", &name, "--once"]);
+    assert!(ok, "{err}");
+    assert!(text.contains(&format!("pid {gone_pid} ")) && text.contains("WRITER NOT RUNNING"), "{text}");
+    let (ok, json, _) = bourse(&["stats", "--name", &name, "--json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["writer_alive"], false);
+    assert_eq!(v["rx_total"], 5, "the dead writer's last values are still shown");
+    let (ok, list, _) = bourse(&["stats", "--list"]);
+    assert!(ok);
+    let line = list.lines().find(|l| l.split_whitespace().next() == Some(name.as_str())).expect(&list);
+    assert!(line.contains(&gone_pid.to_string()) && line.contains("not running"), "{line}");
+
+    let (ok, text, err) = bourse(&["stats", "--name", &name, "--clean"]);
+    assert!(ok, "{err}");
+    assert!(text.contains("removed"), "{text}");
+    assert!(!path.exists());
+    drop(writer);
+}
+
+#[test]
+fn the_default_name_is_the_appliances_default() {
+    let config = bourse_appliance::config::Config::parse(
+        &support::node_toml("x", std::path::Path::new("/tmp/w"), &support::NodeAddrs::loopback(), "")
+            .replace("name = \"x\"\n", ""),
+    )
+    .unwrap();
+    assert_eq!(config.appliance.name, bourse::stats::DEFAULT_NAME);
 }

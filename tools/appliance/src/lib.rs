@@ -21,6 +21,7 @@
 //! * [`config`] — the TOML configuration (`bourse.toml`), parsed and validated.
 //! * [`obs`] — hot-path observability: TSC clock, stage histograms, `.hlog` writer, stats block, `/metrics`.
 //! * [`demo`] — the embedded demo configuration and [`demo::InProcess`], the appliance on a thread.
+//! * [`progress`] — progress bars on stderr for long work, drawn only on a terminal.
 //!
 //! This crate does not depend on `plotters`; plots and reports are in `bourse`.
 
@@ -28,6 +29,7 @@ pub mod appliance;
 pub mod config;
 pub mod demo;
 pub mod obs;
+pub mod progress;
 pub mod session;
 pub mod standby;
 pub mod translate;

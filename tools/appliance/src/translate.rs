@@ -156,8 +156,14 @@ pub const REJECT_CODES: [(u16, &str); 19] = [
     (rr::RISK_DUPLICATE_MESSAGE_RATE, "rate_limited"),
 ];
 
-/// Rows of a reject table: one per entry of [`REJECT_CODES`], then one for any other code.
-pub const REJECT_ROWS: usize = REJECT_CODES.len() + 1;
+/// Rows of a reject table: one per entry of [`REJECT_CODES`], then one for any other code ([`OTHER_CODE_ROW`]),
+/// then one for OUCH Cancel Reject messages ([`CANCEL_REJECT_ROW`]), which carry no reason code.
+pub const REJECT_ROWS: usize = REJECT_CODES.len() + 2;
+/// The row of Order Rejected codes not in [`REJECT_CODES`].
+pub const OTHER_CODE_ROW: usize = REJECT_CODES.len();
+/// The row of Cancel Reject messages (a cancel for an order that is not open): a refusal a firm sees like any
+/// other, so the appliance's reject total matches what the firms counted.
+pub const CANCEL_REJECT_ROW: usize = REJECT_CODES.len() + 1;
 
 /// Appendix C codes we use that `ouch::reject_reason` does not name.
 const PEGGING_NOT_ALLOWED: u16 = 0x0011;

@@ -76,7 +76,9 @@ pub fn run(args: RecoveryArgs) -> anyhow::Result<()> {
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = base.join(format!("bourse-bench-recovery-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    let spinner = bourse_appliance::progress::spinner("bench recovery: writing the log, then recovering it");
     let result = measure(&args, &dir);
+    spinner.finish_and_clear();
     let _ = std::fs::remove_dir_all(&dir);
     let v = result?;
     if args.json {

@@ -216,13 +216,20 @@ pub fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
     {
         let commit = Arc::new(CommitIndex::new(AckPolicy::Local, 0));
         let mut wal = Wal::create(cfg, 1, commit)?;
-        for input in &batch {
+        let bar = bourse_appliance::progress::bar(batch.len() as u64, "bench replay: writing the log", "records");
+        for (i, input) in batch.iter().enumerate() {
             wal.append_unfenced(input)?;
+            if i % 4096 == 0 {
+                bar.set_position(i as u64);
+            }
         }
+        bar.finish_and_clear();
         wal.close()?;
     }
     drop(batch);
-    // Decode only: CRC + field validation of every record, no engine.
+    // Decode only: CRC + field validation of every record, no engine. The spinner redraws from its own thread, so
+    // the measured loops stay as they are.
+    let spinner = bourse_appliance::progress::spinner("bench replay: decoding, then replaying through the engine");
     let start = Instant::now();
     let mut decoded = 0u64;
     let mut fold = 0u64;
@@ -238,6 +245,7 @@ pub fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
     opts.truncate = false;
     let r = recover(&opts)?;
     let replay_s = start.elapsed().as_secs_f64();
+    spinner.finish_and_clear();
     let _ = std::fs::remove_dir_all(&dir);
     let v = serde_json::json!({
         "records": r.replayed,

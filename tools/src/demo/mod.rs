@@ -95,6 +95,7 @@ pub fn load_options(config: &Config, rates: Vec<f64>, duration: Duration, seed: 
         md: Some(config.market_data.group),
         progress: false,
         core: None,
+        stop: None,
     })
 }
 

@@ -62,6 +62,8 @@ struct Slot {
 pub struct Answered {
     pub row: u16,
     pub latency_ns: u64,
+    /// The reply refused the request (Order Rejected, Cancel Reject).
+    pub rejected: bool,
 }
 
 /// Requests in flight, in send order.
@@ -126,7 +128,7 @@ impl Inflight {
             let s = self.at(i);
             if s.pending && s.user_ref == user_ref && accepts(s.kind) {
                 s.pending = false;
-                return Some((i, Answered { row: s.row, latency_ns: now_ns.saturating_sub(s.intended_ns) }));
+                return Some((i, Answered { row: s.row, latency_ns: now_ns.saturating_sub(s.intended_ns), rejected: false }));
             }
         }
         None
@@ -421,11 +423,13 @@ impl FirmConn {
             self.counts.unparsed += 1;
             return;
         };
+        let mut rejected = false;
         let answered = match reply {
             ouch::Outbound::OrderAccepted(a) => self.inflight.answer(a.user_ref, |k| k == Kind::Enter, now),
             ouch::Outbound::OrderReplaced { order, .. } => self.inflight.answer(order.user_ref, |k| k == Kind::Replace, now),
             ouch::Outbound::OrderRejected { user_ref, .. } => {
                 self.counts.rejects += 1;
+                rejected = true;
                 self.inflight.answer(user_ref, |_| true, now)
             }
             ouch::Outbound::OrderCanceled { user_ref, .. } => {
@@ -433,6 +437,7 @@ impl FirmConn {
             }
             ouch::Outbound::CancelReject { user_ref, .. } => {
                 self.counts.rejects += 1;
+                rejected = true;
                 self.inflight.answer(user_ref, |k| k == Kind::Cancel, now)
             }
             ouch::Outbound::OrderExecuted { .. } => {
@@ -444,7 +449,7 @@ impl FirmConn {
         match answered {
             Some(a) => {
                 self.counts.replied += 1;
-                record(a);
+                record(Answered { rejected, ..a });
             }
             None => self.counts.unmatched += 1,
         }
@@ -596,13 +601,13 @@ mod tests {
         f.push(3, Kind::Enter, 1, 400);
         f.push(4, Kind::Enter, 1, 500);
         // Rejected for ref 1 answers the Enter (older) first, then the Cancel.
-        assert_eq!(f.answer(1, |_| true, 1_000), Some(Answered { row: 0, latency_ns: 900 }));
+        assert_eq!(f.answer(1, |_| true, 1_000), Some(Answered { row: 0, latency_ns: 900, rejected: false }));
         assert_eq!(f.answer(1, |k| k == Kind::Enter, 1_000), None);
-        assert_eq!(f.answer(1, |k| k == Kind::Cancel, 1_500), Some(Answered { row: 0, latency_ns: 1_300 }));
+        assert_eq!(f.answer(1, |k| k == Kind::Cancel, 1_500), Some(Answered { row: 0, latency_ns: 1_300, rejected: false }));
         assert_eq!(f.pending(), 3);
-        assert_eq!(f.answer(2, |k| k == Kind::Replace, 2_000), Some(Answered { row: 1, latency_ns: 1_700 }));
+        assert_eq!(f.answer(2, |k| k == Kind::Replace, 2_000), Some(Answered { row: 1, latency_ns: 1_700, rejected: false }));
         // The reply to ref 3 never comes; answering ref 4 gives it up.
-        assert_eq!(f.answer(4, |k| k == Kind::Enter, 2_500), Some(Answered { row: 1, latency_ns: 2_000 }));
+        assert_eq!(f.answer(4, |k| k == Kind::Enter, 2_500), Some(Answered { row: 1, latency_ns: 2_000, rejected: false }));
         assert_eq!((f.pending(), f.abandoned), (0, 1));
         assert_eq!(f.tail, f.head);
     }
@@ -615,9 +620,9 @@ mod tests {
             f.push(i + 1, Kind::Enter, 0, u64::from(i));
         }
         // Requests 1..=lost never reached the appliance; the reply to the next one must still count.
-        assert_eq!(f.answer(lost + 1, |_| true, 10_000), Some(Answered { row: 0, latency_ns: 10_000 - u64::from(lost) }));
+        assert_eq!(f.answer(lost + 1, |_| true, 10_000), Some(Answered { row: 0, latency_ns: 10_000 - u64::from(lost), rejected: false }));
         assert_eq!((f.pending(), f.abandoned), (1, u64::from(lost)));
-        assert_eq!(f.answer(lost + 2, |_| true, 10_001), Some(Answered { row: 0, latency_ns: 10_001 - u64::from(lost) - 1 }));
+        assert_eq!(f.answer(lost + 2, |_| true, 10_001), Some(Answered { row: 0, latency_ns: 10_001 - u64::from(lost) - 1, rejected: false }));
         assert_eq!(f.tail, f.head);
     }
 

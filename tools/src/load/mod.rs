@@ -10,15 +10,22 @@
 //! answering the message arrives, minus its intended send time, in nanoseconds, into an HdrHistogram. A stall
 //! therefore shows up in the tail for every message it delayed, not just for the one that was waiting.
 //!
-//! Output: exchange-core's rate × percentile table (`obs::hlog::write_rate_table`) and counts, or with `--json`
-//! exactly one JSON object. `run_load` is the library entry point (`bourse demo` and the tests call it).
+//! **Output.** A rate table ([`table`]): per offered rate, what was achieved, sent, replied, rejected and lost,
+//! then the latency percentiles of the replied requests, with a SATURATED mark on rows that did not keep up —
+//! or with `--json` exactly one JSON object. The `.hlog` (`--hlog`) holds one tag per rate row (`rate_<N>`), one
+//! line per tag per second, so `bourse hist` shows each rate on its own. SIGINT or SIGTERM ends the run early:
+//! the rows so far (the current one marked interrupted) are still reported and the `.hlog` flushed.
+//! `run_load` is the library entry point (`bourse demo` and the tests call it).
 
 pub mod client;
 pub mod mix;
+pub mod table;
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -28,7 +35,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use bourse_appliance::config::{parse_price, Config};
-use bourse_appliance::obs::hlog::{write_rate_table, LatencyLog};
+use bourse_appliance::obs::hlog::LatencyLog;
 use client::{FirmConn, MdListener, DATAGRAM_MAX_BYTES};
 use mix::{Mix, MixCounts, MixFirm, MixSetup, MixSymbol, Op};
 
@@ -73,7 +80,8 @@ pub struct LoadArgs {
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Write the round-trip histograms (one interval per rate row) to this .hlog.
+    /// Write the round-trip histograms to this .hlog: one tag per rate row, one interval per second (an existing
+    /// file is moved aside, never overwritten).
     #[arg(long)]
     pub hlog: Option<PathBuf>,
     /// Also listen for ITCH over MoldUDP64 here, counting datagrams and sequence gaps.
@@ -131,14 +139,30 @@ pub struct LoadOptions {
     pub md: Option<SocketAddrV4>,
     pub progress: bool,
     pub core: Option<usize>,
+    /// Set (by SIGINT or SIGTERM, say) to end the run early; what was measured is still reported.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// One row of the rate table.
 #[derive(Clone, Debug, Serialize)]
 pub struct RateRow {
+    /// Offered rate, messages per second (in closed loop: the achieved rate).
     pub rate: f64,
+    /// Messages sent per second of the row's wall time.
+    pub achieved_per_s: f64,
     pub sent: u64,
+    /// Requests answered (accepted, rejected, canceled…); the percentiles are over these.
     pub replied: u64,
+    /// Of those, refused (Order Rejected, Cancel Reject).
+    pub rejected: u64,
+    /// Sent but never answered (within the drain time after the last row).
+    pub lost: u64,
+    /// Achieved below [`table::SATURATED_BELOW`] of offered, or anything lost.
+    pub saturated: bool,
+    /// The row was cut short by a stop (SIGINT/SIGTERM).
+    pub interrupted: bool,
+    /// The row's wall time, seconds.
+    pub duration_s: f64,
     pub p50_us: f64,
     pub p90_us: f64,
     pub p99_us: f64,
@@ -163,6 +187,8 @@ pub struct LoadReport {
     pub rates: Vec<RateRow>,
     /// `(offered rate, latency histogram in ns)` per row, for the table and the .hlog.
     pub histograms: Vec<(f64, Histogram<u64>)>,
+    /// The run was stopped early (SIGINT/SIGTERM): the last row is partial, later rows were not run.
+    pub interrupted: bool,
     pub logins: usize,
     pub sent: u64,
     pub replied: u64,
@@ -189,6 +215,7 @@ pub struct LoadReport {
 #[derive(Serialize)]
 struct JsonReport<'a> {
     rates: &'a [RateRow],
+    interrupted: bool,
     lost: u64,
     rejects: u64,
     executions: u64,
@@ -203,6 +230,7 @@ impl LoadReport {
     pub fn to_json(&self) -> String {
         let j = JsonReport {
             rates: &self.rates,
+            interrupted: self.interrupted,
             lost: self.lost,
             rejects: self.rejects,
             executions: self.executions,
@@ -213,9 +241,12 @@ impl LoadReport {
         serde_json::to_string(&j).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 
-    /// The rate × percentile table and the counts, as `bourse load` prints them.
+    /// The rate table and the counts, as `bourse load` and `bourse demo` print them.
     pub fn write_text(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        write_rate_table(out, &self.histograms)?;
+        table::write_rate_table(out, &self.rates)?;
+        if self.interrupted {
+            writeln!(out, "interrupted: the last row is partial; rows after it were not run")?;
+        }
         writeln!(
             out,
             "sent {}, replied {}, rejected {}, executions {}, lost {}, gaps {} (seed {}; mix: {} GTC, {} IOC, {} cancel, {} move, {} invalid)",
@@ -417,6 +448,7 @@ impl LoadOptions {
             md: args.md,
             progress: args.progress,
             core: args.core,
+            stop: None,
         })
     }
 }
@@ -429,7 +461,8 @@ fn secs(v: f64, what: &str) -> anyhow::Result<Duration> {
 }
 
 pub fn run(args: LoadArgs) -> anyhow::Result<()> {
-    let opts = LoadOptions::from_args(&args)?;
+    let mut opts = LoadOptions::from_args(&args)?;
+    opts.stop = Some(bourse_appliance::appliance::stop_flag(None)?);
     if !args.json {
         eprintln!(
             "bourse load: {} firm(s) → {}, {} symbol(s), seed {}, {}",
@@ -448,12 +481,63 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     } else {
         report.write_text(&mut out)?;
     }
+    if report.interrupted {
+        out.flush()?;
+        // The shell's convention for a run ended by a signal, after everything measured was reported.
+        std::process::exit(130);
+    }
     Ok(())
+}
+
+/// The header comment of the load generator's .hlog.
+const HLOG_COMMENT: &str = "bourse load: round-trip latency per offered rate (one tag per rate), values in \
+                            nanoseconds, coordinated-omission corrected (from each message's intended send time)";
+
+/// Length of the load .hlog's intervals.
+const HLOG_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// The .hlog tags of the rate rows: `rate_<messages per second>` (`closed_loop` in closed loop), with `_<row>`
+/// appended when an earlier row has the same one, so no two rows share a tag.
+pub fn row_tags(rates: &[f64], closed_loop: bool) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::with_capacity(rates.len());
+    for (i, r) in rates.iter().enumerate() {
+        let base = if closed_loop { "closed_loop".to_string() } else { format!("rate_{}", r.round() as u64) };
+        let tag = if tags.contains(&base) { format!("{base}_{}", i + 1) } else { base };
+        tags.push(tag);
+    }
+    tags
 }
 
 fn new_histogram() -> anyhow::Result<Histogram<u64>> {
     // 1 ns to 1 hour at 3 significant digits: every latency a run can see.
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3).context("allocating a latency histogram")
+}
+
+/// The load .hlog being written: per row, the replies since its last interval line.
+struct HlogIntervals {
+    log: LatencyLog,
+    /// When the log's BaseTime was taken (interval starts are offsets from it).
+    created: Instant,
+    tags: Vec<String>,
+    hists: Vec<Histogram<u64>>,
+    /// Start of the current interval, on the run's clock.
+    interval_start_ns: u64,
+}
+
+impl HlogIntervals {
+    /// One line per row that received replies since the last flush, all for the interval ending at `now_ns`.
+    fn flush(&mut self, now_ns: u64, clock: Instant) -> anyhow::Result<()> {
+        let start = (clock + Duration::from_nanos(self.interval_start_ns)).saturating_duration_since(self.created);
+        let length = Duration::from_nanos(now_ns.saturating_sub(self.interval_start_ns));
+        for (tag, h) in self.tags.iter().zip(self.hists.iter_mut()) {
+            if !h.is_empty() {
+                self.log.write_interval(tag, start, length, h).context("writing the .hlog")?;
+                h.reset();
+            }
+        }
+        self.interval_start_ns = now_ns;
+        Ok(())
+    }
 }
 
 /// The generator's state during a run.
@@ -467,6 +551,11 @@ struct Run<'a> {
     hists: Vec<Histogram<u64>>,
     warmup_hist: Histogram<u64>,
     replied: Vec<u64>,
+    rejected: Vec<u64>,
+    /// Messages sent of the whole run (drawn only on a terminal).
+    progress: bourse_appliance::progress::ProgressBar,
+    /// The .hlog and, per row, what arrived since its last interval line.
+    hlog: Option<HlogIntervals>,
     buf: Vec<u8>,
     target: usize,
     failovers: u64,
@@ -479,6 +568,28 @@ struct Run<'a> {
 impl Run<'_> {
     fn now(&self) -> u64 {
         self.clock.elapsed().as_nanos() as u64
+    }
+
+    fn stopped(&self) -> bool {
+        self.opts.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+
+    /// Sent by all firms so far.
+    fn sent_total(&self) -> u64 {
+        self.conns.iter().map(|c| c.counts.sent).sum()
+    }
+
+    /// Writes an interval line per row that received replies, once per [`HLOG_INTERVAL_NS`] (or now, `force`),
+    /// and moves the progress bar.
+    fn flush_hlog(&mut self, force: bool) -> anyhow::Result<()> {
+        self.progress.set_position(self.sent_total());
+        let now = self.now();
+        if let Some(h) = self.hlog.as_mut() {
+            if force || now >= h.interval_start_ns + HLOG_INTERVAL_NS {
+                h.flush(now, self.clock)?;
+            }
+        }
+        Ok(())
     }
 
     fn send_next(&mut self, row: u16, intended: u64) {
@@ -494,13 +605,19 @@ impl Run<'_> {
     fn receive(&mut self) -> usize {
         let mut n = 0;
         let (hists, warm, replied) = (&mut self.hists, &mut self.warmup_hist, &mut self.replied);
+        let (rejected, mut hlog) = (&mut self.rejected, self.hlog.as_mut());
         for c in self.conns.iter_mut() {
             n += c.poll(&mut self.buf, RX_BURST, self.clock, &mut |a| {
+                let row = usize::from(a.row);
                 if a.row == WARMUP_ROW {
                     warm.saturating_record(a.latency_ns);
-                } else if let Some(h) = hists.get_mut(usize::from(a.row)) {
+                } else if let Some(h) = hists.get_mut(row) {
                     h.saturating_record(a.latency_ns);
-                    replied[usize::from(a.row)] += 1;
+                    replied[row] += 1;
+                    rejected[row] += u64::from(a.rejected);
+                    if let Some(log) = hlog.as_mut() {
+                        log.hists[row].saturating_record(a.latency_ns);
+                    }
                 }
             });
         }
@@ -556,6 +673,9 @@ impl Run<'_> {
         let mut turns: u64 = 0;
         while i < count {
             let now = self.now();
+            if self.stopped() {
+                break;
+            }
             let mut burst = 0;
             while i < count && burst < TX_BURST {
                 let intended = start + (i as f64 * period_ns) as u64;
@@ -573,6 +693,7 @@ impl Run<'_> {
             turns += 1;
             if turns.is_multiple_of(1024) {
                 self.housekeeping(now)?;
+                self.flush_hlog(false)?;
             }
             if burst == 0 && got == 0 {
                 let next = start + (i as f64 * period_ns) as u64;
@@ -585,7 +706,7 @@ impl Run<'_> {
                 }
             }
         }
-        Ok((count, (last_send - start) as f64 / 1e9))
+        Ok((i, (last_send - start) as f64 / 1e9))
     }
 
     /// Closed loop: one request outstanding at a time, for `duration`.
@@ -597,7 +718,7 @@ impl Run<'_> {
         let mut turns: u64 = 0;
         loop {
             let now = self.now();
-            if now >= end {
+            if now >= end || self.stopped() {
                 break;
             }
             if self.pending() == 0 || now.saturating_sub(last_send) > CLOSED_LOOP_GIVE_UP_NS {
@@ -609,6 +730,7 @@ impl Run<'_> {
             turns += 1;
             if turns.is_multiple_of(1024) {
                 self.housekeeping(now)?;
+                self.flush_hlog(false)?;
             }
         }
         Ok((sent, (self.now() - start) as f64 / 1e9))
@@ -650,11 +772,21 @@ pub fn run_load(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
     if let Some(core) = opts.core {
         bourse_nic::backend::pin::pin_current_thread(core).with_context(|| format!("pinning the load generator to core {core}"))?;
     }
-    let mut hlog = match &opts.hlog {
-        Some(p) => Some(LatencyLog::create(p, "load").with_context(|| format!("creating {}", p.display()))?),
+    let hlog = match &opts.hlog {
+        Some(p) => {
+            let log = LatencyLog::create(p, HLOG_COMMENT).with_context(|| format!("creating {}", p.display()))?;
+            if let Some(old) = &log.rotated {
+                eprintln!("bourse load: the previous {} is kept as {}", p.display(), old.display());
+            }
+            let mut hists = Vec::with_capacity(opts.rates.len());
+            for _ in &opts.rates {
+                hists.push(new_histogram()?);
+            }
+            let tags = row_tags(&opts.rates, opts.closed_loop);
+            Some(HlogIntervals { log, created: Instant::now(), tags, hists, interval_start_ns: 0 })
+        }
         None => None,
     };
-    let hlog_base = Instant::now();
     let mix = Mix::new(&opts.mix, opts.seed)?;
     let names = opts
         .mix
@@ -685,6 +817,15 @@ pub fn run_load(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
         hists,
         warmup_hist: new_histogram()?,
         replied: vec![0; opts.rates.len()],
+        rejected: vec![0; opts.rates.len()],
+        progress: if opts.closed_loop {
+            bourse_appliance::progress::spinner("bourse load: closed loop")
+        } else {
+            let warmup = (opts.rates[0] * opts.warmup.as_secs_f64()).round() as u64;
+            let rows: u64 = opts.rates.iter().map(|r| (r * opts.duration.as_secs_f64()).round() as u64).sum();
+            bourse_appliance::progress::bar(warmup + rows, "bourse load", "msgs")
+        },
+        hlog,
         buf: vec![0; DATAGRAM_MAX_BYTES],
         target: 0,
         failovers: 0,
@@ -701,20 +842,41 @@ pub fn run_load(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
             run.open_phase(WARMUP_ROW, opts.rates[0], opts.warmup)?;
         }
     }
-    let mut rows = Vec::with_capacity(opts.rates.len());
+    // Warm-up replies are not in the .hlog: its first interval starts with the first row.
+    run.flush_hlog(true)?;
+    if let Some(h) = run.hlog.as_mut() {
+        h.hists.iter_mut().for_each(|h| h.reset());
+    }
+    struct Done {
+        offered: f64,
+        sent: u64,
+        secs: f64,
+        interrupted: bool,
+    }
+    let mut rows: Vec<Done> = Vec::with_capacity(opts.rates.len());
     for (i, &rate) in opts.rates.iter().enumerate() {
-        let row_start = Instant::now();
-        let (sent, secs) =
+        if run.stopped() {
+            break;
+        }
+        let sent_before = run.sent_total();
+        let row_start = run.now();
+        run.progress.set_message(format!("bourse load: row {}/{}, {rate:.0}/s", i + 1, opts.rates.len()));
+        let (_, send_secs) =
             if opts.closed_loop { run.closed_phase(i as u16, opts.duration)? } else { run.open_phase(i as u16, rate, opts.duration)? };
+        let sent = run.sent_total() - sent_before;
+        // The row's wall time: its planned duration, or longer when sending fell behind (then achieved < offered).
+        let secs = ((run.now() - row_start) as f64 / 1e9).max(send_secs);
+        let interrupted = run.stopped();
         let achieved = if secs > 0.0 { sent as f64 / secs } else { 0.0 };
-        rows.push((if opts.closed_loop { achieved } else { rate }, sent, achieved, row_start));
+        rows.push(Done { offered: if opts.closed_loop { achieved } else { rate }, sent, secs, interrupted });
         if opts.progress {
             eprintln!(
-                "bourse load: row {}/{}: offered {:.0}/s, sent {sent} in {secs:.2} s ({achieved:.0}/s), {} pending",
+                "bourse load: row {}/{}: offered {:.0}/s, sent {sent} in {secs:.2} s ({achieved:.0}/s), {} pending{}",
                 i + 1,
                 opts.rates.len(),
                 rate,
-                run.pending()
+                run.pending(),
+                if interrupted { ", interrupted" } else { "" }
             );
         }
     }
@@ -724,6 +886,7 @@ pub fn run_load(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
         if run.receive() == 0 {
             std::hint::spin_loop();
         }
+        run.flush_hlog(false)?;
     }
     // Late market data still counts; give it a moment only when listening.
     if run.md.is_some() {
@@ -732,6 +895,9 @@ pub fn run_load(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
             run.receive();
         }
     }
+    // The last interval, however short: nothing measured stays out of the .hlog.
+    run.flush_hlog(true)?;
+    run.progress.finish_and_clear();
 
     let mut report = LoadReport {
         rates: Vec::with_capacity(rows.len()),
@@ -749,6 +915,7 @@ pub fn run_load(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
         failovers: run.failovers,
         replied_after_failover: 0,
         seed: opts.seed,
+        interrupted: rows.iter().any(|r| r.interrupted),
         mix: run.mix.counts,
         md: run.md.as_ref().map(|m| MdCounts { datagrams: m.datagrams, messages: m.messages, gaps: m.gaps, malformed: m.malformed }),
         next_user_ref: (0..opts.firms.len()).map(|f| run.mix.next_user_ref(f)).max().unwrap_or(1),
@@ -768,15 +935,20 @@ pub fn run_load(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
         report.replied_after_failover = report.replied - run.replied_at_failover;
     }
     let hists = std::mem::take(&mut run.hists);
-    for (i, ((rate, sent, achieved, row_start), h)) in rows.into_iter().zip(hists).enumerate() {
-        if let Some(log) = hlog.as_mut() {
-            let start = row_start.duration_since(hlog_base);
-            log.write_interval(start, opts.duration, &h).context("writing the .hlog")?;
-        }
+    for (i, (row, h)) in rows.into_iter().zip(hists).enumerate() {
+        let replied = run.replied[i];
+        let lost = row.sent.saturating_sub(replied);
+        let achieved = if row.secs > 0.0 { row.sent as f64 / row.secs } else { 0.0 };
         report.rates.push(RateRow {
-            rate,
-            sent,
-            replied: run.replied[i],
+            rate: row.offered,
+            achieved_per_s: achieved.round(),
+            sent: row.sent,
+            replied,
+            rejected: run.rejected[i],
+            lost,
+            saturated: table::is_saturated(row.offered, achieved, lost, row.interrupted),
+            interrupted: row.interrupted,
+            duration_s: (row.secs * 1e3).round() / 1e3,
             p50_us: us(&h, 0.50),
             p90_us: us(&h, 0.90),
             p99_us: us(&h, 0.99),
@@ -785,7 +957,7 @@ pub fn run_load(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
             max_us: if h.is_empty() { 0.0 } else { (h.max() as f64 / 10.0).round() / 100.0 },
             msgs_per_s: achieved.round(),
         });
-        report.histograms.push((rate, h));
+        report.histograms.push((row.offered, h));
     }
     Ok(report)
 }

@@ -10,6 +10,8 @@ use hdrhistogram::Histogram;
 pub enum Units {
     Ns,
     Us,
+    Ms,
+    S,
 }
 
 impl Units {
@@ -17,15 +19,34 @@ impl Units {
     pub fn ratio(self) -> f64 {
         match self {
             Units::Ns => 1.0,
-            Units::Us => 1000.0,
+            Units::Us => 1e3,
+            Units::Ms => 1e6,
+            Units::S => 1e9,
         }
     }
 
+    /// The ASCII suffix of text tables (`us`, as HdrHistogram's tools and column headers spell it).
     pub fn suffix(self) -> &'static str {
         match self {
             Units::Ns => "ns",
             Units::Us => "us",
+            Units::Ms => "ms",
+            Units::S => "s",
         }
+    }
+
+    /// The symbol for plots and prose: `µs`.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Units::Us => "µs",
+            other => other.suffix(),
+        }
+    }
+
+    /// The largest unit in which `max_ns` is at least 1: a range's labels then read 1–999 rather than
+    /// 18000000.0.
+    pub fn for_range(max_ns: f64) -> Units {
+        [Units::S, Units::Ms, Units::Us].into_iter().find(|u| max_ns >= u.ratio()).unwrap_or(Units::Ns)
     }
 }
 

@@ -51,11 +51,11 @@ use bourse_nic::backend::Backend;
 use crate::session::{AllowedSource, DropReason};
 
 use crate::config::Config;
-use crate::obs::hlog::HlogWriter;
+use crate::obs::hlog::{rotate_existing, HlogWriter};
 use crate::obs::metrics::MetricsServer;
 use crate::obs::stages::StageExporter;
 use crate::obs::statsblock::{Counter, StatsWriter, COUNTERS, REJECT_REASONS_MAX};
-use crate::translate::{REJECT_CODES, REJECT_ROWS};
+use crate::translate::{CANCEL_REJECT_ROW, REJECT_CODES, REJECT_ROWS};
 use crate::obs::tsc::Clock;
 use pipeline::Pipeline;
 use retransmit::{RetransmitCounters, RetransmitLimits, RetransmitServer};
@@ -160,7 +160,10 @@ pub fn serve_with_clock(
         None => {
             // Everything that could fail after recovery is checked before the journal is touched.
             preflight::check(config)?;
-            let j = setup::recover_journal(config)?;
+            let spinner = crate::progress::spinner("bourse: recovering the journal");
+            let j = setup::recover_journal(config);
+            spinner.finish_and_clear();
+            let j = j?;
             // A journal that followed a newer primary must not be served in an older epoch: that is a second
             // primary beside the one it followed (and its records would go back in epoch).
             let newest = setup::last_record_epoch(&j.started.wal_dir, j.started.recovered_seq);
@@ -256,6 +259,14 @@ pub fn serve_with_clock(
     };
     let result = pipeline_loop(config, &mut pipeline, &stats, &stop, ready);
     aux_stop.store(true, Ordering::Relaxed);
+    // The aux thread's last export asks the pipeline for the histograms it still holds: keep answering until it
+    // is done, on every way out of the loop (a stop, a failed journal), so the final interval reaches the .hlog.
+    while !aux.is_finished() {
+        if let Some(stages) = pipeline.stages.as_mut() {
+            stages.poll_swap();
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
     let aux_result = aux.join().map_err(|_| anyhow::anyhow!("the aux thread panicked"))?;
     if let Some(s) = snapshotter {
         s.join().map_err(|_| anyhow::anyhow!("the snapshot thread panicked"))?;
@@ -477,10 +488,12 @@ fn drop_name(r: DropReason) -> &'static str {
 }
 
 /// Reject reasons in the stats block, one row per Order Rejected reason code the engine and the gateway use
-/// (`translate::REJECT_CODES`), then `other_code` for any code not listed. Gateway refusals are counted under
+/// (`translate::REJECT_CODES`), then `other_code` for any code not listed, then `cancel_reject` for OUCH Cancel
+/// Reject messages (no reason code). Gateway refusals are counted under
 /// their codes like engine rejects; their total is also the `gateway_refusals` counter.
 pub const REJECT_NAMES: [&str; REJECT_ROWS] = {
     let mut names = ["other_code"; REJECT_ROWS];
+    names[CANCEL_REJECT_ROW] = "cancel_reject";
     let mut i = 0;
     while i < REJECT_CODES.len() {
         names[i] = REJECT_CODES[i].1;
@@ -530,8 +543,16 @@ fn aux_loop(
     }
     let mut hlog = match &config.appliance.hlog_path {
         Some(path) => {
+            // A restart never overwrites what the last run measured: its log is moved aside first.
+            if let Some(old) = rotate_existing(path).with_context(|| format!("moving aside {}", path.display()))? {
+                eprintln!("bourse: the previous interval log {} is kept as {}", path.display(), old.display());
+            }
             let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-            Some(HlogWriter::new(std::io::BufWriter::new(file), std::time::SystemTime::now(), "bourse appliance stages")?)
+            Some(HlogWriter::new(
+                std::io::BufWriter::new(file),
+                std::time::SystemTime::now(),
+                "bourse appliance stage latencies of wire inputs, values in nanoseconds",
+            )?)
         }
         None => None,
     };
@@ -542,29 +563,20 @@ fn aux_loop(
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         if Instant::now() >= next || stopping {
-            if !exporter.is_pending() {
-                exporter.request_swap();
-            }
-            // The pipeline hands the set over at its next burst; give it a moment.
-            let now = start.elapsed();
-            let deadline = Instant::now() + Duration::from_millis(50);
-            loop {
-                if let Some(set) = exporter.try_collect() {
-                    stats.set_stages_from(set);
+            // A request still outstanding from an earlier interval holds only what was recorded before it was
+            // answered; on the way out one more request collects the rest.
+            let rounds = if stopping && exporter.is_pending() { 2 } else { 1 };
+            for _ in 0..rounds {
+                let now = start.elapsed();
+                if let Some(set) = collect_interval(&mut exporter, &mut sender) {
+                    stats.add_stage_interval(set);
                     if let Some(h) = hlog.as_mut() {
                         h.write_set(set, interval_start, now - interval_start)?;
                         h.flush()?;
                     }
-                    break;
+                    interval_start = now;
                 }
-                if Instant::now() >= deadline {
-                    break;
-                }
-                // Keep the mirror's heartbeats flowing while waiting: a gap here longer than the standby's
-                // promotion timeout would make it promote under a live primary.
-                tick_mirror(&mut sender, Duration::from_micros(200));
             }
-            interval_start = now;
             next += interval;
         }
         if let Some(m) = metrics.as_mut() {
@@ -574,6 +586,30 @@ fn aux_loop(
             return Ok(());
         }
         tick_mirror(&mut sender, Duration::from_millis(1));
+    }
+}
+
+/// Asks the pipeline for its histograms (unless a request is outstanding) and waits a moment for them: the
+/// pipeline hands them over at its next burst. `None` when it did not within 50 ms (the next call collects them).
+fn collect_interval<'a>(
+    exporter: &'a mut StageExporter,
+    sender: &mut Option<mirror::MirrorSender>,
+) -> Option<&'a crate::obs::stages::HistogramSet> {
+    if !exporter.is_pending() {
+        exporter.request_swap();
+    }
+    let deadline = Instant::now() + Duration::from_millis(50);
+    loop {
+        // The borrow checker cannot see that a `None` ends the borrow; ask again once it is known to be there.
+        if exporter.try_collect().is_some() {
+            return exporter.collected();
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        // Keep the mirror's heartbeats flowing while waiting: a gap here longer than the standby's promotion
+        // timeout would make it promote under a live primary.
+        tick_mirror(sender, Duration::from_micros(200));
     }
 }
 

@@ -32,7 +32,7 @@ use super::mdfeed::MdFeed;
 use super::outq::OutQueue;
 use crate::obs::stages::{Stage, StageRecorder, StageStamps};
 use crate::obs::tsc::Clock;
-use crate::translate::{reject_row, REJECT_ROWS};
+use crate::translate::{reject_row, CANCEL_REJECT_ROW, REJECT_ROWS};
 
 /// Journal room a burst is assumed to need: 512 two-line records.
 const WAL_BURST_RESERVE_BYTES: usize = 64 << 10;
@@ -63,8 +63,8 @@ pub struct PipelineCounters {
     pub tx_refused: u64,
     pub logins: u64,
     /// OUCH Order Rejected messages the exchange emitted, by reason: row [`reject_row`] of the reason code
-    /// ([`crate::translate::REJECT_CODES`], then one row for any other code). Gateway refusals are among them,
-    /// under their codes.
+    /// ([`crate::translate::REJECT_CODES`], then one row for any other code), and Cancel Reject messages in row
+    /// [`CANCEL_REJECT_ROW`]. Gateway refusals are among them, under their codes.
     pub rejects: [u64; REJECT_ROWS],
 }
 
@@ -153,8 +153,10 @@ pub struct Pipeline {
     scratch: Vec<u8>,
     failed: Option<JournalFailed>,
     last_input_ns: Nanos,
-    /// Receive-burst time of the datagram being handled (TSC ticks), for the stage histograms.
-    rx_ticks: u64,
+    /// Receive time (TSC ticks) of the datagram being handled, for the stage histograms; `None` outside
+    /// [`Pipeline::on_datagram`], so inputs that did not come off the wire (idle ticks, admin, genesis) are never
+    /// stamped: their "receive" time would be the last datagram's, seconds ago on an idle appliance.
+    rx_ticks: Option<u64>,
     /// Stamps of inputs whose outputs have not left yet, oldest first (a fixed ring; full → not sampled).
     stamps: StampRing,
 }
@@ -238,7 +240,7 @@ impl Pipeline {
             scratch: vec![0; SCRATCH_BYTES],
             failed: None,
             last_input_ns: 0,
-            rx_ticks: 0,
+            rx_ticks: None,
             stamps: StampRing::new(),
         }
     }
@@ -335,19 +337,18 @@ impl Pipeline {
     }
 
     fn on_datagram(&mut self, dg: Datagram<'_>) {
-        if let Some(stages) = self.stages.as_ref() {
-            self.rx_ticks = stages.clock().now();
-        }
+        self.rx_ticks = self.stages.as_ref().map(|s| s.clock().now());
         let now = self.time.now();
         let src = dg.src;
         if let Some(o) = self.sessions.request(src, dg.payload, now) {
             self.on_outcome(src, o);
-            return;
+        } else {
+            for p in soup::Packets::new(dg.payload) {
+                let o = self.sessions.on_packet(src, p, now);
+                self.on_outcome(src, o);
+            }
         }
-        for p in soup::Packets::new(dg.payload) {
-            let o = self.sessions.on_packet(src, p, now);
-            self.on_outcome(src, o);
-        }
+        self.rx_ticks = None;
     }
 
     fn on_outcome(&mut self, src: SocketAddrV4, outcome: Outcome) {
@@ -450,11 +451,16 @@ impl Pipeline {
         let timestamp = self.time.now();
         let input = Input { seq, timestamp, command };
         let mut stamps = StageStamps::default();
-        let clock = self.stages.as_ref().map(|s| *s.clock());
-        if let Some(clock) = &clock {
-            stamps.set(Stage::Rx, if self.rx_ticks != 0 { self.rx_ticks } else { clock.now() });
-            stamps.set(Stage::Decoded, clock.now());
-        }
+        // Only wire inputs are measured (see `rx_ticks`); the others take the same path unstamped.
+        let clock = match (self.stages.as_ref(), self.rx_ticks) {
+            (Some(s), Some(rx)) => {
+                let clock = *s.clock();
+                stamps.set(Stage::Rx, rx);
+                stamps.set(Stage::Decoded, clock.now());
+                Some(clock)
+            }
+            _ => None,
+        };
         if let Err(source) = self.wal.append_entry_unfenced(&input, echo.as_ref()) {
             self.failed = Some(JournalFailed::Append { seq, source });
             return;
@@ -541,11 +547,14 @@ struct Emit<'a> {
 
 impl Outputs for Emit<'_> {
     fn reply(&mut self, session: SessionId, sequence: u64, msg: &[u8]) {
-        // Every Order Rejected is counted by reason, whether or not its firm is logged in to receive it now.
+        // Every Order Rejected is counted by reason, and every Cancel Reject under its own row, whether or not
+        // the firm is logged in to receive it now.
         if msg.first() == Some(&b'J') && msg.len() >= ouch::field::rejected::LEN {
             let at = ouch::field::rejected::REASON;
             let code = u16::from_be_bytes([msg[at], msg[at + 1]]);
             self.rejects[reject_row(code)] += 1;
+        } else if msg.first() == Some(&b'I') {
+            self.rejects[CANCEL_REJECT_ROW] += 1;
         }
         let (Some(peer), Some(name)) = (self.sessions.peer(session), self.sessions.session_name(session)) else {
             return;

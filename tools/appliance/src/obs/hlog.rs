@@ -12,9 +12,14 @@
 //! Tag=rx_tx,0.000,1.000,5242.000,HISTFAAAACl4nJNpmSzMwMDAywABzFCaEUrz…
 //! ```
 //!
-//! Interval timestamps are seconds since BaseTime; the histogram is V2-encoded, deflated and base64'd. The
-//! crate's `interval_log` module writes the interval lines and parses everything; we write the header ourselves
-//! because the crate omits the version line and the legend that Java's tools print.
+//! Interval timestamps are seconds since BaseTime; the histogram is V2-encoded, deflated and base64'd. Values
+//! are nanoseconds. `Interval_Max` is written in milliseconds — the max divided by [`MAX_VALUE_UNIT_RATIO`], what
+//! Java's `HistogramLogWriter` does by default and what its `HistogramLogProcessor` assumes — while the encoded
+//! histogram keeps the exact nanoseconds. We write the lines ourselves (the crate's `interval_log` writer omits
+//! the version line and the legend, and with a divisor repeats a `MaxValueDivisor` comment on every line) and use
+//! the crate's parser to read them.
+//!
+//! A log is never overwritten: [`rotate_existing`] moves the last run's aside before a new one is created.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -23,10 +28,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use hdrhistogram::serialization::interval_log::{
-    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
-};
-use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry, Tag};
+use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 
 use super::stages::{HistogramSet, Span};
@@ -57,11 +60,17 @@ pub enum HlogError {
     },
 }
 
+/// `Interval_Max` is the interval's max (ns) divided by this: milliseconds, Java's default
+/// `maxValueUnitRatio` for nanosecond histograms.
+pub const MAX_VALUE_UNIT_RATIO: f64 = 1e6;
+
 /// Writes an interval log; one line per histogram.
 pub struct HlogWriter<W: Write> {
     out: W,
     serializer: V2DeflateSerializer,
     base_time: SystemTime,
+    encoded: Vec<u8>,
+    line: String,
 }
 
 fn epoch_seconds(t: SystemTime) -> f64 {
@@ -90,6 +99,8 @@ impl<W: Write> HlogWriter<W> {
             out,
             serializer: V2DeflateSerializer::new(),
             base_time,
+            encoded: Vec::new(),
+            line: String::new(),
         })
     }
 
@@ -105,17 +116,24 @@ impl<W: Write> HlogWriter<W> {
         length: Duration,
         h: &Histogram<u64>,
     ) -> Result<(), HlogError> {
-        let tag_value = Tag::new(tag).ok_or_else(|| HlogError::BadTag(tag.to_string()))?;
-        // The builder with no headers writes nothing; it only wraps our writer and serializer for this line.
-        let mut writer = IntervalLogWriterBuilder::new()
-            .begin_log_with(&mut self.out, &mut self.serializer)
-            .map_err(HlogError::Write)?;
-        writer.write_histogram(h, start, length, Some(tag_value)).map_err(|e| match e {
-            hdrhistogram::serialization::interval_log::IntervalLogWriterError::IoError(io) => HlogError::Write(io),
-            hdrhistogram::serialization::interval_log::IntervalLogWriterError::SerializeError(s) => {
-                HlogError::Serialize { tag: tag.to_string(), message: format!("{s:?}") }
-            }
-        })
+        if Tag::new(tag).is_none() {
+            return Err(HlogError::BadTag(tag.to_string()));
+        }
+        self.encoded.clear();
+        self.serializer
+            .serialize(h, &mut self.encoded)
+            .map_err(|e| HlogError::Serialize { tag: tag.to_string(), message: format!("{e:?}") })?;
+        self.line.clear();
+        // Timestamps and max with three decimals, as Java's writer prints them.
+        self.line.push_str(&format!(
+            "Tag={tag},{:.3},{:.3},{:.3},",
+            start.as_secs_f64(),
+            length.as_secs_f64(),
+            h.max() as f64 / MAX_VALUE_UNIT_RATIO
+        ));
+        base64::engine::general_purpose::STANDARD.encode_string(&self.encoded, &mut self.line);
+        self.line.push('\n');
+        self.out.write_all(self.line.as_bytes()).map_err(HlogError::Write)
     }
 
     /// Writes one line per span of a stage histogram set, all with the same interval.
@@ -148,7 +166,8 @@ pub struct Interval {
     /// Offset from the log's BaseTime (or seconds since the epoch when the log has none).
     pub start: Duration,
     pub length: Duration,
-    /// The max column as written (informational; the histogram's own max is exact).
+    /// The max column as written: milliseconds in our logs (see [`MAX_VALUE_UNIT_RATIO`]); informational, the
+    /// histogram's own max is exact.
     pub max: f64,
     pub hist: Histogram<u64>,
 }
@@ -238,53 +257,68 @@ impl Hlog {
     }
 }
 
-/// The load generator's own latency log: one tag, one line per reporting interval.
+/// Moves an existing, non-empty file at `path` aside, to `<stem>.<mtime as epoch seconds>[-n].<ext>` in the
+/// same directory, and returns the new name; an absent or empty file is left alone.
+pub fn rotate_existing(path: &Path) -> io::Result<Option<PathBuf>> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if meta.len() == 0 {
+        return Ok(None);
+    }
+    let stamp = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    for n in 0..1000u32 {
+        let suffix = if n == 0 { String::new() } else { format!("-{n}") };
+        let aside = path.with_file_name(format!("{stem}.{stamp}{suffix}{ext}"));
+        if !aside.exists() {
+            std::fs::rename(path, &aside)?;
+            return Ok(Some(aside));
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::AlreadyExists, "a thousand rotated logs of the same second"))
+}
+
+/// The load generator's own latency log: one line per reporting interval, each under its row's tag.
 pub struct LatencyLog {
     writer: HlogWriter<BufWriter<File>>,
-    tag: String,
     path: PathBuf,
+    /// Where the previous log at `path` was moved, if there was one.
+    pub rotated: Option<PathBuf>,
 }
 
 impl LatencyLog {
-    /// Creates (truncating) `path` and writes the header.
-    pub fn create(path: &Path, tag: &str) -> Result<LatencyLog, HlogError> {
-        if Tag::new(tag).is_none() {
-            return Err(HlogError::BadTag(tag.to_string()));
-        }
-        let file = File::create(path).map_err(|source| HlogError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let writer = HlogWriter::new(
-            BufWriter::new(file),
-            SystemTime::now(),
-            "bourse load: round-trip latency, values in nanoseconds",
-        )?;
-        Ok(LatencyLog {
-            writer,
-            tag: tag.to_string(),
-            path: path.to_path_buf(),
-        })
+    /// Creates `path` (moving an existing log aside, see [`rotate_existing`]) and writes the header.
+    pub fn create(path: &Path, comment: &str) -> Result<LatencyLog, HlogError> {
+        let io_err = |source| HlogError::Io { path: path.to_path_buf(), source };
+        let rotated = rotate_existing(path).map_err(io_err)?;
+        let file = File::create(path).map_err(io_err)?;
+        let writer = HlogWriter::new(BufWriter::new(file), SystemTime::now(), comment)?;
+        Ok(LatencyLog { writer, path: path.to_path_buf(), rotated })
+    }
+
+    /// The log's BaseTime: interval starts are offsets from it.
+    pub fn base_time(&self) -> SystemTime {
+        self.writer.base_time()
     }
 
     /// Appends one interval (offset from the log's start) and flushes it so a crash keeps what was measured.
     pub fn write_interval(
         &mut self,
+        tag: &str,
         start: Duration,
         length: Duration,
         h: &Histogram<u64>,
     ) -> Result<(), HlogError> {
-        self.writer.write(&self.tag, start, length, h)?;
+        self.writer.write(tag, start, length, h)?;
         self.writer.flush()
-    }
-
-    /// Appends one interval ending now, `h` having been collected since `since`.
-    pub fn write_since(&mut self, since: SystemTime, h: &Histogram<u64>) -> Result<(), HlogError> {
-        let base = self.writer.base_time();
-        let now = SystemTime::now();
-        let start = since.duration_since(base).unwrap_or_default();
-        let length = now.duration_since(since).unwrap_or_default();
-        self.write_interval(start, length, h)
     }
 
     pub fn path(&self) -> &Path {

@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 
 use super::stages::Span;
-use super::statsblock::{name_str, StatsBlock, COUNTERS, STAGE_QUANTILES, WAL_MODE_NAMES};
+use super::statsblock::{name_str, StatsBlock, COUNTERS, STAGE_BUCKETS_LE_NS, STAGE_QUANTILES, WAL_MODE_NAMES};
 use super::tsc::monotonic_ns;
 
 /// Connections served at once; more wait in the kernel's accept queue.
@@ -23,7 +23,8 @@ pub const BODY_BYTES_INITIAL: usize = 16 * 1024;
 /// A connection that has not sent a whole request head within this time is closed.
 pub const REQUEST_TIMEOUT_NS: u64 = 2_000_000_000;
 
-/// Renders the block into `out` (cleared first). Allocates only if `out` must grow.
+/// Renders the block into `out` (cleared first), then the build and `process_*` metrics of this process (read
+/// from /proc, which allocates a little: this runs on the aux core, never on the pipeline's).
 pub fn render(block: &StatsBlock, out: &mut String) {
     out.clear();
     // Writing into a String cannot fail; the results are ignored for that reason.
@@ -57,7 +58,7 @@ pub fn render(block: &StatsBlock, out: &mut String) {
             write_reason(out, "bourse_drops_total", name, i, n);
         }
     }
-    let _ = write!(out, "# HELP bourse_rejects_total Orders rejected, by reason.\n# TYPE bourse_rejects_total counter\n");
+    let _ = write!(out, "# HELP bourse_rejects_total Order Rejected and Cancel Reject messages sent to firms, by reason.\n# TYPE bourse_rejects_total counter\n");
     for (i, name) in text.reject_names.iter().enumerate() {
         let n = block.rejects(i);
         let name = name_str(name);
@@ -111,32 +112,199 @@ pub fn render(block: &StatsBlock, out: &mut String) {
 
     let _ = write!(
         out,
-        "# HELP bourse_stage_latency_seconds Latency between pipeline stages over the last exported interval.\n\
-         # TYPE bourse_stage_latency_seconds summary\n"
+        "# HELP bourse_stage_latency_seconds Latency between pipeline stages of inputs received from the wire, \
+         since the appliance started (idle ticks and admin inputs are not measured).\n\
+         # TYPE bourse_stage_latency_seconds histogram\n"
     );
     for span in Span::ALL {
-        let q = block.stage_quantiles_ns(span);
-        for ((_, label), v) in STAGE_QUANTILES.iter().zip(q) {
+        let tag = span.tag();
+        let (count, sum_ns) = block.stage_count_sum(span);
+        for (le_ns, n) in STAGE_BUCKETS_LE_NS.iter().zip(block.stage_buckets(span)) {
+            let le = *le_ns as f64 / 1e9;
+            let _ = writeln!(out, "bourse_stage_latency_seconds_bucket{{stage=\"{tag}\",le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(out, "bourse_stage_latency_seconds_bucket{{stage=\"{tag}\",le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "bourse_stage_latency_seconds_sum{{stage=\"{tag}\"}} {}", sum_ns as f64 / 1e9);
+        let _ = writeln!(out, "bourse_stage_latency_seconds_count{{stage=\"{tag}\"}} {count}");
+    }
+    // The last interval's quantiles, as gauges: a view of "now" that needs no rate() over buckets. Labelled
+    // `percentile`, since a `quantile` label is reserved for summaries, whose _count and _sum would be the
+    // interval's and so go down.
+    let _ = write!(
+        out,
+        "# HELP bourse_stage_latency_interval_seconds Percentiles of the stage latency over the last exported \
+         interval (NaN when it had no samples).\n\
+         # TYPE bourse_stage_latency_interval_seconds gauge\n"
+    );
+    for span in Span::ALL {
+        let empty = block.stage_interval_count(span) == 0;
+        for ((_, label), v) in STAGE_QUANTILES.iter().zip(block.stage_quantiles_ns(span)) {
+            let v = if empty { f64::NAN } else { v as f64 / 1e9 };
             let _ = writeln!(
                 out,
-                "bourse_stage_latency_seconds{{stage=\"{}\",quantile=\"{label}\"}} {}",
+                "bourse_stage_latency_interval_seconds{{stage=\"{}\",percentile=\"{label}\"}} {}",
                 span.tag(),
-                v as f64 / 1e9
+                PromFloat(v)
             );
         }
-        let (count, sum_ns) = block.stage_count_sum(span);
+    }
+    let _ = write!(
+        out,
+        "# HELP bourse_stage_latency_interval_samples Wire inputs measured in the last exported interval.\n\
+         # TYPE bourse_stage_latency_interval_samples gauge\n"
+    );
+    for span in Span::ALL {
         let _ = writeln!(
             out,
-            "bourse_stage_latency_seconds_sum{{stage=\"{}\"}} {}",
+            "bourse_stage_latency_interval_samples{{stage=\"{}\"}} {}",
             span.tag(),
-            sum_ns as f64 / 1e9
-        );
-        let _ = writeln!(
-            out,
-            "bourse_stage_latency_seconds_count{{stage=\"{}\"}} {count}",
-            span.tag()
+            block.stage_interval_count(span)
         );
     }
+    render_build_info(out);
+    render_process(out);
+}
+
+/// A sample value as the exposition format spells it (`NaN`, `+Inf`, `-Inf`, or the number).
+struct PromFloat(f64);
+
+impl std::fmt::Display for PromFloat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        if v.is_nan() {
+            f.write_str("NaN")
+        } else if v.is_infinite() {
+            f.write_str(if v > 0.0 { "+Inf" } else { "-Inf" })
+        } else {
+            write!(f, "{v}")
+        }
+    }
+}
+
+/// `bourse_build_info`, the conventional constant-1 gauge whose labels say what is running.
+fn render_build_info(out: &mut String) {
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let features = if cfg!(feature = "dpdk") { "dpdk" } else { "" };
+    let _ = write!(
+        out,
+        "# HELP bourse_build_info The running build: version, profile and optional features.\n\
+         # TYPE bourse_build_info gauge\n\
+         bourse_build_info{{version=\"{}\",profile=\"{profile}\",features=\"{features}\",target_arch=\"{}\",\
+         target_os=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+        std::env::consts::OS,
+    );
+}
+
+/// The standard `process_*` metrics of Prometheus client libraries, from /proc/self (Linux). A figure that
+/// cannot be read is left out rather than reported as zero.
+fn render_process(out: &mut String) {
+    let p = ProcessFacts::read();
+    let mut metric = |name: &str, kind: &str, help: &str, v: Option<f64>| {
+        if let Some(v) = v {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n", PromFloat(v));
+        }
+    };
+    metric(
+        "process_cpu_seconds_total",
+        "counter",
+        "Total user and system CPU time spent in seconds.",
+        p.cpu_seconds,
+    );
+    metric(
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size in bytes.",
+        p.resident_bytes,
+    );
+    metric(
+        "process_virtual_memory_bytes",
+        "gauge",
+        "Virtual memory size in bytes.",
+        p.virtual_bytes,
+    );
+    metric(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+        p.start_time_seconds,
+    );
+    metric("process_open_fds", "gauge", "Number of open file descriptors.", p.open_fds);
+    metric("process_max_fds", "gauge", "Maximum number of open file descriptors.", p.max_fds);
+    metric("process_threads", "gauge", "Number of OS threads in the process.", p.threads);
+}
+
+/// What /proc says about this process.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProcessFacts {
+    pub cpu_seconds: Option<f64>,
+    pub resident_bytes: Option<f64>,
+    pub virtual_bytes: Option<f64>,
+    pub start_time_seconds: Option<f64>,
+    pub open_fds: Option<f64>,
+    pub max_fds: Option<f64>,
+    pub threads: Option<f64>,
+}
+
+/// Clock ticks per second of /proc/<pid>/stat's times: USER_HZ, which Linux fixes at 100 on every architecture
+/// (the kernel scales to it for user space whatever its internal HZ).
+const USER_HZ: f64 = 100.0;
+
+impl ProcessFacts {
+    pub fn read() -> ProcessFacts {
+        let mut p = ProcessFacts::default();
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+            p.parse_stat(&stat, boot_time_seconds());
+        }
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            p.parse_status(&status);
+        }
+        p.open_fds = std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count() as f64);
+        p.max_fds = std::fs::read_to_string("/proc/self/limits").ok().and_then(|l| parse_max_open_files(&l));
+        p
+    }
+
+    /// Fields of `/proc/<pid>/stat` (proc(5)): after the parenthesised command name, field 14 utime, 15 stime
+    /// and 22 starttime (ticks after boot).
+    fn parse_stat(&mut self, stat: &str, boot_time: Option<f64>) {
+        // The command name may hold spaces and parentheses; the fields start after the last ')'.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return };
+        // `rest` starts at field 3 (state).
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+        if let (Some(u), Some(s)) = (field(14), field(15)) {
+            self.cpu_seconds = Some((u + s) / USER_HZ);
+        }
+        if let (Some(start), Some(boot)) = (field(22), boot_time) {
+            self.start_time_seconds = Some(boot + start / USER_HZ);
+        }
+    }
+
+    /// `VmRSS`, `VmSize` (kB, whatever the page size) and `Threads` of `/proc/<pid>/status`.
+    fn parse_status(&mut self, status: &str) {
+        let value = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        self.resident_bytes = value("VmRSS:").map(|kb| kb * 1024.0);
+        self.virtual_bytes = value("VmSize:").map(|kb| kb * 1024.0);
+        self.threads = value("Threads:");
+    }
+}
+
+fn boot_time_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
+}
+
+/// The soft limit of "Max open files" in /proc/<pid>/limits.
+fn parse_max_open_files(limits: &str) -> Option<f64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
 }
 
 fn write_reason(out: &mut String, metric: &str, name: &str, index: usize, n: u64) {

@@ -145,9 +145,10 @@ impl Default for HistConfig {
     }
 }
 
-/// One histogram per span.
+/// One histogram per span, with the exact sum of what each recorded (the histogram's own mean is quantised).
 pub struct HistogramSet {
     hists: [Histogram<u64>; SPAN_COUNT],
+    sums_ns: [u64; SPAN_COUNT],
 }
 
 impl HistogramSet {
@@ -161,16 +162,23 @@ impl HistogramSet {
         };
         Ok(HistogramSet {
             hists: [make()?, make()?, make()?, make()?, make()?, make()?],
+            sums_ns: [0; SPAN_COUNT],
         })
     }
 
     #[inline(always)]
     pub fn record(&mut self, span: Span, ns: u64) {
         self.hists[span as usize].saturating_record(ns);
+        self.sums_ns[span as usize] = self.sums_ns[span as usize].wrapping_add(ns);
     }
 
     pub fn get(&self, span: Span) -> &Histogram<u64> {
         &self.hists[span as usize]
+    }
+
+    /// The exact sum of the values recorded into `span` (before any saturation), in nanoseconds.
+    pub fn sum_ns(&self, span: Span) -> u64 {
+        self.sums_ns[span as usize]
     }
 
     /// Clears every count, keeping the allocations.
@@ -178,6 +186,7 @@ impl HistogramSet {
         for h in &mut self.hists {
             h.reset();
         }
+        self.sums_ns = [0; SPAN_COUNT];
     }
 
     pub fn total_count(&self) -> u64 {
@@ -309,6 +318,11 @@ impl StageExporter {
         let full = self.link.full.take()?;
         self.pending = false;
         self.collected = Some(full);
+        self.collected.as_deref()
+    }
+
+    /// The set collected last, until the next request.
+    pub fn collected(&self) -> Option<&HistogramSet> {
         self.collected.as_deref()
     }
 

@@ -17,7 +17,15 @@
 //!       11 drops[16]  27 rejects[32]  59 stage quantiles[6][3]  77 stage count[6]  83 stage sum ns[6]
 //!       89 text seq   90 backend name (32 bytes)  94 drop names[16] (24 bytes each)  142 reject names[32]
 //!      238 counters[32] (layout 2: one per entry of COUNTERS, the rest reserved)
+//!      270 stage interval count[6]  276 stage buckets[6][25] (layout 3)
 //! ```
+//!
+//! **Stage latencies.** Two views of each [`Span`], both over wire inputs only. The quantiles and the interval
+//! count describe the last exported interval (what `bourse stats` shows as "now"). The count, the sum and the
+//! buckets are cumulative since the writer created the block and never decrease, so the metrics endpoint can
+//! serve them as a Prometheus histogram that `rate()` and `histogram_quantile()` read correctly: bucket `i`
+//! counts the values at most [`STAGE_BUCKETS_LE_NS`]`[i]`, judged by each value's HdrHistogram bucket (its
+//! lowest equivalent value), so a value within the histogram's 0.1 % resolution above a bound may count in it.
 //!
 //! **Compatibility.** Layout changes only append words (or take a reserved counter slot) and bump the layout
 //! version; readers refuse any version but their own, with an error naming both, so a stale `bourse stats` never
@@ -37,16 +45,46 @@ use super::sys::Mapping;
 use super::tsc::monotonic_ns;
 
 pub const STATS_MAGIC: u64 = u64::from_le_bytes(*b"BRSSTAT1");
-pub const STATS_LAYOUT_VERSION: u64 = 2;
+pub const STATS_LAYOUT_VERSION: u64 = 3;
 pub const DROP_REASONS_MAX: usize = 16;
 pub const REJECT_REASONS_MAX: usize = 32;
 pub const REASON_NAME_BYTES: usize = 24;
 pub const BACKEND_NAME_BYTES: usize = 32;
-/// The recent quantiles kept per stage span: p50, p99, p99.9.
-pub const STAGE_QUANTILES: [(f64, &str); 3] = [(0.5, "0.5"), (0.99, "0.99"), (0.999, "0.999")];
+/// The recent quantiles kept per stage span, with their percentile labels: p50, p99, p99.9.
+pub const STAGE_QUANTILES: [(f64, &str); 3] = [(0.5, "50"), (0.99, "99"), (0.999, "99.9")];
 const QUANTILES_COUNT: usize = STAGE_QUANTILES.len();
 const REASON_NAME_WORDS: usize = REASON_NAME_BYTES / 8;
 const BACKEND_NAME_WORDS: usize = BACKEND_NAME_BYTES / 8;
+/// Upper bounds (`le`) of the cumulative stage-latency buckets, in nanoseconds: 1-2.5-5 steps from 100 ns to
+/// 10 s, the range of the stage histograms (larger values saturate at 10 s). `+Inf` is the count.
+pub const STAGE_BUCKETS_LE_NS: [u64; STAGE_BUCKETS] = [
+    100,
+    250,
+    500,
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+pub const STAGE_BUCKETS: usize = 25;
 /// Counter slots in the block (layout 2); [`COUNTERS`] uses the first ones.
 pub const COUNTERS_MAX: usize = 32;
 
@@ -195,11 +233,19 @@ pub struct StatsBlock {
     drop_names: [[AtomicU64; REASON_NAME_WORDS]; DROP_REASONS_MAX],
     reject_names: [[AtomicU64; REASON_NAME_WORDS]; REJECT_REASONS_MAX],
     counters: [AtomicU64; COUNTERS_MAX],
+    stage_interval_count: [AtomicU64; SPAN_COUNT],
+    stage_buckets: [[AtomicU64; STAGE_BUCKETS]; SPAN_COUNT],
 }
 
 const _: () = assert!(REASON_NAME_BYTES.is_multiple_of(8) && BACKEND_NAME_BYTES.is_multiple_of(8));
 const _: () = assert!(std::mem::offset_of!(StatsBlock, counters) == 238 * 8, "layout 1 is a prefix of layout 2");
-const _: () = assert!(std::mem::size_of::<StatsBlock>() == (238 + COUNTERS_MAX) * 8);
+const _: () = assert!(
+    std::mem::offset_of!(StatsBlock, stage_interval_count) == (238 + COUNTERS_MAX) * 8,
+    "layout 2 is a prefix of layout 3"
+);
+const _: () = assert!(
+    std::mem::size_of::<StatsBlock>() == (238 + COUNTERS_MAX + SPAN_COUNT * (1 + STAGE_BUCKETS)) * 8
+);
 const _: () = assert!(
     std::mem::size_of::<StatsBlock>() <= 4096,
     "the block fits one page"
@@ -286,12 +332,18 @@ pub struct NamedCount {
     pub count: u64,
 }
 
-/// Recent latency of one stage span, as read.
+/// Latency of one stage span, as read: totals since start, quantiles of the last interval.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct StageLatency {
     pub stage: &'static str,
+    /// Samples since the writer started.
     pub count: u64,
+    /// Their exact sum.
     pub sum_ns: u64,
+    /// Samples in the last exported interval, which the quantiles below describe.
+    pub interval_count: u64,
+    /// Cumulative counts at or below each of [`STAGE_BUCKETS_LE_NS`], since the writer started.
+    pub buckets: Vec<u64>,
     pub p50_ns: u64,
     pub p99_ns: u64,
     pub p999_ns: u64,
@@ -363,6 +415,15 @@ impl StatsBlock {
     pub fn counter(&self, c: Counter) -> u64 {
         self.counters[c as usize].load(Ordering::Relaxed)
     }
+    /// Samples of `span` in the last exported interval (which the quantiles describe).
+    pub fn stage_interval_count(&self, span: Span) -> u64 {
+        self.stage_interval_count[span as usize].load(Ordering::Relaxed)
+    }
+    /// Cumulative counts of `span` at or below each of [`STAGE_BUCKETS_LE_NS`], since the writer started.
+    pub fn stage_buckets(&self, span: Span) -> [u64; STAGE_BUCKETS] {
+        let b = &self.stage_buckets[span as usize];
+        std::array::from_fn(|i| b[i].load(Ordering::Relaxed))
+    }
     /// `[p50, p99, p99.9]` of the last exported interval of `span`, in nanoseconds.
     pub fn stage_quantiles_ns(&self, span: Span) -> [u64; QUANTILES_COUNT] {
         let q = &self.stage_ns[span as usize];
@@ -372,7 +433,7 @@ impl StatsBlock {
             q[2].load(Ordering::Relaxed),
         ]
     }
-    /// Count and sum (ns) of the last exported interval of `span`.
+    /// Count and sum (ns) of `span` since the writer started: they never decrease.
     pub fn stage_count_sum(&self, span: Span) -> (u64, u64) {
         (
             self.stage_count[span as usize].load(Ordering::Relaxed),
@@ -442,6 +503,8 @@ impl StatsBlock {
                     stage: span.tag(),
                     count,
                     sum_ns,
+                    interval_count: self.stage_interval_count(span),
+                    buckets: self.stage_buckets(span).to_vec(),
                     p50_ns,
                     p99_ns,
                     p999_ns,
@@ -598,12 +661,14 @@ impl StatsWriter {
         let code = WAL_MODE_NAMES.iter().position(|&m| m == mode).unwrap_or(0);
         self.block().wal_mode.store(code as u64, Ordering::Relaxed);
     }
-    /// Publishes the recent latency of one span: count, sum and `[p50, p99, p99.9]` in nanoseconds.
+    /// Sets one span's figures directly: the totals since start (count, sum in ns), and the last interval's
+    /// sample count and `[p50, p99, p99.9]` in nanoseconds. The buckets are left alone.
     pub fn set_stage(
         &self,
         span: Span,
         count: u64,
         sum_ns: u64,
+        interval_count: u64,
         quantiles_ns: [u64; QUANTILES_COUNT],
     ) {
         let b = self.block();
@@ -612,14 +677,31 @@ impl StatsWriter {
         }
         b.stage_count[span as usize].store(count, Ordering::Relaxed);
         b.stage_sum_ns[span as usize].store(sum_ns, Ordering::Relaxed);
+        b.stage_interval_count[span as usize].store(interval_count, Ordering::Relaxed);
     }
-    /// Publishes every span of an interval's histogram set (aux core, after each export).
-    pub fn set_stages_from(&self, set: &super::stages::HistogramSet) {
+    /// Publishes one exported interval (aux core, after each export): its quantiles and count replace the last
+    /// interval's, and its values are added to the totals and buckets. Never allocates.
+    pub fn add_stage_interval(&self, set: &super::stages::HistogramSet) {
+        let b = self.block();
         for span in Span::ALL {
             let h = set.get(span);
-            let sum_ns = (h.mean() * h.len() as f64).round() as u64;
+            let mut bins = [0u64; STAGE_BUCKETS];
+            for v in h.iter_recorded() {
+                let low = h.lowest_equivalent(v.value_iterated_to());
+                // Values above the last bound are counted only in +Inf, which is the total count.
+                if let Some(i) = STAGE_BUCKETS_LE_NS.iter().position(|&le| low <= le) {
+                    bins[i] += v.count_at_value();
+                }
+            }
+            let mut below = 0;
+            for (slot, n) in b.stage_buckets[span as usize].iter().zip(bins) {
+                below += n;
+                bump(slot, below);
+            }
             let q = STAGE_QUANTILES.map(|(q, _)| h.value_at_quantile(q));
-            self.set_stage(span, h.len(), sum_ns, q);
+            let count = b.stage_count[span as usize].load(Ordering::Relaxed) + h.len();
+            let sum_ns = b.stage_sum_ns[span as usize].load(Ordering::Relaxed).wrapping_add(set.sum_ns(span));
+            self.set_stage(span, count, sum_ns, h.len(), q);
         }
     }
     /// Stores CLOCK_MONOTONIC now as the heartbeat.
