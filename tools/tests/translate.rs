@@ -493,7 +493,7 @@ fn book_events_to_itch() {
 fn every_reject_code_has_a_named_row() {
     use RejectReason::*;
     let all = [
-        UnknownSymbol, UnknownAccount, UnknownSession, UnknownOrder, UserRefNotIncreasing, ZeroQuantity,
+        UnknownSymbol, UnknownAccount, UnknownSession, UserRefNotIncreasing, ZeroQuantity,
         QuantityTooLarge, NotionalTooLarge, InvalidPrice, InvalidStopPrice, InsufficientFunds, InsufficientShares,
         WouldTakeLiquidity, FokUnfillable, NoLiquidity, CapacityExhausted, InvalidAdmin, InvalidReplace, Halted,
     ];

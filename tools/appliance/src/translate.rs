@@ -37,12 +37,18 @@
 //!   IOC; '3' with MinQty equal to the quantity → FOK. Any other MinQty → rejected (Invalid Min Quantity).
 //! * PostOnly option 'P' → post-only. PriceType other than 'L' (pegs) → Pegging Not Allowed (0x0011). Cross type
 //!   other than 'N' → Invalid Cross Order (0x0014).
-//! * Replace → `Replace`; Cancel → `Cancel` (quantity = intended remaining size); Modify → `Cancel` reducing to
-//!   the new quantity (a change between buy and sell is refused; sell/short/exempt changes are accepted).
+//! * Replace → `Replace`: its Quantity is the total liable quantity of the order/replace chain (section 2.2),
+//!   so the engine opens it less what the chain executed, and Order Replaced reports that open quantity. A
+//!   replace always loses time priority. Cancel → `Cancel` (quantity = intended remaining size); Modify →
+//!   `Cancel` reducing to the new quantity (a change between buy and sell is refused; sell/short/exempt changes
+//!   are accepted).
+//! * Cancels and replaces of orders not open, and cancels that reduce nothing, are ignored without a reply
+//!   (sections 2.2 and 2.3; Order Rejected answers only Enter and Replace, section 3.8) and counted in
+//!   [`Translator::ignored`].
 //!
 //! ## Reject reasons (engine → OUCH 5.0 Appendix C). Where the spec has no exact code the closest is used:
 //! UnknownSymbol → 0x0017 Invalid Symbol; UnknownAccount/UnknownSession → 0x000C Firm Not Authorized;
-//! UnknownOrder, UserRefNotIncreasing, InvalidAdmin → 0x000F Other; ZeroQuantity → 0x0013 Invalid Quantity;
+//! UserRefNotIncreasing, InvalidAdmin → 0x000F Other; ZeroQuantity → 0x0013 Invalid Quantity;
 //! QuantityTooLarge → 0x001E Shares Exceed Threshold; NotionalTooLarge → 0x001F Exceeds Maximum Notional;
 //! InvalidPrice, InvalidStopPrice → 0x001D Invalid Price; InsufficientFunds → 0x0020 Risk: Aggregate Exposure;
 //! InsufficientShares → 0x002B Risk: Short Sell Not Allowed; WouldTakeLiquidity → 0x0012 Crossed Market;
@@ -51,7 +57,7 @@
 //! Halted → 0x0007 Halted.
 
 use bourse_engine::{
-    Cancel, CancelReason, Command, Event, HaltReason, NewOrder, OrderKind, RejectReason, Replace,
+    Cancel, CancelReason, Command, Event, HaltReason, IgnoreReason, NewOrder, OrderKind, RejectReason, Replace,
     SessionId, Side, SymbolId, TimeInForce, TradingState, UserRef,
 };
 use bourse_nic::wire::alpha::{Alpha, ClOrdId, Symbol};
@@ -113,9 +119,7 @@ pub fn reject_code(r: RejectReason) -> u16 {
     match r {
         RejectReason::UnknownSymbol => rr::INVALID_SYMBOL,
         RejectReason::UnknownAccount | RejectReason::UnknownSession => rr::FIRM_NOT_AUTHORIZED,
-        RejectReason::UnknownOrder
-        | RejectReason::UserRefNotIncreasing
-        | RejectReason::InvalidAdmin => rr::OTHER,
+        RejectReason::UserRefNotIncreasing | RejectReason::InvalidAdmin => rr::OTHER,
         RejectReason::ZeroQuantity => rr::INVALID_QUANTITY,
         RejectReason::QuantityTooLarge => rr::SHARES_EXCEED_THRESHOLD,
         RejectReason::NotionalTooLarge => rr::EXCEEDS_MAX_NOTIONAL,
@@ -265,7 +269,18 @@ pub struct Translator {
     sessions_max: u16,
     /// The ClOrdID of the refusal being applied (its echo), for the Order Rejected it produces.
     refused_cl_ord_id: ClOrdId,
+    /// Cancels, replaces and modifies the engine ignored (OUCH answers them with nothing), by reason.
+    pub ignored: IgnoredCounts,
     scratch: [u8; SCRATCH_BYTES],
+}
+
+/// Inputs that changed nothing and got no reply (OUCH 5.0 sections 2.2-2.4), counted so that none is silent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IgnoredCounts {
+    /// Cancel, replace or modify of an order that is not open (never entered, or already done).
+    pub unknown_order: u64,
+    /// Cancel to a size not below the open quantity, or modify asking for more shares.
+    pub not_reduced: u64,
 }
 
 impl Translator {
@@ -289,6 +304,7 @@ impl Translator {
             records_mask: limits.records_max as u32 - 1,
             sessions_max: limits.sessions_max,
             refused_cl_ord_id: Alpha([b' '; 14]),
+            ignored: IgnoredCounts::default(),
             scratch: [0; SCRATCH_BYTES],
         }
     }
@@ -796,6 +812,10 @@ impl Translator {
                 };
                 self.ouch(session, Some(user_ref), m, ouch_out);
             }
+            Event::Ignored { reason, .. } => match reason {
+                IgnoreReason::UnknownOrder => self.ignored.unknown_order += 1,
+                IgnoreReason::NotReduced => self.ignored.not_reduced += 1,
+            },
             // No OUCH or ITCH message exists for these: a triggered stop is reported by what it then does.
             Event::StopTriggered { .. }
             | Event::AdminRejected { .. }
