@@ -68,6 +68,8 @@ pub struct OrderView {
     pub kind: OrderKind,
     /// Open (leaves) quantity.
     pub qty: Qty,
+    /// Shares its order/replace chain executed; a replace keeping `qty` open names `qty + executed`.
+    pub executed: Qty,
     /// Limit price (the collar for market orders, 0 for an untriggered stop).
     pub price: Price,
     /// On a book (as opposed to a stop book or a halt queue).
@@ -560,6 +562,7 @@ impl Engine {
             side: o.side,
             kind: o.kind,
             qty: o.qty,
+            executed: o.executed,
             price: o.price,
             resting: o.loc == Loc::Book,
         })

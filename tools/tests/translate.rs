@@ -269,12 +269,20 @@ fn cancel_replace_modify() {
         user_ref: 3,
         ..rep
     };
-    assert_eq!(
-        t.on_ouch(2, 20, &ouch::Inbound::ReplaceOrder(too_high))
-            .unwrap_err()
-            .reason,
-        ouch::reject_reason::INVALID_PRICE
-    );
+    // Section 2.2 case 2: invalid replace details take the existing order out of the book.
+    let cancel = Command::Cancel(Cancel { session: 2, user_ref: 1, qty: 0 });
+    assert_eq!(t.on_ouch(2, 20, &ouch::Inbound::ReplaceOrder(too_high)).unwrap(), (cancel, None));
+    for bad in [
+        ouch::ReplaceOrder { quantity: 1_000_000, ..rep },
+        ouch::ReplaceOrder { quantity: 0, ..rep },
+        ouch::ReplaceOrder { time_in_force: b'E', ..rep },
+        ouch::ReplaceOrder { display: b'Q', ..rep },
+        ouch::ReplaceOrder { intermarket_sweep: b'Z', ..rep },
+    ] {
+        assert_eq!(t.on_ouch(2, 20, &ouch::Inbound::ReplaceOrder(bad)).unwrap(), (cancel, None), "{bad:?}");
+    }
+    let ok = ouch::ReplaceOrder { quantity: 999_999, ..rep };
+    assert!(matches!(t.on_ouch(2, 20, &ouch::Inbound::ReplaceOrder(ok)).unwrap().0, Command::Replace(_)));
 }
 
 type Outs = (Vec<(u16, Option<u32>, Vec<u8>)>, Vec<Vec<u8>>);
@@ -507,8 +515,46 @@ fn every_reject_code_has_a_named_row() {
         assert!(name.len() <= bourse_appliance::obs::statsblock::REASON_NAME_BYTES, "{name}");
         assert!(REJECT_CODES[..i].iter().all(|(_, n)| n != name), "{name} listed twice");
     }
-    assert_eq!(reject_row(0x0003), REJECT_ROWS - 1, "a code we never send counts as other");
+    assert_eq!(reject_row(0x0018), REJECT_ROWS - 1, "a code we never send counts as other");
     assert_eq!(reject_row(0xffff), REJECT_ROWS - 1);
     let funds = REJECT_CODES.iter().position(|c| c.1 == "insufficient_funds").unwrap();
     assert_eq!(reject_row(reject_code(InsufficientFunds)), funds);
+}
+
+/// OUCH 5.0 section 2.1 value sets, each refused with its Appendix C code (hand-checked: 0x0013 Invalid Quantity,
+/// 0x0003 Invalid Display, 0x0008 ISO Not Allowed, 0x000F Other), and the edges that are accepted.
+#[test]
+fn enter_order_fields_outside_their_value_sets_are_rejected() {
+    let mut t = translator();
+    let cases: [(ouch::EnterOrder, u16); 8] = [
+        (ouch::EnterOrder { quantity: 1_000_000, ..enter(1) }, 0x0013),
+        (ouch::EnterOrder { quantity: 0, ..enter(2) }, 0x0013),
+        (ouch::EnterOrder { display: b'Q', ..enter(3) }, 0x0003),
+        (ouch::EnterOrder { capacity: b'Z', ..enter(4) }, 0x000F),
+        (ouch::EnterOrder { intermarket_sweep: b'Z', ..enter(5) }, 0x000F),
+        (ouch::EnterOrder { intermarket_sweep: b'Y', ..enter(6) }, 0x0008),
+        (ouch::EnterOrder { time_in_force: b'9', ..enter(7) }, 0x000F),
+        (
+            ouch::EnterOrder {
+                options: ouch::Options { post_only: Some(b'X'), ..Default::default() },
+                ..enter(8)
+            },
+            0x000F,
+        ),
+    ];
+    for (m, code) in cases {
+        let r = new_order(&mut t, m).unwrap_err();
+        assert_eq!((r.user_ref, r.reason), (m.user_ref, code), "{m:?}");
+        assert!(reject_row(code) < REJECT_CODES.len(), "{code:#06x} is counted under its own name");
+    }
+    for (i, m) in [
+        ouch::EnterOrder { quantity: 999_999, ..enter(10) },
+        ouch::EnterOrder { display: b'N', capacity: b'R', ..enter(11) },
+        ouch::EnterOrder { display: b'A', capacity: b'O', ..enter(12) },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert!(new_order(&mut t, m).is_ok(), "case {i}: {m:?}");
+    }
 }

@@ -55,6 +55,13 @@
 //! FokUnfillable → 0x000D Invalid Min Quantity (FOK is expressed with MinQty); NoLiquidity → 0x0001 Quote
 //! Unavailable; CapacityExhausted → 0x000A Processing Error; InvalidReplace → 0x0015 Replace Not Allowed;
 //! Halted → 0x0007 Halted.
+//!
+//! ## Field validation (sections 2.1, 2.2; Appendix C)
+//! Enter Order: Quantity 0 or ≥ 1,000,000 → 0x0013 Invalid Quantity; Display outside Y/N/A → 0x0003 Invalid
+//! Display; Intermarket Sweep 'Y' → 0x0008 ISO Not Allowed; Intermarket Sweep, Capacity (A/P/R/O), Time In
+//! Force or PostOnly outside their value sets → 0x000F Other (Appendix C has no code for them); Side outside
+//! B/S/T/E → 0x0009 Invalid Side (refused by the session layer, since such a message does not parse). A Replace
+//! Order with any such field, or a price out of range, cancels the order it names instead (section 2.2 case 2).
 
 use bourse_engine::{
     Cancel, CancelReason, Command, Event, HaltReason, IgnoreReason, NewOrder, OrderKind, RejectReason, Replace,
@@ -66,6 +73,9 @@ use bourse_nic::wire::ouch::{self, reject_reason as rr};
 use bourse_persist::wal::record::{Echo, ECHO_BYTES};
 
 use crate::appliance::store::{read_u64 as take_u64, take};
+
+/// Enter and Replace quantities must be "greater than zero and less than 1,000,000" (sections 2.1, 2.2).
+pub const QUANTITY_LIMIT: u32 = 1_000_000;
 
 /// OUCH price meaning "market order" (the all-ones 31-bit price of OUCH 4.x, 214748.3647).
 pub const MARKET_PRICE: u64 = 0x7fff_ffff;
@@ -138,8 +148,10 @@ pub fn reject_code(r: RejectReason) -> u16 {
 /// Every Order Rejected reason code the engine ([`reject_code`]) and the gateway ([`Translator::on_ouch`]) produce,
 /// with the name it is counted under in the stats block and the metrics. Names say what happened here, which is
 /// not always the code's OUCH title (0x0020 Risk: Aggregate Exposure is how we report insufficient funds).
-pub const REJECT_CODES: [(u16, &str); 19] = [
+pub const REJECT_CODES: [(u16, &str); 21] = [
     (rr::QUOTE_UNAVAILABLE, "no_liquidity"),
+    (rr::INVALID_DISPLAY, "invalid_display"),
+    (ISO_NOT_ALLOWED, "iso_not_allowed"),
     (rr::HALTED, "halted"),
     (rr::INVALID_SIDE, "invalid_side"),
     (rr::PROCESSING_ERROR, "capacity_exhausted"),
@@ -164,6 +176,7 @@ pub const REJECT_CODES: [(u16, &str); 19] = [
 pub const REJECT_ROWS: usize = REJECT_CODES.len() + 1;
 
 /// Appendix C codes we use that `ouch::reject_reason` does not name.
+const ISO_NOT_ALLOWED: u16 = 0x0008;
 const PEGGING_NOT_ALLOWED: u16 = 0x0011;
 const CROSSED_MARKET: u16 = 0x0012;
 const INVALID_CROSS_ORDER: u16 = 0x0014;
@@ -428,12 +441,14 @@ impl Translator {
         match msg {
             ouch::Inbound::EnterOrder(m) => self.enter(session, account, m),
             ouch::Inbound::ReplaceOrder(m) => {
-                let rej = |reason| OuchReject {
-                    user_ref: m.user_ref,
-                    reason,
-                    cl_ord_id: m.cl_ord_id,
+                // Section 2.2, case 2: "If the order for the existing Order UserRefNum is live but the details of
+                // the replace are invalid (e.g.: new Shares >= 1,000,000), a Cancel Order Message will take the
+                // existing order out of the book", and the new UserRefNum is not consumed. A cancel does exactly
+                // that, and is ignored when the order is no longer live (case 1).
+                let Some(price) = ticks(m.price).filter(|_| replace_is_valid(m)) else {
+                    let cancel = Cancel { session, user_ref: m.orig_user_ref, qty: 0 };
+                    return Ok((Command::Cancel(cancel), None));
                 };
-                let price = ticks(m.price).ok_or(rej(rr::INVALID_PRICE))?;
                 let echo = echo_bytes(&m.cl_ord_id, &OrderRecord { tif: m.time_in_force, display: m.display, ..EMPTY });
                 Ok((
                     Command::Replace(Replace {
@@ -491,6 +506,9 @@ impl Translator {
             cl_ord_id: m.cl_ord_id,
         };
         let symbol = self.symbol_id(&m.symbol).ok_or(rej(rr::INVALID_SYMBOL))?;
+        if let Some(reason) = enter_field_error(m) {
+            return Err(rej(reason));
+        }
         if m.cross_type != b'N' {
             return Err(rej(INVALID_CROSS_ORDER));
         }
@@ -822,6 +840,43 @@ impl Translator {
             | Event::AdminApplied { .. } => {}
         }
     }
+}
+
+/// The Appendix C code refusing an Enter Order field outside its section 2.1 value set, or one we do not take.
+/// Appendix C has codes for the quantity and the display; time in force (checked with MinQty by the caller),
+/// capacity and a PostOnly value outside 'P'/'N' have none and get Other. Intermarket Sweep 'Y' is valid but
+/// refused as ISO Not Allowed: an ISO promises the firm swept the other venues' protected quotes, which this
+/// venue neither checks nor routes for.
+fn enter_field_error(m: &ouch::EnterOrder) -> Option<u16> {
+    if m.quantity == 0 || m.quantity >= QUANTITY_LIMIT {
+        return Some(rr::INVALID_QUANTITY);
+    }
+    if !matches!(m.display, b'Y' | b'N' | b'A') {
+        return Some(rr::INVALID_DISPLAY);
+    }
+    match m.intermarket_sweep {
+        b'N' => {}
+        b'Y' => return Some(ISO_NOT_ALLOWED),
+        _ => return Some(rr::OTHER),
+    }
+    if !matches!(m.capacity, b'A' | b'P' | b'R' | b'O') {
+        return Some(rr::OTHER);
+    }
+    if m.options.post_only.is_some_and(|p| p != b'P' && p != b'N') {
+        return Some(rr::OTHER);
+    }
+    None
+}
+
+/// Whether a Replace Order's own fields are in their section 2.2 value sets (Time In Force there has no 'E';
+/// Intermarket Sweep 'Y' is not taken, as on Enter).
+fn replace_is_valid(m: &ouch::ReplaceOrder) -> bool {
+    use ouch::tif;
+    (1..QUANTITY_LIMIT).contains(&m.quantity)
+        && matches!(m.time_in_force, tif::DAY | tif::IOC | tif::GTX | tif::GTT)
+        && matches!(m.display, b'Y' | b'N' | b'A')
+        && m.intermarket_sweep == b'N'
+        && m.options.post_only.is_none_or(|p| p == b'P' || p == b'N')
 }
 
 /// OUCH u64 price (4 decimals) → engine ticks (4 decimals), `None` when out of the engine's range.
