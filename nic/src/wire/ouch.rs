@@ -594,6 +594,18 @@ impl Inbound {
     }
 }
 
+/// An Enter Order that is well framed but whose Side is outside B/S/T/E (section 2.1): its UserRefNum and
+/// ClOrdID, so that the gateway can answer it with Rejected 0x0009 Invalid Side instead of dropping it. `None`
+/// for anything else. Only called on bytes [`Inbound::parse`] refused, so it costs the hot path nothing.
+pub fn enter_with_invalid_side(b: &[u8]) -> Option<(u32, ClOrdId)> {
+    use field::enter as f;
+    if b.first() != Some(&b'O') || Side::from_code(*b.get(f::SIDE)?).is_ok() {
+        return None;
+    }
+    Options::parse(appendage(b, f::APPENDAGE_LEN).ok()?).ok()?;
+    Some((get_u32(b, f::USER_REF), Alpha(get_array(b, f::CL_ORD_ID))))
+}
+
 /// Order state in Accepted/Replaced: 'L' live, 'D' dead (accepted and at once canceled, e.g. an IOC).
 pub mod order_state {
     pub const LIVE: u8 = b'L';

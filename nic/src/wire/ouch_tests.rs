@@ -407,3 +407,18 @@ fn cancel_and_modify_take_the_optional_appendage() {
     assert!(Inbound::parse(&[b'X', 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 1]).is_err());
     assert!(Inbound::parse(&[b'M', 0, 0, 0, 9, b'E', 0, 0, 0, 40, 0, 3, 5, 25, b'Y']).is_err());
 }
+
+/// Side 'Q' is outside section 2.1's set: the message does not parse, but it is recognised as an Enter Order to
+/// answer (Invalid Side) rather than drop; anything else that fails to parse is not.
+#[test]
+fn enter_with_an_invalid_side_is_recognised() {
+    let mut v = enter_fixture();
+    v[5] = b'Q';
+    assert!(Inbound::parse(&v).is_err());
+    assert_eq!(enter_with_invalid_side(&v), Some((7, clid())));
+    assert_eq!(enter_with_invalid_side(&enter_fixture()), None, "a valid side");
+    assert_eq!(enter_with_invalid_side(&v[..40]), None, "truncated");
+    let mut long = v.clone();
+    long.push(0);
+    assert_eq!(enter_with_invalid_side(&long), None, "bytes after the appendage");
+}
