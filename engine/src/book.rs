@@ -671,9 +671,63 @@ impl Engine {
         if c.qty >= o.qty {
             return ignore(out, c.session, c.user_ref, IgnoreReason::NotReduced);
         }
-        let cut = o.qty - c.qty;
+        let cut = self.cut_to(h, c.qty);
+        out.event(&Event::Canceled {
+            order_ref: self.slab.order_ref(h),
+            session: o.session,
+            user_ref: o.user_ref,
+            symbol: o.symbol,
+            side: o.side,
+            canceled_qty: cut,
+            leaves_qty: c.qty,
+            reason: CancelReason::UserRequested,
+        });
+        self.publish_cut(h, &o, cut, c.qty, out);
+    }
+
+    /// Modify Order (OUCH 5.0 section 2.4): a reduce keeping priority, and a new sell marking.
+    pub(crate) fn modify<S: EventSink>(&mut self, m: &crate::Modify, out: &mut S) {
+        if self
+            .sessions
+            .get(m.session as usize)
+            .is_none_or(|s| s.account == NIL)
+        {
+            return out.event(&Event::Rejected {
+                session: m.session,
+                user_ref: m.user_ref,
+                reason: RejectReason::UnknownSession,
+            });
+        }
+        let Some(h) = self.refs.get(m.session, m.user_ref) else {
+            return ignore(out, m.session, m.user_ref, IgnoreReason::UnknownOrder);
+        };
+        let o = self.slab.orders[h as usize];
+        if m.side != o.side {
+            return ignore(out, m.session, m.user_ref, IgnoreReason::SideChange);
+        }
+        if m.qty > o.qty {
+            return ignore(out, m.session, m.user_ref, IgnoreReason::NotReduced);
+        }
+        let cut = self.cut_to(h, m.qty);
+        out.event(&Event::Modified {
+            order_ref: self.slab.order_ref(h),
+            session: o.session,
+            user_ref: o.user_ref,
+            symbol: o.symbol,
+            side: o.side,
+            side_code: m.side_code,
+            canceled_qty: cut,
+            leaves_qty: m.qty,
+        });
+        self.publish_cut(h, &o, cut, m.qty, out);
+    }
+
+    /// Reduces open order `h` to `qty` (at most its open quantity) in place, keeping its priority; returns the
+    /// shares taken off. Publishes nothing: the caller answers the session, then calls `publish_cut`.
+    fn cut_to(&mut self, h: u32, qty: u32) -> u32 {
+        let o = self.slab.orders[h as usize];
+        let cut = o.qty - qty;
         self.unlock(h, cut);
-        let order_ref = self.slab.order_ref(h);
         let list = o.symbol as usize * 2 + side_index(o.side);
         match o.loc {
             Loc::Book | Loc::Stop => {
@@ -684,36 +738,32 @@ impl Engine {
                     &mut self.stops[list]
                 };
                 ladder.levels[idx as usize].qty -= cut as u64;
-                self.slab.orders[h as usize].qty = c.qty;
-                if c.qty == 0 {
+                self.slab.orders[h as usize].qty = qty;
+                if qty == 0 {
                     ladder.remove(&mut self.slab.orders, idx, h);
                 }
             }
             _ => {
-                self.slab.orders[h as usize].qty = c.qty;
-                if c.qty == 0 {
+                self.slab.orders[h as usize].qty = qty;
+                if qty == 0 {
                     let orders = &mut self.slab.orders;
                     self.symbols[o.symbol as usize].queue.remove(orders, h);
                 }
             }
         }
-        out.event(&Event::Canceled {
-            order_ref,
-            session: o.session,
-            user_ref: o.user_ref,
-            symbol: o.symbol,
-            side: o.side,
-            canceled_qty: cut,
-            leaves_qty: c.qty,
-            reason: CancelReason::UserRequested,
-        });
+        cut
+    }
+
+    /// The market-data half of a cut (`o` is the order before it), and the release of an order cut to nothing.
+    fn publish_cut<S: EventSink>(&mut self, h: u32, o: &Order, cut: u32, qty: u32, out: &mut S) {
+        let order_ref = self.slab.order_ref(h);
         if o.loc == Loc::Book {
-            if c.qty == 0 {
+            if qty == 0 {
                 out.event(&Event::BookDelete {
                     order_ref,
                     symbol: o.symbol,
                 });
-            } else {
+            } else if cut != 0 {
                 out.event(&Event::BookReduce {
                     order_ref,
                     symbol: o.symbol,
@@ -721,7 +771,7 @@ impl Engine {
                 });
             }
         }
-        if c.qty == 0 {
+        if qty == 0 {
             self.finish(h);
         }
     }

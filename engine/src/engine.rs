@@ -251,6 +251,7 @@ impl Engine {
             Command::NewOrder(n) => self.new_order(n, out),
             Command::Cancel(c) => self.cancel(c, out),
             Command::Replace(r) => self.replace(r, out),
+            Command::Modify(m) => self.modify(m, out),
             Command::AddSymbol(a) => {
                 let r = self.add_symbol(a);
                 admin(seq, r, out)

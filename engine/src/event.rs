@@ -53,8 +53,10 @@ pub enum CancelReason {
 pub enum IgnoreReason {
     /// The session has no open order with that UserRefNum (never entered, executed, canceled or replaced).
     UnknownOrder,
-    /// A cancel whose intended size is not below the open quantity.
+    /// A cancel whose intended size is not below the open quantity, or a modify asking for more shares.
     NotReduced,
+    /// A modify changing an order between buy and sell.
+    SideChange,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -142,6 +144,18 @@ pub enum Event {
         /// The new open quantity: the replace's total liable quantity less what the chain executed.
         qty: Qty,
         price: Price,
+    },
+    /// A [`crate::Modify`] took effect: the order keeps its reference and priority; `canceled_qty` may be 0 (a
+    /// marking change only).
+    Modified {
+        order_ref: OrderRef,
+        session: SessionId,
+        user_ref: UserRef,
+        symbol: SymbolId,
+        side: Side,
+        side_code: u8,
+        canceled_qty: Qty,
+        leaves_qty: Qty,
     },
     /// A visible order now rests on the book (ITCH 'A').
     BookAdd {

@@ -39,6 +39,12 @@ enum Op {
         price: u8,
         odd: u8,
     },
+    Modify {
+        session: u8,
+        back: u8,
+        qty: u32,
+        sell: bool,
+    },
     Halt {
         sym: u8,
         halted: bool,
@@ -56,6 +62,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0u8..5, 0u8..8, 0u32..30).prop_map(|(session, back, qty)| Op::Cancel { session, back, qty }),
         4 => (0u8..5, 0u8..8, 1u32..60, 0u8..100, 0u8..40)
             .prop_map(|(session, back, qty, price, odd)| Op::Replace { session, back, qty, price, odd }),
+        2 => (0u8..5, 0u8..8, 0u32..30, any::<bool>())
+            .prop_map(|(session, back, qty, sell)| Op::Modify { session, back, qty, sell }),
         1 => (0u8..2, any::<bool>(), 0u16..3000).prop_map(|(sym, halted, until)| Op::Halt { sym, halted, until }),
         1 => Just(Op::Tick),
     ]
@@ -159,6 +167,13 @@ fn materialize(op: &Op, refs: &mut Refs, now: u64) -> Command {
                 },
             })
         }
+        Op::Modify { session, back, qty, sell } => Command::Modify(Modify {
+            session: session as u16,
+            user_ref: refs.last[session as usize].saturating_sub(back as u32),
+            qty,
+            side: if sell { Side::Sell } else { Side::Buy },
+            side_code: if sell { b'T' } else { b'B' },
+        }),
         Op::Halt { sym, halted, until } => Command::SetHalt(SetHalt {
             symbol: sym as u16,
             halted,
@@ -294,6 +309,8 @@ fn random_streams_cover_the_rules() {
         "Rejected::UserRefNotIncreasing",
         "Ignored::UnknownOrder",
         "Ignored::NotReduced",
+        "Ignored::SideChange",
+        "Modified",
     ] {
         assert!(
             tally.get(want).copied().unwrap_or(0) > 0,
@@ -409,5 +426,53 @@ fn replace_below_the_executed_total_cancels_and_dead_orders_are_ignored() {
         matches!(ev[6][..], [Event::Ignored { user_ref: 3, reason: IgnoreReason::NotReduced, .. }]),
         "{:?}",
         ev[6]
+    );
+}
+
+/// OUCH 5.0 section 2.4: a Modify reduces an order keeping its priority and reference, or only re-marks its side
+/// (sell → sell short exempt); more shares or a change between buy and sell are ignored.
+#[test]
+fn modify_reduces_in_place_and_ignores_increases_and_side_flips() {
+    let modify = |user_ref, qty, side, side_code| {
+        Command::Modify(Modify { session: 0, user_ref, qty, side, side_code })
+    };
+    let ev = both(&[
+        new_order(0, 1, Side::Sell, 100, 9_600),
+        new_order(2, 1, Side::Sell, 100, 9_600),
+        modify(1, 60, Side::Sell, b'E'),
+        modify(1, 60, Side::Sell, b'T'),
+        modify(1, 61, Side::Sell, b'S'),
+        modify(1, 10, Side::Buy, b'B'),
+        // Account 0 is still first at 9600.
+        new_order(3, 1, Side::Buy, 1, 9_600),
+        modify(1, 0, Side::Sell, b'S'),
+    ]);
+    assert!(
+        matches!(
+            ev[2][..],
+            [
+                Event::Modified { side_code: b'E', canceled_qty: 40, leaves_qty: 60, .. },
+                Event::BookReduce { canceled_qty: 40, .. }
+            ]
+        ),
+        "{:?}",
+        ev[2]
+    );
+    assert!(
+        matches!(ev[3][..], [Event::Modified { side_code: b'T', canceled_qty: 0, leaves_qty: 60, .. }]),
+        "{:?}",
+        ev[3]
+    );
+    assert!(matches!(ev[4][..], [Event::Ignored { reason: IgnoreReason::NotReduced, .. }]), "{:?}", ev[4]);
+    assert!(matches!(ev[5][..], [Event::Ignored { reason: IgnoreReason::SideChange, .. }]), "{:?}", ev[5]);
+    assert!(
+        matches!(ev[6][1], Event::Executed { maker: Party { account: 0, user_ref: 1, .. }, .. }),
+        "{:?}",
+        ev[6]
+    );
+    assert!(
+        matches!(ev[7][..], [Event::Modified { leaves_qty: 0, .. }, Event::BookDelete { .. }]),
+        "{:?}",
+        ev[7]
     );
 }

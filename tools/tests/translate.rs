@@ -5,7 +5,7 @@ use bourse_appliance::translate::{
     REJECT_ROWS,
 };
 use bourse_engine::{
-    Cancel, CancelReason, Command, Event, OrderKind, Party, RejectReason, Replace, Side,
+    Cancel, CancelReason, Command, Event, Modify, OrderKind, Party, RejectReason, Replace, Side,
     TimeInForce,
 };
 use bourse_nic::wire::alpha::{ClOrdId, Symbol};
@@ -226,22 +226,8 @@ fn cancel_replace_modify() {
         .0;
     assert_eq!(
         m,
-        Command::Cancel(Cancel {
-            session: 2,
-            user_ref: 1,
-            qty: 40
-        })
+        Command::Modify(Modify { session: 2, user_ref: 1, qty: 40, side: Side::Sell, side_code: b'T' })
     );
-    let bad = t.on_ouch(
-        2,
-        20,
-        &ouch::Inbound::ModifyOrder(ouch::ModifyOrder {
-            user_ref: 1,
-            side: ouch::Side::Buy,
-            quantity: 40,
-        }),
-    );
-    assert_eq!(bad.unwrap_err().reason, ouch::reject_reason::INVALID_SIDE);
     let rep = ouch::ReplaceOrder {
         orig_user_ref: 1,
         user_ref: 2,
@@ -557,4 +543,46 @@ fn enter_order_fields_outside_their_value_sets_are_rejected() {
     {
         assert!(new_order(&mut t, m).is_ok(), "case {i}: {m:?}");
     }
+}
+
+/// OUCH 5.0 section 3.12, Order Modified: 'M' | Timestamp | UserRefNum | Side as the modify marked it | Quantity
+/// outstanding (18 bytes, appendage absent). A sell marked short exempt by a modify echoes 'E' from then on.
+#[test]
+fn modified_answers_with_order_modified() {
+    let mut t = translator();
+    new_order(&mut t, ouch::EnterOrder { side: ouch::Side::Sell, ..enter(1) }).unwrap();
+    let ev = Event::Modified {
+        order_ref: 5,
+        session: 2,
+        user_ref: 1,
+        symbol: 1,
+        side: Side::Sell,
+        side_code: b'E',
+        canceled_qty: 60,
+        leaves_qty: 40,
+    };
+    let (o, i) = run(&mut t, ev);
+    assert!(i.is_empty(), "the book change is the engine's BookReduce");
+    let mut want = vec![b'M', 0, 0, 0, 0, 0, 0, 0x03, 0xe8]; // timestamp 1000
+    want.extend_from_slice(&[0, 0, 0, 1, b'E', 0, 0, 0, 40]);
+    assert_eq!(o, vec![(2, None, want)]);
+    // A later Order Replaced echoes the new marking.
+    let rep = Event::Replaced {
+        old_ref: 5,
+        new_ref: 6,
+        session: 2,
+        orig_user_ref: 1,
+        new_user_ref: 2,
+        symbol: 1,
+        side: Side::Sell,
+        qty: 40,
+        price: 3_000_000,
+    };
+    t.remember(
+        &Command::Replace(Replace { session: 2, orig_user_ref: 1, new_user_ref: 2, qty: 40, price: 3_000_000 }),
+        &[0; 20],
+    );
+    let (o, _) = run(&mut t, rep);
+    assert_eq!(o[0].2[0], b'U');
+    assert_eq!(o[0].2[ouch::field::replaced::SIDE], b'E');
 }

@@ -219,6 +219,7 @@ impl Model {
             Command::NewOrder(n) => self.new_order(&n, out),
             Command::Cancel(c) => self.cancel(&c, out),
             Command::Replace(r) => self.replace(&r, out),
+            Command::Modify(m) => self.modify(&m, out),
             Command::AddSymbol(a) => {
                 let r = self.add_symbol(&a);
                 admin(r, out)
@@ -884,6 +885,59 @@ impl Model {
             });
         }
         if c.qty == 0 {
+            if o.loc == MLoc::Queue {
+                self.queues.get_mut(&o.symbol).unwrap().retain(|&x| x != id);
+            }
+            self.close(id);
+        }
+    }
+
+    fn modify(&mut self, m: &Modify, out: &mut Vec<Event>) {
+        if !self.sess.contains_key(&m.session) {
+            return out.push(Event::Rejected {
+                session: m.session,
+                user_ref: m.user_ref,
+                reason: RejectReason::UnknownSession,
+            });
+        }
+        let ign = |out: &mut Vec<Event>, reason| {
+            out.push(Event::Ignored {
+                session: m.session,
+                user_ref: m.user_ref,
+                reason,
+            })
+        };
+        let Some(&id) = self.refs.get(&(m.session, m.user_ref)) else {
+            return ign(out, IgnoreReason::UnknownOrder);
+        };
+        let o = self.orders[&id];
+        if m.side != o.side {
+            return ign(out, IgnoreReason::SideChange);
+        }
+        if m.qty > o.qty {
+            return ign(out, IgnoreReason::NotReduced);
+        }
+        let cut = o.qty - m.qty;
+        self.unlock(id, cut);
+        self.orders.get_mut(&id).unwrap().qty = m.qty;
+        out.push(Event::Modified {
+            order_ref: id,
+            session: o.session,
+            user_ref: o.user_ref,
+            symbol: o.symbol,
+            side: o.side,
+            side_code: m.side_code,
+            canceled_qty: cut,
+            leaves_qty: m.qty,
+        });
+        if o.loc == MLoc::Book {
+            if m.qty == 0 {
+                out.push(Event::BookDelete { order_ref: id, symbol: o.symbol });
+            } else if cut != 0 {
+                out.push(Event::BookReduce { order_ref: id, symbol: o.symbol, canceled_qty: cut });
+            }
+        }
+        if m.qty == 0 {
             if o.loc == MLoc::Queue {
                 self.queues.get_mut(&o.symbol).unwrap().retain(|&x| x != id);
             }

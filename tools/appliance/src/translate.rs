@@ -40,8 +40,8 @@
 //! * Replace → `Replace`: its Quantity is the total liable quantity of the order/replace chain (section 2.2),
 //!   so the engine opens it less what the chain executed, and Order Replaced reports that open quantity. A
 //!   replace always loses time priority. Cancel → `Cancel` (quantity = intended remaining size); Modify →
-//!   `Cancel` reducing to the new quantity (a change between buy and sell is refused; sell/short/exempt changes
-//!   are accepted).
+//!   `Modify` (reduce keeping priority, new sell marking), answered with Order Modified 'M' (section 3.12); a
+//!   change between buy and sell, or more shares, is ignored (section 2.4).
 //! * Cancels and replaces of orders not open, and cancels that reduce nothing, are ignored without a reply
 //!   (sections 2.2 and 2.3; Order Rejected answers only Enter and Replace, section 3.8) and counted in
 //!   [`Translator::ignored`].
@@ -64,7 +64,7 @@
 //! Order with any such field, or a price out of range, cancels the order it names instead (section 2.2 case 2).
 
 use bourse_engine::{
-    Cancel, CancelReason, Command, Event, HaltReason, IgnoreReason, NewOrder, OrderKind, RejectReason, Replace,
+    Cancel, CancelReason, Command, Event, HaltReason, IgnoreReason, Modify, NewOrder, OrderKind, RejectReason, Replace,
     SessionId, Side, SymbolId, TimeInForce, TradingState, UserRef,
 };
 use bourse_nic::wire::alpha::{Alpha, ClOrdId, Symbol};
@@ -470,26 +470,11 @@ impl Translator {
                 None,
             )),
             ouch::Inbound::ModifyOrder(m) => {
-                let rec = self.record(session, m.user_ref);
-                let sell = m.side != ouch::Side::Buy;
-                if rec.user_ref == m.user_ref
-                    && rec.cl_ord_id != EMPTY.cl_ord_id
-                    && sell != rec.sell
-                {
-                    return Err(OuchReject {
-                        user_ref: m.user_ref,
-                        reason: rr::INVALID_SIDE,
-                        cl_ord_id: rec.cl_ord_id,
-                    });
-                }
-                Ok((
-                    Command::Cancel(Cancel {
-                        session,
-                        user_ref: m.user_ref,
-                        qty: m.quantity,
-                    }),
-                    None,
-                ))
+                // Section 2.4 allows the sell markings to change among themselves (S, T, E); a change between
+                // buy and sell, or more shares, is ignored by the engine, which knows the order.
+                let side = if m.side == ouch::Side::Buy { Side::Buy } else { Side::Sell };
+                let modify = Modify { session, user_ref: m.user_ref, qty: m.quantity, side, side_code: m.side.code() };
+                Ok((Command::Modify(modify), None))
             }
         }
     }
@@ -698,6 +683,19 @@ impl Translator {
                     self.ouch(session, None, m, ouch_out);
                 }
             }
+            Event::Modified { session, user_ref, side, side_code, leaves_qty, .. } => {
+                // Order Modified (section 3.12) reports the side as the modify marked it and the open quantity;
+                // later replies echo the new marking.
+                let rec = self.record_for(session, user_ref, side);
+                self.put_record(session, OrderRecord { side: side_code, ..rec });
+                let m = ouch::Outbound::OrderModified {
+                    timestamp,
+                    user_ref,
+                    side: ouch::Side::from_code(side_code).unwrap_or(ouch::Side::Sell),
+                    quantity: leaves_qty,
+                };
+                self.ouch(session, None, m, ouch_out);
+            }
             Event::Replaced {
                 new_ref,
                 session,
@@ -832,7 +830,7 @@ impl Translator {
             }
             Event::Ignored { reason, .. } => match reason {
                 IgnoreReason::UnknownOrder => self.ignored.unknown_order += 1,
-                IgnoreReason::NotReduced => self.ignored.not_reduced += 1,
+                IgnoreReason::NotReduced | IgnoreReason::SideChange => self.ignored.not_reduced += 1,
             },
             // No OUCH or ITCH message exists for these: a triggered stop is reported by what it then does.
             Event::StopTriggered { .. }
