@@ -23,18 +23,21 @@
 //! - Rejections of a replace carry the replace's `new_user_ref`; rejections of a cancel carry the order's
 //!   `user_ref`. A rejected new order or replace still consumes its UserRefNum (it must keep increasing).
 //! - A new order's `account` must be the account its session is bound to (`UnknownAccount` otherwise).
-//! - Cancel with `qty >= leaves` changes nothing and is rejected with `InvalidReplace`.
-//! - Replace applies only to orders resting on a book (stop and queued orders: `InvalidReplace`). Keeping the
-//!   price and lowering the quantity keeps priority and the order reference (Replaced + BookReduce). Otherwise the
-//!   order gets a new reference: Replaced + BookReplace when it rests, or, when the new price crosses the book,
-//!   Replaced + Canceled(Replaced) for the old reference's resting quantity + BookDelete, then it matches as an
-//!   incoming order.
+//! - A cancel of an order that is not open, or with `qty >= leaves`, changes nothing and is reported as
+//!   `Ignored` (OUCH 5.0 section 2.3: superfluous cancels are silently ignored). So is a replace of an order that
+//!   is not open; it does not use up its new UserRefNum (section 2.2, case 1).
+//! - Replace applies only to orders resting on a book (stop and queued orders: `InvalidReplace`). Its `qty` is
+//!   the total liable quantity of the order/replace chain (section 2.2): the order's new open quantity is `qty`
+//!   less what the chain executed, and a `qty` the chain has already executed cancels the order (Canceled
+//!   UserRequested). A replace always loses time priority: the order gets a new reference, Replaced +
+//!   BookReplace when it rests, or, when the new price crosses the book, Replaced + Canceled(Replaced) for the
+//!   old reference's resting quantity + BookDelete, then it matches as an incoming order.
 
 use crate::engine::{side_index, Engine};
 use crate::slab::{Loc, Order, NIL};
 use crate::{
-    Cancel, CancelReason, Event, EventSink, HaltReason, NewOrder, OrderKind, Party, Price,
-    RejectReason, Replace, Side, SymbolId, TimeInForce,
+    Cancel, CancelReason, Event, EventSink, HaltReason, IgnoreReason, NewOrder, OrderKind, Party,
+    Price, RejectReason, Replace, SessionId, Side, SymbolId, TimeInForce, UserRef,
 };
 
 impl Engine {
@@ -184,6 +187,7 @@ impl Engine {
             account: n.account,
             user_ref: n.user_ref,
             qty: n.qty,
+            executed: 0,
             price,
             stop_price,
             lock_price,
@@ -450,8 +454,10 @@ impl Engine {
             let q = leaves.min(maker.qty);
             self.settle(m, h, price, q);
             self.slab.orders[m as usize].qty -= q;
+            self.slab.orders[m as usize].executed += q;
             self.books[opp].levels[idx as usize].qty -= q as u64;
             self.slab.orders[h as usize].qty -= q;
+            self.slab.orders[h as usize].executed += q;
             self.match_number += 1;
             out.event(&Event::Executed {
                 symbol: sym,
@@ -656,16 +662,72 @@ impl Engine {
         {
             return reject(out, RejectReason::UnknownSession);
         }
+        // "Superfluous Cancel Order Messages are silently ignored" (OUCH 5.0 section 2.3): a cancel of an order
+        // that is not open, or one that would not reduce it, changes nothing and is answered with nothing.
         let Some(h) = self.refs.get(c.session, c.user_ref) else {
-            return reject(out, RejectReason::UnknownOrder);
+            return ignore(out, c.session, c.user_ref, IgnoreReason::UnknownOrder);
         };
         let o = self.slab.orders[h as usize];
         if c.qty >= o.qty {
-            return reject(out, RejectReason::InvalidReplace);
+            return ignore(out, c.session, c.user_ref, IgnoreReason::NotReduced);
         }
-        let cut = o.qty - c.qty;
+        let cut = self.cut_to(h, c.qty);
+        out.event(&Event::Canceled {
+            order_ref: self.slab.order_ref(h),
+            session: o.session,
+            user_ref: o.user_ref,
+            symbol: o.symbol,
+            side: o.side,
+            canceled_qty: cut,
+            leaves_qty: c.qty,
+            reason: CancelReason::UserRequested,
+        });
+        self.publish_cut(h, &o, cut, c.qty, out);
+    }
+
+    /// Modify Order (OUCH 5.0 section 2.4): a reduce keeping priority, and a new sell marking.
+    pub(crate) fn modify<S: EventSink>(&mut self, m: &crate::Modify, out: &mut S) {
+        if self
+            .sessions
+            .get(m.session as usize)
+            .is_none_or(|s| s.account == NIL)
+        {
+            return out.event(&Event::Rejected {
+                session: m.session,
+                user_ref: m.user_ref,
+                reason: RejectReason::UnknownSession,
+            });
+        }
+        let Some(h) = self.refs.get(m.session, m.user_ref) else {
+            return ignore(out, m.session, m.user_ref, IgnoreReason::UnknownOrder);
+        };
+        let o = self.slab.orders[h as usize];
+        if m.side != o.side {
+            return ignore(out, m.session, m.user_ref, IgnoreReason::SideChange);
+        }
+        if m.qty > o.qty {
+            return ignore(out, m.session, m.user_ref, IgnoreReason::NotReduced);
+        }
+        let cut = self.cut_to(h, m.qty);
+        out.event(&Event::Modified {
+            order_ref: self.slab.order_ref(h),
+            session: o.session,
+            user_ref: o.user_ref,
+            symbol: o.symbol,
+            side: o.side,
+            side_code: m.side_code,
+            canceled_qty: cut,
+            leaves_qty: m.qty,
+        });
+        self.publish_cut(h, &o, cut, m.qty, out);
+    }
+
+    /// Reduces open order `h` to `qty` (at most its open quantity) in place, keeping its priority; returns the
+    /// shares taken off. Publishes nothing: the caller answers the session, then calls `publish_cut`.
+    fn cut_to(&mut self, h: u32, qty: u32) -> u32 {
+        let o = self.slab.orders[h as usize];
+        let cut = o.qty - qty;
         self.unlock(h, cut);
-        let order_ref = self.slab.order_ref(h);
         let list = o.symbol as usize * 2 + side_index(o.side);
         match o.loc {
             Loc::Book | Loc::Stop => {
@@ -676,36 +738,32 @@ impl Engine {
                     &mut self.stops[list]
                 };
                 ladder.levels[idx as usize].qty -= cut as u64;
-                self.slab.orders[h as usize].qty = c.qty;
-                if c.qty == 0 {
+                self.slab.orders[h as usize].qty = qty;
+                if qty == 0 {
                     ladder.remove(&mut self.slab.orders, idx, h);
                 }
             }
             _ => {
-                self.slab.orders[h as usize].qty = c.qty;
-                if c.qty == 0 {
+                self.slab.orders[h as usize].qty = qty;
+                if qty == 0 {
                     let orders = &mut self.slab.orders;
                     self.symbols[o.symbol as usize].queue.remove(orders, h);
                 }
             }
         }
-        out.event(&Event::Canceled {
-            order_ref,
-            session: o.session,
-            user_ref: o.user_ref,
-            symbol: o.symbol,
-            side: o.side,
-            canceled_qty: cut,
-            leaves_qty: c.qty,
-            reason: CancelReason::UserRequested,
-        });
+        cut
+    }
+
+    /// The market-data half of a cut (`o` is the order before it), and the release of an order cut to nothing.
+    fn publish_cut<S: EventSink>(&mut self, h: u32, o: &Order, cut: u32, qty: u32, out: &mut S) {
+        let order_ref = self.slab.order_ref(h);
         if o.loc == Loc::Book {
-            if c.qty == 0 {
+            if qty == 0 {
                 out.event(&Event::BookDelete {
                     order_ref,
                     symbol: o.symbol,
                 });
-            } else {
+            } else if cut != 0 {
                 out.event(&Event::BookReduce {
                     order_ref,
                     symbol: o.symbol,
@@ -713,30 +771,19 @@ impl Engine {
                 });
             }
         }
-        if c.qty == 0 {
+        if qty == 0 {
             self.finish(h);
         }
     }
 
-    /// Every check of a replace that needs no side effect. Returns whether the new price crosses the book, and
-    /// the new price's ladder slot.
-    fn check_replace(&self, r: &Replace, o: &Order) -> Result<(bool, u32), RejectReason> {
+    /// Every check of a replace that needs no side effect. `leaves` is the open quantity the replace asks for
+    /// (its total liable quantity less what the chain executed). Returns whether the new price crosses the book,
+    /// and the new price's ladder slot.
+    fn check_replace(&self, r: &Replace, o: &Order, leaves: u32) -> Result<(bool, u32), RejectReason> {
         use RejectReason as R;
-        if o.loc != Loc::Book {
-            return Err(R::InvalidReplace);
-        }
         let acc = &self.accounts[o.account as usize];
-        if r.qty == 0 {
-            return Err(R::ZeroQuantity);
-        }
-        if r.qty > acc.max_order_qty {
-            return Err(R::QuantityTooLarge);
-        }
         let new_idx = self.price_index(o.symbol, r.price).ok_or(R::InvalidPrice)?;
-        if r.price == o.price && r.qty == o.qty {
-            return Err(R::InvalidReplace);
-        }
-        if r.qty as i128 * r.price as i128 > acc.max_order_notional as i128 {
+        if leaves as i128 * r.price as i128 > acc.max_order_notional as i128 {
             return Err(R::NotionalTooLarge);
         }
         let crossing = self
@@ -750,14 +797,14 @@ impl Engine {
         }
         match o.side {
             Side::Buy => {
-                let delta = r.qty as i64 * r.price as i64 - o.qty as i64 * o.lock_price as i64;
+                let delta = leaves as i64 * r.price as i64 - o.qty as i64 * o.lock_price as i64;
                 if delta > acc.cash_free() {
                     return Err(R::InsufficientFunds);
                 }
             }
             Side::Sell => {
                 let pos = &self.positions[self.pos_index(o.account, o.symbol)];
-                if r.qty > o.qty && !pos.can_lock((r.qty - o.qty) as u64, acc.short_limit) {
+                if leaves > o.qty && !pos.can_lock((leaves - o.qty) as u64, acc.short_limit) {
                     return Err(R::InsufficientShares);
                 }
             }
@@ -784,12 +831,36 @@ impl Engine {
         if r.new_user_ref <= sess.last_user_ref {
             return reject(out, RejectReason::UserRefNotIncreasing);
         }
-        self.sessions[r.session as usize].last_user_ref = r.new_user_ref;
         let Some(h) = self.refs.get(r.session, r.orig_user_ref) else {
-            return reject(out, RejectReason::UnknownOrder);
+            // OUCH 5.0 section 2.2 case 1: a replace of an order no longer live is ignored and its new UserRefNum
+            // is not consumed.
+            return ignore(out, r.session, r.new_user_ref, IgnoreReason::UnknownOrder);
         };
+        self.sessions[r.session as usize].last_user_ref = r.new_user_ref;
         let o = self.slab.orders[h as usize];
-        let (crossing, new_idx) = match self.check_replace(r, &o) {
+        if o.loc != Loc::Book {
+            return reject(out, RejectReason::InvalidReplace);
+        }
+        let acc = &self.accounts[o.account as usize];
+        if r.qty == 0 {
+            return reject(out, RejectReason::ZeroQuantity);
+        }
+        if r.qty > acc.max_order_qty {
+            return reject(out, RejectReason::QuantityTooLarge);
+        }
+        // The quantity is the chain's total liable quantity (section 2.2): what already executed counts against
+        // it. A total the chain has already executed leaves nothing to expose, so the order is canceled.
+        let Some(leaves) = r.qty.checked_sub(o.executed).filter(|&q| q > 0) else {
+            return self.cancel(
+                &Cancel {
+                    session: r.session,
+                    user_ref: r.orig_user_ref,
+                    qty: 0,
+                },
+                out,
+            );
+        };
+        let (crossing, new_idx) = match self.check_replace(r, &o, leaves) {
             Ok(c) => c,
             Err(reason) => return reject(out, reason),
         };
@@ -797,37 +868,23 @@ impl Engine {
         match o.side {
             Side::Buy => {
                 let a = &mut self.accounts[o.account as usize];
-                a.cash_locked += r.qty as i64 * r.price as i64 - o.qty as i64 * o.lock_price as i64;
+                a.cash_locked += leaves as i64 * r.price as i64 - o.qty as i64 * o.lock_price as i64;
             }
             Side::Sell => {
                 let p = self.pos_index(o.account, o.symbol);
-                self.positions[p].locked += r.qty as i64 - o.qty as i64;
+                self.positions[p].locked += leaves as i64 - o.qty as i64;
             }
         }
         self.refs.remove(r.session, r.orig_user_ref);
         self.refs.insert(r.session, r.new_user_ref, h);
         let old_ref = self.slab.order_ref(h);
         let list = o.symbol as usize * 2 + side_index(o.side);
-        let old_idx = o.slot;
-        let kept = r.price == o.price && r.qty <= o.qty;
-        if kept {
-            let cut = o.qty - r.qty;
-            self.books[list].levels[old_idx as usize].qty -= cut as u64;
-            let t = &mut self.slab.orders[h as usize];
-            t.qty = r.qty;
-            t.user_ref = r.new_user_ref;
-            out.event(&self.replaced_event(r, &o, old_ref, old_ref, true));
-            out.event(&Event::BookReduce {
-                order_ref: old_ref,
-                symbol: o.symbol,
-                canceled_qty: cut,
-            });
-            return;
-        }
-        self.books[list].remove(&mut self.slab.orders, old_idx, h);
+        // "Replacing an order always gives it a new timestamp for its time priority on the book" (section 2.2):
+        // the order leaves its queue and takes a new reference whatever changed.
+        self.books[list].remove(&mut self.slab.orders, o.slot, h);
         let t = &mut self.slab.orders[h as usize];
         t.gen = t.gen.wrapping_add(1);
-        t.qty = r.qty;
+        t.qty = leaves;
         t.price = r.price;
         t.user_ref = r.new_user_ref;
         t.kind = OrderKind::Limit;
@@ -835,7 +892,17 @@ impl Engine {
             t.lock_price = r.price;
         }
         let new_ref = self.slab.order_ref(h);
-        out.event(&self.replaced_event(r, &o, old_ref, new_ref, false));
+        out.event(&Event::Replaced {
+            old_ref,
+            new_ref,
+            session: r.session,
+            orig_user_ref: r.orig_user_ref,
+            new_user_ref: r.new_user_ref,
+            symbol: o.symbol,
+            side: o.side,
+            qty: leaves,
+            price: r.price,
+        });
         if !crossing {
             self.books[list].push_back(&mut self.slab.orders, new_idx, h);
             out.event(&Event::BookReplace {
@@ -843,7 +910,7 @@ impl Engine {
                 new_ref,
                 symbol: o.symbol,
                 price: r.price,
-                qty: r.qty,
+                qty: leaves,
             });
             return;
         }
@@ -865,28 +932,15 @@ impl Engine {
         self.execute(h, out);
         self.run_stops(o.symbol, out);
     }
+}
 
-    fn replaced_event(
-        &self,
-        r: &Replace,
-        o: &Order,
-        old_ref: u64,
-        new_ref: u64,
-        kept: bool,
-    ) -> Event {
-        Event::Replaced {
-            old_ref,
-            new_ref,
-            session: r.session,
-            orig_user_ref: r.orig_user_ref,
-            new_user_ref: r.new_user_ref,
-            symbol: o.symbol,
-            side: o.side,
-            qty: r.qty,
-            price: r.price,
-            kept_priority: kept,
-        }
-    }
+/// Reports an input that had nothing to act on (OUCH answers it with nothing, the appliance counts it).
+fn ignore<S: EventSink>(out: &mut S, session: SessionId, user_ref: UserRef, reason: IgnoreReason) {
+    out.event(&Event::Ignored {
+        session,
+        user_ref,
+        reason,
+    });
 }
 
 /// Whether a taker on `side` with limit `limit` trades against a resting price `resting`.

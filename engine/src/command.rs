@@ -89,6 +89,19 @@ pub struct Cancel {
     pub qty: Qty,
 }
 
+/// OUCH Modify Order (section 2.4): reduce an order to `qty` open shares keeping its time priority, and mark its
+/// side anew (sell, short, short exempt). `side` must be the order's side (a change between buy and sell is
+/// ignored); `side_code` is the gateway's marking, opaque here and reported back in [`crate::Event::Modified`].
+/// A `qty` above the open quantity is ignored ("Increasing share amount is not allowed").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Modify {
+    pub session: SessionId,
+    pub user_ref: UserRef,
+    pub qty: Qty,
+    pub side: Side,
+    pub side_code: u8,
+}
+
 /// Cancel-replace: the order `orig_user_ref` becomes `new_user_ref` with a new price and quantity. Time priority is
 /// kept only when the price is unchanged and the quantity not increased.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -217,6 +230,7 @@ pub enum Command {
     NewOrder(NewOrder),
     Cancel(Cancel),
     Replace(Replace),
+    Modify(Modify),
     AddSymbol(AddSymbol),
     AddAccount(AddAccount),
     Deposit(Deposit),

@@ -68,6 +68,8 @@ pub struct OrderView {
     pub kind: OrderKind,
     /// Open (leaves) quantity.
     pub qty: Qty,
+    /// Shares its order/replace chain executed; a replace keeping `qty` open names `qty + executed`.
+    pub executed: Qty,
     /// Limit price (the collar for market orders, 0 for an untriggered stop).
     pub price: Price,
     /// On a book (as opposed to a stop book or a halt queue).
@@ -249,6 +251,7 @@ impl Engine {
             Command::NewOrder(n) => self.new_order(n, out),
             Command::Cancel(c) => self.cancel(c, out),
             Command::Replace(r) => self.replace(r, out),
+            Command::Modify(m) => self.modify(m, out),
             Command::AddSymbol(a) => {
                 let r = self.add_symbol(a);
                 admin(seq, r, out)
@@ -560,6 +563,7 @@ impl Engine {
             side: o.side,
             kind: o.kind,
             qty: o.qty,
+            executed: o.executed,
             price: o.price,
             resting: o.loc == Loc::Book,
         })

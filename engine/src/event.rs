@@ -9,8 +9,6 @@ pub enum RejectReason {
     UnknownAccount,
     /// The session is not bound to an account.
     UnknownSession,
-    /// Cancel/replace of an order this session does not have open.
-    UnknownOrder,
     /// UserRefNum not greater than the last one this session used.
     UserRefNotIncreasing,
     ZeroQuantity,
@@ -48,6 +46,17 @@ pub enum CancelReason {
     SelfTrade,
     /// Replaced by a new order (the cancel half of cancel-replace that loses priority).
     Replaced,
+}
+
+/// Why a cancel or replace changed nothing without being refused (OUCH 5.0 sections 2.2 and 2.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IgnoreReason {
+    /// The session has no open order with that UserRefNum (never entered, executed, canceled or replaced).
+    UnknownOrder,
+    /// A cancel whose intended size is not below the open quantity, or a modify asking for more shares.
+    NotReduced,
+    /// A modify changing an order between buy and sell.
+    SideChange,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -132,10 +141,21 @@ pub enum Event {
         new_user_ref: UserRef,
         symbol: SymbolId,
         side: Side,
+        /// The new open quantity: the replace's total liable quantity less what the chain executed.
         qty: Qty,
         price: Price,
-        /// Whether the order kept its time priority.
-        kept_priority: bool,
+    },
+    /// A [`crate::Modify`] took effect: the order keeps its reference and priority; `canceled_qty` may be 0 (a
+    /// marking change only).
+    Modified {
+        order_ref: OrderRef,
+        session: SessionId,
+        user_ref: UserRef,
+        symbol: SymbolId,
+        side: Side,
+        side_code: u8,
+        canceled_qty: Qty,
+        leaves_qty: Qty,
     },
     /// A visible order now rests on the book (ITCH 'A').
     BookAdd {
@@ -179,6 +199,8 @@ pub enum Event {
     },
     /// An admin input took effect.
     AdminApplied { seq: u64 },
+    /// A cancel or replace with nothing to act on; nothing changed and OUCH answers nothing (it is counted).
+    Ignored { session: SessionId, user_ref: UserRef, reason: IgnoreReason },
     /// A [`crate::Refuse`] input: the gateway refused the message; nothing else changed.
     Refused { session: SessionId, user_ref: UserRef, reason: u16 },
 }

@@ -42,6 +42,9 @@ pub(crate) struct Order {
     pub account: u32,
     pub user_ref: u32,
     pub qty: u32,
+    /// Shares of the order's order/replace chain executed so far: a replace names the chain's total liable
+    /// quantity (OUCH 5.0 section 2.2), so the new open quantity is that total less this.
+    pub executed: u32,
     pub price: u32,
     pub stop_price: u32,
     pub lock_price: u32,
@@ -65,6 +68,7 @@ impl Order {
         account: 0,
         user_ref: 0,
         qty: 0,
+        executed: 0,
         price: 0,
         stop_price: 0,
         lock_price: 0,

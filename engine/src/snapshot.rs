@@ -21,7 +21,8 @@ use crate::slab::{Loc, Order, NIL};
 use crate::{AddSymbol, Bands, Capacity, MarketBreaker, OrderKind, Side, TimeInForce};
 
 const MAGIC: &[u8; 8] = b"BRSENGN1";
-const VERSION: u32 = 1;
+/// 2: open orders carry their chain's executed shares after their quantity.
+const VERSION: u32 = 2;
 
 struct W<'a>(&'a mut Vec<u8>);
 
@@ -201,6 +202,7 @@ impl Engine {
             w.u32(o.account);
             w.u32(o.user_ref);
             w.u32(o.qty);
+            w.u32(o.executed);
             w.u32(o.price);
             w.u32(o.stop_price);
             w.u32(o.lock_price);
@@ -399,6 +401,7 @@ impl Engine {
                 account: r.u32()?,
                 user_ref: r.u32()?,
                 qty: r.u32()?,
+                executed: r.u32()?,
                 price: r.u32()?,
                 stop_price: r.u32()?,
                 lock_price: r.u32()?,

@@ -39,6 +39,12 @@ enum Op {
         price: u8,
         odd: u8,
     },
+    Modify {
+        session: u8,
+        back: u8,
+        qty: u32,
+        sell: bool,
+    },
     Halt {
         sym: u8,
         halted: bool,
@@ -56,6 +62,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0u8..5, 0u8..8, 0u32..30).prop_map(|(session, back, qty)| Op::Cancel { session, back, qty }),
         4 => (0u8..5, 0u8..8, 1u32..60, 0u8..100, 0u8..40)
             .prop_map(|(session, back, qty, price, odd)| Op::Replace { session, back, qty, price, odd }),
+        2 => (0u8..5, 0u8..8, 0u32..30, any::<bool>())
+            .prop_map(|(session, back, qty, sell)| Op::Modify { session, back, qty, sell }),
         1 => (0u8..2, any::<bool>(), 0u16..3000).prop_map(|(sym, halted, until)| Op::Halt { sym, halted, until }),
         1 => Just(Op::Tick),
     ]
@@ -159,6 +167,13 @@ fn materialize(op: &Op, refs: &mut Refs, now: u64) -> Command {
                 },
             })
         }
+        Op::Modify { session, back, qty, sell } => Command::Modify(Modify {
+            session: session as u16,
+            user_ref: refs.last[session as usize].saturating_sub(back as u32),
+            qty,
+            side: if sell { Side::Sell } else { Side::Buy },
+            side_code: if sell { b'T' } else { b'B' },
+        }),
         Op::Halt { sym, halted, until } => Command::SetHalt(SetHalt {
             symbol: sym as u16,
             halted,
@@ -252,7 +267,7 @@ fn feature(e: &Event) -> String {
             format!("TradingAction::{state:?}::{reason:?}")
         }
         Event::Accepted { queued: true, .. } => "Accepted::queued".into(),
-        Event::Replaced { kept_priority, .. } => format!("Replaced::kept={kept_priority}"),
+        Event::Ignored { reason, .. } => format!("Ignored::{reason:?}"),
         other => format!("{other:?}")
             .split([' ', '{'])
             .next()
@@ -280,8 +295,7 @@ fn random_streams_cover_the_rules() {
         "BookDelete",
         "BookReplace",
         "Accepted::queued",
-        "Replaced::kept=true",
-        "Replaced::kept=false",
+        "Replaced",
         "Canceled::SelfTrade",
         "Canceled::ImmediateOrCancel",
         "Canceled::UserRequested",
@@ -293,11 +307,172 @@ fn random_streams_cover_the_rules() {
         "Rejected::WouldTakeLiquidity",
         "Rejected::InsufficientShares",
         "Rejected::UserRefNotIncreasing",
-        "Rejected::UnknownOrder",
+        "Ignored::UnknownOrder",
+        "Ignored::NotReduced",
+        "Ignored::SideChange",
+        "Modified",
     ] {
         assert!(
             tally.get(want).copied().unwrap_or(0) > 0,
             "random streams never produced {want}: {tally:#?}"
         );
     }
+}
+
+/// Runs `commands` (after the standard set-up) through the engine and the model, requiring identical events;
+/// returns the engine's normalised events per command.
+fn both(commands: &[Command]) -> Vec<Vec<Event>> {
+    let mut engine = Engine::new(CAP);
+    let mut model = Model::new(CAP);
+    let mut feed = Feed::new();
+    let (mut ne, mut nm) = (Normalizer::default(), Normalizer::default());
+    let setup = setup_commands(2);
+    let mut all = Vec::new();
+    for (i, c) in setup.iter().chain(commands).enumerate() {
+        let input = feed.input(1, *c);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        engine.apply(&input, &mut a);
+        model.apply(&input, &mut b);
+        let a: Vec<Event> = a.iter().map(|e| ne.event(e)).collect();
+        let b: Vec<Event> = b.iter().map(|e| nm.event(e)).collect();
+        assert_eq!(a, b, "command {i}: {c:?}");
+        engine.check_invariants().unwrap();
+        if i >= setup.len() {
+            all.push(a);
+        }
+    }
+    all
+}
+
+fn replace(orig_user_ref: u32, new_user_ref: u32, qty: u32, price: u32) -> Command {
+    Command::Replace(Replace {
+        session: 0,
+        orig_user_ref,
+        new_user_ref,
+        qty,
+        price,
+    })
+}
+
+/// OUCH 5.0 section 2.2: "The Shares on the replace denote the total number of shares liable for the whole
+/// chain". Enter 100, 40 executed, Replace 100 → 60 open (not 100: the firm would be exposed for 140), and a
+/// replace always takes a new time priority (a new reference at the back of its level), even with the same
+/// price and the same open quantity.
+#[test]
+fn replace_quantity_is_the_chains_total_liable_quantity() {
+    let ev = both(&[
+        new_order(0, 1, Side::Buy, 100, 9_500),
+        new_order(2, 1, Side::Sell, 40, 9_500),
+        replace(1, 2, 100, 9_500),
+        // Same price, same open quantity (60 + 40 executed): still a new priority.
+        replace(2, 3, 100, 9_500),
+        // Total 150 at a new price: 110 open.
+        replace(3, 4, 150, 9_490),
+    ]);
+    assert!(
+        matches!(ev[1][..], [Event::Accepted { .. }, Event::Executed { qty: 40, .. }]),
+        "{:?}",
+        ev[1]
+    );
+    for (i, open) in [(2, 60), (3, 60), (4, 110)] {
+        match ev[i][..] {
+            [Event::Replaced { qty, old_ref, new_ref, .. }, Event::BookReplace { qty: book, .. }] => {
+                assert_eq!((qty, book), (open, open), "{:?}", ev[i]);
+                assert_ne!(old_ref, new_ref, "a replace loses priority: {:?}", ev[i]);
+            }
+            _ => panic!("replace {i}: {:?}", ev[i]),
+        }
+    }
+}
+
+/// A replace naming a total the chain has already executed leaves nothing to expose: the order is canceled
+/// (section 2.2 case 2, the replace's details are invalid for a live order); a replace or cancel of an order no
+/// longer live is ignored (case 1; section 2.3, superfluous cancels), and the ignored replace's UserRefNum stays
+/// unused.
+#[test]
+fn replace_below_the_executed_total_cancels_and_dead_orders_are_ignored() {
+    let ev = both(&[
+        new_order(0, 1, Side::Buy, 100, 9_500),
+        new_order(2, 1, Side::Sell, 40, 9_500),
+        replace(1, 2, 40, 9_500),
+        replace(1, 3, 100, 9_500),
+        Command::Cancel(Cancel { session: 0, user_ref: 1, qty: 0 }),
+        new_order(0, 3, Side::Buy, 10, 9_400),
+        Command::Cancel(Cancel { session: 0, user_ref: 3, qty: 10 }),
+    ]);
+    assert!(
+        matches!(
+            ev[2][..],
+            [
+                Event::Canceled { canceled_qty: 60, leaves_qty: 0, reason: CancelReason::UserRequested, .. },
+                Event::BookDelete { .. }
+            ]
+        ),
+        "{:?}",
+        ev[2]
+    );
+    assert!(
+        matches!(ev[3][..], [Event::Ignored { user_ref: 3, reason: IgnoreReason::UnknownOrder, .. }]),
+        "{:?}",
+        ev[3]
+    );
+    assert!(
+        matches!(ev[4][..], [Event::Ignored { user_ref: 1, reason: IgnoreReason::UnknownOrder, .. }]),
+        "{:?}",
+        ev[4]
+    );
+    assert!(matches!(ev[5][..], [Event::Accepted { user_ref: 3, .. }, ..]), "{:?}", ev[5]);
+    assert!(
+        matches!(ev[6][..], [Event::Ignored { user_ref: 3, reason: IgnoreReason::NotReduced, .. }]),
+        "{:?}",
+        ev[6]
+    );
+}
+
+/// OUCH 5.0 section 2.4: a Modify reduces an order keeping its priority and reference, or only re-marks its side
+/// (sell → sell short exempt); more shares or a change between buy and sell are ignored.
+#[test]
+fn modify_reduces_in_place_and_ignores_increases_and_side_flips() {
+    let modify = |user_ref, qty, side, side_code| {
+        Command::Modify(Modify { session: 0, user_ref, qty, side, side_code })
+    };
+    let ev = both(&[
+        new_order(0, 1, Side::Sell, 100, 9_600),
+        new_order(2, 1, Side::Sell, 100, 9_600),
+        modify(1, 60, Side::Sell, b'E'),
+        modify(1, 60, Side::Sell, b'T'),
+        modify(1, 61, Side::Sell, b'S'),
+        modify(1, 10, Side::Buy, b'B'),
+        // Account 0 is still first at 9600.
+        new_order(3, 1, Side::Buy, 1, 9_600),
+        modify(1, 0, Side::Sell, b'S'),
+    ]);
+    assert!(
+        matches!(
+            ev[2][..],
+            [
+                Event::Modified { side_code: b'E', canceled_qty: 40, leaves_qty: 60, .. },
+                Event::BookReduce { canceled_qty: 40, .. }
+            ]
+        ),
+        "{:?}",
+        ev[2]
+    );
+    assert!(
+        matches!(ev[3][..], [Event::Modified { side_code: b'T', canceled_qty: 0, leaves_qty: 60, .. }]),
+        "{:?}",
+        ev[3]
+    );
+    assert!(matches!(ev[4][..], [Event::Ignored { reason: IgnoreReason::NotReduced, .. }]), "{:?}", ev[4]);
+    assert!(matches!(ev[5][..], [Event::Ignored { reason: IgnoreReason::SideChange, .. }]), "{:?}", ev[5]);
+    assert!(
+        matches!(ev[6][1], Event::Executed { maker: Party { account: 0, user_ref: 1, .. }, .. }),
+        "{:?}",
+        ev[6]
+    );
+    assert!(
+        matches!(ev[7][..], [Event::Modified { leaves_qty: 0, .. }, Event::BookDelete { .. }]),
+        "{:?}",
+        ev[7]
+    );
 }

@@ -77,7 +77,10 @@ fn reject_unknown_symbol_account_session_order() {
         user_ref: 999,
         qty: 0,
     });
-    assert_eq!(rejected(&h.run(c)), Some(RejectReason::UnknownOrder));
+    assert!(matches!(
+        h.run(c)[..],
+        [Event::Ignored { user_ref: 999, reason: IgnoreReason::UnknownOrder, .. }]
+    ));
     let c = Command::DepositShares(DepositShares {
         account: 6,
         symbol: 0,
@@ -292,28 +295,44 @@ fn reject_invalid_admin_replace_and_halted() {
     assert_eq!(rejected(&h.run(c)), Some(RejectReason::InvalidAdmin));
 
     h.run(limit(0, 1, Side::Buy, 2, 9_400));
-    let same = Command::Replace(Replace {
+    // A stop order waits off the book, where a replace cannot reach it.
+    let stop = with(
+        order(0, 2, Side::Buy, OrderKind::Stop, TimeInForce::Day, 1, 0),
+        |n| n.stop_price = 9_600,
+    );
+    assert!(matches!(h.run(stop)[..], [Event::Accepted { .. }]));
+    let r = Command::Replace(Replace {
         session: 0,
-        orig_user_ref: 1,
-        new_user_ref: 2,
-        qty: 2,
+        orig_user_ref: 2,
+        new_user_ref: 3,
+        qty: 1,
         price: 9_400,
     });
-    assert_eq!(rejected(&h.run(same)), Some(RejectReason::InvalidReplace));
-    // Cancel to a quantity not below the open quantity changes nothing.
+    assert_eq!(rejected(&h.run(r)), Some(RejectReason::InvalidReplace));
+    let c = Command::Cancel(Cancel {
+        session: 0,
+        user_ref: 2,
+        qty: 0,
+    });
+    assert_eq!(canceled_reason(&h.run(c)), [CancelReason::UserRequested]);
+    // A cancel to a quantity not below the open quantity changes nothing and is answered with nothing
+    // (OUCH 5.0 section 2.3: superfluous cancels are ignored).
     let c = Command::Cancel(Cancel {
         session: 0,
         user_ref: 1,
         qty: 2,
     });
-    assert_eq!(rejected(&h.run(c)), Some(RejectReason::InvalidReplace));
+    assert!(matches!(
+        h.run(c)[..],
+        [Event::Ignored { user_ref: 1, reason: IgnoreReason::NotReduced, .. }]
+    ));
 
     h.run(Command::SetHalt(SetHalt {
         symbol: 0,
         halted: true,
         until: 0,
     }));
-    let c = order(0, 3, Side::Sell, OrderKind::Market, TimeInForce::Ioc, 1, 0);
+    let c = order(0, 4, Side::Sell, OrderKind::Market, TimeInForce::Ioc, 1, 0);
     assert_eq!(rejected(&h.run(c)), Some(RejectReason::Halted));
     // Limit orders during a halt are queued, not rejected.
     let ev = h.run(limit(2, 1, Side::Sell, 1, 9_400));
@@ -399,10 +418,7 @@ fn cancel_reasons_user_ioc_selftrade_replaced() {
     assert!(
         matches!(
             ev[0],
-            Event::Replaced {
-                kept_priority: false,
-                ..
-            }
+            Event::Replaced { .. }
         ),
         "{ev:?}"
     );
@@ -423,7 +439,10 @@ fn cancel_reasons_user_ioc_selftrade_replaced() {
         user_ref: 1,
         qty: 0,
     });
-    assert_eq!(rejected(&h.run(c)), Some(RejectReason::UnknownOrder));
+    assert!(matches!(
+        h.run(c)[..],
+        [Event::Ignored { reason: IgnoreReason::UnknownOrder, .. }]
+    ));
 }
 
 #[test]
@@ -457,72 +476,40 @@ fn buyer_is_refunded_price_improvement() {
     );
 }
 
+/// OUCH 5.0 section 2.2: "Replacing an order always gives it a new timestamp for its time priority on the
+/// book. If you wish you simply partially cancel an order and retain its time priority, send a Cancel".
 #[test]
-fn replace_keeps_priority_only_when_price_same_and_qty_not_up() {
+fn replace_always_loses_priority_and_cancel_keeps_it() {
     let mut h = Harness::new();
     h.run(limit(0, 1, Side::Buy, 5, 9_400));
     h.run(limit(2, 1, Side::Buy, 5, 9_400));
+    h.run(limit(0, 2, Side::Buy, 5, 9_400));
+    // A reduce by cancel keeps account 0's first place.
+    let ev = h.run(Command::Cancel(Cancel {
+        session: 0,
+        user_ref: 1,
+        qty: 3,
+    }));
+    assert!(matches!(ev[..], [Event::Canceled { .. }, Event::BookReduce { canceled_qty: 2, .. }]));
+    let ev = h.run(limit(3, 1, Side::Sell, 1, 9_400));
+    assert!(
+        matches!(ev[1], Event::Executed { maker: Party { account: 0, user_ref: 1, .. }, .. }),
+        "{ev:?}"
+    );
+    // A replace lowering the quantity at the same price goes behind account 2.
     let ev = h.run(Command::Replace(Replace {
         session: 0,
         orig_user_ref: 1,
-        new_user_ref: 2,
-        qty: 3,
-        price: 9_400,
-    }));
-    assert!(matches!(
-        ev[..],
-        [
-            Event::Replaced {
-                kept_priority: true,
-                ..
-            },
-            Event::BookReduce {
-                canceled_qty: 2,
-                ..
-            }
-        ]
-    ));
-    // Account 0 is still first in the queue.
-    let ev = h.run(limit(3, 1, Side::Sell, 1, 9_400));
-    assert!(
-        matches!(
-            ev[1],
-            Event::Executed {
-                maker: Party { account: 0, .. },
-                ..
-            }
-        ),
-        "{ev:?}"
-    );
-    // Increasing the quantity loses priority: account 2 is now first.
-    let ev = h.run(Command::Replace(Replace {
-        session: 0,
-        orig_user_ref: 2,
         new_user_ref: 3,
-        qty: 9,
+        qty: 2,
         price: 9_400,
     }));
-    assert!(matches!(
-        ev[..],
-        [
-            Event::Replaced {
-                kept_priority: false,
-                ..
-            },
-            Event::BookReplace { .. }
-        ]
-    ));
-    let ev = h.run(limit(3, 2, Side::Sell, 1, 9_400));
     assert!(
-        matches!(
-            ev[1],
-            Event::Executed {
-                maker: Party { account: 2, .. },
-                ..
-            }
-        ),
+        matches!(ev[..], [Event::Replaced { qty: 1, .. }, Event::BookReplace { qty: 1, .. }]),
         "{ev:?}"
     );
+    let ev = h.run(limit(3, 2, Side::Sell, 1, 9_400));
+    assert!(matches!(ev[1], Event::Executed { maker: Party { account: 2, .. }, .. }), "{ev:?}");
 }
 
 #[test]

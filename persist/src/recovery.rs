@@ -253,7 +253,7 @@ pub fn recover_state<M: Replicated>(
             return Visit::Stop;
         }
         replayed += 1;
-        per_kind[record.kind as usize - 1] += 1;
+        per_kind[record.kind.index()] += 1;
         Visit::Continue
     })?;
     if let Some((path, offset, error)) = refused {

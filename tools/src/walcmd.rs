@@ -182,7 +182,7 @@ fn info(dir: &Path) -> anyhow::Result<()> {
     }
     println!("records per kind:");
     for kind in RecordKind::ALL {
-        let n = summary.per_kind[kind as usize - 1];
+        let n = summary.per_kind[kind.index()];
         if n > 0 {
             println!("  {:20} {n}", kind.name());
         }
@@ -376,7 +376,7 @@ fn replay(a: &ReplayCmdArgs) -> anyhow::Result<()> {
     }
     println!("replayed: {} records in {:.1} ms", r.replayed, elapsed.as_secs_f64() * 1e3);
     for kind in RecordKind::ALL {
-        let n = r.replayed_per_kind[kind as usize - 1];
+        let n = r.replayed_per_kind[kind.index()];
         if n > 0 {
             println!("  {:20} {n}", kind.name());
         }

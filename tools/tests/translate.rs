@@ -5,7 +5,7 @@ use bourse_appliance::translate::{
     REJECT_ROWS,
 };
 use bourse_engine::{
-    Cancel, CancelReason, Command, Event, OrderKind, Party, RejectReason, Replace, Side,
+    Cancel, CancelReason, Command, Event, Modify, OrderKind, Party, RejectReason, Replace, Side,
     TimeInForce,
 };
 use bourse_nic::wire::alpha::{ClOrdId, Symbol};
@@ -226,22 +226,8 @@ fn cancel_replace_modify() {
         .0;
     assert_eq!(
         m,
-        Command::Cancel(Cancel {
-            session: 2,
-            user_ref: 1,
-            qty: 40
-        })
+        Command::Modify(Modify { session: 2, user_ref: 1, qty: 40, side: Side::Sell, side_code: b'T' })
     );
-    let bad = t.on_ouch(
-        2,
-        20,
-        &ouch::Inbound::ModifyOrder(ouch::ModifyOrder {
-            user_ref: 1,
-            side: ouch::Side::Buy,
-            quantity: 40,
-        }),
-    );
-    assert_eq!(bad.unwrap_err().reason, ouch::reject_reason::INVALID_SIDE);
     let rep = ouch::ReplaceOrder {
         orig_user_ref: 1,
         user_ref: 2,
@@ -269,12 +255,20 @@ fn cancel_replace_modify() {
         user_ref: 3,
         ..rep
     };
-    assert_eq!(
-        t.on_ouch(2, 20, &ouch::Inbound::ReplaceOrder(too_high))
-            .unwrap_err()
-            .reason,
-        ouch::reject_reason::INVALID_PRICE
-    );
+    // Section 2.2 case 2: invalid replace details take the existing order out of the book.
+    let cancel = Command::Cancel(Cancel { session: 2, user_ref: 1, qty: 0 });
+    assert_eq!(t.on_ouch(2, 20, &ouch::Inbound::ReplaceOrder(too_high)).unwrap(), (cancel, None));
+    for bad in [
+        ouch::ReplaceOrder { quantity: 1_000_000, ..rep },
+        ouch::ReplaceOrder { quantity: 0, ..rep },
+        ouch::ReplaceOrder { time_in_force: b'E', ..rep },
+        ouch::ReplaceOrder { display: b'Q', ..rep },
+        ouch::ReplaceOrder { intermarket_sweep: b'Z', ..rep },
+    ] {
+        assert_eq!(t.on_ouch(2, 20, &ouch::Inbound::ReplaceOrder(bad)).unwrap(), (cancel, None), "{bad:?}");
+    }
+    let ok = ouch::ReplaceOrder { quantity: 999_999, ..rep };
+    assert!(matches!(t.on_ouch(2, 20, &ouch::Inbound::ReplaceOrder(ok)).unwrap().0, Command::Replace(_)));
 }
 
 type Outs = (Vec<(u16, Option<u32>, Vec<u8>)>, Vec<Vec<u8>>);
@@ -493,7 +487,7 @@ fn book_events_to_itch() {
 fn every_reject_code_has_a_named_row() {
     use RejectReason::*;
     let all = [
-        UnknownSymbol, UnknownAccount, UnknownSession, UnknownOrder, UserRefNotIncreasing, ZeroQuantity,
+        UnknownSymbol, UnknownAccount, UnknownSession, UserRefNotIncreasing, ZeroQuantity,
         QuantityTooLarge, NotionalTooLarge, InvalidPrice, InvalidStopPrice, InsufficientFunds, InsufficientShares,
         WouldTakeLiquidity, FokUnfillable, NoLiquidity, CapacityExhausted, InvalidAdmin, InvalidReplace, Halted,
     ];
@@ -507,8 +501,88 @@ fn every_reject_code_has_a_named_row() {
         assert!(name.len() <= bourse_appliance::obs::statsblock::REASON_NAME_BYTES, "{name}");
         assert!(REJECT_CODES[..i].iter().all(|(_, n)| n != name), "{name} listed twice");
     }
-    assert_eq!(reject_row(0x0003), REJECT_ROWS - 2, "a code we never send counts as other");
+    assert_eq!(reject_row(0x0018), REJECT_ROWS - 2, "a code we never send counts as other");
     assert_eq!(reject_row(0xffff), REJECT_ROWS - 2);
     let funds = REJECT_CODES.iter().position(|c| c.1 == "insufficient_funds").unwrap();
     assert_eq!(reject_row(reject_code(InsufficientFunds)), funds);
+}
+
+/// OUCH 5.0 section 2.1 value sets, each refused with its Appendix C code (hand-checked: 0x0013 Invalid Quantity,
+/// 0x0003 Invalid Display, 0x0008 ISO Not Allowed, 0x000F Other), and the edges that are accepted.
+#[test]
+fn enter_order_fields_outside_their_value_sets_are_rejected() {
+    let mut t = translator();
+    let cases: [(ouch::EnterOrder, u16); 8] = [
+        (ouch::EnterOrder { quantity: 1_000_000, ..enter(1) }, 0x0013),
+        (ouch::EnterOrder { quantity: 0, ..enter(2) }, 0x0013),
+        (ouch::EnterOrder { display: b'Q', ..enter(3) }, 0x0003),
+        (ouch::EnterOrder { capacity: b'Z', ..enter(4) }, 0x000F),
+        (ouch::EnterOrder { intermarket_sweep: b'Z', ..enter(5) }, 0x000F),
+        (ouch::EnterOrder { intermarket_sweep: b'Y', ..enter(6) }, 0x0008),
+        (ouch::EnterOrder { time_in_force: b'9', ..enter(7) }, 0x000F),
+        (
+            ouch::EnterOrder {
+                options: ouch::Options { post_only: Some(b'X'), ..Default::default() },
+                ..enter(8)
+            },
+            0x000F,
+        ),
+    ];
+    for (m, code) in cases {
+        let r = new_order(&mut t, m).unwrap_err();
+        assert_eq!((r.user_ref, r.reason), (m.user_ref, code), "{m:?}");
+        assert!(reject_row(code) < REJECT_CODES.len(), "{code:#06x} is counted under its own name");
+    }
+    for (i, m) in [
+        ouch::EnterOrder { quantity: 999_999, ..enter(10) },
+        ouch::EnterOrder { display: b'N', capacity: b'R', ..enter(11) },
+        ouch::EnterOrder { display: b'A', capacity: b'O', ..enter(12) },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert!(new_order(&mut t, m).is_ok(), "case {i}: {m:?}");
+    }
+}
+
+/// OUCH 5.0 section 3.12, Order Modified: 'M' | Timestamp | UserRefNum | Side as the modify marked it | Quantity
+/// outstanding (18 bytes, appendage absent). A sell marked short exempt by a modify echoes 'E' from then on.
+#[test]
+fn modified_answers_with_order_modified() {
+    let mut t = translator();
+    new_order(&mut t, ouch::EnterOrder { side: ouch::Side::Sell, ..enter(1) }).unwrap();
+    let ev = Event::Modified {
+        order_ref: 5,
+        session: 2,
+        user_ref: 1,
+        symbol: 1,
+        side: Side::Sell,
+        side_code: b'E',
+        canceled_qty: 60,
+        leaves_qty: 40,
+    };
+    let (o, i) = run(&mut t, ev);
+    assert!(i.is_empty(), "the book change is the engine's BookReduce");
+    let mut want = vec![b'M', 0, 0, 0, 0, 0, 0, 0x03, 0xe8]; // timestamp 1000
+    want.extend_from_slice(&[0, 0, 0, 1, b'E', 0, 0, 0, 40]);
+    assert_eq!(o, vec![(2, None, want)]);
+    // A later Order Replaced echoes the new marking.
+    let rep = Event::Replaced {
+        old_ref: 5,
+        new_ref: 6,
+        session: 2,
+        orig_user_ref: 1,
+        new_user_ref: 2,
+        symbol: 1,
+        side: Side::Sell,
+        qty: 40,
+        price: 3_000_000,
+    };
+    t.remember(
+        &Command::Replace(Replace { session: 2, orig_user_ref: 1, new_user_ref: 2, qty: 40, price: 3_000_000 }),
+        &[0; 20],
+    );
+    let (o, _) = run(&mut t, rep);
+    assert_eq!(o[0].2[0], b'U');
+    assert_eq!(o[0].2[ouch::field::replaced::SIDE], b'E');
 }

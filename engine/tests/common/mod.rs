@@ -112,6 +112,7 @@ impl Normalizer {
         match &mut e {
             Event::Accepted { order_ref, .. }
             | Event::Canceled { order_ref, .. }
+            | Event::Modified { order_ref, .. }
             | Event::BookAdd { order_ref, .. }
             | Event::BookReduce { order_ref, .. }
             | Event::BookDelete { order_ref, .. }

@@ -27,6 +27,8 @@ struct MOrder {
     tif: TimeInForce,
     post_only: bool,
     qty: u32,
+    /// Shares the order/replace chain executed: a replace's quantity includes them.
+    done: u32,
     price: u32,
     stop: u32,
     lock: u32,
@@ -217,6 +219,7 @@ impl Model {
             Command::NewOrder(n) => self.new_order(&n, out),
             Command::Cancel(c) => self.cancel(&c, out),
             Command::Replace(r) => self.replace(&r, out),
+            Command::Modify(m) => self.modify(&m, out),
             Command::AddSymbol(a) => {
                 let r = self.add_symbol(&a);
                 admin(r, out)
@@ -508,6 +511,7 @@ impl Model {
                 tif: n.tif,
                 post_only: n.post_only,
                 qty: n.qty,
+                done: 0,
                 price,
                 stop,
                 lock,
@@ -713,8 +717,11 @@ impl Model {
             let sp = self.pos.entry((sl.account, s)).or_default();
             sp.0 -= q as i64;
             sp.1 -= q as i64;
-            self.orders.get_mut(&m.id).unwrap().qty -= q;
-            self.orders.get_mut(&id).unwrap().qty -= q;
+            for x in [m.id, id] {
+                let x = self.orders.get_mut(&x).unwrap();
+                x.qty -= q;
+                x.done += q;
+            }
             self.matchno += 1;
             out.push(Event::Executed {
                 symbol: s,
@@ -836,12 +843,19 @@ impl Model {
         if !self.sess.contains_key(&c.session) {
             return rej(out, RejectReason::UnknownSession);
         }
+        let ign = |out: &mut Vec<Event>, reason| {
+            out.push(Event::Ignored {
+                session: c.session,
+                user_ref: c.user_ref,
+                reason,
+            })
+        };
         let Some(&id) = self.refs.get(&(c.session, c.user_ref)) else {
-            return rej(out, RejectReason::UnknownOrder);
+            return ign(out, IgnoreReason::UnknownOrder);
         };
         let o = self.orders[&id];
         if c.qty >= o.qty {
-            return rej(out, RejectReason::InvalidReplace);
+            return ign(out, IgnoreReason::NotReduced);
         }
         let cut = o.qty - c.qty;
         self.unlock(id, cut);
@@ -878,6 +892,59 @@ impl Model {
         }
     }
 
+    fn modify(&mut self, m: &Modify, out: &mut Vec<Event>) {
+        if !self.sess.contains_key(&m.session) {
+            return out.push(Event::Rejected {
+                session: m.session,
+                user_ref: m.user_ref,
+                reason: RejectReason::UnknownSession,
+            });
+        }
+        let ign = |out: &mut Vec<Event>, reason| {
+            out.push(Event::Ignored {
+                session: m.session,
+                user_ref: m.user_ref,
+                reason,
+            })
+        };
+        let Some(&id) = self.refs.get(&(m.session, m.user_ref)) else {
+            return ign(out, IgnoreReason::UnknownOrder);
+        };
+        let o = self.orders[&id];
+        if m.side != o.side {
+            return ign(out, IgnoreReason::SideChange);
+        }
+        if m.qty > o.qty {
+            return ign(out, IgnoreReason::NotReduced);
+        }
+        let cut = o.qty - m.qty;
+        self.unlock(id, cut);
+        self.orders.get_mut(&id).unwrap().qty = m.qty;
+        out.push(Event::Modified {
+            order_ref: id,
+            session: o.session,
+            user_ref: o.user_ref,
+            symbol: o.symbol,
+            side: o.side,
+            side_code: m.side_code,
+            canceled_qty: cut,
+            leaves_qty: m.qty,
+        });
+        if o.loc == MLoc::Book {
+            if m.qty == 0 {
+                out.push(Event::BookDelete { order_ref: id, symbol: o.symbol });
+            } else if cut != 0 {
+                out.push(Event::BookReduce { order_ref: id, symbol: o.symbol, canceled_qty: cut });
+            }
+        }
+        if m.qty == 0 {
+            if o.loc == MLoc::Queue {
+                self.queues.get_mut(&o.symbol).unwrap().retain(|&x| x != id);
+            }
+            self.close(id);
+        }
+    }
+
     fn replace(&mut self, r: &Replace, out: &mut Vec<Event>) {
         use RejectReason as R;
         let rej = |out: &mut Vec<Event>, reason| {
@@ -893,39 +960,54 @@ impl Model {
         if r.new_user_ref <= self.last_ref.get(&r.session).copied().unwrap_or(0) {
             return rej(out, R::UserRefNotIncreasing);
         }
-        self.last_ref.insert(r.session, r.new_user_ref);
         let Some(&id) = self.refs.get(&(r.session, r.orig_user_ref)) else {
-            return rej(out, R::UnknownOrder);
+            // Not live: ignored, and the new UserRefNum stays unused.
+            return out.push(Event::Ignored {
+                session: r.session,
+                user_ref: r.new_user_ref,
+                reason: IgnoreReason::UnknownOrder,
+            });
         };
+        self.last_ref.insert(r.session, r.new_user_ref);
         let o = self.orders[&id];
         if o.loc != MLoc::Book {
             return rej(out, R::InvalidReplace);
         }
         let acc = self.accts[&o.account];
+        if r.qty == 0 {
+            return rej(out, R::ZeroQuantity);
+        }
+        if r.qty > acc.maxq {
+            return rej(out, R::QuantityTooLarge);
+        }
+        if r.qty <= o.done {
+            // The chain already executed all it may: nothing left to expose.
+            let c = Cancel {
+                session: r.session,
+                user_ref: r.orig_user_ref,
+                qty: 0,
+            };
+            return self.cancel(&c, out);
+        }
+        let leaves = r.qty - o.done;
         let crossing = self
             .best_order(o.symbol, o.side.opposite())
             .is_some_and(|b| crosses(o.side, b.price, r.price));
-        let check = if r.qty == 0 {
-            Err(R::ZeroQuantity)
-        } else if r.qty > acc.maxq {
-            Err(R::QuantityTooLarge)
-        } else if !self.price_ok(o.symbol, r.price) {
+        let check = if !self.price_ok(o.symbol, r.price) {
             Err(R::InvalidPrice)
-        } else if r.price == o.price && r.qty == o.qty {
-            Err(R::InvalidReplace)
-        } else if r.qty as i128 * r.price as i128 > acc.maxn as i128 {
+        } else if leaves as i128 * r.price as i128 > acc.maxn as i128 {
             Err(R::NotionalTooLarge)
         } else if crossing && o.post_only {
             Err(R::WouldTakeLiquidity)
         } else if crossing && self.syms[&o.symbol].halted {
             Err(R::Halted)
         } else if o.side == Side::Buy
-            && r.qty as i64 * r.price as i64 - o.qty as i64 * o.lock as i64 > acc.cash - acc.locked
+            && leaves as i64 * r.price as i64 - o.qty as i64 * o.lock as i64 > acc.cash - acc.locked
         {
             Err(R::InsufficientFunds)
-        } else if o.side == Side::Sell && r.qty > o.qty && {
+        } else if o.side == Side::Sell && leaves > o.qty && {
             let (t, l) = self.position(o.account, o.symbol);
-            l + (r.qty - o.qty) as i64 > t + acc.short as i64
+            l + (leaves - o.qty) as i64 > t + acc.short as i64
         } {
             Err(R::InsufficientShares)
         } else {
@@ -937,15 +1019,16 @@ impl Model {
         match o.side {
             Side::Buy => {
                 self.accts.get_mut(&o.account).unwrap().locked +=
-                    r.qty as i64 * r.price as i64 - o.qty as i64 * o.lock as i64
+                    leaves as i64 * r.price as i64 - o.qty as i64 * o.lock as i64
             }
             Side::Sell => {
-                self.pos.entry((o.account, o.symbol)).or_default().1 += r.qty as i64 - o.qty as i64
+                self.pos.entry((o.account, o.symbol)).or_default().1 += leaves as i64 - o.qty as i64
             }
         }
         self.refs.remove(&(r.session, r.orig_user_ref));
-        let kept = r.price == o.price && r.qty <= o.qty;
-        let new_id = if kept { id } else { self.next_id };
+        // Every replace takes a new reference and goes to the back of its price level.
+        let new_id = self.next_id;
+        self.next_id += 1;
         let ev = Event::Replaced {
             old_ref: id,
             new_ref: new_id,
@@ -954,27 +1037,12 @@ impl Model {
             new_user_ref: r.new_user_ref,
             symbol: o.symbol,
             side: o.side,
-            qty: r.qty,
+            qty: leaves,
             price: r.price,
-            kept_priority: kept,
         };
-        if kept {
-            self.refs.insert((r.session, r.new_user_ref), id);
-            let m = self.orders.get_mut(&id).unwrap();
-            m.qty = r.qty;
-            m.user_ref = r.new_user_ref;
-            out.push(ev);
-            out.push(Event::BookReduce {
-                order_ref: id,
-                symbol: o.symbol,
-                canceled_qty: o.qty - r.qty,
-            });
-            return;
-        }
-        self.next_id += 1;
         let mut m = self.orders.remove(&id).unwrap();
         m.id = new_id;
-        m.qty = r.qty;
+        m.qty = leaves;
         m.price = r.price;
         m.user_ref = r.new_user_ref;
         m.kind = OrderKind::Limit;
@@ -991,7 +1059,7 @@ impl Model {
                 new_ref: new_id,
                 symbol: o.symbol,
                 price: r.price,
-                qty: r.qty,
+                qty: leaves,
             });
             return;
         }

@@ -53,18 +53,21 @@ pub mod field {
         pub const APPENDAGE_LEN: usize = 38;
         pub const LEN: usize = 40;
     }
-    /// Cancel Order 'X' — section 2.3.
+    /// Cancel Order 'X' — section 2.3. Appendage Length and the appendage are optional: the message is 9 bytes
+    /// without them.
     pub mod cancel {
         pub const USER_REF: usize = 1;
         pub const QUANTITY: usize = 5;
         pub const LEN: usize = 9;
+        pub const APPENDAGE_LEN: usize = 9;
     }
-    /// Modify Order 'M' — section 2.4.
+    /// Modify Order 'M' — section 2.4. Appendage Length and the appendage are optional: 10 bytes without them.
     pub mod modify {
         pub const USER_REF: usize = 1;
         pub const SIDE: usize = 5;
         pub const QUANTITY: usize = 6;
         pub const LEN: usize = 10;
+        pub const APPENDAGE_LEN: usize = 10;
     }
     /// Every outbound message: type, then Timestamp.
     pub const TIMESTAMP: usize = 1;
@@ -442,6 +445,16 @@ fn exact(b: &[u8], len: usize) -> Result<()> {
     Ok(())
 }
 
+/// Messages whose Appendage Length is optional (sections 2.3, 2.4): exactly `len_at` bytes, or an appendage
+/// that is well formed. Its options (UserRefIdx, SharesLocated, LocateBroker) are not used here.
+#[inline]
+fn optional_appendage(b: &[u8], len_at: usize) -> Result<()> {
+    if b.len() == len_at {
+        return Ok(());
+    }
+    Options::parse(appendage(b, len_at)?).map(|_| ())
+}
+
 fn emit_appendage(b: &mut [u8], len_at: usize, o: &Options) {
     let n = o.buffer_len();
     put_u16(b, len_at, n as u16);
@@ -497,7 +510,7 @@ impl Inbound {
                 })
             }
             b'X' => {
-                exact(b, field::cancel::LEN)?;
+                optional_appendage(b, field::cancel::APPENDAGE_LEN)?;
                 Inbound::CancelOrder(CancelOrder {
                     user_ref: get_u32(b, field::cancel::USER_REF),
                     quantity: get_u32(b, field::cancel::QUANTITY),
@@ -505,7 +518,7 @@ impl Inbound {
             }
             b'M' => {
                 use field::modify as f;
-                exact(b, f::LEN)?;
+                optional_appendage(b, f::APPENDAGE_LEN)?;
                 Inbound::ModifyOrder(ModifyOrder {
                     user_ref: get_u32(b, f::USER_REF),
                     side: Side::from_code(b[f::SIDE])?,
@@ -579,6 +592,18 @@ impl Inbound {
         }
         Ok(len)
     }
+}
+
+/// An Enter Order that is well framed but whose Side is outside B/S/T/E (section 2.1): its UserRefNum and
+/// ClOrdID, so that the gateway can answer it with Rejected 0x0009 Invalid Side instead of dropping it. `None`
+/// for anything else. Only called on bytes [`Inbound::parse`] refused, so it costs the hot path nothing.
+pub fn enter_with_invalid_side(b: &[u8]) -> Option<(u32, ClOrdId)> {
+    use field::enter as f;
+    if b.first() != Some(&b'O') || Side::from_code(*b.get(f::SIDE)?).is_ok() {
+        return None;
+    }
+    Options::parse(appendage(b, f::APPENDAGE_LEN).ok()?).ok()?;
+    Some((get_u32(b, f::USER_REF), Alpha(get_array(b, f::CL_ORD_ID))))
 }
 
 /// Order state in Accepted/Replaced: 'L' live, 'D' dead (accepted and at once canceled, e.g. an IOC).

@@ -382,3 +382,43 @@ mod props {
         }
     }
 }
+
+/// Sections 2.3 and 2.4 (rev 1.04): "the Appendage Length and Optional Appendage fields are optional on this
+/// message type", so Cancel is 9 bytes or 11 + appendage, Modify 10 or 12 + appendage.
+#[test]
+fn cancel_and_modify_take_the_optional_appendage() {
+    let cancel = Inbound::CancelOrder(CancelOrder { user_ref: 7, quantity: 0 });
+    // 'X' | UserRefNum 7 | Quantity 0 | Appendage Length 0
+    let v = [b'X', 0, 0, 0, 7, 0, 0, 0, 0, 0, 0];
+    assert_eq!(Inbound::parse(&v).unwrap(), cancel);
+    // … with UserRefIdx (tag 28, 1 byte): length 2, tag 28, value 3.
+    let v = [b'X', 0, 0, 0, 7, 0, 0, 0, 0, 0, 3, 2, 28, 3];
+    assert_eq!(Inbound::parse(&v).unwrap(), cancel);
+    // 'M' | UserRefNum 9 | Side 'E' | Quantity 40 | Appendage Length 0
+    let modify = Inbound::ModifyOrder(ModifyOrder { user_ref: 9, side: Side::SellShortExempt, quantity: 40 });
+    let v = [b'M', 0, 0, 0, 9, b'E', 0, 0, 0, 40, 0, 0];
+    assert_eq!(Inbound::parse(&v).unwrap(), modify);
+    // … with SharesLocated 'Y' (tag 25).
+    let v = [b'M', 0, 0, 0, 9, b'E', 0, 0, 0, 40, 0, 3, 2, 25, b'Y'];
+    assert_eq!(Inbound::parse(&v).unwrap(), modify);
+    // A lone byte where the Appendage Length would be, an appendage longer than announced, or one that
+    // overruns: malformed.
+    assert!(Inbound::parse(&[b'X', 0, 0, 0, 7, 0, 0, 0, 0, 0]).is_err());
+    assert!(Inbound::parse(&[b'X', 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 1]).is_err());
+    assert!(Inbound::parse(&[b'M', 0, 0, 0, 9, b'E', 0, 0, 0, 40, 0, 3, 5, 25, b'Y']).is_err());
+}
+
+/// Side 'Q' is outside section 2.1's set: the message does not parse, but it is recognised as an Enter Order to
+/// answer (Invalid Side) rather than drop; anything else that fails to parse is not.
+#[test]
+fn enter_with_an_invalid_side_is_recognised() {
+    let mut v = enter_fixture();
+    v[5] = b'Q';
+    assert!(Inbound::parse(&v).is_err());
+    assert_eq!(enter_with_invalid_side(&v), Some((7, clid())));
+    assert_eq!(enter_with_invalid_side(&enter_fixture()), None, "a valid side");
+    assert_eq!(enter_with_invalid_side(&v[..40]), None, "truncated");
+    let mut long = v.clone();
+    long.push(0);
+    assert_eq!(enter_with_invalid_side(&long), None, "bytes after the appendage");
+}

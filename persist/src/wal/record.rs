@@ -27,7 +27,7 @@
 
 use bourse_engine::{
     AddAccount, AddSymbol, Bands, BindSession, Cancel, Command, Deposit, DepositShares, Input, MarketBreaker,
-    NewOrder, OrderKind, Refuse, Replace, SetHalt, Side, TimeInForce,
+    Modify, NewOrder, OrderKind, Refuse, Replace, SetHalt, Side, TimeInForce,
 };
 use bytemuck::{Pod, Zeroable};
 
@@ -80,10 +80,12 @@ pub enum RecordKind {
     ReplaceEchoed = 13,
     /// A message the gateway refused, with its echo.
     Refuse = 14,
+    /// An OUCH Modify Order (15 is another kind's number).
+    Modify = 16,
 }
 
-/// Number of record kinds (for per-kind counters indexed by `kind as usize - 1`).
-pub const KINDS_COUNT: usize = 14;
+/// Number of record kinds (for per-kind counters indexed by [`RecordKind::index`]).
+pub const KINDS_COUNT: usize = 15;
 
 impl RecordKind {
     pub const ALL: [RecordKind; KINDS_COUNT] = [
@@ -101,10 +103,17 @@ impl RecordKind {
         RecordKind::OrderEchoed,
         RecordKind::ReplaceEchoed,
         RecordKind::Refuse,
+        RecordKind::Modify,
     ];
 
     pub fn from_u16(v: u16) -> Option<RecordKind> {
-        RecordKind::ALL.get(usize::from(v).wrapping_sub(1)).copied()
+        RecordKind::ALL.iter().copied().find(|k| *k as u16 == v)
+    }
+
+    /// This kind's position in [`RecordKind::ALL`] (per-kind counters), which the numbers no longer equal once
+    /// one is skipped.
+    pub fn index(self) -> usize {
+        RecordKind::ALL.iter().position(|k| *k == self).unwrap_or(0)
     }
 
     /// The kind `command` is journaled as, with its echo or without.
@@ -130,6 +139,7 @@ impl RecordKind {
             Command::SetMarketBreaker(_) => RecordKind::SetMarketBreaker,
             Command::Tick => RecordKind::Tick,
             Command::Refuse(_) => RecordKind::Refuse,
+            Command::Modify(_) => RecordKind::Modify,
         }
     }
 
@@ -154,6 +164,7 @@ impl RecordKind {
             RecordKind::OrderEchoed => "order",
             RecordKind::ReplaceEchoed => "replace_order",
             RecordKind::Refuse => "refuse",
+            RecordKind::Modify => "modify",
         }
     }
 
@@ -174,6 +185,7 @@ impl RecordKind {
             RecordKind::OrderEchoed => core::mem::size_of::<OrderEchoedBody>(),
             RecordKind::ReplaceEchoed => core::mem::size_of::<ReplaceEchoedBody>(),
             RecordKind::Refuse => core::mem::size_of::<RefuseBody>(),
+            RecordKind::Modify => core::mem::size_of::<ModifyBody>(),
         }
     }
 
@@ -199,6 +211,17 @@ pub struct NewOrderBody {
     pub tif: u8,
     pub post_only: u8,
     pub reserved: [u8; 4],
+}
+
+/// `Modify` body: `side` 0 buy / 1 sell, `side_code` the OUCH marking it echoes.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct ModifyBody {
+    pub session: u16,
+    pub side: u8,
+    pub side_code: u8,
+    pub user_ref: u32,
+    pub qty: u32,
 }
 
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
@@ -419,6 +442,16 @@ pub fn encode_entry(input: &Input, echo: Option<&Echo>, epoch: u32, out: &mut [u
             &CancelBody { session: c.session, reserved: 0, user_ref: c.user_ref, qty: c.qty },
         ),
         Command::Replace(r) => put(body, &replace_body(&r)),
+        Command::Modify(m) => put(
+            body,
+            &ModifyBody {
+                session: m.session,
+                side: u8::from(m.side == Side::Sell),
+                side_code: m.side_code,
+                user_ref: m.user_ref,
+                qty: m.qty,
+            },
+        ),
         Command::AddSymbol(s) => put(body, &add_symbol_body(&s)),
         Command::AddAccount(a) => put(
             body,
@@ -684,6 +717,15 @@ fn decode_admin(kind: RecordKind, body: &[u8]) -> Result<Command, RecordError> {
             }
             Command::Cancel(Cancel { session: b.session, user_ref: b.user_ref, qty: b.qty })
         }
+        RecordKind::Modify => {
+            let b: ModifyBody = bytemuck::pod_read_unaligned(body);
+            let side = match b.side {
+                0 => Side::Buy,
+                1 => Side::Sell,
+                v => return Err(bad("side", v)),
+            };
+            Command::Modify(Modify { session: b.session, user_ref: b.user_ref, qty: b.qty, side, side_code: b.side_code })
+        }
         RecordKind::AddSymbol => {
             let b: AddSymbolBody = bytemuck::pod_read_unaligned(body);
             if b.reserved != [0; 6] {
@@ -804,6 +846,10 @@ mod tests {
             ),
             any::<(u16, u32, u32)>()
                 .prop_map(|(session, user_ref, qty)| Command::Cancel(Cancel { session, user_ref, qty })),
+            any::<(u16, u32, u32, bool, u8)>().prop_map(|(session, user_ref, qty, sell, side_code)| {
+                let side = if sell { Side::Sell } else { Side::Buy };
+                Command::Modify(Modify { session, user_ref, qty, side, side_code })
+            }),
             any::<(u16, u32, u32, u32, u32)>().prop_map(|(session, orig_user_ref, new_user_ref, qty, price)| {
                 Command::Replace(Replace { session, orig_user_ref, new_user_ref, qty, price })
             }),
@@ -911,6 +957,29 @@ mod tests {
         assert_eq!(&buf[24..26], &(RecordKind::Cancel as u16).to_le_bytes());
         assert_eq!(&buf[28..32], &2u32.to_le_bytes());
         assert_eq!(u32::from_le_bytes(buf[0..4].try_into().unwrap()), crc32c::crc32c(&buf[4..64]));
+    }
+
+    /// Kind 16 (15 belongs to another kind): number on disk, one cache line, side byte validated.
+    #[test]
+    fn modify_is_kind_16() {
+        let input = Input {
+            seq: 1,
+            timestamp: 1,
+            command: Command::Modify(Modify { session: 2, user_ref: 9, qty: 40, side: Side::Sell, side_code: b'E' }),
+        };
+        let mut buf = [0u8; RECORD_BYTES_MAX];
+        let n = encode(&input, 0, &mut buf);
+        assert_eq!(n, 64);
+        assert_eq!(&buf[24..26], &16u16.to_le_bytes());
+        assert_eq!(&buf[HEADER_BYTES..HEADER_BYTES + 4], &[2, 0, 1, b'E']);
+        assert_eq!(decode(&buf[..n]).unwrap().input, input);
+        assert_eq!(RecordKind::from_u16(16), Some(RecordKind::Modify));
+        assert_eq!(RecordKind::from_u16(15), None);
+        assert_eq!(RecordKind::Modify.index(), KINDS_COUNT - 1);
+        buf[HEADER_BYTES + 2] = 2;
+        let crc = crc32c::crc32c(&buf[4..n]);
+        buf[..4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode(&buf[..n]), Err(RecordError::BadField { field: "side", value: 2 }));
     }
 
     #[test]

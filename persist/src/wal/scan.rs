@@ -320,7 +320,7 @@ where
             if record.input.seq < opts.from_seq {
                 return Visit::Continue;
             }
-            summary.per_kind[record.kind as usize - 1] += 1;
+            summary.per_kind[record.kind.index()] += 1;
             visit(&file.path, offset, record)
         })
         .map_err(|f| f.with_path(&file.path))?;

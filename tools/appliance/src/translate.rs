@@ -37,21 +37,34 @@
 //!   IOC; '3' with MinQty equal to the quantity → FOK. Any other MinQty → rejected (Invalid Min Quantity).
 //! * PostOnly option 'P' → post-only. PriceType other than 'L' (pegs) → Pegging Not Allowed (0x0011). Cross type
 //!   other than 'N' → Invalid Cross Order (0x0014).
-//! * Replace → `Replace`; Cancel → `Cancel` (quantity = intended remaining size); Modify → `Cancel` reducing to
-//!   the new quantity (a change between buy and sell is refused; sell/short/exempt changes are accepted).
+//! * Replace → `Replace`: its Quantity is the total liable quantity of the order/replace chain (section 2.2),
+//!   so the engine opens it less what the chain executed, and Order Replaced reports that open quantity. A
+//!   replace always loses time priority. Cancel → `Cancel` (quantity = intended remaining size); Modify →
+//!   `Modify` (reduce keeping priority, new sell marking), answered with Order Modified 'M' (section 3.12); a
+//!   change between buy and sell, or more shares, is ignored (section 2.4).
+//! * Cancels and replaces of orders not open, and cancels that reduce nothing, are ignored without a reply
+//!   (sections 2.2 and 2.3; Order Rejected answers only Enter and Replace, section 3.8) and counted in
+//!   [`Translator::ignored`].
 //!
 //! ## Reject reasons (engine → OUCH 5.0 Appendix C). Where the spec has no exact code the closest is used:
 //! UnknownSymbol → 0x0017 Invalid Symbol; UnknownAccount/UnknownSession → 0x000C Firm Not Authorized;
-//! UnknownOrder, UserRefNotIncreasing, InvalidAdmin → 0x000F Other; ZeroQuantity → 0x0013 Invalid Quantity;
+//! UserRefNotIncreasing, InvalidAdmin → 0x000F Other; ZeroQuantity → 0x0013 Invalid Quantity;
 //! QuantityTooLarge → 0x001E Shares Exceed Threshold; NotionalTooLarge → 0x001F Exceeds Maximum Notional;
 //! InvalidPrice, InvalidStopPrice → 0x001D Invalid Price; InsufficientFunds → 0x0020 Risk: Aggregate Exposure;
 //! InsufficientShares → 0x002B Risk: Short Sell Not Allowed; WouldTakeLiquidity → 0x0012 Crossed Market;
 //! FokUnfillable → 0x000D Invalid Min Quantity (FOK is expressed with MinQty); NoLiquidity → 0x0001 Quote
 //! Unavailable; CapacityExhausted → 0x000A Processing Error; InvalidReplace → 0x0015 Replace Not Allowed;
 //! Halted → 0x0007 Halted.
+//!
+//! ## Field validation (sections 2.1, 2.2; Appendix C)
+//! Enter Order: Quantity 0 or ≥ 1,000,000 → 0x0013 Invalid Quantity; Display outside Y/N/A → 0x0003 Invalid
+//! Display; Intermarket Sweep 'Y' → 0x0008 ISO Not Allowed; Intermarket Sweep, Capacity (A/P/R/O), Time In
+//! Force or PostOnly outside their value sets → 0x000F Other (Appendix C has no code for them); Side outside
+//! B/S/T/E → 0x0009 Invalid Side (refused by the session layer, since such a message does not parse). A Replace
+//! Order with any such field, or a price out of range, cancels the order it names instead (section 2.2 case 2).
 
 use bourse_engine::{
-    Cancel, CancelReason, Command, Event, HaltReason, NewOrder, OrderKind, RejectReason, Replace,
+    Cancel, CancelReason, Command, Event, HaltReason, IgnoreReason, Modify, NewOrder, OrderKind, RejectReason, Replace,
     SessionId, Side, SymbolId, TimeInForce, TradingState, UserRef,
 };
 use bourse_nic::wire::alpha::{Alpha, ClOrdId, Symbol};
@@ -60,6 +73,9 @@ use bourse_nic::wire::ouch::{self, reject_reason as rr};
 use bourse_persist::wal::record::{Echo, ECHO_BYTES};
 
 use crate::appliance::store::{read_u64 as take_u64, take};
+
+/// Enter and Replace quantities must be "greater than zero and less than 1,000,000" (sections 2.1, 2.2).
+pub const QUANTITY_LIMIT: u32 = 1_000_000;
 
 /// OUCH price meaning "market order" (the all-ones 31-bit price of OUCH 4.x, 214748.3647).
 pub const MARKET_PRICE: u64 = 0x7fff_ffff;
@@ -113,9 +129,7 @@ pub fn reject_code(r: RejectReason) -> u16 {
     match r {
         RejectReason::UnknownSymbol => rr::INVALID_SYMBOL,
         RejectReason::UnknownAccount | RejectReason::UnknownSession => rr::FIRM_NOT_AUTHORIZED,
-        RejectReason::UnknownOrder
-        | RejectReason::UserRefNotIncreasing
-        | RejectReason::InvalidAdmin => rr::OTHER,
+        RejectReason::UserRefNotIncreasing | RejectReason::InvalidAdmin => rr::OTHER,
         RejectReason::ZeroQuantity => rr::INVALID_QUANTITY,
         RejectReason::QuantityTooLarge => rr::SHARES_EXCEED_THRESHOLD,
         RejectReason::NotionalTooLarge => rr::EXCEEDS_MAX_NOTIONAL,
@@ -134,8 +148,10 @@ pub fn reject_code(r: RejectReason) -> u16 {
 /// Every Order Rejected reason code the engine ([`reject_code`]) and the gateway ([`Translator::on_ouch`]) produce,
 /// with the name it is counted under in the stats block and the metrics. Names say what happened here, which is
 /// not always the code's OUCH title (0x0020 Risk: Aggregate Exposure is how we report insufficient funds).
-pub const REJECT_CODES: [(u16, &str); 19] = [
+pub const REJECT_CODES: [(u16, &str); 21] = [
     (rr::QUOTE_UNAVAILABLE, "no_liquidity"),
+    (rr::INVALID_DISPLAY, "invalid_display"),
+    (ISO_NOT_ALLOWED, "iso_not_allowed"),
     (rr::HALTED, "halted"),
     (rr::INVALID_SIDE, "invalid_side"),
     (rr::PROCESSING_ERROR, "capacity_exhausted"),
@@ -166,6 +182,7 @@ pub const OTHER_CODE_ROW: usize = REJECT_CODES.len();
 pub const CANCEL_REJECT_ROW: usize = REJECT_CODES.len() + 1;
 
 /// Appendix C codes we use that `ouch::reject_reason` does not name.
+const ISO_NOT_ALLOWED: u16 = 0x0008;
 const PEGGING_NOT_ALLOWED: u16 = 0x0011;
 const CROSSED_MARKET: u16 = 0x0012;
 const INVALID_CROSS_ORDER: u16 = 0x0014;
@@ -271,7 +288,18 @@ pub struct Translator {
     sessions_max: u16,
     /// The ClOrdID of the refusal being applied (its echo), for the Order Rejected it produces.
     refused_cl_ord_id: ClOrdId,
+    /// Cancels, replaces and modifies the engine ignored (OUCH answers them with nothing), by reason.
+    pub ignored: IgnoredCounts,
     scratch: [u8; SCRATCH_BYTES],
+}
+
+/// Inputs that changed nothing and got no reply (OUCH 5.0 sections 2.2-2.4), counted so that none is silent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IgnoredCounts {
+    /// Cancel, replace or modify of an order that is not open (never entered, or already done).
+    pub unknown_order: u64,
+    /// Cancel to a size not below the open quantity, or modify asking for more shares.
+    pub not_reduced: u64,
 }
 
 impl Translator {
@@ -295,6 +323,7 @@ impl Translator {
             records_mask: limits.records_max as u32 - 1,
             sessions_max: limits.sessions_max,
             refused_cl_ord_id: Alpha([b' '; 14]),
+            ignored: IgnoredCounts::default(),
             scratch: [0; SCRATCH_BYTES],
         }
     }
@@ -418,12 +447,14 @@ impl Translator {
         match msg {
             ouch::Inbound::EnterOrder(m) => self.enter(session, account, m),
             ouch::Inbound::ReplaceOrder(m) => {
-                let rej = |reason| OuchReject {
-                    user_ref: m.user_ref,
-                    reason,
-                    cl_ord_id: m.cl_ord_id,
+                // Section 2.2, case 2: "If the order for the existing Order UserRefNum is live but the details of
+                // the replace are invalid (e.g.: new Shares >= 1,000,000), a Cancel Order Message will take the
+                // existing order out of the book", and the new UserRefNum is not consumed. A cancel does exactly
+                // that, and is ignored when the order is no longer live (case 1).
+                let Some(price) = ticks(m.price).filter(|_| replace_is_valid(m)) else {
+                    let cancel = Cancel { session, user_ref: m.orig_user_ref, qty: 0 };
+                    return Ok((Command::Cancel(cancel), None));
                 };
-                let price = ticks(m.price).ok_or(rej(rr::INVALID_PRICE))?;
                 let echo = echo_bytes(&m.cl_ord_id, &OrderRecord { tif: m.time_in_force, display: m.display, ..EMPTY });
                 Ok((
                     Command::Replace(Replace {
@@ -445,26 +476,11 @@ impl Translator {
                 None,
             )),
             ouch::Inbound::ModifyOrder(m) => {
-                let rec = self.record(session, m.user_ref);
-                let sell = m.side != ouch::Side::Buy;
-                if rec.user_ref == m.user_ref
-                    && rec.cl_ord_id != EMPTY.cl_ord_id
-                    && sell != rec.sell
-                {
-                    return Err(OuchReject {
-                        user_ref: m.user_ref,
-                        reason: rr::INVALID_SIDE,
-                        cl_ord_id: rec.cl_ord_id,
-                    });
-                }
-                Ok((
-                    Command::Cancel(Cancel {
-                        session,
-                        user_ref: m.user_ref,
-                        qty: m.quantity,
-                    }),
-                    None,
-                ))
+                // Section 2.4 allows the sell markings to change among themselves (S, T, E); a change between
+                // buy and sell, or more shares, is ignored by the engine, which knows the order.
+                let side = if m.side == ouch::Side::Buy { Side::Buy } else { Side::Sell };
+                let modify = Modify { session, user_ref: m.user_ref, qty: m.quantity, side, side_code: m.side.code() };
+                Ok((Command::Modify(modify), None))
             }
         }
     }
@@ -481,6 +497,9 @@ impl Translator {
             cl_ord_id: m.cl_ord_id,
         };
         let symbol = self.symbol_id(&m.symbol).ok_or(rej(rr::INVALID_SYMBOL))?;
+        if let Some(reason) = enter_field_error(m) {
+            return Err(rej(reason));
+        }
         if m.cross_type != b'N' {
             return Err(rej(INVALID_CROSS_ORDER));
         }
@@ -670,6 +689,19 @@ impl Translator {
                     self.ouch(session, None, m, ouch_out);
                 }
             }
+            Event::Modified { session, user_ref, side, side_code, leaves_qty, .. } => {
+                // Order Modified (section 3.12) reports the side as the modify marked it and the open quantity;
+                // later replies echo the new marking.
+                let rec = self.record_for(session, user_ref, side);
+                self.put_record(session, OrderRecord { side: side_code, ..rec });
+                let m = ouch::Outbound::OrderModified {
+                    timestamp,
+                    user_ref,
+                    side: ouch::Side::from_code(side_code).unwrap_or(ouch::Side::Sell),
+                    quantity: leaves_qty,
+                };
+                self.ouch(session, None, m, ouch_out);
+            }
             Event::Replaced {
                 new_ref,
                 session,
@@ -802,12 +834,53 @@ impl Translator {
                 };
                 self.ouch(session, Some(user_ref), m, ouch_out);
             }
+            Event::Ignored { reason, .. } => match reason {
+                IgnoreReason::UnknownOrder => self.ignored.unknown_order += 1,
+                IgnoreReason::NotReduced | IgnoreReason::SideChange => self.ignored.not_reduced += 1,
+            },
             // No OUCH or ITCH message exists for these: a triggered stop is reported by what it then does.
             Event::StopTriggered { .. }
             | Event::AdminRejected { .. }
             | Event::AdminApplied { .. } => {}
         }
     }
+}
+
+/// The Appendix C code refusing an Enter Order field outside its section 2.1 value set, or one we do not take.
+/// Appendix C has codes for the quantity and the display; time in force (checked with MinQty by the caller),
+/// capacity and a PostOnly value outside 'P'/'N' have none and get Other. Intermarket Sweep 'Y' is valid but
+/// refused as ISO Not Allowed: an ISO promises the firm swept the other venues' protected quotes, which this
+/// venue neither checks nor routes for.
+fn enter_field_error(m: &ouch::EnterOrder) -> Option<u16> {
+    if m.quantity == 0 || m.quantity >= QUANTITY_LIMIT {
+        return Some(rr::INVALID_QUANTITY);
+    }
+    if !matches!(m.display, b'Y' | b'N' | b'A') {
+        return Some(rr::INVALID_DISPLAY);
+    }
+    match m.intermarket_sweep {
+        b'N' => {}
+        b'Y' => return Some(ISO_NOT_ALLOWED),
+        _ => return Some(rr::OTHER),
+    }
+    if !matches!(m.capacity, b'A' | b'P' | b'R' | b'O') {
+        return Some(rr::OTHER);
+    }
+    if m.options.post_only.is_some_and(|p| p != b'P' && p != b'N') {
+        return Some(rr::OTHER);
+    }
+    None
+}
+
+/// Whether a Replace Order's own fields are in their section 2.2 value sets (Time In Force there has no 'E';
+/// Intermarket Sweep 'Y' is not taken, as on Enter).
+fn replace_is_valid(m: &ouch::ReplaceOrder) -> bool {
+    use ouch::tif;
+    (1..QUANTITY_LIMIT).contains(&m.quantity)
+        && matches!(m.time_in_force, tif::DAY | tif::IOC | tif::GTX | tif::GTT)
+        && matches!(m.display, b'Y' | b'N' | b'A')
+        && m.intermarket_sweep == b'N'
+        && m.options.post_only.is_none_or(|p| p == b'P' || p == b'N')
 }
 
 /// OUCH u64 price (4 decimals) → engine ticks (4 decimals), `None` when out of the engine's range.

@@ -142,6 +142,9 @@ struct Live {
     side: Side,
     price: Price,
     qty: Qty,
+    /// Shares the order's chain executed: a move names the total liable quantity (OUCH 5.0 section 2.2), so it
+    /// keeps `qty` open by sending `qty + executed`.
+    executed: Qty,
 }
 
 /// Counts of what the mix generated, for the report.
@@ -350,11 +353,11 @@ impl Mix {
         }
         let mut price = price.clamp(lo, hi) as Price;
         if price == o.price {
-            // A replace changing nothing is refused; step the other way.
+            // A move always moves the price; step the other way.
             price = if i64::from(price) + tick <= hi { price + s.tick } else { price - s.tick };
         }
         let user_ref = self.take_ref(firm);
-        let op = Op::Replace { orig_user_ref: o.user_ref, user_ref, qty: o.qty, price };
+        let op = Op::Replace { orig_user_ref: o.user_ref, user_ref, qty: o.qty + o.executed, price };
         self.apply(firm, &op);
         op
     }
@@ -425,6 +428,7 @@ impl Mix {
             (Some(v), true) => {
                 let o = &mut self.live[at as usize - 1];
                 o.qty = v.qty;
+                o.executed = v.executed;
                 o.price = v.price;
             }
             (Some(v), false) => {
@@ -434,7 +438,7 @@ impl Mix {
                     self.counts.evicted += 1;
                     self.remove(at as usize - 1);
                 }
-                self.live.push(Live { firm: firm as u32, user_ref, symbol: symbol as u16, side: v.side, price: v.price, qty: v.qty });
+                self.live.push(Live { firm: firm as u32, user_ref, symbol: symbol as u16, side: v.side, price: v.price, qty: v.qty, executed: v.executed });
                 self.index[slot] = self.live.len() as u32;
             }
             (None, true) => self.remove(at as usize - 1),

@@ -429,6 +429,7 @@ impl Exported {
         self.drops = sessions.drops;
         let p = &pipeline.counters;
         let rx = retransmit.copied().unwrap_or_default();
+        let ignored = pipeline.exchange.translator().ignored;
         for (i, r) in p.rejects.iter().enumerate() {
             stats.add_reject(i, r - self.rejects[i]);
         }
@@ -456,6 +457,8 @@ impl Exported {
             (Counter::RetransmitRefused, rx.malformed + rx.bad_session + rx.out_of_range + rx.send_failed),
             (Counter::InlineRotations, pipeline.wal.inline_rotations()),
             (Counter::MarketDataOverflows, pipeline.md.overflows),
+            (Counter::IgnoredUnknownOrder, ignored.unknown_order),
+            (Counter::IgnoredNotReduced, ignored.not_reduced),
         ];
         for (c, total) in totals {
             stats.set_counter(c, total);
@@ -509,7 +512,6 @@ pub fn reject_name(r: RejectReason) -> &'static str {
         RejectReason::UnknownSymbol => "unknown_symbol",
         RejectReason::UnknownAccount => "unknown_account",
         RejectReason::UnknownSession => "unknown_session",
-        RejectReason::UnknownOrder => "unknown_order",
         RejectReason::UserRefNotIncreasing => "user_ref_not_increasing",
         RejectReason::ZeroQuantity => "zero_quantity",
         RejectReason::QuantityTooLarge => "quantity_too_large",

@@ -389,6 +389,20 @@ impl Pipeline {
                     }
                 }
             }
+            Outcome::OuchInvalidSide { session, user_ref, cl_ord_id } => {
+                if self.exchange.is_repeat(session, user_ref) {
+                    self.counters.duplicates += 1;
+                    if let Some(seq) = self.exchange.first_reply(session, user_ref) {
+                        self.counters.duplicates_answered += 1;
+                        self.resend(gate, src, session, seq, 1);
+                    }
+                    return;
+                }
+                self.counters.ouch_rejects += 1;
+                let reject = OuchReject { user_ref, reason: ouch::reject_reason::INVALID_SIDE, cl_ord_id };
+                let (command, echo) = reject.command(session, true);
+                self.sequence(command, Some(echo));
+            }
             Outcome::Retransmit { session, request } => {
                 self.counters.retransmits_answered += 1;
                 // Replies older than the kept window are gone: the answer starts at the oldest kept, so its

@@ -113,10 +113,12 @@ pub enum Counter {
     RetransmitRefused,
     InlineRotations,
     MarketDataOverflows,
+    IgnoredUnknownOrder,
+    IgnoredNotReduced,
 }
 
 /// `(counter, name, help)` in slot order: `COUNTERS[i].0 as usize == i`.
-pub const COUNTERS: [(Counter, &str, &str); 21] = [
+pub const COUNTERS: [(Counter, &str, &str); 23] = [
     (
         Counter::KernelDrops,
         "kernel_drops",
@@ -190,6 +192,17 @@ pub const COUNTERS: [(Counter, &str, &str); 21] = [
         Counter::MarketDataOverflows,
         "market_data_overflows",
         "Market-data datagrams not sent live for lack of queue room (kept; receivers recover them by request).",
+    ),
+    (
+        Counter::IgnoredUnknownOrder,
+        "ignored_unknown_order",
+        "Cancels, replaces and modifies of orders not open, ignored without a reply (OUCH 5.0 sections 2.2-2.4).",
+    ),
+    (
+        Counter::IgnoredNotReduced,
+        "ignored_not_reduced",
+        "Cancels that would not reduce their order and modifies asking for more shares or a side change OUCH 5.0 \
+         does not allow, ignored without a reply.",
     ),
 ];
 

@@ -96,6 +96,13 @@ pub enum Outcome {
         account: u32,
         message: ouch::Inbound,
     },
+    /// An Enter Order whose Side is outside the spec's set: it does not parse, but it is answered with Rejected
+    /// Invalid Side (OUCH 5.0 section 2.1, Appendix C 0x0009) like any refused order.
+    OuchInvalidSide {
+        session: SessionId,
+        user_ref: u32,
+        cl_ord_id: bourse_nic::wire::alpha::ClOrdId,
+    },
     /// A MoldUDP64 request packet for this session's outbound stream.
     Retransmit {
         session: SessionId,
@@ -246,7 +253,13 @@ impl Sessions {
                     self.counters.messages += 1;
                     Outcome::Ouch { session, account: self.states[i].firm.account, message }
                 }
-                Err(_) => self.drop(DropReason::BadOuch),
+                Err(_) => match ouch::enter_with_invalid_side(bytes) {
+                    Some((user_ref, cl_ord_id)) => {
+                        self.counters.messages += 1;
+                        Outcome::OuchInvalidSide { session, user_ref, cl_ord_id }
+                    }
+                    None => self.drop(DropReason::BadOuch),
+                },
             },
             _ => self.drop(DropReason::UnexpectedPacket),
         }

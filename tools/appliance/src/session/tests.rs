@@ -290,3 +290,19 @@ fn idle_sessions_expire() {
     assert_eq!(s.peer(3), None);
     assert_eq!(s.counters().idle_logouts, 1);
 }
+
+/// OUCH 5.0 section 2.1: Side is B, S, T or E. An Enter Order with Side 'Q' is answered (Rejected 0x0009 Invalid
+/// Side, built by the pipeline), not dropped as unparseable.
+#[test]
+fn enter_with_an_invalid_side_is_refused_not_dropped() {
+    let mut s = sessions();
+    one(&mut s, src(4000), &login("FIRM1", "pw1"), 0);
+    let mut d = enter(5);
+    // SoupBinTCP length (2) | 'U' | OUCH: type at 3, UserRefNum 4..8, Side at 8.
+    assert_eq!(d[8], b'B');
+    d[8] = b'Q';
+    assert_eq!(
+        one(&mut s, src(4000), &d, 0),
+        vec![Outcome::OuchInvalidSide { session: 3, user_ref: 5, cl_ord_id: ClOrdId::new("X").unwrap() }]
+    );
+}
