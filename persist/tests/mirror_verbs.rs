@@ -27,13 +27,16 @@ use bourse_engine::Input;
 use bourse_persist::mirror::verbs::sys::RegionLease;
 use bourse_persist::mirror::verbs::{self, Role, VerbsTransport};
 use bourse_persist::mirror::{
-    MirrorConfig, MirrorError, Position, Primary, Standby, StandbyEvent, StandbyHost, TransportError, Validated,
+    MirrorConfig, MirrorError, Position, Primary, Standby, StandbyEvent, TransportError,
     WalLog, WalRecords,
 };
 use bourse_persist::wal::segment::list_segments;
-use bourse_persist::wal::{decode, DurabilityMode, Wal, WalConfig};
+use bourse_persist::wal::{DurabilityMode, Wal, WalConfig};
 use bourse_persist::workload::Workload;
 use bourse_persist::{AckPolicy, CommitIndex};
+
+mod support;
+use support::Host;
 
 /// Small segments: ~60 records each, so a few thousand records rotate dozens of times.
 const SEGMENT_BYTES: u64 = 8192;
@@ -95,27 +98,6 @@ fn workload_inputs(n: u64) -> Vec<Input> {
     (1..=n).map(|seq| w.next(seq)).collect()
 }
 
-struct Host {
-    applied: Position,
-    inputs: Vec<Input>,
-}
-
-impl StandbyHost for Host {
-    fn on_validated(&mut self, batch: Validated<'_>) {
-        assert_eq!(batch.from, self.applied, "batches are contiguous and never repeated");
-        let mut at = 0;
-        while at < batch.bytes.len() {
-            let r = decode(&batch.bytes[at..]).expect("validated bytes decode");
-            self.inputs.push(r.input);
-            at += r.length;
-        }
-        assert_eq!(batch.from.offset + at as u64, batch.to.offset);
-        self.applied = batch.to;
-    }
-    fn durable(&mut self) -> Position {
-        self.applied
-    }
-}
 
 /// The standby's end: the transport, which holds the registration of the landing ring, then the ring itself.
 /// Fields drop in declaration order, so the registration goes before the memory it covers.

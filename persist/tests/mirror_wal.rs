@@ -4,38 +4,20 @@
 
 use bourse_engine::Input;
 use bourse_persist::mirror::sim::{Faults, SimNet};
-use bourse_persist::mirror::{MirrorConfig, Position, Primary, Standby, StandbyHost, Validated, WalLog, WalRecords};
+use bourse_persist::mirror::{MirrorConfig, Position, Primary, Standby, WalLog, WalRecords};
 use bourse_persist::wal::segment::list_segments;
-use bourse_persist::wal::{decode, DurabilityMode, Wal, WalConfig};
+use bourse_persist::wal::{DurabilityMode, Wal, WalConfig};
 use bourse_persist::workload::Workload;
 use bourse_persist::{AckPolicy, CommitIndex};
 use std::sync::Arc;
+
+mod support;
+use support::Host;
 
 /// Small segments: ~60 records each, so a few thousand records rotate dozens of times.
 const SEGMENT_BYTES: u64 = 8192;
 const STEP_NS: u64 = 100_000;
 
-struct Host {
-    applied: Position,
-    inputs: Vec<Input>,
-}
-
-impl StandbyHost for Host {
-    fn on_validated(&mut self, batch: Validated<'_>) {
-        assert_eq!(batch.from, self.applied, "batches are contiguous and never repeated");
-        let mut at = 0;
-        while at < batch.bytes.len() {
-            let r = decode(&batch.bytes[at..]).expect("validated bytes decode");
-            self.inputs.push(r.input);
-            at += r.length;
-        }
-        assert_eq!(batch.from.offset + at as u64, batch.to.offset);
-        self.applied = batch.to;
-    }
-    fn durable(&mut self) -> Position {
-        self.applied
-    }
-}
 
 fn temp_dir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("bourse-mirror-wal-{tag}-{}", std::process::id()));

@@ -68,18 +68,7 @@ pub fn write_rate_table(out: &mut dyn Write, rows: &[RateRow]) -> io::Result<()>
     )
 }
 
-/// `n` with thousands separated by commas.
-pub fn group_thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use bourse_appliance::obs::hlog::group_thousands;
 
 /// Two decimals, thousands grouped in the integer part.
 fn fixed2(v: f64) -> String {

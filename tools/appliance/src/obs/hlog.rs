@@ -357,7 +357,8 @@ pub fn write_rate_table(out: &mut dyn Write, rows: &[(f64, Histogram<u64>)]) -> 
     Ok(())
 }
 
-fn group_thousands(n: u64) -> String {
+/// `n` with thousands separated by commas (the rate tables of the .hlog tools and `bourse load`).
+pub fn group_thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
