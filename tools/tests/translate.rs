@@ -586,3 +586,22 @@ fn modified_answers_with_order_modified() {
     assert_eq!(o[0].2[0], b'U');
     assert_eq!(o[0].2[ouch::field::replaced::SIDE], b'E');
 }
+
+/// Requests OUCH 5.0 sections 2.3-2.4 say to ignore get no reply and no market data, and each is counted under its
+/// own reason: an order not open, a cancel or modify that would not reduce, a modify turning a buy into a sell.
+#[test]
+fn ignored_requests_are_silent_on_the_wire_and_counted_by_reason() {
+    use bourse_engine::IgnoreReason;
+    let mut t = translator();
+    for (user_ref, reason) in [
+        (1, IgnoreReason::UnknownOrder),
+        (2, IgnoreReason::NotReduced),
+        (3, IgnoreReason::NotReduced),
+        (4, IgnoreReason::SideChange),
+    ] {
+        let (o, i) = run(&mut t, Event::Ignored { session: 2, user_ref, reason });
+        assert!(o.is_empty() && i.is_empty(), "{reason:?} is answered with nothing");
+    }
+    let c = t.ignored;
+    assert_eq!((c.unknown_order, c.not_reduced, c.side_change), (1, 2, 1));
+}

@@ -300,6 +300,8 @@ pub struct IgnoredCounts {
     pub unknown_order: u64,
     /// Cancel to a size not below the open quantity, or modify asking for more shares.
     pub not_reduced: u64,
+    /// Modify asking to turn a buy into a sell or back.
+    pub side_change: u64,
 }
 
 impl Translator {
@@ -836,7 +838,8 @@ impl Translator {
             }
             Event::Ignored { reason, .. } => match reason {
                 IgnoreReason::UnknownOrder => self.ignored.unknown_order += 1,
-                IgnoreReason::NotReduced | IgnoreReason::SideChange => self.ignored.not_reduced += 1,
+                IgnoreReason::NotReduced => self.ignored.not_reduced += 1,
+                IgnoreReason::SideChange => self.ignored.side_change += 1,
             },
             // No OUCH or ITCH message exists for these: a triggered stop is reported by what it then does.
             Event::StopTriggered { .. }

@@ -459,6 +459,7 @@ impl Exported {
             (Counter::MarketDataOverflows, pipeline.md.overflows),
             (Counter::IgnoredUnknownOrder, ignored.unknown_order),
             (Counter::IgnoredNotReduced, ignored.not_reduced),
+            (Counter::IgnoredSideChange, ignored.side_change),
         ];
         for (c, total) in totals {
             stats.set_counter(c, total);

@@ -115,10 +115,11 @@ pub enum Counter {
     MarketDataOverflows,
     IgnoredUnknownOrder,
     IgnoredNotReduced,
+    IgnoredSideChange,
 }
 
 /// `(counter, name, help)` in slot order: `COUNTERS[i].0 as usize == i`.
-pub const COUNTERS: [(Counter, &str, &str); 23] = [
+pub const COUNTERS: [(Counter, &str, &str); 24] = [
     (
         Counter::KernelDrops,
         "kernel_drops",
@@ -201,8 +202,14 @@ pub const COUNTERS: [(Counter, &str, &str); 23] = [
     (
         Counter::IgnoredNotReduced,
         "ignored_not_reduced",
-        "Cancels that would not reduce their order and modifies asking for more shares or a side change OUCH 5.0 \
-         does not allow, ignored without a reply.",
+        "Cancels that would not reduce their order and modifies asking for more shares, ignored without a reply \
+         (OUCH 5.0 sections 2.3-2.4).",
+    ),
+    (
+        Counter::IgnoredSideChange,
+        "ignored_side_change",
+        "Modifies asking to turn a buy into a sell or a sell into a buy (OUCH 5.0 section 2.4 allows only changes \
+         among the sell markings), ignored without a reply.",
     ),
 ];
 
