@@ -430,6 +430,35 @@ pub struct FirmSection {
     /// Messages the bucket holds after a quiet spell (default: one second's worth, at least 1).
     #[serde(default)]
     pub rate_limit_burst: u32,
+    /// Self-trade prevention, when an order would trade against a resting order of this firm: "cancel_newest"
+    /// (the incoming order's remainder is canceled; the default), "cancel_oldest" (the resting order is canceled
+    /// and matching goes on), "cancel_both", or "off" (the firm's orders trade with each other). Canceled orders
+    /// are answered with OUCH Canceled reason 'Q' (self-match prevention). Journaled with the firm's account.
+    #[serde(default)]
+    pub self_trade_prevention: SelfTradePrevention,
+}
+
+/// `[[firms]] self_trade_prevention`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelfTradePrevention {
+    Off,
+    #[default]
+    CancelNewest,
+    CancelOldest,
+    CancelBoth,
+}
+
+impl SelfTradePrevention {
+    pub fn engine(self) -> bourse_engine::SelfTrade {
+        use bourse_engine::SelfTrade;
+        match self {
+            SelfTradePrevention::Off => SelfTrade::Allow,
+            SelfTradePrevention::CancelNewest => SelfTrade::CancelNewest,
+            SelfTradePrevention::CancelOldest => SelfTrade::CancelOldest,
+            SelfTradePrevention::CancelBoth => SelfTrade::CancelBoth,
+        }
+    }
 }
 
 fn default_max_qty() -> u32 {
@@ -748,6 +777,27 @@ mod tests {
         shares = { AAPL = 1000 }
     "#
     );
+
+    #[test]
+    fn self_trade_prevention_is_chosen_per_firm_and_journaled_with_its_account() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.firms[0].self_trade_prevention, SelfTradePrevention::CancelNewest);
+        let text = GOOD.replace("cash = \"1000000\"", "cash = \"1000000\"\n        self_trade_prevention = \"cancel_oldest\"");
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.firms[0].self_trade_prevention, SelfTradePrevention::CancelOldest);
+        let genesis = crate::appliance::setup::genesis(&c).unwrap();
+        assert!(
+            genesis.iter().any(|g| matches!(
+                g,
+                bourse_engine::Command::AddAccount(a) if a.self_trade == bourse_engine::SelfTrade::CancelOldest
+            )),
+            "{genesis:?}"
+        );
+        let bad = GOOD.replace("cash = \"1000000\"", "cash = \"1000000\"\n        self_trade_prevention = \"sometimes\"");
+        let err = format!("{:#}", Config::parse(&bad).unwrap_err());
+        assert!(err.contains("self_trade_prevention") || err.contains("sometimes"), "{err}");
+        assert!(err.contains("cancel_oldest"), "the error lists the choices: {err}");
+    }
 
     #[test]
     fn parses_a_minimal_config_with_defaults() {

@@ -116,6 +116,7 @@ pub fn genesis(config: &Config) -> anyhow::Result<Vec<Command>> {
         out.push(Command::AddAccount(AddAccount {
             account,
             firm: i as u16,
+            self_trade: f.self_trade_prevention.engine(),
             short_limit: f.short_limit,
             max_order_qty: f.max_order_qty,
             max_order_notional: parse_cash(&f.max_order_notional)?,
