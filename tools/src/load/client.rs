@@ -202,7 +202,8 @@ pub struct FirmConn {
 #[error(
     "firm {username:?}: no Login Accepted from {target} within {waited_ms} ms; check that the appliance is running \
      and listening there, that the username and password match its config, and that this source address \
-     ({source_addr}) is among the firm's allowed_sources (failed logins are dropped, never answered)"
+     ({source_addr}) is among the firm's allowed_sources (a failed login is answered with Login Rejected, except \
+     from an address in no firm's allowed_sources when the appliance sets silent_to_unlisted_sources)"
 )]
 pub struct LoginTimeout {
     pub username: String,

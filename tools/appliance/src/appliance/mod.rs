@@ -386,7 +386,7 @@ impl Housekeeping {
             pipeline.md.heartbeat();
             self.md_quiet_since = now;
         }
-        pipeline.sessions.expire(now);
+        pipeline.session_timers(now);
         let Some(server) = self.retransmit.as_mut() else { return 0 };
         let (md, exchange) = (&pipeline.md, &pipeline.exchange);
         server.poll(now, RETRANSMIT_REQUESTS_PER_HOUSEKEEPING_MAX, md, |seq| exchange.market(seq))
@@ -445,6 +445,10 @@ impl Exported {
             (Counter::Duplicates, p.duplicates),
             (Counter::DuplicatesAnswered, p.duplicates_answered),
             (Counter::IdleLogouts, sessions.idle_logouts),
+            (Counter::LoginRejectedNotAuthorized, sessions.login_rejected_not_authorized),
+            (Counter::LoginRejectedSessionUnavailable, sessions.login_rejected_session_unavailable),
+            (Counter::LoginRejectsSilent, sessions.login_rejects_silent),
+            (Counter::ServerHeartbeats, sessions.server_heartbeats),
             (Counter::LoginWindowMisses, p.login_window_misses),
             (Counter::ReplyOverflows, p.reply_overflows),
             (Counter::BackpressurePolls, p.backpressure_polls),
@@ -488,6 +492,7 @@ fn drop_name(r: DropReason) -> &'static str {
         DropReason::UnexpectedPacket => "unexpected_packet",
         DropReason::BadRequest => "bad_request",
         DropReason::SessionInUse => "session_in_use",
+        DropReason::NoSuchSession => "no_such_session",
     }
 }
 
