@@ -78,6 +78,10 @@ fn default_replies_kept() -> usize {
     8192
 }
 
+fn default_soup_tcp_connections_max() -> usize {
+    64
+}
+
 fn default_session_idle_timeout_ms() -> u64 {
     15_000
 }
@@ -124,6 +128,12 @@ pub struct BackendSection {
     /// device is named, `-l <cores.pipeline>`, and a per-process `--file-prefix`.
     #[serde(default)]
     pub eal_args: Vec<String>,
+    /// SoupBinTCP 3.00 over TCP (absent: UDP only): the address and port a firm's standard OUCH stack connects
+    /// to. The same sessions, journal and reply streams serve both transports.
+    pub soup_tcp_bind: Option<SocketAddrV4>,
+    /// TCP order-entry connections open at once (each preallocates its buffers, ~1 MiB).
+    #[serde(default = "default_soup_tcp_connections_max")]
+    pub soup_tcp_connections_max: usize,
     #[serde(default = "default_burst")]
     pub burst_max: usize,
     #[serde(default = "default_tx_slots")]
