@@ -402,3 +402,124 @@ impl Backend for OrderEntry {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bourse_nic::wire::alpha::SessionName;
+    use bourse_nic::wire::moldudp64::Packer;
+    use std::net::Ipv4Addr;
+    use std::time::{Duration, Instant};
+
+    /// Polls until `f` returns something, at most 5 s.
+    fn poll_until<T>(tcp: &mut SoupTcp, mut f: impl FnMut(&mut SoupTcp) -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(v) = f(tcp) {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("nothing within 5 s");
+    }
+
+    fn received(tcp: &mut SoupTcp) -> Vec<(SocketAddrV4, Vec<u8>)> {
+        let mut got = Vec::new();
+        tcp.rx_burst(&mut |d: Datagram<'_>| got.push((d.src, d.payload.to_vec())));
+        got
+    }
+
+    fn send(tcp: &mut SoupTcp, dst: SocketAddrV4, bytes: &[u8]) {
+        tcp.tx(dst, &mut |buf: &mut [u8]| {
+            buf[..bytes.len()].copy_from_slice(bytes);
+            bytes.len()
+        })
+        .unwrap();
+        tcp.tx_flush();
+    }
+
+    fn mold(seq: u64, messages: &[&[u8]]) -> Vec<u8> {
+        let mut buf = vec![0u8; 1500];
+        let mut pk = Packer::new(&mut buf, SessionName::new("OE00000000").unwrap(), 1500).unwrap();
+        pk.begin(seq);
+        for m in messages {
+            pk.push(m).unwrap();
+        }
+        pk.finish().to_vec()
+    }
+
+    /// SoupBinTCP 3.00 sections 1.1, 1.2 and 2.2.3 on one connection, bytes checked by hand: packets split
+    /// across reads are delivered whole, a MoldUDP64 reply packet becomes Sequenced Data packets counted from the
+    /// Login Accepted, a reply the stream already carried is not sent again, a gap closes the connection, and
+    /// the session layer is then told the peer logged out.
+    #[test]
+    fn replies_become_sequenced_data_in_order_and_a_gap_closes_the_connection() {
+        let mut tcp = SoupTcp::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), SoupTcpLimits::DEFAULT).unwrap();
+        let mut client = TcpStream::connect(tcp.local_addr()).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let SocketAddr::V4(me) = client.local_addr().unwrap() else { panic!("IPv4") };
+        // A Client Heartbeat and the first byte of another, then the rest: two packets, each delivered whole.
+        client.write_all(&[0x00, 0x01, b'R', 0x00]).unwrap();
+        let first = poll_until(&mut tcp, |t| Some(received(t)).filter(|g| !g.is_empty()));
+        assert_eq!(first, vec![(me, vec![0x00, 0x01, b'R'])]);
+        client.write_all(&[0x01, b'R']).unwrap();
+        let second = poll_until(&mut tcp, |t| Some(received(t)).filter(|g| !g.is_empty()));
+        assert_eq!(second, vec![(me, vec![0x00, 0x01, b'R'])]);
+        assert!(tcp.serves(me));
+
+        // Login Accepted naming 5: `00 1f 'A'`, session (10), "5" right-justified in 20 digits (section 2.2.1).
+        let mut accepted = vec![0x00, 0x1f, b'A'];
+        accepted.extend_from_slice(b"OE00000000");
+        accepted.extend_from_slice(b"                   5");
+        send(&mut tcp, me, &accepted);
+        // Replies 4, 5, 6: 4 came before this connection's start and is not sent; 5 and 6 go as 'S' packets.
+        send(&mut tcp, me, &mold(4, &[b"old", b"hi", b"yo!"]));
+        // Reply 5 again (a duplicate order's first reply): already carried.
+        send(&mut tcp, me, &mold(5, &[b"hi"]));
+        let mut expect = accepted.clone();
+        expect.extend_from_slice(&[0x00, 0x03, b'S', b'h', b'i']);
+        expect.extend_from_slice(&[0x00, 0x04, b'S', b'y', b'o', b'!']);
+        let mut got = vec![0u8; expect.len()];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(got, expect);
+        assert_eq!(tcp.counters.resends_suppressed, 2);
+
+        // Reply 8 while 7 is next: the stream cannot skip, the connection is closed.
+        send(&mut tcp, me, &mold(8, &[b"late"]));
+        assert_eq!(tcp.counters.closed_gap, 1);
+        let mut rest = Vec::new();
+        assert_eq!(client.read_to_end(&mut rest).unwrap(), 0, "closed with nothing more: {rest:?}");
+        assert!(!tcp.serves(me));
+        // The session layer hears a Logout Request for the peer (section 2.3.4), once.
+        assert_eq!(received(&mut tcp), vec![(me, vec![0x00, 0x01, b'O'])]);
+        assert_eq!(received(&mut tcp), vec![]);
+    }
+
+    /// Section 2.2.2: after a Login Rejected the server closes the connection; a packet longer than the inbound
+    /// buffer closes it too, counted.
+    #[test]
+    fn a_login_rejected_and_an_oversized_packet_close_the_connection() {
+        let mut tcp = SoupTcp::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), SoupTcpLimits::DEFAULT).unwrap();
+        let mut client = TcpStream::connect(tcp.local_addr()).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let SocketAddr::V4(me) = client.local_addr().unwrap() else { panic!("IPv4") };
+        client.write_all(&[0x00, 0x01, b'R']).unwrap();
+        poll_until(&mut tcp, |t| Some(received(t)).filter(|g| !g.is_empty()));
+        send(&mut tcp, me, &[0x00, 0x02, b'J', b'A']);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(got, [0x00, 0x02, b'J', b'A']);
+        assert_eq!(received(&mut tcp), vec![], "never logged in: no logout to deliver");
+
+        let mut client = TcpStream::connect(tcp.local_addr()).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        client.write_all(&[0xff, 0xff, b'U']).unwrap();
+        poll_until(&mut tcp, |t| {
+            received(t);
+            Some(()).filter(|_| t.counters.closed_malformed == 1)
+        });
+        let mut got = Vec::new();
+        assert_eq!(client.read_to_end(&mut got).unwrap_or(0), 0);
+        assert_eq!(tcp.stats().malformed, 1);
+    }
+}
