@@ -287,10 +287,23 @@ impl FirmConn {
                                 return Ok(a.sequence);
                             }
                             Ok(soup::Repr::LoginRejected(code)) => anyhow::bail!(
-                                "firm {:?}: {} rejected the login (code {:?})",
+                                "firm {:?}: {} rejected the login with Login Rejected {:?} ({})",
                                 self.username,
                                 self.target,
-                                code as char
+                                code as char,
+                                match code {
+                                    soup::reject_code::NOT_AUTHORIZED => format!(
+                                        "not authorized: check that the username and password match the \
+                                         appliance's config and that this source address ({}) is among the \
+                                         firm's allowed_sources",
+                                        self.local_addr()
+                                    ),
+                                    soup::reject_code::SESSION_NOT_AVAILABLE => "session not available: the \
+                                        session is logged in from another address (log out there, or wait for \
+                                        the idle timeout)"
+                                        .to_string(),
+                                    _ => "an unknown reason code".to_string(),
+                                }
                             ),
                             _ => {}
                         }
