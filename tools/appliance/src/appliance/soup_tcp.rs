@@ -360,8 +360,11 @@ impl Backend for SoupTcp {
         0
     }
 
+    /// Packets in `rx`/`tx`, broken framing in `malformed`; `dropped` counts replies for no open connection and
+    /// the connections refused (table full) or closed because the client fell behind or its stream had a gap.
     fn stats(&self) -> BackendStats {
-        self.stats
+        let c = &self.counters;
+        BackendStats { dropped: self.stats.dropped + c.refused_full + c.closed_slow + c.closed_gap, ..self.stats }
     }
 }
 
