@@ -27,6 +27,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
 
 use bourse_nic::backend::{Backend, BackendStats, Datagram, TxFull};
 use bourse_nic::wire::{moldudp64, soup};
@@ -35,6 +36,11 @@ use bourse_nic::wire::{moldudp64, soup};
 const LOGOUT_REQUEST: [u8; 3] = [0, 1, soup::packet_type::LOGOUT_REQUEST];
 /// Connections accepted per receive call.
 const ACCEPTS_PER_POLL_MAX: usize = 8;
+/// Section 2.3.1: "The server can terminate an incoming TCP/IP socket if it does not receive a Login Request
+/// Packet within a reasonable period of time (typically 30 seconds)". Here: a Login Accepted within that time.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Receive calls between two looks for connections past [`LOGIN_TIMEOUT`] (a clock read is not free).
+const LOGIN_CHECK_EVERY_POLLS: u64 = 4096;
 /// The largest datagram the pipeline hands over (a MoldUDP64 packet of at most the configured payload size).
 const SCRATCH_BYTES: usize = 9_216;
 
@@ -68,10 +74,13 @@ pub struct SoupTcpCounters {
     pub closed_gap: u64,
     /// Replies not sent again on a connection that already carried them.
     pub resends_suppressed: u64,
+    /// Closed because no login succeeded within [`LOGIN_TIMEOUT`] of the connection.
+    pub closed_login_timeout: u64,
 }
 
 struct Conn {
     stream: Option<TcpStream>,
+    accepted_at: Instant,
     peer: SocketAddrV4,
     inbuf: Vec<u8>,
     in_len: usize,
@@ -153,6 +162,7 @@ pub struct SoupTcp {
     conns: Vec<Conn>,
     scratch: Vec<u8>,
     in_bytes: usize,
+    polls: u64,
     stats: BackendStats,
     pub counters: SoupTcpCounters,
 }
@@ -168,6 +178,7 @@ impl SoupTcp {
         let conns = (0..limits.connections_max)
             .map(|_| Conn {
                 stream: None,
+                accepted_at: Instant::now(),
                 peer: local,
                 inbuf: vec![0; limits.in_bytes.max(soup::field::login_request::END)],
                 in_len: 0,
@@ -186,6 +197,7 @@ impl SoupTcp {
             conns,
             scratch: vec![0; SCRATCH_BYTES],
             in_bytes: limits.in_bytes,
+            polls: 0,
             stats: BackendStats::default(),
             counters: SoupTcpCounters::default(),
         })
@@ -216,9 +228,24 @@ impl SoupTcp {
                 continue;
             }
             self.counters.accepted += 1;
+            slot.accepted_at = Instant::now();
             slot.stream = Some(stream);
             slot.peer = peer;
         }
+    }
+
+    /// Closes every connection that has had no Login Accepted within [`LOGIN_TIMEOUT`] by `now`; returns how
+    /// many. Time is a parameter so that tests drive it.
+    pub fn expire_logins(&mut self, now: Instant) -> usize {
+        let mut n = 0;
+        for c in self.conns.iter_mut() {
+            if c.stream.is_some() && !c.logged_in && now.saturating_duration_since(c.accepted_at) > LOGIN_TIMEOUT {
+                c.close(&mut self.counters);
+                self.counters.closed_login_timeout += 1;
+                n += 1;
+            }
+        }
+        n
     }
 
     fn flush_all(&mut self) -> usize {
@@ -238,6 +265,10 @@ impl Backend for SoupTcp {
 
     fn rx_burst(&mut self, f: &mut dyn FnMut(Datagram<'_>)) -> usize {
         self.accept();
+        self.polls += 1;
+        if self.polls.is_multiple_of(LOGIN_CHECK_EVERY_POLLS) {
+            self.expire_logins(Instant::now());
+        }
         let (local, in_bytes) = (self.local, self.in_bytes);
         let mut n = 0;
         for c in self.conns.iter_mut() {
@@ -524,5 +555,29 @@ mod tests {
         let mut got = Vec::new();
         assert_eq!(client.read_to_end(&mut got).unwrap_or(0), 0);
         assert_eq!(tcp.stats().malformed, 1);
+    }
+
+    /// Section 2.3.1: a connection that does not log in within 30 s is closed; a logged-in one is not. Time is
+    /// passed in.
+    #[test]
+    fn a_connection_without_a_login_is_closed_after_the_login_timeout() {
+        let mut tcp = SoupTcp::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), SoupTcpLimits::DEFAULT).unwrap();
+        let mut idle = TcpStream::connect(tcp.local_addr()).unwrap();
+        let mut firm = TcpStream::connect(tcp.local_addr()).unwrap();
+        idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let SocketAddr::V4(f) = firm.local_addr().unwrap() else { panic!("IPv4") };
+        firm.write_all(&[0x00, 0x01, b'R']).unwrap();
+        poll_until(&mut tcp, |t| Some(received(t)).filter(|g| !g.is_empty()));
+        poll_until(&mut tcp, |t| Some(()).filter(|_| t.counters.accepted == 2));
+        let mut accepted = vec![0x00, 0x1f, b'A'];
+        accepted.extend_from_slice(b"OE00000000                   1");
+        send(&mut tcp, f, &accepted);
+        let now = Instant::now();
+        assert_eq!(tcp.expire_logins(now + Duration::from_secs(29)), 0);
+        assert_eq!(tcp.expire_logins(now + Duration::from_secs(31)), 1);
+        assert_eq!(tcp.counters.closed_login_timeout, 1);
+        let mut got = Vec::new();
+        assert_eq!(idle.read_to_end(&mut got).unwrap_or(0), 0, "closed without a word");
+        assert!(tcp.serves(f), "the logged-in connection stays");
     }
 }
