@@ -50,6 +50,14 @@ pub struct ApplianceSection {
     /// to a power of two). A firm that asks for an older one is answered from the oldest kept.
     #[serde(default = "default_replies_kept")]
     pub replies_kept: usize,
+    /// A logged-in order-entry session from which nothing arrives for this long is logged out, with a notice
+    /// (SoupBinTCP 3.00 section 1.3: typically 15 s; firms send a Client Heartbeat every second).
+    #[serde(default = "default_session_idle_timeout_ms")]
+    pub session_idle_timeout_ms: u64,
+    /// Failed logins are answered with SoupBinTCP Login Rejected; `true` leaves those from addresses that are in
+    /// no firm's `allowed_sources` unanswered (still counted), so a scanner off the cross-connect learns nothing.
+    #[serde(default)]
+    pub silent_to_unlisted_sources: bool,
 }
 
 impl Default for ApplianceSection {
@@ -60,12 +68,22 @@ impl Default for ApplianceSection {
             hlog_path: None,
             hlog_interval_ms: default_hlog_interval_ms(),
             replies_kept: default_replies_kept(),
+            session_idle_timeout_ms: default_session_idle_timeout_ms(),
+            silent_to_unlisted_sources: false,
         }
     }
 }
 
 fn default_replies_kept() -> usize {
     8192
+}
+
+fn default_soup_tcp_connections_max() -> usize {
+    64
+}
+
+fn default_session_idle_timeout_ms() -> u64 {
+    15_000
 }
 
 fn default_name() -> String {
@@ -110,6 +128,12 @@ pub struct BackendSection {
     /// device is named, `-l <cores.pipeline>`, and a per-process `--file-prefix`.
     #[serde(default)]
     pub eal_args: Vec<String>,
+    /// SoupBinTCP 3.00 over TCP (absent: UDP only): the address and port a firm's standard OUCH stack connects
+    /// to. The same sessions, journal and reply streams serve both transports.
+    pub soup_tcp_bind: Option<SocketAddrV4>,
+    /// TCP order-entry connections open at once (each preallocates its buffers, ~1 MiB).
+    #[serde(default = "default_soup_tcp_connections_max")]
+    pub soup_tcp_connections_max: usize,
     #[serde(default = "default_burst")]
     pub burst_max: usize,
     #[serde(default = "default_tx_slots")]
@@ -491,6 +515,11 @@ impl Config {
     fn validate(&self) -> anyhow::Result<()> {
         if self.backend.burst_max == 0 || self.backend.burst_max > 1024 {
             bail!("backend.burst_max = {} must be in 1..=1024", self.backend.burst_max);
+        }
+        if self.appliance.session_idle_timeout_ms < 2_000 {
+            // Clients heartbeat once a second (SoupBinTCP 3.00 section 1.3): less than two of their intervals
+            // would log out healthy sessions.
+            bail!("appliance.session_idle_timeout_ms = {} must be at least 2000", self.appliance.session_idle_timeout_ms);
         }
         if self.backend.tx_slots < self.backend.burst_max {
             bail!("backend.tx_slots = {} must be at least burst_max", self.backend.tx_slots);
