@@ -16,6 +16,13 @@
 //! [`super::Wal::create`], both under the directory's lock) renames such a file into place, and removes prepared
 //! files that were never used (no valid header). The mirror's reader follows the writer by file name, so it picks
 //! the segment up once renamed, a few microseconds to milliseconds after the rotation.
+//!
+//! **Renames happen in seq order.** A rotation that finds nothing prepared creates its segment inline, and that
+//! segment must not appear under its final name while an earlier one still waits for its rename: a reader of the
+//! directory would see `wal-<a>.seg` end, then `wal-<c>.seg`, with `wal-<b>.seg` missing in between — a gap, which
+//! a live reader (the snapshotter, the mirror) reports as damage and recovery from an older snapshot cannot cross.
+//! So every rename, the preparer's batch and the inline one alike, happens under one lock, and the inline path
+//! first does the renames still queued ([`Preparer::rename_in_order`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -44,6 +51,10 @@ pub(crate) struct Prepared {
 struct Shared {
     slot: Mutex<Option<Prepared>>,
     renames: Mutex<Vec<(PathBuf, PathBuf)>>,
+    /// Held across every batch of renames, so segments appear under their final names in seq order.
+    order: Mutex<()>,
+    /// Tests only: the thread does nothing while set (a preparer descheduled under load, made deterministic).
+    hold: AtomicBool,
     wake: Condvar,
     stop: AtomicBool,
     /// Rotations that found no prepared segment and built one inline.
@@ -64,6 +75,8 @@ impl Preparer {
         let shared = Arc::new(Shared {
             slot: Mutex::new(None),
             renames: Mutex::new(Vec::with_capacity(RENAMES_MAX)),
+            order: Mutex::new(()),
+            hold: AtomicBool::new(false),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
             inline_rotations: AtomicU64::new(0),
@@ -102,6 +115,27 @@ impl Preparer {
         self.shared.wake.notify_one();
     }
 
+    /// Renames `private` to `final_path` on the calling thread (the inline rotation's path, already file I/O),
+    /// after every rename still queued, so no segment appears before an earlier one.
+    pub fn rename_in_order(&self, private: &Path, final_path: &Path) -> std::io::Result<()> {
+        let _order = self.shared.order.lock().unwrap_or_else(|p| p.into_inner());
+        let queued: Vec<(PathBuf, PathBuf)> =
+            self.shared.renames.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+        for (from, to) in &queued {
+            std::fs::rename(from, to).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("renaming {} to {}: {e}", from.display(), to.display()))
+            })?;
+        }
+        std::fs::rename(private, final_path)
+    }
+
+    /// Tests only: stops (`true`) or resumes the thread's work, to stand for a preparer that is not scheduled.
+    #[cfg(test)]
+    pub(crate) fn hold(&self, on: bool) {
+        self.shared.hold.store(on, Ordering::Release);
+        self.shared.wake.notify_one();
+    }
+
     pub fn note_inline_rotation(&self) {
         self.shared.inline_rotations.fetch_add(1, Ordering::Relaxed);
     }
@@ -132,6 +166,10 @@ impl Drop for Preparer {
 fn run(config: &WalConfig, shared: &Shared) {
     let mut builds = 0u64;
     loop {
+        if shared.hold.load(Ordering::Acquire) && !shared.stop.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
         do_renames(config, shared);
         if shared.stop.load(Ordering::Acquire) {
             do_renames(config, shared);
@@ -158,6 +196,7 @@ fn run(config: &WalConfig, shared: &Shared) {
 }
 
 fn do_renames(config: &WalConfig, shared: &Shared) {
+    let _order = shared.order.lock().unwrap_or_else(|p| p.into_inner());
     // Drained, not taken: the writer's pushes keep the preallocated capacity and never allocate.
     let batch: Vec<(PathBuf, PathBuf)> = shared.renames.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
     if batch.is_empty() {
