@@ -129,6 +129,12 @@ impl Preparer {
         std::fs::rename(private, final_path)
     }
 
+    /// Whether every segment handed over has its final name (no rename queued or under way). Never waits.
+    pub fn renames_settled(&self) -> bool {
+        let Ok(_order) = self.shared.order.try_lock() else { return false };
+        self.shared.renames.lock().map(|r| r.is_empty()).unwrap_or(false)
+    }
+
     /// Tests only: stops (`true`) or resumes the thread's work, to stand for a preparer that is not scheduled.
     #[cfg(test)]
     pub(crate) fn hold(&self, on: bool) {

@@ -348,6 +348,13 @@ impl Wal {
         self.offset + bytes <= self.segment.map.len() || self.preparer.as_ref().is_none_or(Preparer::ready)
     }
 
+    /// Whether every segment this writer has started is under its final name, so a reader of the directory sees
+    /// all it wrote (committed records of a segment still waiting for its rename are durable, but only recovery,
+    /// which adopts such files, reads them). Never waits.
+    pub fn renames_settled(&self) -> bool {
+        self.preparer.as_ref().is_none_or(Preparer::renames_settled)
+    }
+
     /// Rotations that found no prepared segment and created one on this thread (file I/O on the append path).
     pub fn inline_rotations(&self) -> u64 {
         self.preparer.as_ref().map_or(0, Preparer::inline_rotations)

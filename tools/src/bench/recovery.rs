@@ -135,7 +135,7 @@ fn measure(args: &RecoveryArgs, dir: &Path) -> anyhow::Result<serde_json::Value>
     ensure!(a == b, "snapshot + tail reached another state than the whole log ({a:016x} vs {b:016x})");
 
     // Retention: what the directory keeps once the segments the snapshot covers are retired.
-    let retired = snapshots::retire(dir, Retire::Delete)?;
+    let retired = snapshots::retire(dir, Retire::Delete, |p, _| restore(p).is_ok())?;
     let kept_bytes = dir_bytes(dir);
     Ok(serde_json::json!({
         "records": args.records,

@@ -250,7 +250,14 @@ pub fn serve_with_clock(
         None => None,
     };
     let aux_stop = Arc::new(AtomicBool::new(false));
-    let snapshotter = snapshots::spawn(config, &started.wal_dir, Arc::clone(&pipeline.commit), Arc::clone(&aux_stop));
+    let snapshot_counters = Arc::new(snapshots::SnapshotCounters::default());
+    let snapshotter = snapshots::spawn(
+        config,
+        &started.wal_dir,
+        Arc::clone(&pipeline.commit),
+        Arc::clone(&snapshot_counters),
+        Arc::clone(&aux_stop),
+    );
     let aux = {
         let (stats, aux_stop, config) = (Arc::clone(&stats), Arc::clone(&aux_stop), config.clone());
         std::thread::Builder::new()
@@ -258,7 +265,7 @@ pub fn serve_with_clock(
             .spawn(move || aux_loop(&config, exporter, &stats, &aux_stop, sender, metrics))
             .context("starting the aux thread")?
     };
-    let result = pipeline_loop(config, &mut pipeline, &stats, &stop, ready);
+    let result = pipeline_loop(config, &mut pipeline, &stats, &stop, ready, snapshot_counters);
     aux_stop.store(true, Ordering::Relaxed);
     // The aux thread's last export asks the pipeline for the histograms it still holds: keep answering until it
     // is done, on every way out of the loop (a stop, a failed journal), so the final interval reaches the .hlog.
@@ -283,6 +290,7 @@ fn pipeline_loop(
     stats: &StatsWriter,
     stop: &AtomicBool,
     ready: Option<Arc<AtomicBool>>,
+    snapshots: Arc<snapshots::SnapshotCounters>,
 ) -> anyhow::Result<Summary> {
     if let Some(core) = config.cores.pipeline {
         bourse_nic::backend::pin::pin_current_thread(core).with_context(|| format!("pinning the pipeline to core {core}"))?;
@@ -308,7 +316,7 @@ fn pipeline_loop(
     if let Some(r) = ready {
         r.store(true, Ordering::Release);
     }
-    let mut exported = Exported::default();
+    let mut exported = Exported { snapshots, ..Exported::default() };
     let mut polls: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
         pipeline.poll(backend.as_mut());
@@ -418,6 +426,8 @@ pub struct Exported {
     tx: u64,
     drops: [u64; DropReason::COUNT],
     rejects: [u64; REJECT_ROWS],
+    /// The snapshotter's counters (its own thread counts; the pipeline thread copies them into the block).
+    pub snapshots: Arc<snapshots::SnapshotCounters>,
 }
 
 impl Exported {
@@ -442,6 +452,7 @@ impl Exported {
         let p = &pipeline.counters;
         let rx = retransmit.copied().unwrap_or_default();
         let ignored = pipeline.exchange.translator().ignored;
+        let snap = &self.snapshots;
         for (i, r) in p.rejects.iter().enumerate() {
             stats.add_reject(i, r - self.rejects[i]);
         }
@@ -476,6 +487,10 @@ impl Exported {
             (Counter::IgnoredUnknownOrder, ignored.unknown_order),
             (Counter::IgnoredNotReduced, ignored.not_reduced),
             (Counter::IgnoredSideChange, ignored.side_change),
+            (Counter::SnapshotsTaken, snap.taken.load(Ordering::Relaxed)),
+            (Counter::SnapshotsFailed, snap.failed.load(Ordering::Relaxed)),
+            (Counter::SnapshotsSkipped, snap.skipped.load(Ordering::Relaxed)),
+            (Counter::SnapshotsShort, snap.short.load(Ordering::Relaxed)),
         ];
         for (c, total) in totals {
             stats.set_counter(c, total);

@@ -120,10 +120,14 @@ pub enum Counter {
     LoginRejectedSessionUnavailable,
     LoginRejectsSilent,
     ServerHeartbeats,
+    SnapshotsTaken,
+    SnapshotsFailed,
+    SnapshotsSkipped,
+    SnapshotsShort,
 }
 
 /// `(counter, name, help)` in slot order: `COUNTERS[i].0 as usize == i`.
-pub const COUNTERS: [(Counter, &str, &str); 28] = [
+pub const COUNTERS: [(Counter, &str, &str); 32] = [
     (
         Counter::KernelDrops,
         "kernel_drops",
@@ -233,6 +237,22 @@ pub const COUNTERS: [(Counter, &str, &str); 28] = [
         "Failed logins from addresses in no firm's allowed_sources, not answered (appliance.silent_to_unlisted_sources).",
     ),
     (Counter::ServerHeartbeats, "server_heartbeats", "SoupBinTCP Server Heartbeats sent to idle sessions."),
+    (Counter::SnapshotsTaken, "snapshots_taken", "Snapshots written, read back and verified to restore to their state."),
+    (
+        Counter::SnapshotsFailed,
+        "snapshots_failed",
+        "Snapshot attempts that failed, a written snapshot not restoring to its state among them (retried).",
+    ),
+    (
+        Counter::SnapshotsSkipped,
+        "snapshots_skipped",
+        "Snapshot files the snapshotter's recovery could not restore and passed over for an older one.",
+    ),
+    (
+        Counter::SnapshotsShort,
+        "snapshots_short",
+        "Snapshots taken at less than the committed seq asked for (the newest segment not yet under its name).",
+    ),
 ];
 
 const _: () = {
