@@ -219,6 +219,25 @@ impl MapView {
     }
 }
 
+/// Loads the 8-byte native-endian word at `offset` of `bytes` with acquire ordering: the reader's half of
+/// [`Mmap::store_u64_release`] for a slice of a mapping a live writer publishes into (a segment scanned through a
+/// [`MapView`]). `None` when the word is out of bounds or its address is not 8-aligned.
+#[inline]
+pub fn load_u64_acquire_at(bytes: &[u8], offset: usize) -> Option<u64> {
+    let end = offset.checked_add(8)?;
+    if end > bytes.len() {
+        return None;
+    }
+    let p = bytes[offset..].as_ptr();
+    if !(p as usize).is_multiple_of(8) {
+        return None;
+    }
+    // SAFETY: 8 readable bytes at an 8-aligned address (checked above), borrowed for the call; an AtomicU64 has the
+    // layout of a u64, and a load does not write, so read-only mapped memory is fine.
+    let word = unsafe { AtomicU64::from_ptr(p.cast::<u64>().cast_mut()) };
+    Some(word.load(Ordering::Acquire))
+}
+
 impl Drop for MapView {
     fn drop(&mut self) {
         // SAFETY: we own the mapping; the slices `bytes` hands out borrow `self` and so end before this.

@@ -106,6 +106,12 @@ where
         if pos + RECORD_ALIGN_BYTES > bytes.len() {
             break SegmentEnd::Full { offset: pos };
         }
+        // A live writer stores a record's body, then its `crc|length` word with release ordering: load the word with
+        // acquire first, so the body read next is the one published. An unpublished slot (zero word) ends the scan
+        // without reading bytes the writer may be storing at this moment.
+        if live && crate::sys::load_u64_acquire_at(bytes, pos) == Some(0) {
+            break SegmentEnd::Clean { offset: pos };
+        }
         let record = match decode(&bytes[pos..]) {
             Ok(r) => r,
             Err(reason) => break classify_end(bytes, pos, expected, reason, live)?,
@@ -371,4 +377,56 @@ where
         }
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use bourse_engine::{Command, Input};
+
+    use super::*;
+    use crate::wal::record::{encode, RECORD_BYTES_MAX};
+
+    /// An 8-aligned segment image with records 1..=n, the last one's body stored but its
+    /// `crc|length` word not yet (a live writer between its two stores).
+    fn image_with_record_in_flight(n: u64) -> (Vec<u64>, usize) {
+        let bytes = SEGMENT_HEADER_BYTES + 4096;
+        let mut words = vec![0u64; bytes / 8];
+        let image: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+        let header = SegmentHeader::new(1, 1, bytes as u64, 0);
+        image[..core::mem::size_of::<SegmentHeader>()].copy_from_slice(bytemuck::bytes_of(&header));
+        let mut pos = SEGMENT_HEADER_BYTES;
+        for seq in 1..=n {
+            let mut rec = [0u8; RECORD_BYTES_MAX];
+            let len = encode(&Input { seq, timestamp: seq, command: Command::Tick }, 1, &mut rec);
+            image[pos..pos + len].copy_from_slice(&rec[..len]);
+            if seq == n {
+                image[pos..pos + 8].fill(0);
+            }
+            pos += len;
+        }
+        (words, pos - RECORD_ALIGN_BYTES)
+    }
+
+    #[test]
+    fn a_live_scan_ends_cleanly_at_a_slot_whose_word_is_not_published_and_never_reads_it_as_torn() {
+        let (words, in_flight) = image_with_record_in_flight(3);
+        let bytes: &[u8] = bytemuck::cast_slice(&words);
+        let live = scan_segment(bytes, Some(1), true, |_, _| Visit::Continue).unwrap();
+        assert_eq!((live.records, live.last_seq), (2, Some(2)));
+        assert_eq!(live.end, SegmentEnd::Clean { offset: in_flight });
+        // The same bytes after a crash (not live): a body without its word is a torn tail.
+        let after = scan_segment(bytes, Some(1), false, |_, _| Visit::Continue).unwrap();
+        assert!(matches!(after.end, SegmentEnd::Torn { offset, .. } if offset == in_flight), "{:?}", after.end);
+    }
+
+    #[test]
+    fn the_acquire_load_refuses_misaligned_and_out_of_bounds_words() {
+        let words = [0x1122_3344_5566_7788u64, 0];
+        let bytes: &[u8] = bytemuck::cast_slice(&words);
+        assert_eq!(crate::sys::load_u64_acquire_at(bytes, 0), Some(0x1122_3344_5566_7788));
+        assert_eq!(crate::sys::load_u64_acquire_at(bytes, 4), None);
+        assert_eq!(crate::sys::load_u64_acquire_at(bytes, 9), None);
+        assert_eq!(crate::sys::load_u64_acquire_at(bytes, 16), None);
+        assert_eq!(crate::sys::load_u64_acquire_at(bytes, usize::MAX - 3), None);
+    }
 }
