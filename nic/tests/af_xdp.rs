@@ -29,7 +29,7 @@ use bourse_nic::backend::af_xdp::{
     self, AfXdp, AfXdpOptions, AfXdpStats, AttachMode, BindMode, Error, Mode,
 };
 use bourse_nic::backend::echo::Echo;
-use bourse_nic::backend::{Backend, BackendConfig, BackendStats};
+use bourse_nic::backend::{Backend, BackendConfig, BackendStats, TxError};
 use bourse_nic::wire::ethernet::Address;
 use bourse_nic::wire::frame::{self, DropReason, UdpHeaders, UDP_PAYLOAD_OFFSET};
 use support::{Side, ADDR_A, ADDR_B};
@@ -409,8 +409,8 @@ fn veth_generic_mode_resolves_unknown_peer_then_echoes() {
             b[..msg.len()].copy_from_slice(msg);
             msg.len()
         };
-        // Unknown MAC: dropped and counted, and an ARP request is sent.
-        assert_eq!(xdp.tx(dst, &mut fill), Ok(()));
+        // Unknown MAC: refused with a typed error (never a silent Ok), counted, and an ARP request is sent.
+        assert_eq!(xdp.tx(dst, &mut fill), Err(TxError::Unresolved));
         assert_eq!(xdp.tx_flush(), 0);
         let before = (xdp.extra_stats(), xdp.stats());
         let deadline = Instant::now() + Duration::from_secs(2);

@@ -10,7 +10,7 @@ use bourse::alloc_count::{allocations_on_this_thread, CountingAlloc};
 use bourse_appliance::appliance::setup::build_pipeline;
 use bourse_appliance::config::Config;
 use bourse_appliance::obs::tsc::Clock;
-use bourse_nic::backend::{Backend, BackendStats, Datagram, TxFull};
+use bourse_nic::backend::{Backend, BackendStats, Datagram, TxError};
 use bourse_nic::wire::alpha::{Alpha, ClOrdId};
 use bourse_nic::wire::moldudp64;
 use bourse_nic::wire::ouch::{self, EnterOrder, Inbound, Options};
@@ -63,7 +63,7 @@ impl Backend for Script {
         self.stats.rx += n as u64;
         n
     }
-    fn tx(&mut self, dst: SocketAddrV4, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxFull> {
+    fn tx(&mut self, dst: SocketAddrV4, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxError> {
         // Keep the first `sent.len()` datagrams, count the rest: storage stays preallocated.
         if self.sent_len < self.sent.len() {
             let slot = &mut self.sent[self.sent_len];

@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use super::privilege::{self, Hint};
-use super::{Backend, BackendConfig, BackendStats, Datagram, TxFull};
+use super::{Backend, BackendConfig, BackendStats, Datagram, TxError};
 use crate::wire::ethernet::{self, Address};
 use crate::wire::frame::{self, Classified, DropCounters, DropReason, Local, UdpHeaders, UDP_PAYLOAD_OFFSET};
 use crate::wire::arp;
@@ -678,10 +678,10 @@ impl Backend for DpdkBackend {
         delivered
     }
 
-    fn tx(&mut self, dst: SocketAddrV4, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxFull> {
+    fn tx(&mut self, dst: SocketAddrV4, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxError> {
         if self.txq.is_full() {
             self.stats.tx_full += 1;
-            return Err(TxFull);
+            return Err(TxError::Full);
         }
         let Some(dst_mac) = self.peers.resolve(*dst.ip()) else {
             // Nobody has told us where this peer is: ask, and lose this datagram as the network would.
@@ -691,7 +691,7 @@ impl Backend for DpdkBackend {
         };
         let Some(mut mbuf) = self.pool.alloc(HEADERS_BYTES + self.payload_max_bytes) else {
             self.stats.tx_full += 1;
-            return Err(TxFull);
+            return Err(TxError::Full);
         };
         let buf = mbuf.data_mut();
         let len = fill(&mut buf[HEADERS_BYTES..]);

@@ -124,7 +124,7 @@ pub fn echo<B: Backend + ?Sized>(b: &mut B, stop: &AtomicBool) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{BackendStats, Datagram, TxFull};
+    use crate::backend::{BackendStats, Datagram, TxError};
 
     /// An in-memory backend: delivers scripted datagrams and records what is sent.
     struct Script {
@@ -146,9 +146,9 @@ mod tests {
             }
             n
         }
-        fn tx(&mut self, dst: SocketAddrV4, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxFull> {
+        fn tx(&mut self, dst: SocketAddrV4, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxError> {
             if self.queued.len() == self.slots {
-                return Err(TxFull);
+                return Err(TxError::Full);
             }
             let mut buf = vec![0u8; 65_507];
             let n = fill(&mut buf);

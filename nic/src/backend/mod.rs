@@ -55,9 +55,18 @@ pub struct BackendStats {
     pub oversized: u64,
 }
 
-/// Transmit slots are all in flight: the caller keeps its data and retries after [`Backend::tx_flush`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TxFull;
+/// Why [`Backend::tx`] did not queue a datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    /// Transmit slots are all in flight: the caller keeps its data and retries after [`Backend::tx_flush`].
+    #[error("every transmit slot is in flight")]
+    Full,
+    /// The destination cannot be addressed yet (a raw-frame backend does not know its MAC; it has asked the
+    /// network). Nothing was queued and the backend counted the datagram as dropped: retrying at once would fail
+    /// the same way, so the caller moves on (a firm recovers its replies by logging in again).
+    #[error("the destination's link-layer address is not known yet")]
+    Unresolved,
+}
 
 /// The one seam between the pipeline and the packet I/O.
 pub trait Backend {
@@ -70,7 +79,7 @@ pub trait Backend {
 
     /// Queues one UDP datagram to `dst`: `fill` writes the payload into the lent buffer (at most `max_len` bytes
     /// as sized by the config's MTU) and returns its length. Sent at the latest by the next [`Backend::tx_flush`].
-    fn tx(&mut self, dst: SocketAddrV4, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxFull>;
+    fn tx(&mut self, dst: SocketAddrV4, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxError>;
 
     /// Hands every queued datagram to the kernel or NIC in as few calls as possible; returns how many went out.
     fn tx_flush(&mut self) -> usize;

@@ -13,7 +13,7 @@
 //!   received, so a burst of drops followed by silence shows up with the next datagram;
 //! * transmit: `tx_slots` slots filled in order by [`Backend::tx`] and handed over by [`Backend::tx_flush`] in one
 //!   `sendmmsg` per contiguous run. What the kernel does not take (send buffer full) stays queued for the next flush,
-//!   so a full socket buffer turns into [`TxFull`] backpressure rather than loss.
+//!   so a full socket buffer turns into [`TxError::Full`] backpressure rather than loss.
 //!
 //! The destination address reported for received datagrams is the socket's bound address (the kernel is not asked
 //! for per-datagram `IP_PKTINFO`, which would cost a control message per datagram).
@@ -25,7 +25,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use super::{Backend, BackendConfig, BackendStats, Datagram, TxFull};
+use super::{Backend, BackendConfig, BackendStats, Datagram, TxError};
 use sys::MmsgArrays;
 
 /// Socket options beyond the address, all optional; [`Default`] gives a plain unicast socket bound exclusively.
@@ -266,10 +266,10 @@ impl Backend for SocketBackend {
         delivered
     }
 
-    fn tx(&mut self, dst: SocketAddrV4, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxFull> {
+    fn tx(&mut self, dst: SocketAddrV4, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxError> {
         if self.tx_tail == self.tx.slots() {
             self.stats.tx_full += 1;
-            return Err(TxFull);
+            return Err(TxError::Full);
         }
         let i = self.tx_tail;
         let len = fill(&mut self.tx.slot_mut(i)[..self.payload_max_bytes]);

@@ -43,7 +43,7 @@ use io_uring::{cqueue, IoUring};
 
 use super::socket::sys::{self as socket_sys, MmsgArrays, RX_CONTROL_BYTES};
 use super::socket::{self, DropCount, SocketError, SocketOptions};
-use super::{Backend, BackendConfig, BackendStats, Datagram, TxFull};
+use super::{Backend, BackendConfig, BackendStats, Datagram, TxError};
 use sys::Io;
 
 /// `user_data` of the multishot receive; send completions carry their slot index, always below this.
@@ -433,10 +433,10 @@ impl Backend for UringBackend {
         delivered
     }
 
-    fn tx(&mut self, dst: SocketAddrV4, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxFull> {
+    fn tx(&mut self, dst: SocketAddrV4, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxError> {
         if self.free_count == 0 {
             self.stats.tx_full += 1;
-            return Err(TxFull);
+            return Err(TxError::Full);
         }
         self.free_count -= 1;
         let slot = self.free[self.free_count] as usize;

@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
-use bourse_nic::backend::{Backend, BackendConfig, BackendStats, TxFull};
+use bourse_nic::backend::{Backend, BackendConfig, BackendStats, TxError};
 
 use super::{echo_exchange, payload, spawn_echo};
 
@@ -130,7 +130,7 @@ pub fn kernel_drops_are_counted<B: Backend>(make_small: fn(&BackendConfig) -> (B
     b
 }
 
-/// With every transmit slot queued, `tx` refuses with `TxFull` and counts it; a flush frees the slots.
+/// With every transmit slot queued, `tx` refuses with `TxError::Full` and counts it; a flush frees the slots.
 pub fn tx_full_is_backpressure<B: Backend>(make: fn(&BackendConfig) -> (B, SocketAddrV4)) {
     let mut cfg = BackendConfig::new(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
     cfg.tx_slots = 2;
@@ -147,7 +147,7 @@ pub fn tx_full_is_backpressure<B: Backend>(make: fn(&BackendConfig) -> (B, Socke
     };
     assert_eq!(b.tx(to, &mut fill(0)), Ok(()));
     assert_eq!(b.tx(to, &mut fill(1)), Ok(()));
-    assert_eq!(b.tx(to, &mut fill(2)), Err(TxFull));
+    assert_eq!(b.tx(to, &mut fill(2)), Err(TxError::Full));
     assert_eq!(b.stats().tx_full, 1);
     assert_eq!(b.tx_flush(), 2);
     let mut buf = [0u8; 64];

@@ -41,7 +41,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::privilege::{self, Capability, Hint};
-use super::{Backend, BackendConfig, BackendStats, Datagram, TxFull};
+use super::{Backend, BackendConfig, BackendStats, Datagram, TxError};
 use crate::wire::ethernet::{self, Address};
 use crate::wire::frame::{
     self, Classified, DropCounters, DropReason, Local, UdpHeaders, UDP_PAYLOAD_OFFSET,
@@ -640,15 +640,16 @@ impl Backend for AfXdp {
         &mut self,
         dst: SocketAddrV4,
         fill: &mut dyn FnMut(&mut [u8]) -> usize,
-    ) -> Result<(), TxFull> {
+    ) -> Result<(), TxError> {
         let Some(dst_mac) = self.resolve(*dst.ip()) else {
-            // Not a lack of slots: the datagram cannot be addressed yet. Counted; the caller moves on.
+            // Not a lack of slots: the datagram cannot be addressed yet. Counted here (dropped, no_neighbor) and
+            // said to the caller, which must not believe it sent.
             self.stats.dropped += 1;
-            return Ok(());
+            return Err(TxError::Unresolved);
         };
         let Some(addr) = self.xsk.tx_alloc() else {
             self.stats.tx_full += 1;
-            return Err(TxFull);
+            return Err(TxError::Full);
         };
         let max = self.payload_max_bytes;
         let buf = self.xsk.tx_frame_mut(addr);

@@ -17,7 +17,7 @@ use std::net::SocketAddrV4;
 use std::sync::Arc;
 
 use bourse_engine::{Command, Input, Nanos, SessionId};
-use bourse_nic::backend::{Backend, Datagram};
+use bourse_nic::backend::{Backend, Datagram, TxError};
 use crate::session::{Outcome, Sessions, IDLE_LOGOUT_NOTICE, SERVER_HEARTBEAT};
 use bourse_nic::wire::alpha::SessionName;
 use bourse_nic::wire::moldudp64::{PackError, Packer};
@@ -310,17 +310,21 @@ impl Pipeline {
         let committed = self.commit.committed();
         let refused = &mut self.counters.tx_refused;
         let mut send = |dst: SocketAddrV4, bytes: &[u8]| {
-            let ok = backend
-                .tx(dst, &mut |buf: &mut [u8]| {
-                    let n = bytes.len().min(buf.len());
-                    buf[..n].copy_from_slice(&bytes[..n]);
-                    n
-                })
-                .is_ok();
-            if !ok {
-                *refused += 1;
+            let sent = backend.tx(dst, &mut |buf: &mut [u8]| {
+                let n = bytes.len().min(buf.len());
+                buf[..n].copy_from_slice(&bytes[..n]);
+                n
+            });
+            match sent {
+                Ok(()) => true,
+                // Counted by the backend (backend_dropped); retrying would fail alike and hold every firm's replies
+                // behind it. The reply stays in its session's store, replayed at the next login.
+                Err(TxError::Unresolved) => true,
+                Err(TxError::Full) => {
+                    *refused += 1;
+                    false
+                }
             }
-            ok
         };
         let committed_ticks = self.stages.as_ref().map_or(0, |s| s.clock().now());
         let mut sent = self.replies.release(committed, &mut send);

@@ -29,7 +29,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use bourse_nic::backend::{Backend, BackendStats, Datagram, TxFull};
+use bourse_nic::backend::{Backend, BackendStats, Datagram, TxError};
 use bourse_nic::wire::{moldudp64, soup};
 
 /// A Logout Request (section 2.3.4), delivered for a connection that went while logged in.
@@ -329,7 +329,7 @@ impl Backend for SoupTcp {
         n
     }
 
-    fn tx(&mut self, dst: SocketAddrV4, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxFull> {
+    fn tx(&mut self, dst: SocketAddrV4, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxError> {
         let len = fill(&mut self.scratch).min(self.scratch.len());
         let Some(c) = self.conns.iter_mut().find(|c| c.stream.is_some() && c.peer == dst) else {
             self.stats.dropped += 1;
@@ -415,7 +415,7 @@ impl Backend for OrderEntry {
         self.udp.rx_burst(f) + self.tcp.rx_burst(f)
     }
 
-    fn tx(&mut self, dst: SocketAddrV4, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxFull> {
+    fn tx(&mut self, dst: SocketAddrV4, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxError> {
         if self.tcp.serves(dst) {
             self.tcp.tx(dst, fill)
         } else {
