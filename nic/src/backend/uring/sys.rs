@@ -132,11 +132,16 @@ pub(crate) struct BufRing {
     /// Our copy of the tail: entries below it have been handed to the kernel.
     tail: u16,
     buf_bytes: usize,
-    bufs: Box<[u8]>,
+    /// The buffers themselves, `entries * buf_bytes` bytes of a private anonymous mapping. Raw, not a `Box<[u8]>`:
+    /// the kernel writes into every buffer published to it at any moment, so no Rust reference may cover the
+    /// region as a whole; a reference is made only to one buffer the kernel has completed and not been given
+    /// back ([`BufRing::buffer`]).
+    bufs: *mut u8,
+    bufs_bytes: usize,
 }
 
-// SAFETY: the raw pointer is to a private anonymous mapping owned by this struct alone; moving the struct moves
-// that ownership. The kernel side only reads entries we published.
+// SAFETY: both raw pointers are to private anonymous mappings owned by this struct alone; moving the struct moves
+// that ownership. The kernel side only reads entries we published and writes buffers we handed it.
 unsafe impl Send for BufRing {}
 
 impl BufRing {
@@ -159,13 +164,33 @@ impl BufRing {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        let bufs_bytes = entries as usize * buf_bytes;
+        assert!(bufs_bytes > 0, "provided buffers need a size");
+        // SAFETY: a fresh private anonymous mapping; the result is checked for MAP_FAILED.
+        let bufs = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bufs_bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if bufs == libc::MAP_FAILED {
+            let e = io::Error::last_os_error();
+            // SAFETY: unmapping exactly the ring mapped above, which nothing references yet.
+            unsafe { libc::munmap(ptr, ring_bytes) };
+            return Err(e);
+        }
         let mut br = BufRing {
             ring: ptr.cast(),
             ring_bytes,
             mask: entries - 1,
             tail: 0,
             buf_bytes,
-            bufs: vec![0u8; entries as usize * buf_bytes].into_boxed_slice(),
+            bufs: bufs.cast(),
+            bufs_bytes,
         };
         for bid in 0..entries {
             br.push(bid);
@@ -184,14 +209,17 @@ impl BufRing {
             return None;
         }
         let start = bid as usize * self.buf_bytes;
-        Some(&self.bufs[start..start + len])
+        // SAFETY: `bid < entries` and `len <= buf_bytes`, so the range lies inside the buffer mapping. The caller
+        // asks only for a buffer the kernel has completed (named in a CQE) and that is not pushed back yet, so
+        // the kernel does not write it while this borrow of `self` lives (`push` takes `&mut self`).
+        Some(unsafe { std::slice::from_raw_parts(self.bufs.add(start), len) })
     }
 
     /// Writes buffer `bid` into the next free entry; the kernel sees it after [`BufRing::publish`].
     pub(crate) fn push(&mut self, bid: u16) {
         assert!((bid as usize) < self.entries());
         let idx = (self.tail & self.mask) as usize;
-        let addr = self.bufs.as_mut_ptr().wrapping_add(bid as usize * self.buf_bytes);
+        let addr = self.bufs.wrapping_add(bid as usize * self.buf_bytes);
         // SAFETY: `idx` is masked to the ring's entry count, within the mapping; entries beyond the published tail
         // are ours to write.
         let entry = unsafe { &mut *self.ring.add(idx) };
@@ -214,8 +242,12 @@ impl BufRing {
 
 impl Drop for BufRing {
     fn drop(&mut self) {
-        // SAFETY: unmapping exactly the mapping made in `new`; by now the ring that used it is closed.
-        unsafe { libc::munmap(self.ring.cast(), self.ring_bytes) };
+        // SAFETY: unmapping exactly the mappings made in `new`; by now the ring that used them is closed (`Io`
+        // declares the ring first, so it is dropped first).
+        unsafe {
+            libc::munmap(self.ring.cast(), self.ring_bytes);
+            libc::munmap(self.bufs.cast(), self.bufs_bytes);
+        }
     }
 }
 
@@ -238,5 +270,31 @@ impl RecvHeader {
 
     fn get(&self) -> &libc::msghdr {
         &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The provided buffers are one raw mapping: every published entry names its own buffer inside it, and the
+    /// only references handed out are bounds-checked views of one buffer (no registration needed, so no root).
+    #[test]
+    fn provided_buffers_are_distinct_slots_of_one_mapping_and_views_are_bounds_checked() {
+        let (entries, buf_bytes) = (8u16, 2048usize);
+        let br = BufRing::new(entries, buf_bytes).unwrap();
+        assert_eq!(br.entries(), 8);
+        let base = br.bufs as u64;
+        for idx in 0..entries as usize {
+            // SAFETY: `idx` < entries, inside the ring mapping; the ring is not registered, so nothing else writes it.
+            let e = unsafe { &*br.ring.add(idx) };
+            assert_eq!(e.bid() as usize, idx);
+            assert_eq!(e.len() as usize, buf_bytes);
+            assert_eq!(e.addr(), base + (idx * buf_bytes) as u64);
+        }
+        assert_eq!(br.buffer(7, buf_bytes).map(<[u8]>::len), Some(buf_bytes));
+        assert!(br.buffer(7, buf_bytes).unwrap().iter().all(|&b| b == 0), "anonymous memory starts zeroed");
+        assert!(br.buffer(8, 1).is_none(), "a buffer id we do not have");
+        assert!(br.buffer(0, buf_bytes + 1).is_none(), "a length beyond the buffer");
     }
 }
