@@ -32,6 +32,53 @@ pub struct Config {
     /// Hot standby (absent: no mirror, this node serves alone).
     #[serde(default)]
     pub mirror: Option<MirrorSection>,
+    /// The pair's witness (absent: the pair decides alone, as the mirror's timeouts say).
+    #[serde(default)]
+    pub witness: Option<WitnessSection>,
+}
+
+/// `[witness]`: etcd as the arbiter of the pair (README, "Witness"). Both nodes name the same endpoints and key,
+/// each its own `node` and the other's `peer`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessSection {
+    /// Client addresses (`host:port`) of the etcd members, tried in turn.
+    pub endpoints: Vec<String>,
+    /// The partition's record is the key `<prefix>/<partition>`.
+    #[serde(default = "default_witness_prefix")]
+    pub prefix: String,
+    #[serde(default = "default_witness_partition")]
+    pub partition: String,
+    /// This node's name in the record.
+    pub node: String,
+    /// The other node of the pair.
+    pub peer: String,
+    /// Each request to a member gives up after this long.
+    #[serde(default = "default_witness_timeout_ms")]
+    pub timeout_ms: u64,
+    /// The primary removes a standby silent for this long from the members and acknowledges alone (absent:
+    /// `mirror.promote_after_ms`).
+    pub standby_lost_after_ms: Option<u64>,
+}
+
+impl WitnessSection {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.prefix.trim_end_matches('/'), self.partition)
+    }
+
+    pub fn standby_lost_after(&self, mirror: &MirrorSection) -> std::time::Duration {
+        std::time::Duration::from_millis(self.standby_lost_after_ms.unwrap_or(mirror.promote_after_ms))
+    }
+}
+
+fn default_witness_prefix() -> String {
+    "/bourse/partition".into()
+}
+fn default_witness_partition() -> String {
+    "0".into()
+}
+fn default_witness_timeout_ms() -> u64 {
+    200
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -531,6 +578,17 @@ impl Config {
                     "{}: reference price {} is outside the ladder [{}, {}) (raise capacity.levels_per_symbol or set ladder_min_price)",
                     at("reference_price"), s.reference_price, fmt_price(min), fmt_price(top.min(u32::MAX as u64) as u32)
                 );
+            }
+        }
+        if let Some(w) = &self.witness {
+            if self.mirror.is_none() {
+                bail!("[witness] needs a [mirror] section: it arbitrates a pair");
+            }
+            if w.endpoints.is_empty() {
+                bail!("witness.endpoints is empty");
+            }
+            if w.node.is_empty() || w.node == w.peer {
+                bail!("witness.node ({:?}) must be non-empty and differ from witness.peer ({:?})", w.node, w.peer);
             }
         }
         if let Some(m) = &self.mirror {
