@@ -116,10 +116,17 @@ pub enum Counter {
     IgnoredUnknownOrder,
     IgnoredNotReduced,
     IgnoredSideChange,
+    WitnessAlone,
+    WitnessCasWon,
+    WitnessReplaced,
+    WitnessUnreachable,
 }
 
+/// The last entries of [`COUNTERS`], which the primary's aux thread sets from its witness agent.
+pub const WITNESS_COUNTERS: usize = 4;
+
 /// `(counter, name, help)` in slot order: `COUNTERS[i].0 as usize == i`.
-pub const COUNTERS: [(Counter, &str, &str); 24] = [
+pub const COUNTERS: [(Counter, &str, &str); 28] = [
     (
         Counter::KernelDrops,
         "kernel_drops",
@@ -210,6 +217,23 @@ pub const COUNTERS: [(Counter, &str, &str); 24] = [
         "ignored_side_change",
         "Modifies asking to turn a buy into a sell or a sell into a buy (OUCH 5.0 section 2.4 allows only changes \
          among the sell markings), ignored without a reply.",
+    ),
+    (
+        Counter::WitnessAlone,
+        "witness_alone",
+        "1 while this primary acknowledges alone on local durability: the witness removed its lost standby from the \
+         members.",
+    ),
+    (Counter::WitnessCasWon, "witness_cas_won", "Membership changes this primary won at the witness."),
+    (
+        Counter::WitnessReplaced,
+        "witness_replaced",
+        "1 once the witness named a newer epoch or another primary: this node acknowledges nothing more.",
+    ),
+    (
+        Counter::WitnessUnreachable,
+        "witness_unreachable",
+        "Witness requests that got no answer (each retried; the pair holds releases meanwhile).",
     ),
 ];
 

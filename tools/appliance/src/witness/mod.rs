@@ -146,3 +146,68 @@ pub fn from_config(section: &crate::config::WitnessSection) -> Result<Box<dyn Wi
         std::time::Duration::from_millis(section.timeout_ms),
     )?))
 }
+
+/// The configuration a primary serves with, after the witness confirmed it (or as given, without a witness).
+pub struct Claimed {
+    pub config: crate::config::Config,
+    /// The record's members when this node claimed it (empty without a witness).
+    pub members: Vec<String>,
+}
+
+/// At a primary's start-up: with a `[witness]`, the record must name this node primary (a new pair's record is
+/// created naming it); it serves in the record's epoch. Anything else — another primary, no answer — stops the
+/// start: a primary that cannot tell whether it was replaced must not serve.
+pub fn claim(config: &crate::config::Config) -> anyhow::Result<Claimed> {
+    use anyhow::Context;
+    let (Some(section), Some(mirror)) = (&config.witness, &config.mirror) else {
+        return Ok(Claimed { config: config.clone(), members: Vec::new() });
+    };
+    if mirror.role != crate::config::MirrorRole::Primary {
+        return Ok(Claimed { config: config.clone(), members: Vec::new() });
+    }
+    let mut witness = from_config(section)?;
+    let peer = mirror.standby_addr.map(|_| section.peer.as_str());
+    let claim = pair::claim_primary(witness.as_mut(), &section.node, peer, mirror.epoch)
+        .with_context(|| format!("asking the witness for {} whether {} is primary", section.key(), section.node))?;
+    match claim {
+        pair::Claim::Serve { epoch, members } => {
+            eprintln!(
+                "bourse: witness: {} is primary of {} in epoch {epoch} (members {members:?})",
+                section.node,
+                section.key()
+            );
+            let mut config = config.clone();
+            if let Some(m) = config.mirror.as_mut() {
+                m.epoch = epoch;
+            }
+            Ok(Claimed { config, members })
+        }
+        pair::Claim::NotPrimary(record) => anyhow::bail!(
+            "the witness names {} primary of {} in epoch {} (members {:?}), not {}: run this node as its standby",
+            record.primary,
+            section.key(),
+            record.epoch,
+            record.members,
+            section.node
+        ),
+    }
+}
+
+/// The primary's membership agent for a claimed configuration with a witness and a standby.
+pub fn primary_agent(
+    claimed: &Claimed,
+    commit: Arc<bourse_persist::CommitIndex>,
+) -> anyhow::Result<Option<agent::PrimaryAgent>> {
+    let (Some(section), Some(mirror)) = (&claimed.config.witness, &claimed.config.mirror) else {
+        return Ok(None);
+    };
+    let worker = agent::Worker::spawn(from_config(section)?, section.node.clone(), mirror.epoch);
+    Ok(Some(agent::PrimaryAgent::new(
+        worker,
+        section.node.clone(),
+        section.peer.clone(),
+        &claimed.members,
+        commit,
+        section.standby_lost_after(mirror),
+    )))
+}
