@@ -11,12 +11,12 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bourse::demo::TempDir;
+use bourse::etcd::EtcdMember;
 use support::{exact_client, free_tcp_port, node_toml, order_counts, wal_records, Exact, Node, NodeAddrs, StopFlag};
 use support::{GAMMA_SESSION, PROMOTE_AFTER_MS};
 
@@ -30,66 +30,13 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A single-member etcd on free loopback ports, its data in a temporary directory; killed when dropped.
-struct Etcd {
-    child: Child,
-    client: SocketAddr,
-    _dir: TempDir,
-}
-
-impl Etcd {
-    /// `None` (and a `skipped:` line) when the etcd binary is not installed.
-    fn start(tag: &str) -> Option<Etcd> {
-        if Command::new("etcd").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
-            eprintln!("skipped: the etcd binary is absent (ci/setup.sh installs etcd-server)");
-            return None;
-        }
-        let dir = TempDir::new(&format!("bourse-etcd-{tag}")).unwrap();
-        let (client, peer) = (free_tcp_port(), free_tcp_port());
-        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let child = Command::new("etcd")
-            .arg("--name")
-            .arg("witness")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--listen-client-urls")
-            .arg(format!("http://127.0.0.1:{client}"))
-            .arg("--advertise-client-urls")
-            .arg(format!("http://127.0.0.1:{client}"))
-            .arg("--listen-peer-urls")
-            .arg(format!("http://127.0.0.1:{peer}"))
-            .arg("--initial-advertise-peer-urls")
-            .arg(format!("http://127.0.0.1:{peer}"))
-            .arg("--initial-cluster")
-            .arg(format!("witness=http://127.0.0.1:{peer}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting etcd");
-        let etcd = Etcd { child, client: SocketAddr::from((Ipv4Addr::LOCALHOST, client)), _dir: dir };
-        let deadline = Instant::now() + STEP;
-        while !etcd.healthy() {
-            assert!(Instant::now() < deadline, "etcd did not become healthy on {}", etcd.client);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(etcd)
+/// This test's etcd, or `None` (and a `skipped:` line) when the etcd binary is not installed.
+fn etcd(tag: &str) -> Option<EtcdMember> {
+    if !bourse::etcd::available() {
+        eprintln!("skipped: the etcd binary is absent (ci/setup.sh installs etcd-server)");
+        return None;
     }
-
-    fn healthy(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect_timeout(&self.client, Duration::from_millis(200)) else { return false };
-        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-        let _ = write!(s, "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-        let mut reply = String::new();
-        let _ = s.read_to_string(&mut reply);
-        reply.contains("\"health\":\"true\"")
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    Some(EtcdMember::start(tag).expect("starting etcd"))
 }
 
 /// A TCP forwarder whose link can be cut (every connection closed, new ones closed at once) and healed.
@@ -243,7 +190,7 @@ fn millis_in(line: &str, before: &str) -> f64 {
 #[test]
 fn the_standby_dies_the_primary_continues_alone_then_the_standby_rejoins_and_takes_over_losing_nothing() {
     let _one = serial();
-    let Some(etcd) = Etcd::start("standby-dies") else { return };
+    let Some(etcd) = etcd("standby-dies") else { return };
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
     let files = PairFiles::new("sd", etcd.client, etcd.client, listen, listen);
     let mut standby = start_standby(&files);
@@ -284,7 +231,7 @@ fn the_standby_dies_the_primary_continues_alone_then_the_standby_rejoins_and_tak
 #[test]
 fn a_cut_mirror_link_with_the_witness_reachable_leaves_exactly_one_node_serving() {
     let _one = serial();
-    let Some(etcd) = Etcd::start("cut-link") else { return };
+    let Some(etcd) = etcd("cut-link") else { return };
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
     let link = Proxy::start(listen);
     let files = PairFiles::new("cl", etcd.client, etcd.client, listen, link.addr);
@@ -328,7 +275,7 @@ fn a_cut_mirror_link_with_the_witness_reachable_leaves_exactly_one_node_serving(
 #[test]
 fn a_primary_cut_from_standby_and_witness_stops_acknowledging_and_the_standby_promotes() {
     let _one = serial();
-    let Some(etcd) = Etcd::start("isolated") else { return };
+    let Some(etcd) = etcd("isolated") else { return };
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
     let link = Proxy::start(listen);
     let to_etcd = Proxy::start(etcd.client);

@@ -826,6 +826,22 @@ mod tests {
     }
 
     #[test]
+    fn witness_section_defaults_and_checks() {
+        let mirror = "[mirror]\nrole = \"primary\"\nstandby_addr = \"127.0.0.1:9300\"\npromote_after_ms = 40\n";
+        let witness = "[witness]\nendpoints = [\"127.0.0.1:2379\"]\nnode = \"a\"\npeer = \"b\"\n";
+        let c = Config::parse(&format!("{GOOD}\n{mirror}{witness}")).unwrap();
+        let w = c.witness.as_ref().unwrap();
+        assert_eq!((w.key().as_str(), w.timeout_ms), ("/bourse/partition/0", 200));
+        assert_eq!(w.standby_lost_after(c.mirror.as_ref().unwrap()), std::time::Duration::from_millis(40));
+        assert!(Config::parse(GOOD).unwrap().witness.is_none(), "no witness unless configured: the pair decides alone");
+        let err = Config::parse(&format!("{GOOD}\n{witness}")).unwrap_err().to_string();
+        assert!(err.contains("needs a [mirror]"), "{err}");
+        let same = witness.replace("peer = \"b\"", "peer = \"a\"");
+        let err = Config::parse(&format!("{GOOD}\n{mirror}{same}")).unwrap_err().to_string();
+        assert!(err.contains("must be non-empty and differ"), "{err}");
+    }
+
+    #[test]
     fn retransmission_answers_nobody_by_default() {
         let c = Config::parse(GOOD).unwrap();
         let md = &c.market_data;

@@ -147,7 +147,7 @@ impl PrimaryAgent {
         lost_after: Duration,
     ) -> PrimaryAgent {
         let paired_policy = commit.policy();
-        let state = if members.iter().any(|m| *m == peer) { PairState::Paired } else { PairState::Alone };
+        let state = if members.contains(&peer) { PairState::Paired } else { PairState::Alone };
         if state == PairState::Alone {
             commit.set_policy(AckPolicy::Local);
         }
