@@ -260,6 +260,10 @@ fn a_cut_mirror_link_with_the_witness_reachable_leaves_exactly_one_node_serving(
     if primary_won {
         assert!(standby.find("NOT promoting").is_some(), "the standby must have been refused:\n{}", standby.log());
         assert!(!serving(&standby), "the standby serves beside the primary:\n{}", standby.log());
+        // Healed, the refused standby follows again from its journal, catches up and is re-added.
+        link.set_cut(false);
+        primary.wait_for("re-added to the members", STEP);
+        assert!(!serving(&standby), "the standby serves beside the primary:\n{}", standby.log());
         primary.terminate();
         check_no_acknowledged_loss(&exact, &files.dir("a"));
     } else {
