@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bourse::demo::TempDir;
-use bourse::etcd::EtcdMember;
+use bourse::etcd::{EtcdCluster, EtcdMember};
 use support::{exact_client, free_tcp_port, node_toml, order_counts, wal_records, Exact, Node, NodeAddrs, StopFlag};
 use support::{GAMMA_SESSION, PROMOTE_AFTER_MS};
 
@@ -114,14 +114,16 @@ struct PairFiles {
 }
 
 impl PairFiles {
-    fn new(tag: &str, etcd: SocketAddr, a_etcd: SocketAddr, listen: SocketAddr, a_mirror: SocketAddr) -> PairFiles {
+    fn new(tag: &str, etcd: &[SocketAddr], a_etcd: &[SocketAddr], listen: SocketAddr, a_mirror: SocketAddr) -> PairFiles {
         let tmp = TempDir::new(&format!("bourse-witness-{tag}")).unwrap();
         let (a, b) = (NodeAddrs::loopback(), NodeAddrs::loopback());
         let pid = std::process::id();
-        let witness = |node: &str, peer: &str, at: SocketAddr| {
+        let witness = |node: &str, peer: &str, at: &[SocketAddr]| {
+            let at: Vec<String> = at.iter().map(|a| format!("\"{a}\"")).collect();
             format!(
-                "[witness]\nendpoints = [\"{at}\"]\nprefix = \"/bourse-test/{tag}-{pid}\"\nnode = \"{node}\"\n\
-                 peer = \"{peer}\"\ntimeout_ms = 500\n"
+                "[witness]\nendpoints = [{}]\nprefix = \"/bourse-test/{tag}-{pid}\"\nnode = \"{node}\"\n\
+                 peer = \"{peer}\"\ntimeout_ms = 500\n",
+                at.join(", ")
             )
         };
         let primary = node_toml(
@@ -192,7 +194,7 @@ fn the_standby_dies_the_primary_continues_alone_then_the_standby_rejoins_and_tak
     let _one = serial();
     let Some(etcd) = etcd("standby-dies") else { return };
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
-    let files = PairFiles::new("sd", etcd.client, etcd.client, listen, listen);
+    let files = PairFiles::new("sd", &[etcd.client], &[etcd.client], listen, listen);
     let mut standby = start_standby(&files);
     let mut primary = Node::spawn(&["run"], &files.primary);
     primary.wait_for("witness: a is primary", STEP);
@@ -234,7 +236,7 @@ fn a_cut_mirror_link_with_the_witness_reachable_leaves_exactly_one_node_serving(
     let Some(etcd) = etcd("cut-link") else { return };
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
     let link = Proxy::start(listen);
-    let files = PairFiles::new("cl", etcd.client, etcd.client, listen, link.addr);
+    let files = PairFiles::new("cl", &[etcd.client], &[etcd.client], listen, link.addr);
     let mut standby = start_standby(&files);
     let mut primary = Node::spawn(&["run"], &files.primary);
     primary.wait_for("witness: a is primary", STEP);
@@ -283,7 +285,7 @@ fn a_primary_cut_from_standby_and_witness_stops_acknowledging_and_the_standby_pr
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
     let link = Proxy::start(listen);
     let to_etcd = Proxy::start(etcd.client);
-    let files = PairFiles::new("is", etcd.client, to_etcd.addr, listen, link.addr);
+    let files = PairFiles::new("is", &[etcd.client], &[to_etcd.addr], listen, link.addr);
     let mut standby = start_standby(&files);
     let mut primary = Node::spawn(&["run"], &files.primary);
     primary.wait_for("witness: a is primary", STEP);
@@ -311,4 +313,35 @@ fn a_primary_cut_from_standby_and_witness_stops_acknowledging_and_the_standby_pr
     primary.terminate();
     standby.terminate();
     eprintln!("witness: isolated primary → standby promoted; {late} acknowledgements arrived past the silence bound");
+}
+
+#[test]
+fn the_etcd_leader_dies_with_the_primary_and_the_promotion_waits_for_the_new_leader_never_splitting() {
+    let _one = serial();
+    if !bourse::etcd::available() {
+        eprintln!("skipped: the etcd binary is absent (ci/setup.sh installs etcd-server)");
+        return;
+    }
+    let mut cluster = EtcdCluster::start("leader", 3).expect("starting three etcd members");
+    let endpoints = cluster.endpoints();
+    let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
+    let files = PairFiles::new("ld", &endpoints, &endpoints, listen, listen);
+    let mut standby = start_standby(&files);
+    let mut primary = Node::spawn(&["run"], &files.primary);
+    primary.wait_for("witness: a is primary", STEP);
+    standby.wait_for("caught up with the primary", STEP);
+    let stop = StopFlag::new();
+    let gamma = client(files.a.order, &stop);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let leader = cluster.leader().expect("a leader among the three members");
+    cluster.kill(leader);
+    primary.kill9();
+    let won = standby.wait_for("won the promotion to epoch 2", Duration::from_secs(20));
+    standby.wait_for("SERVING on", STEP);
+    stop.set();
+    let exact = gamma.join().unwrap();
+    standby.terminate();
+    check_no_acknowledged_loss(&exact, &files.dir("b"));
+    eprintln!("witness: etcd leader (member {leader}) and primary killed together → {won}");
 }

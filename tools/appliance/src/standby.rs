@@ -181,6 +181,10 @@ pub fn promoted_config(config: &Config, epoch: u32) -> anyhow::Result<Config> {
     Ok(promoted)
 }
 
+/// How long a standby keeps asking a witness that does not answer before it gives the promotion up and follows
+/// again: several etcd election timeouts (1 s by default), so losing the etcd leader delays a promotion only.
+const PROMOTE_RETRY_WINDOW: Duration = Duration::from_secs(5);
+
 /// Batches remembered for mapping the local durable seq back to a mirror position. When full, the oldest is
 /// forgotten, which only makes the reported durable position lag (never run ahead).
 const BATCHES_MAX: usize = 1 << 14;
@@ -426,7 +430,13 @@ impl Following<'_, '_> {
                     let epoch = u32::try_from(epoch).context("epoch beyond u32")?;
                     if let Some((w, node)) = witness {
                         let asked = Instant::now();
-                        let answer = pair::promote(w.as_mut(), node, epoch - 1);
+                        let mut answer = pair::promote(w.as_mut(), node, epoch - 1);
+                        // No answer is not a refusal: etcd may be electing a leader. Asking again is safe, since
+                        // a primary that is still alive removes this silent standby first and the swap is refused.
+                        while answer.is_err() && asked.elapsed() < PROMOTE_RETRY_WINDOW && !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(20));
+                            answer = pair::promote(w.as_mut(), node, epoch - 1);
+                        }
                         let cas_ms = asked.elapsed().as_secs_f64() * 1e3;
                         match answer {
                             Ok(Promotion::Won { epoch: won }) if won == epoch => {
