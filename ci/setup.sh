@@ -6,13 +6,16 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq
   # pkg-config + DPDK for the dpdk backend; libxdp/libbpf for AF_XDP tooling; libibverbs for the verbs mirror;
   # iproute2 for the namespace tests; a TrueType font for `bourse hist --plot`; tshark, whose MoldUDP64 dissector
-  # decodes the appliance's real output in tests; etcd (server and etcdctl), the pair's witness in the witness tests.
+  # decodes the appliance's real output in tests; Chromium and chromedriver, the browser `bourse report`'s page is
+  # checked in; prometheus for promtool, which checks the metrics exposition; etcd (server and etcdctl), the pair's
+  # witness in the witness tests.
   apt-get install -y -qq --no-install-recommends \
     build-essential pkg-config iproute2 \
     dpdk dpdk-dev libdpdk-dev \
     libxdp-dev libbpf-dev \
     rdma-core libibverbs-dev ibverbs-utils \
-    fonts-dejavu-core util-linux tshark etcd-server etcd-client >/dev/null
+    fonts-dejavu-core util-linux tshark \
+    chromium chromium-driver prometheus etcd-server etcd-client >/dev/null
   # The verbs mirror tests run inside a QEMU VM with soft-RoCE (ci/rxe-vm.sh): cpio, kmod and xz build its
   # initramfs. bookworm's qemu-system-x86 (7.2) would replace the backported qemu-utils these images carry, so QEMU
   # comes from bookworm-backports, whose source is added next to the image's own Debian source when missing.
@@ -27,5 +30,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     fi
     apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null
   fi
+fi
+# The Python HdrHistogram port: the independent decoder `bourse hist` is checked against (tools/tests/hist_independent.rs).
+if command -v python3 >/dev/null && ! python3 -c 'import hdrh.histogram' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check hdrhistogram==0.10.8
 fi
 command -v cargo >/dev/null || { echo "ci/setup.sh: cargo is required" >&2; exit 1; }

@@ -17,9 +17,13 @@
 //!   or it is rejected with `InvalidStopPrice`. `post_only` is honoured only by limit orders.
 //! - Triggered stops run one at a time after the order that moved the price finished: buy stops from the lowest
 //!   stop price up, then sell stops from the highest down, FIFO within a price.
-//! - FOK is checked before acceptance: the quantity reachable at acceptable prices, before the first same-firm
-//!   order (where self-trade prevention would stop it), within the price band and within
-//!   `matches_per_order_max` orders, must cover the order.
+//! - Self-trade prevention is the incoming order's account's [`SelfTrade`] rule, met when the best resting order
+//!   belongs to the same firm: cancel newest (the incoming remainder is canceled, the default), cancel oldest (the
+//!   resting order is canceled whole, Canceled + BookDelete, and matching goes on; a cancel is not a match), cancel
+//!   both, or allow (the firm trades with itself).
+//! - FOK is checked before acceptance: the quantity reachable at acceptable prices, within the price band and
+//!   within `matches_per_order_max` orders, must cover the order; a same-firm order on the way stops the walk
+//!   under cancel newest and cancel both, is passed over under cancel oldest, and counts under allow.
 //! - Rejections of a replace carry the replace's `new_user_ref`; rejections of a cancel carry the order's
 //!   `user_ref`. A rejected new order or replace still consumes its UserRefNum (it must keep increasing).
 //! - A new order's `account` must be the account its session is bound to (`UnknownAccount` otherwise).
@@ -34,8 +38,9 @@
 //!   old reference's resting quantity + BookDelete, then it matches as an incoming order.
 
 use crate::engine::{side_index, Engine};
+use crate::risk::Account;
 use crate::slab::{Loc, Order, NIL};
-use crate::{
+use crate::{SelfTrade, 
     Cancel, CancelReason, Event, EventSink, HaltReason, IgnoreReason, NewOrder, OrderKind, Party,
     Price, RejectReason, Replace, SessionId, Side, SymbolId, TimeInForce, UserRef,
 };
@@ -95,6 +100,23 @@ impl Engine {
     #[inline]
     fn firm_of(&self, account: u32) -> u16 {
         self.accounts[account as usize].firm
+    }
+
+    /// Cancels resting order `m` whole for self-trade prevention: Canceled to its session, then BookDelete.
+    fn cancel_resting_self_trade<S: EventSink>(&mut self, m: u32, out: &mut S) {
+        let o = self.slab.orders[m as usize];
+        let cut = self.cut_to(m, 0);
+        out.event(&Event::Canceled {
+            order_ref: self.slab.order_ref(m),
+            session: o.session,
+            user_ref: o.user_ref,
+            symbol: o.symbol,
+            side: o.side,
+            canceled_qty: cut,
+            leaves_qty: 0,
+            reason: CancelReason::SelfTrade,
+        });
+        self.publish_cut(m, &o, cut, 0, out);
     }
 
     #[inline]
@@ -323,7 +345,7 @@ impl Engine {
         if !halted
             && executable
             && n.tif == TimeInForce::Fok
-            && !self.fok_fillable(n.symbol, n.side, price, n.qty, acc.firm)
+            && !self.fok_fillable(n.symbol, n.side, price, n.qty, n.account)
         {
             return Err(R::FokUnfillable);
         }
@@ -354,8 +376,9 @@ impl Engine {
         side: Side,
         limit: Price,
         qty: u32,
-        firm: u16,
+        account: u32,
     ) -> bool {
+        let Account { firm, self_trade, .. } = self.accounts[account as usize];
         let s = &self.symbols[symbol as usize];
         let ladder = &self.books[symbol as usize * 2 + side_index(side.opposite())];
         let mut need = qty as u64;
@@ -372,7 +395,13 @@ impl Engine {
             let mut h = ladder.levels[idx as usize].list.head;
             while h != NIL {
                 let o = &self.slab.orders[h as usize];
-                if visited >= self.cap.matches_per_order_max || self.firm_of(o.account) == firm {
+                let own = self.firm_of(o.account) == firm;
+                if own && self_trade == SelfTrade::CancelOldest {
+                    // It would be canceled, not traded: neither fills nor uses up a match.
+                    h = o.next;
+                    continue;
+                }
+                if visited >= self.cap.matches_per_order_max || (own && self_trade != SelfTrade::Allow) {
                     return false;
                 }
                 visited += 1;
@@ -405,9 +434,8 @@ impl Engine {
                 );
             }
             OrderKind::Limit | OrderKind::Market => {
-                let firm = self.firm_of(o.account);
                 if o.tif == TimeInForce::Fok
-                    && !self.fok_fillable(o.symbol, o.side, o.price, o.qty, firm)
+                    && !self.fok_fillable(o.symbol, o.side, o.price, o.qty, o.account)
                 {
                     self.cancel_remainder(h, CancelReason::ImmediateOrCancel, out);
                 } else {
@@ -421,7 +449,7 @@ impl Engine {
     fn execute<S: EventSink>(&mut self, h: u32, out: &mut S) {
         let o = self.slab.orders[h as usize];
         let sym = o.symbol;
-        let firm = self.firm_of(o.account);
+        let Account { firm, self_trade, .. } = self.accounts[o.account as usize];
         let opp = sym as usize * 2 + side_index(o.side.opposite());
         let (band_low, band_high) = (
             self.symbols[sym as usize].band_low,
@@ -443,8 +471,18 @@ impl Engine {
             let m = self.books[opp].levels[idx as usize].list.head;
             let maker = self.slab.orders[m as usize];
             if self.firm_of(maker.account) == firm {
-                self.cancel_remainder(h, CancelReason::SelfTrade, out);
-                return;
+                match self_trade {
+                    SelfTrade::Allow => {}
+                    SelfTrade::CancelNewest => return self.cancel_remainder(h, CancelReason::SelfTrade, out),
+                    SelfTrade::CancelOldest => {
+                        self.cancel_resting_self_trade(m, out);
+                        continue;
+                    }
+                    SelfTrade::CancelBoth => {
+                        self.cancel_resting_self_trade(m, out);
+                        return self.cancel_remainder(h, CancelReason::SelfTrade, out);
+                    }
+                }
             }
             if price < band_low || price > band_high {
                 self.band_halt(h, out);

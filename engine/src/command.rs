@@ -155,10 +155,46 @@ pub struct AddSymbol {
     pub index_weight: u32,
 }
 
+/// Self-trade prevention: what happens when an incoming order would trade against a resting order of its own firm.
+/// The incoming order's account decides (the appliance configures it per firm).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum SelfTrade {
+    /// The firm's orders trade with each other like anyone else's.
+    Allow,
+    /// The incoming order's remainder is canceled; the resting order stays.
+    #[default]
+    CancelNewest,
+    /// The resting order is canceled and the incoming order goes on matching behind it.
+    CancelOldest,
+    /// Both are canceled.
+    CancelBoth,
+}
+
+impl SelfTrade {
+    pub const ALL: [SelfTrade; 4] =
+        [SelfTrade::Allow, SelfTrade::CancelNewest, SelfTrade::CancelOldest, SelfTrade::CancelBoth];
+
+    /// The journal's and the snapshot's code: 0 is the default, so records written before the choice existed
+    /// (a zero reserved byte) keep their meaning.
+    pub fn code(self) -> u8 {
+        match self {
+            SelfTrade::CancelNewest => 0,
+            SelfTrade::Allow => 1,
+            SelfTrade::CancelOldest => 2,
+            SelfTrade::CancelBoth => 3,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<SelfTrade> {
+        SelfTrade::ALL.into_iter().find(|m| m.code() == code)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AddAccount {
     pub account: AccountId,
     pub firm: FirmId,
+    pub self_trade: SelfTrade,
     /// Shares per symbol this account may sell beyond what it holds (0 = no short selling).
     pub short_limit: Qty,
     pub max_order_qty: Qty,

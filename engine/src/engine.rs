@@ -329,6 +329,7 @@ impl Engine {
         self.accounts[a.account as usize] = Account {
             exists: true,
             firm: a.firm,
+            self_trade: a.self_trade,
             short_limit: a.short_limit,
             max_order_qty: a.max_order_qty,
             max_order_notional: a.max_order_notional,

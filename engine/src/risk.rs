@@ -4,12 +4,13 @@
 //! book without trading; a fill moves cash from buyer to seller and shares from seller to buyer, and releases the
 //! buyer's lock at its lock price while charging the (never higher) maker price, which refunds price improvement.
 
-use crate::{Cash, FirmId, Qty};
+use crate::{Cash, FirmId, Qty, SelfTrade};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Account {
     pub exists: bool,
     pub firm: FirmId,
+    pub self_trade: SelfTrade,
     pub short_limit: Qty,
     pub max_order_qty: Qty,
     pub max_order_notional: Cash,
@@ -21,6 +22,7 @@ impl Account {
     pub(crate) const EMPTY: Account = Account {
         exists: false,
         firm: 0,
+        self_trade: SelfTrade::CancelNewest,
         short_limit: 0,
         max_order_qty: 0,
         max_order_notional: 0,

@@ -18,11 +18,12 @@ use crate::engine::{side_index, Engine, Session, SnapshotError, Symbol};
 use crate::ladder::List;
 use crate::risk::{Account, Position};
 use crate::slab::{Loc, Order, NIL};
-use crate::{AddSymbol, Bands, Capacity, MarketBreaker, OrderKind, Side, TimeInForce};
+use crate::{AddSymbol, Bands, Capacity, MarketBreaker, OrderKind, SelfTrade, Side, TimeInForce};
 
 const MAGIC: &[u8; 8] = b"BRSENGN1";
-/// 2: open orders carry their chain's executed shares after their quantity.
-const VERSION: u32 = 2;
+/// 2: open orders carry their chain's executed shares after their quantity. 3: accounts carry their self-trade
+/// prevention after the firm (a version-2 snapshot restores with the default, the only choice it knew).
+const VERSION: u32 = 3;
 
 struct W<'a>(&'a mut Vec<u8>);
 
@@ -162,6 +163,7 @@ impl Engine {
         for a in &self.accounts {
             w.u8(a.exists as u8);
             w.u16(a.firm);
+            w.u8(a.self_trade.code());
             w.u32(a.short_limit);
             w.u32(a.max_order_qty);
             w.i64(a.max_order_notional);
@@ -261,9 +263,9 @@ impl Engine {
         if &r.take::<8>()? != MAGIC {
             return Err(SnapshotError::BadMagic);
         }
-        let v = r.u32()?;
-        if v != VERSION {
-            return Err(SnapshotError::BadVersion(v));
+        let version = r.u32()?;
+        if !(2..=VERSION).contains(&version) {
+            return Err(SnapshotError::BadVersion(version));
         }
         let cap = Capacity {
             orders_max: r.u32()?,
@@ -316,6 +318,12 @@ impl Engine {
             *a = Account {
                 exists: r.bool("account flag")?,
                 firm: r.u16()?,
+                self_trade: if version >= 3 {
+                    let code = r.u8()?;
+                    SelfTrade::from_code(code).ok_or(r.corrupt("unknown self-trade prevention code"))?
+                } else {
+                    SelfTrade::CancelNewest
+                },
                 short_limit: r.u32()?,
                 max_order_qty: r.u32()?,
                 max_order_notional: r.i64()?,

@@ -166,3 +166,30 @@ fn restore_of_every_single_bit_flip_stays_consistent_while_trading() {
         }
     }
 }
+
+/// Each account's self-trade prevention is part of the state a snapshot carries: an engine whose firm 0 cancels
+/// the resting order restores into one that still does.
+#[test]
+fn snapshots_keep_each_accounts_self_trade_prevention() {
+    for self_trade in SelfTrade::ALL {
+        let mut e = Engine::new(CAP);
+        let mut feed = Feed::new();
+        for c in setup_commands_with(2, self_trade) {
+            e.apply(&feed.input(1, c), &mut NullSink);
+        }
+        e.apply(&feed.input(1, new_order(1, 1, Side::Sell, 30, 9_500)), &mut NullSink);
+        let mut bytes = Vec::new();
+        e.snapshot(&mut bytes);
+        let mut r = Engine::restore(&bytes).unwrap();
+        let mut again = Vec::new();
+        r.snapshot(&mut again);
+        assert_eq!(bytes, again);
+        let buy = feed.input(1, new_order(0, 1, Side::Buy, 50, 9_500));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        e.apply(&buy, &mut a);
+        r.apply(&buy, &mut b);
+        assert_eq!(a, b, "{self_trade:?}");
+        let resting_canceled = a.iter().any(|ev| matches!(ev, Event::Canceled { session: 1, reason: CancelReason::SelfTrade, .. }));
+        assert_eq!(resting_canceled, matches!(self_trade, SelfTrade::CancelOldest | SelfTrade::CancelBoth), "{self_trade:?}: {a:?}");
+    }
+}

@@ -197,12 +197,16 @@ fn conservation(e: &Engine, cash0: i64, shares0: &[i64]) -> Result<(), String> {
     Ok(())
 }
 
-fn run_stream(ops: &[(Op, u16)], tally: &mut BTreeMap<String, u64>) -> Result<(), TestCaseError> {
+fn run_stream(
+    ops: &[(Op, u16)],
+    self_trade: SelfTrade,
+    tally: &mut BTreeMap<String, u64>,
+) -> Result<(), TestCaseError> {
     let mut engine = Engine::new(CAP);
     let mut model = Model::new(CAP);
     let mut feed = Feed::new();
     let (mut ne, mut nm) = (Normalizer::default(), Normalizer::default());
-    for c in setup_commands(2) {
+    for c in setup_commands_with(2, self_trade) {
         let input = feed.input(1, c);
         let (mut a, mut b) = (Vec::new(), Vec::new());
         engine.apply(&input, &mut a);
@@ -225,6 +229,19 @@ fn run_stream(ops: &[(Op, u16)], tally: &mut BTreeMap<String, u64>) -> Result<()
         prop_assert_eq!(&a, &b, "step {} input {:?}", i, input);
         for e in &a {
             *tally.entry(feature(e)).or_default() += 1;
+            // Which self-trade rule acted: the resting order canceled, or the incoming one, or a firm trading
+            // with itself.
+            match e {
+                Event::Canceled { reason: CancelReason::SelfTrade, leaves_qty: 0, .. }
+                    if a.iter().any(|b| matches!(b, Event::BookDelete { order_ref, .. } if Some(*order_ref) == canceled_ref(e))) =>
+                {
+                    *tally.entry(format!("SelfTrade::{self_trade:?}::resting")).or_default() += 1;
+                }
+                Event::Executed { maker, taker, .. } if self_trade == SelfTrade::Allow && maker.account / 2 == 0 && taker.account / 2 == 0 => {
+                    *tally.entry("SelfTrade::Allow::traded".into()).or_default() += 1;
+                }
+                _ => {}
+            }
         }
         if let Err(e) = engine.check_invariants() {
             return Err(TestCaseError::fail(format!("step {i}: {e}")));
@@ -253,8 +270,18 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 3_000, max_shrink_iters: 2_000, ..ProptestConfig::default() })]
 
     #[test]
-    fn engine_matches_reference_model(ops in prop::collection::vec((op(), 0u16..400), 1..250)) {
-        run_stream(&ops, &mut BTreeMap::new())?;
+    fn engine_matches_reference_model(
+        ops in prop::collection::vec((op(), 0u16..400), 1..250),
+        self_trade in prop::sample::select(SelfTrade::ALL.to_vec()),
+    ) {
+        run_stream(&ops, self_trade, &mut BTreeMap::new())?;
+    }
+}
+
+fn canceled_ref(e: &Event) -> Option<OrderRef> {
+    match e {
+        Event::Canceled { order_ref, .. } => Some(*order_ref),
+        _ => None,
     }
 }
 
@@ -282,9 +309,9 @@ fn random_streams_cover_the_rules() {
     let mut runner = TestRunner::deterministic();
     let strategy = prop::collection::vec((op(), 0u16..400), 200..250);
     let mut tally = BTreeMap::new();
-    for _ in 0..60 {
+    for i in 0..60 {
         let ops = strategy.new_tree(&mut runner).unwrap().current();
-        run_stream(&ops, &mut tally).unwrap();
+        run_stream(&ops, SelfTrade::ALL[i % SelfTrade::ALL.len()], &mut tally).unwrap();
     }
     eprintln!("{tally:#?}");
     for want in [
@@ -297,6 +324,9 @@ fn random_streams_cover_the_rules() {
         "Accepted::queued",
         "Replaced",
         "Canceled::SelfTrade",
+        "SelfTrade::CancelOldest::resting",
+        "SelfTrade::CancelBoth::resting",
+        "SelfTrade::Allow::traded",
         "Canceled::ImmediateOrCancel",
         "Canceled::UserRequested",
         "Canceled::Replaced",
@@ -322,11 +352,16 @@ fn random_streams_cover_the_rules() {
 /// Runs `commands` (after the standard set-up) through the engine and the model, requiring identical events;
 /// returns the engine's normalised events per command.
 fn both(commands: &[Command]) -> Vec<Vec<Event>> {
+    both_with(SelfTrade::default(), commands)
+}
+
+/// [`both`] with firm 0 (accounts and sessions 0 and 1) preventing self-trades by `self_trade`.
+fn both_with(self_trade: SelfTrade, commands: &[Command]) -> Vec<Vec<Event>> {
     let mut engine = Engine::new(CAP);
     let mut model = Model::new(CAP);
     let mut feed = Feed::new();
     let (mut ne, mut nm) = (Normalizer::default(), Normalizer::default());
-    let setup = setup_commands(2);
+    let setup = setup_commands_with(2, self_trade);
     let mut all = Vec::new();
     for (i, c) in setup.iter().chain(commands).enumerate() {
         let input = feed.input(1, *c);
@@ -475,4 +510,96 @@ fn modify_reduces_in_place_and_ignores_increases_and_side_flips() {
         "{:?}",
         ev[7]
     );
+}
+
+/// Self-trade prevention per firm. Firm 0 rests a sell of 30 at 9500 (account 1) in front of firm 1's sell of 30 at
+/// 9500 (account 2); firm 0's account 0 then buys 50 at 9500. Each rule in turn: cancel newest (the default) cancels
+/// the incoming buy; cancel oldest cancels firm 0's resting sell and fills 30 from firm 1, resting the last 20;
+/// cancel both cancels the two; allow trades firm 0 with itself first.
+#[test]
+fn self_trade_prevention_is_chosen_per_firm() {
+    let stream = [
+        new_order(1, 1, Side::Sell, 30, 9_500),
+        new_order(2, 1, Side::Sell, 30, 9_500),
+        new_order(0, 1, Side::Buy, 50, 9_500),
+    ];
+    let take = |self_trade| both_with(self_trade, &stream).remove(2);
+    let newest = take(SelfTrade::CancelNewest);
+    assert!(
+        matches!(
+            newest[..],
+            [Event::Accepted { .. }, Event::Canceled { session: 0, canceled_qty: 50, reason: CancelReason::SelfTrade, .. }]
+        ),
+        "{newest:?}"
+    );
+    let oldest = take(SelfTrade::CancelOldest);
+    // Firm 1's fully filled sell leaves the book with the execution (ITCH 'E' to zero), no BookDelete.
+    assert!(
+        matches!(
+            oldest[..],
+            [
+                Event::Accepted { .. },
+                Event::Canceled { session: 1, canceled_qty: 30, leaves_qty: 0, reason: CancelReason::SelfTrade, .. },
+                Event::BookDelete { .. },
+                Event::Executed { qty: 30, maker: Party { account: 2, .. }, .. },
+                Event::BookAdd { qty: 20, .. },
+            ]
+        ),
+        "{oldest:?}"
+    );
+    let both_canceled = take(SelfTrade::CancelBoth);
+    assert!(
+        matches!(
+            both_canceled[..],
+            [
+                Event::Accepted { .. },
+                Event::Canceled { session: 1, canceled_qty: 30, reason: CancelReason::SelfTrade, .. },
+                Event::BookDelete { .. },
+                Event::Canceled { session: 0, canceled_qty: 50, reason: CancelReason::SelfTrade, .. },
+            ]
+        ),
+        "{both_canceled:?}"
+    );
+    let allowed = take(SelfTrade::Allow);
+    let fills: Vec<(u32, u32)> = allowed
+        .iter()
+        .filter_map(|e| match e {
+            Event::Executed { qty, maker, .. } => Some((maker.account, *qty)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fills, [(1, 30), (2, 20)], "{allowed:?}");
+}
+
+/// A fill-or-kill walks the book as matching would: an own-firm order in front kills it under cancel newest and
+/// cancel both, is passed over under cancel oldest (it would be canceled, not traded), and fills it under allow.
+#[test]
+fn fill_or_kill_sees_self_trade_prevention() {
+    let fok = Command::NewOrder(NewOrder {
+        tif: TimeInForce::Fok,
+        ..match new_order(0, 1, Side::Buy, 40, 9_500) {
+            Command::NewOrder(n) => n,
+            _ => unreachable!(),
+        }
+    });
+    let stream = [new_order(1, 1, Side::Sell, 30, 9_500), new_order(2, 1, Side::Sell, 40, 9_500), fok];
+    for (self_trade, fills) in [
+        (SelfTrade::CancelNewest, false),
+        (SelfTrade::CancelBoth, false),
+        (SelfTrade::CancelOldest, true),
+        (SelfTrade::Allow, true),
+    ] {
+        let ev = both_with(self_trade, &stream).remove(2);
+        let filled: u32 = ev
+            .iter()
+            .filter_map(|e| match e {
+                Event::Executed { qty, .. } => Some(*qty),
+                _ => None,
+            })
+            .sum();
+        assert_eq!(filled, if fills { 40 } else { 0 }, "{self_trade:?}: {ev:?}");
+        if !fills {
+            assert!(matches!(ev[..], [Event::Rejected { reason: RejectReason::FokUnfillable, .. }]), "{self_trade:?}: {ev:?}");
+        }
+    }
 }

@@ -280,6 +280,7 @@ fn reject_invalid_admin_replace_and_halted() {
     let bad = AddAccount {
         account: 0,
         firm: 0,
+        self_trade: SelfTrade::default(),
         short_limit: 0,
         max_order_qty: 1,
         max_order_notional: 1,

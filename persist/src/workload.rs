@@ -6,7 +6,7 @@
 //! recent orders and an occasional `Tick`. User references increase strictly per session, as OUCH requires.
 
 use bourse_engine::{
-    AddAccount, AddSymbol, Bands, BindSession, Cancel, Command, Deposit, DepositShares, Input, NewOrder, OrderKind,
+    AddAccount, AddSymbol, SelfTrade, Bands, BindSession, Cancel, Command, Deposit, DepositShares, Input, NewOrder, OrderKind,
     Replace, Side, TimeInForce,
 };
 
@@ -101,6 +101,7 @@ impl Workload {
             0 => Command::AddAccount(AddAccount {
                 account,
                 firm: (account % 4) as u16,
+                self_trade: SelfTrade::default(),
                 short_limit: 0,
                 max_order_qty: 1_000_000,
                 max_order_notional: i64::MAX / 4,

@@ -62,14 +62,14 @@ const SUMMARY_QUANTILES: [(f64, &str); 6] =
     [(0.5, "p50"), (0.9, "p90"), (0.99, "p99"), (0.999, "p99_9"), (0.9999, "p99_99"), (1.0, "max")];
 
 /// One file's merged histograms per tag, after the tag filter.
-struct FileHists {
-    path: PathBuf,
-    by_tag: BTreeMap<String, Histogram<u64>>,
-    /// Per tag, (interval start in s, p50, p99, max in ns) for the time series.
-    series: BTreeMap<String, Vec<(f64, [u64; 3])>>,
+pub(crate) struct FileHists {
+    pub(crate) path: PathBuf,
+    pub(crate) by_tag: BTreeMap<String, Histogram<u64>>,
+    /// Per tag, (interval end in s, p50, p99, max in ns) for the time series.
+    pub(crate) series: BTreeMap<String, Vec<(f64, [u64; 3])>>,
 }
 
-fn load(path: &Path, tags: &[String], start: Option<f64>, end: Option<f64>) -> anyhow::Result<FileHists> {
+pub(crate) fn load(path: &Path, tags: &[String], start: Option<f64>, end: Option<f64>) -> anyhow::Result<FileHists> {
     let mut log = Hlog::read(path)?;
     log.intervals.retain(|i| {
         let t = i.start.as_secs_f64();

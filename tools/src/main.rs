@@ -33,6 +33,8 @@ enum Cmd {
     },
     /// Read HdrHistogram interval logs (.hlog): percentiles, comparisons, plots.
     Hist(hist::HistArgs),
+    /// One self-contained HTML page from a run's interval logs: plots, stage table, configuration, host.
+    Report(bourse::obs::page::ReportArgs),
     /// Live counters and per-stage latency of a running appliance.
     Stats(stats::StatsArgs),
     /// Firm-side load generator: exchange-core's order mix over OUCH/UDP, latency per offered rate.
@@ -101,6 +103,7 @@ fn main() {
         Cmd::Standby(a) => standby::run(a),
         Cmd::Wal { cmd } => walcmd::run(cmd),
         Cmd::Hist(a) => hist::run(a),
+        Cmd::Report(a) => bourse::obs::page::run(a),
         Cmd::Stats(a) => stats::run(a),
         Cmd::Load(a) => load::run(a),
         Cmd::Demo(a) => demo::run(a),

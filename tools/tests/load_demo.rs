@@ -44,7 +44,8 @@ fn load_generator_against_the_in_process_appliance() {
     let mut app = InProcess::start(&config, Duration::from_secs(20)).unwrap();
     let target = config.backend.bind;
 
-    // A wrong password gets no answer at all; the error names the target and what to check.
+    // A wrong password is answered with Login Rejected 'A' (SoupBinTCP 3.00 section 2.2.2); the error names the
+    // target and what to check.
     let mut bad = load_options(&config, vec![1_000.0], Duration::from_millis(100), 7).unwrap();
     bad.firms.truncate(1);
     bad.mix.firms.truncate(1);
@@ -52,7 +53,7 @@ fn load_generator_against_the_in_process_appliance() {
     bad.login_timeout = Duration::from_millis(400);
     bad.md = None;
     let err = format!("{:#}", run_load(&bad).unwrap_err());
-    assert!(err.contains("no Login Accepted"), "{err}");
+    assert!(err.contains("Login Rejected 'A'"), "{err}");
     assert!(err.contains(&target.to_string()), "{err}");
     assert!(err.contains("password") && err.contains("allowed_sources"), "{err}");
 

@@ -462,6 +462,10 @@ fn rejects_duplicates_and_refusals_are_counted_by_reason_in_the_metrics() {
     assert_eq!(value("bourse_duplicates_total", None), Value::Counter(1.0));
     assert_eq!(value("bourse_duplicates_answered_total", None), Value::Counter(1.0));
     assert_eq!(value("bourse_drops_total", Some("session_in_use")), Value::Counter(1.0));
+    // …and was answered with Login Rejected 'S' (SoupBinTCP 3.00 section 2.2.2).
+    assert_eq!(value("bourse_login_rejected_session_unavailable_total", None), Value::Counter(1.0));
+    assert_eq!(value("bourse_login_rejected_not_authorized_total", None), Value::Counter(0.0));
+    assert_eq!(value("bourse_login_rejects_silent_total", None), Value::Counter(0.0));
     assert_eq!(value("bourse_kernel_drops_total", None), Value::Counter(0.0));
     assert_eq!(value("bourse_rx_total", None), Value::Counter(7.0));
     assert_eq!(
@@ -480,5 +484,70 @@ fn rejects_duplicates_and_refusals_are_counted_by_reason_in_the_metrics() {
     for row in [["reject", "invalid_symbol", "1"], ["reject", "insufficient_funds", "1"]] {
         assert!(table.lines().any(|l| l.split_whitespace().eq(row)), "no {row:?} in\n{table}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SoupBinTCP 3.00 on the order-entry port, bytes as sent: a failed login is answered with Login Rejected
+/// (section 2.2.2, 'A' for bad credentials, 'S' for a Requested Session that is not the firm's), a login naming
+/// the firm's own session is accepted (section 2.3.1), an idle session gets a Server Heartbeat once a second
+/// (sections 1.3, 2.2.4) and, after the idle timeout without a word from the client, a Debug Packet notice
+/// (section 2.1) and is logged out. Time for the timers is passed explicitly, never waited for.
+#[test]
+fn logins_are_answered_and_idle_sessions_get_heartbeats_then_a_logout_notice() {
+    use bourse_appliance::appliance::setup::session_name_for;
+    use bourse_appliance::session::IDLE_LOGOUT_NOTICE;
+
+    let dir = std::env::temp_dir().join(format!("bourse-pipeline-soup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = config(&dir);
+    let (mut pipeline, _exporter, _) = build_pipeline(&cfg, Clock::calibrate(Duration::from_millis(20))).unwrap();
+    let a = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5000);
+    let with_session = |name: &[u8; 10]| {
+        let mut l = login("ALPHA", "pw-a");
+        // Requested Session at offset 19, 10 bytes (section 2.3.1).
+        l[19..29].copy_from_slice(name);
+        l
+    };
+    let own = session_name_for(0);
+    let inbox = vec![
+        (a, login("ALPHA", "wrong")),
+        (a, with_session(b"NOSUCHSESS")),
+        (a, with_session(&own.0)),
+    ];
+    let mut backend = Script::new(inbox, 64);
+    while !backend.done() {
+        pipeline.poll(&mut backend);
+    }
+    for _ in 0..100 {
+        pipeline.poll(&mut backend);
+    }
+    let sent: Vec<Vec<u8>> = backend.sent().filter(|(to, _)| *to == a).map(|(_, d)| d.to_vec()).collect();
+    assert_eq!(sent[0], [0x00, 0x02, b'J', b'A'], "Login Rejected, Not Authorized");
+    assert_eq!(sent[1], [0x00, 0x02, b'J', b'S'], "Login Rejected, Session not available");
+    // Login Accepted: length 31, 'A', the session (10), next sequence 1 right-justified in 20 ASCII digits.
+    let mut accepted = vec![0x00, 0x1f, b'A'];
+    accepted.extend_from_slice(&own.0);
+    accepted.extend_from_slice(b"                   1");
+    assert_eq!(sent[2], accepted);
+    assert_eq!(sent.len(), 3);
+
+    // The login was sent just now: half a second later nothing is owed; past a second, one heartbeat.
+    let t0 = pipeline.time.now();
+    assert_eq!(pipeline.session_timers(t0 + 500_000_000), 0);
+    assert_eq!(pipeline.session_timers(t0 + 1_000_000_000), 1);
+    assert_eq!(pipeline.session_timers(t0 + 1_500_000_000), 0, "the heartbeat was data");
+    assert_eq!(pipeline.session_timers(t0 + 2_000_000_000), 1);
+    // Nothing from the client for the idle timeout (15 s by default): the notice, then no more heartbeats.
+    assert_eq!(pipeline.session_timers(t0 + 16_000_000_000), 1);
+    assert_eq!(pipeline.session_timers(t0 + 17_000_000_000), 0);
+    assert_eq!(pipeline.sessions.peer(0), None);
+    for _ in 0..100 {
+        pipeline.poll(&mut backend);
+    }
+    let sent: Vec<Vec<u8>> = backend.sent().filter(|(to, _)| *to == a).map(|(_, d)| d.to_vec()).collect();
+    assert_eq!(sent[3..], [vec![0x00, 0x01, b'H'], vec![0x00, 0x01, b'H'], IDLE_LOGOUT_NOTICE.to_vec()]);
+    let c = pipeline.sessions.counters();
+    assert_eq!((c.login_rejected_not_authorized, c.login_rejected_session_unavailable), (1, 1));
+    assert_eq!((c.server_heartbeats, c.idle_logouts), (2, 1));
     let _ = std::fs::remove_dir_all(&dir);
 }

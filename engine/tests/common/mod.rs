@@ -40,6 +40,11 @@ pub fn symbol(id: SymbolId) -> AddSymbol {
 /// Accounts 0..4, firms [0, 0, 1, 2] (accounts 0 and 1 share a firm: self-trade prevention), sessions 0..4
 /// bound to the same-numbered account; session 5 stays unbound.
 pub fn setup_commands(symbols: u16) -> Vec<Command> {
+    setup_commands_with(symbols, SelfTrade::default())
+}
+
+/// [`setup_commands`] with firm 0's accounts preventing self-trades by `self_trade`.
+pub fn setup_commands_with(symbols: u16, self_trade: SelfTrade) -> Vec<Command> {
     let mut v = Vec::new();
     for s in 0..symbols {
         v.push(Command::AddSymbol(symbol(s)));
@@ -49,6 +54,7 @@ pub fn setup_commands(symbols: u16) -> Vec<Command> {
         v.push(Command::AddAccount(AddAccount {
             account: a,
             firm: firms[a as usize],
+            self_trade: if firms[a as usize] == 0 { self_trade } else { SelfTrade::default() },
             short_limit: if a == 3 { 50 } else { 0 },
             max_order_qty: 1_000,
             max_order_notional: 3_000_000,

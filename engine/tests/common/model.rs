@@ -49,6 +49,7 @@ struct MSym {
 #[derive(Clone, Copy, Debug)]
 struct MAcct {
     firm: u16,
+    stp: SelfTrade,
     short: u32,
     maxq: u32,
     maxn: i64,
@@ -235,6 +236,7 @@ impl Model {
                         a.account,
                         MAcct {
                             firm: a.firm,
+                            stp: a.self_trade,
                             short: a.short_limit,
                             maxq: a.max_order_qty,
                             maxn: a.max_order_notional,
@@ -451,16 +453,25 @@ impl Model {
         self.close(id);
     }
 
-    fn fok_ok(&self, s: u16, side: Side, limit: u32, qty: u32, firm: u16) -> bool {
+    /// Whether a FOK from `account` fills in full: walk the book as matching would, where an own-firm order stops
+    /// it (cancel newest or both), is skipped (cancel oldest: it would be canceled) or counts (allow).
+    fn fok_ok(&self, s: u16, side: Side, limit: u32, qty: u32, account: u32) -> bool {
         let sym = self.syms[&s];
+        let (firm, stp) = (self.accts[&account].firm, self.accts[&account].stp);
         let mut need = qty as i64;
-        for (visited, o) in self.sorted_book(s, side.opposite()).iter().enumerate() {
+        let mut visited = 0u32;
+        for o in self.sorted_book(s, side.opposite()) {
             if !crosses(side, o.price, limit) || o.price < sym.lo || o.price > sym.hi {
                 return false;
             }
-            if visited as u32 >= self.cap.matches_per_order_max || self.firm(o.account) == firm {
+            let own = self.firm(o.account) == firm;
+            if own && stp == SelfTrade::CancelOldest {
+                continue;
+            }
+            if visited >= self.cap.matches_per_order_max || (own && stp != SelfTrade::Allow) {
                 return false;
             }
+            visited += 1;
             need -= o.qty as i64;
             if need <= 0 {
                 return true;
@@ -623,7 +634,7 @@ impl Model {
         if !sym.halted
             && matches!(n.kind, OrderKind::Limit | OrderKind::Market)
             && n.tif == TimeInForce::Fok
-            && !self.fok_ok(n.symbol, n.side, price, n.qty, acc.firm)
+            && !self.fok_ok(n.symbol, n.side, price, n.qty, n.account)
         {
             return Err(R::FokUnfillable);
         }
@@ -656,7 +667,7 @@ impl Model {
             }
             _ => {
                 if o.tif == TimeInForce::Fok
-                    && !self.fok_ok(o.symbol, o.side, o.price, o.qty, self.firm(o.account))
+                    && !self.fok_ok(o.symbol, o.side, o.price, o.qty, o.account)
                 {
                     self.cancel_rest(id, CancelReason::ImmediateOrCancel, out);
                 } else {
@@ -670,6 +681,7 @@ impl Model {
         let o = self.orders[&id];
         let s = o.symbol;
         let firm = self.firm(o.account);
+        let stp = self.accts[&o.account].stp;
         let mut matches = 0u32;
         let mut capped = false;
         while self.orders[&id].qty > 0 {
@@ -683,7 +695,25 @@ impl Model {
                 capped = true;
                 break;
             }
-            if self.firm(m.account) == firm {
+            if self.firm(m.account) == firm && stp != SelfTrade::Allow {
+                if matches!(stp, SelfTrade::CancelOldest | SelfTrade::CancelBoth) {
+                    self.unlock(m.id, m.qty);
+                    out.push(Event::Canceled {
+                        order_ref: m.id,
+                        session: m.session,
+                        user_ref: m.user_ref,
+                        symbol: m.symbol,
+                        side: m.side,
+                        canceled_qty: m.qty,
+                        leaves_qty: 0,
+                        reason: CancelReason::SelfTrade,
+                    });
+                    out.push(Event::BookDelete { order_ref: m.id, symbol: m.symbol });
+                    self.close(m.id);
+                }
+                if stp == SelfTrade::CancelOldest {
+                    continue;
+                }
                 return self.cancel_rest(id, CancelReason::SelfTrade, out);
             }
             let sym = self.syms[&s];

@@ -1,5 +1,5 @@
-//! SoupBinTCP 4.x packet framing (Nasdaq "SoupBinTCP", version 4.00/4.1, section 2 "Packet Framing" and
-//! section 4 "Message Types"), carried in UDP datagrams for inbound order entry.
+//! SoupBinTCP 3.00 packet framing (Nasdaq "SoupBinTCP Version 3.00", section 1.1 "SoupBinTCP Logical Packets" and
+//! section 2 "SoupBinTCP Packet Types"), carried in UDP datagrams for order entry.
 //!
 //! ```text
 //!  0               2      3
@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Alpha fields are left-justified and space padded; numeric fields (the sequence numbers in Login Request and
-//! Login Accepted) are ASCII digits, right-justified and padded on the left with spaces (section 1.2).
+//! Login Accepted) are ASCII digits, right-justified and padded on the left with spaces (sections 2.2.1, 2.3.1).
 
 use super::alpha::{Alpha, SessionName};
 use super::be::{get_array, get_u16, put_array, put_u16};
@@ -24,7 +24,7 @@ pub mod field {
     pub const TYPE: usize = 2;
     pub const PAYLOAD: usize = 3;
 
-    /// Login Request 'L' payload offsets (section 4.2.1), relative to the packet start.
+    /// Login Request 'L' payload offsets (section 2.3.1), relative to the packet start.
     pub mod login_request {
         pub const USERNAME: usize = 3;
         pub const PASSWORD: usize = 9;
@@ -32,13 +32,13 @@ pub mod field {
         pub const SEQUENCE: usize = 29;
         pub const END: usize = 49;
     }
-    /// Login Accepted 'A' (section 4.1.2).
+    /// Login Accepted 'A' (section 2.2.1).
     pub mod login_accepted {
         pub const SESSION: usize = 3;
         pub const SEQUENCE: usize = 13;
         pub const END: usize = 33;
     }
-    /// Login Rejected 'J' (section 4.1.3).
+    /// Login Rejected 'J' (section 2.2.2).
     pub mod login_rejected {
         pub const REASON: usize = 3;
         pub const END: usize = 4;
@@ -63,7 +63,7 @@ pub mod packet_type {
     pub const LOGOUT_REQUEST: u8 = b'O';
 }
 
-/// Login Rejected reason codes (section 4.1.3).
+/// Login Rejected reason codes (section 2.2.2).
 pub mod reject_code {
     pub const NOT_AUTHORIZED: u8 = b'A';
     pub const SESSION_NOT_AVAILABLE: u8 = b'S';
@@ -129,7 +129,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
-/// Login Request 'L' — SoupBinTCP 4.x section 4.2.1: username (6), password (10), requested session (10,
+/// Login Request 'L' — SoupBinTCP 3.00 section 2.3.1: username (6), password (10), requested session (10,
 /// blank = current), requested sequence number (20 ASCII digits, 0 = most recent).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoginRequest {
@@ -139,7 +139,7 @@ pub struct LoginRequest {
     pub sequence: u64,
 }
 
-/// Login Accepted 'A' — section 4.1.2: session (10) and the sequence number of the next message (20 digits).
+/// Login Accepted 'A' — section 2.2.1: session (10) and the sequence number of the next message (20 digits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoginAccepted {
     pub session: SessionName,

@@ -26,7 +26,7 @@
 //! [`RecordError`] instead of panicking on any input (fuzzed in `persist/fuzz`).
 
 use bourse_engine::{
-    AddAccount, AddSymbol, Bands, BindSession, Cancel, Command, Deposit, DepositShares, Input, MarketBreaker,
+    AddAccount, AddSymbol, Bands, BindSession, Cancel, Command, Deposit, DepositShares, Input, MarketBreaker, SelfTrade,
     Modify, NewOrder, OrderKind, Refuse, Replace, SetHalt, Side, TimeInForce,
 };
 use bytemuck::{Pod, Zeroable};
@@ -270,7 +270,9 @@ pub struct AddAccountBody {
     pub short_limit: u32,
     pub max_order_qty: u32,
     pub firm: u16,
-    pub reserved: u16,
+    /// [`SelfTrade::code`]: 0, the default, is what records written before the choice existed hold here.
+    pub self_trade: u8,
+    pub reserved: u8,
 }
 
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
@@ -461,6 +463,7 @@ pub fn encode_entry(input: &Input, echo: Option<&Echo>, epoch: u32, out: &mut [u
                 short_limit: a.short_limit,
                 max_order_qty: a.max_order_qty,
                 firm: a.firm,
+                self_trade: a.self_trade.code(),
                 reserved: 0,
             },
         ),
@@ -753,9 +756,12 @@ fn decode_admin(kind: RecordKind, body: &[u8]) -> Result<Command, RecordError> {
             if b.reserved != 0 {
                 return Err(RecordError::ReservedNotZero);
             }
+            let self_trade = SelfTrade::from_code(b.self_trade)
+                .ok_or(RecordError::BadField { field: "self_trade", value: b.self_trade as u64 })?;
             Command::AddAccount(AddAccount {
                 account: b.account,
                 firm: b.firm,
+                self_trade,
                 short_limit: b.short_limit,
                 max_order_qty: b.max_order_qty,
                 max_order_notional: b.max_order_notional,
@@ -873,10 +879,12 @@ mod tests {
                     })
                 }
             ),
-            any::<(u32, u16, u32, u32, i64)>().prop_map(|(account, firm, short_limit, max_order_qty, n)| {
+            (any::<(u32, u16, u32, u32, i64)>(), prop::sample::select(SelfTrade::ALL.to_vec())).prop_map(
+                |((account, firm, short_limit, max_order_qty, n), self_trade)| {
                 Command::AddAccount(AddAccount {
                     account,
                     firm,
+                    self_trade,
                     short_limit,
                     max_order_qty,
                     max_order_notional: n,
@@ -996,5 +1004,38 @@ mod tests {
         let crc = crc32c::crc32c(&buf[4..n]);
         buf[..4].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(decode(&buf[..n]), Err(RecordError::BadField { field: "halted", value: 7 }));
+    }
+
+    /// The account's self-trade prevention rides in what was AddAccount's reserved u16 (offset 22 of the body):
+    /// code 0 is the default, so journals written before the choice existed decode as they always did; a code no
+    /// rule has is a typed error.
+    #[test]
+    fn add_account_carries_self_trade_prevention_where_the_reserved_bytes_were() {
+        for self_trade in SelfTrade::ALL {
+            let input = Input {
+                seq: 1,
+                timestamp: 1,
+                command: Command::AddAccount(AddAccount {
+                    account: 3,
+                    firm: 2,
+                    self_trade,
+                    short_limit: 0,
+                    max_order_qty: 100,
+                    max_order_notional: 1_000_000,
+                }),
+            };
+            let mut buf = [0u8; RECORD_BYTES_MAX];
+            let n = encode(&input, 0, &mut buf);
+            assert_eq!(buf[HEADER_BYTES + 22], self_trade.code());
+            assert_eq!(buf[HEADER_BYTES + 23], 0);
+            assert_eq!(decode(&buf[..n]).unwrap().input, input);
+            if self_trade == SelfTrade::CancelNewest {
+                assert_eq!(self_trade.code(), 0, "the default is what a zero reserved byte always meant");
+            }
+            buf[HEADER_BYTES + 22] = 9;
+            let crc = crc32c::crc32c(&buf[4..n]);
+            buf[..4].copy_from_slice(&crc.to_le_bytes());
+            assert_eq!(decode(&buf[..n]), Err(RecordError::BadField { field: "self_trade", value: 9 }));
+        }
     }
 }

@@ -97,6 +97,14 @@ pub struct ApplianceSection {
     /// to a power of two). A firm that asks for an older one is answered from the oldest kept.
     #[serde(default = "default_replies_kept")]
     pub replies_kept: usize,
+    /// A logged-in order-entry session from which nothing arrives for this long is logged out, with a notice
+    /// (SoupBinTCP 3.00 section 1.3: typically 15 s; firms send a Client Heartbeat every second).
+    #[serde(default = "default_session_idle_timeout_ms")]
+    pub session_idle_timeout_ms: u64,
+    /// Failed logins are answered with SoupBinTCP Login Rejected; `true` leaves those from addresses that are in
+    /// no firm's `allowed_sources` unanswered (still counted), so a scanner off the cross-connect learns nothing.
+    #[serde(default)]
+    pub silent_to_unlisted_sources: bool,
 }
 
 impl Default for ApplianceSection {
@@ -107,12 +115,22 @@ impl Default for ApplianceSection {
             hlog_path: None,
             hlog_interval_ms: default_hlog_interval_ms(),
             replies_kept: default_replies_kept(),
+            session_idle_timeout_ms: default_session_idle_timeout_ms(),
+            silent_to_unlisted_sources: false,
         }
     }
 }
 
 fn default_replies_kept() -> usize {
     8192
+}
+
+fn default_soup_tcp_connections_max() -> usize {
+    64
+}
+
+fn default_session_idle_timeout_ms() -> u64 {
+    15_000
 }
 
 fn default_name() -> String {
@@ -157,6 +175,12 @@ pub struct BackendSection {
     /// device is named, `-l <cores.pipeline>`, and a per-process `--file-prefix`.
     #[serde(default)]
     pub eal_args: Vec<String>,
+    /// SoupBinTCP 3.00 over TCP (absent: UDP only): the address and port a firm's standard OUCH stack connects
+    /// to. The same sessions, journal and reply streams serve both transports.
+    pub soup_tcp_bind: Option<SocketAddrV4>,
+    /// TCP order-entry connections open at once (each preallocates its buffers, ~1 MiB).
+    #[serde(default = "default_soup_tcp_connections_max")]
+    pub soup_tcp_connections_max: usize,
     #[serde(default = "default_burst")]
     pub burst_max: usize,
     #[serde(default = "default_tx_slots")]
@@ -477,6 +501,35 @@ pub struct FirmSection {
     /// Messages the bucket holds after a quiet spell (default: one second's worth, at least 1).
     #[serde(default)]
     pub rate_limit_burst: u32,
+    /// Self-trade prevention, when an order would trade against a resting order of this firm: "cancel_newest"
+    /// (the incoming order's remainder is canceled; the default), "cancel_oldest" (the resting order is canceled
+    /// and matching goes on), "cancel_both", or "off" (the firm's orders trade with each other). Canceled orders
+    /// are answered with OUCH Canceled reason 'Q' (self-match prevention). Journaled with the firm's account.
+    #[serde(default)]
+    pub self_trade_prevention: SelfTradePrevention,
+}
+
+/// `[[firms]] self_trade_prevention`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelfTradePrevention {
+    Off,
+    #[default]
+    CancelNewest,
+    CancelOldest,
+    CancelBoth,
+}
+
+impl SelfTradePrevention {
+    pub fn engine(self) -> bourse_engine::SelfTrade {
+        use bourse_engine::SelfTrade;
+        match self {
+            SelfTradePrevention::Off => SelfTrade::Allow,
+            SelfTradePrevention::CancelNewest => SelfTrade::CancelNewest,
+            SelfTradePrevention::CancelOldest => SelfTrade::CancelOldest,
+            SelfTradePrevention::CancelBoth => SelfTrade::CancelBoth,
+        }
+    }
 }
 
 fn default_max_qty() -> u32 {
@@ -509,6 +562,11 @@ impl Config {
     fn validate(&self) -> anyhow::Result<()> {
         if self.backend.burst_max == 0 || self.backend.burst_max > 1024 {
             bail!("backend.burst_max = {} must be in 1..=1024", self.backend.burst_max);
+        }
+        if self.appliance.session_idle_timeout_ms < 2_000 {
+            // Clients heartbeat once a second (SoupBinTCP 3.00 section 1.3): less than two of their intervals
+            // would log out healthy sessions.
+            bail!("appliance.session_idle_timeout_ms = {} must be at least 2000", self.appliance.session_idle_timeout_ms);
         }
         if self.backend.tx_slots < self.backend.burst_max {
             bail!("backend.tx_slots = {} must be at least burst_max", self.backend.tx_slots);
@@ -806,6 +864,27 @@ mod tests {
         shares = { AAPL = 1000 }
     "#
     );
+
+    #[test]
+    fn self_trade_prevention_is_chosen_per_firm_and_journaled_with_its_account() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.firms[0].self_trade_prevention, SelfTradePrevention::CancelNewest);
+        let text = GOOD.replace("cash = \"1000000\"", "cash = \"1000000\"\n        self_trade_prevention = \"cancel_oldest\"");
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.firms[0].self_trade_prevention, SelfTradePrevention::CancelOldest);
+        let genesis = crate::appliance::setup::genesis(&c).unwrap();
+        assert!(
+            genesis.iter().any(|g| matches!(
+                g,
+                bourse_engine::Command::AddAccount(a) if a.self_trade == bourse_engine::SelfTrade::CancelOldest
+            )),
+            "{genesis:?}"
+        );
+        let bad = GOOD.replace("cash = \"1000000\"", "cash = \"1000000\"\n        self_trade_prevention = \"sometimes\"");
+        let err = format!("{:#}", Config::parse(&bad).unwrap_err());
+        assert!(err.contains("self_trade_prevention") || err.contains("sometimes"), "{err}");
+        assert!(err.contains("cancel_oldest"), "the error lists the choices: {err}");
+    }
 
     #[test]
     fn parses_a_minimal_config_with_defaults() {

@@ -508,6 +508,7 @@ mod tests {
                 Command::AddAccount(AddAccount {
                     account: 0,
                     firm: 0,
+                    self_trade: bourse_engine::SelfTrade::default(),
                     short_limit: 0,
                     max_order_qty: 100,
                     max_order_notional: 1_000_000,

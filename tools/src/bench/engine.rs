@@ -321,6 +321,7 @@ pub fn generate(seed: u64, commands: usize) -> Workload {
         admin.push(Command::AddAccount(AddAccount {
             account: a,
             firm: a as FirmId,
+            self_trade: SelfTrade::default(),
             short_limit: 0,
             max_order_qty: 1_000_000,
             max_order_notional: 1_000_000_000_000,

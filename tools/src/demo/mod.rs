@@ -170,7 +170,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             load_core.map_or("unpinned".to_string(), |c| c.to_string()),
         )?;
         writeln!(out, "acknowledgement: {}", run.ack)?;
-        writeln!(out, "round trip firm → appliance → firm (µs, coordinated-omission corrected):")?;
         report.write_text(&mut out)?;
         writeln!(out, "primary: {}", run.primary)?;
         if let Some(s) = &run.standby {

@@ -202,7 +202,8 @@ pub struct FirmConn {
 #[error(
     "firm {username:?}: no Login Accepted from {target} within {waited_ms} ms; check that the appliance is running \
      and listening there, that the username and password match its config, and that this source address \
-     ({source_addr}) is among the firm's allowed_sources (failed logins are dropped, never answered)"
+     ({source_addr}) is among the firm's allowed_sources (a failed login is answered with Login Rejected, except \
+     from an address in no firm's allowed_sources when the appliance sets silent_to_unlisted_sources)"
 )]
 pub struct LoginTimeout {
     pub username: String,
@@ -286,10 +287,23 @@ impl FirmConn {
                                 return Ok(a.sequence);
                             }
                             Ok(soup::Repr::LoginRejected(code)) => anyhow::bail!(
-                                "firm {:?}: {} rejected the login (code {:?})",
+                                "firm {:?}: {} rejected the login with Login Rejected {:?} ({})",
                                 self.username,
                                 self.target,
-                                code as char
+                                code as char,
+                                match code {
+                                    soup::reject_code::NOT_AUTHORIZED => format!(
+                                        "not authorized: check that the username and password match the \
+                                         appliance's config and that this source address ({}) is among the \
+                                         firm's allowed_sources",
+                                        self.local_addr()
+                                    ),
+                                    soup::reject_code::SESSION_NOT_AVAILABLE => "session not available: the \
+                                        session is logged in from another address (log out there, or wait for \
+                                        the idle timeout)"
+                                        .to_string(),
+                                    _ => "an unknown reason code".to_string(),
+                                }
                             ),
                             _ => {}
                         }

@@ -14,7 +14,7 @@
 //! Everything is sized in [`Mix::new`]; generating a message does not allocate.
 
 use bourse_engine::{
-    AddAccount, AddSymbol, Bands, BindSession, Cancel, Command, Deposit, DepositShares, Engine, Event, Input,
+    AddAccount, AddSymbol, SelfTrade, Bands, BindSession, Cancel, Command, Deposit, DepositShares, Engine, Event, Input,
     NewOrder, OrderKind, Price, Qty, Replace, SessionId, Side, SymbolId, TimeInForce, UserRef,
 };
 
@@ -92,6 +92,7 @@ impl MixSetup {
             out.push(Command::AddAccount(AddAccount {
                 account: f.account,
                 firm: f.session,
+                self_trade: SelfTrade::default(),
                 short_limit: 0,
                 max_order_qty: 1_000_000,
                 max_order_notional: 1 << 50,

@@ -146,6 +146,24 @@ pub fn value_label(v: f64) -> String {
     }
 }
 
+/// One labelled percentile curve: (1/(1−p), value) points.
+type Curve = (String, Vec<(f64, f64)>);
+
+/// The series' percentile curves in the unit that suits their range.
+fn percentile_curves(series: &[(String, &Histogram<u64>)]) -> Result<(Vec<Curve>, Units), PlotError> {
+    let max_ns = series.iter().map(|(_, h)| h.max()).max().unwrap_or(0) as f64;
+    let units = Units::for_range(max_ns);
+    let curves: Vec<Curve> =
+        series.iter().map(|(label, h)| (label.clone(), percentile_curve(h, units))).collect();
+    if curves.iter().all(|(_, c)| c.is_empty()) {
+        return Err(PlotError::Empty);
+    }
+    Ok((curves, units))
+}
+
+/// The name an inline SVG is reported under in a draw error.
+const INLINE_SVG: &str = "<inline svg>";
+
 /// Draws the series (label, histogram of ns) to `path` (.png or .svg), in the unit that suits their range.
 pub fn plot_percentiles(
     path: &Path,
@@ -163,15 +181,7 @@ pub fn plot_percentiles(
     // Fail on the path with its own error before plotters reports it in its own terms.
     std::fs::File::create(path).map_err(|source| PlotError::Create { path: path.to_path_buf(), source })?;
     ensure_font()?;
-    let max_ns = series.iter().map(|(_, h)| h.max()).max().unwrap_or(0) as f64;
-    let units = Units::for_range(max_ns);
-    let curves: Vec<(String, Vec<(f64, f64)>)> = series
-        .iter()
-        .map(|(label, h)| (label.clone(), percentile_curve(h, units)))
-        .collect();
-    if curves.iter().all(|(_, c)| c.is_empty()) {
-        return Err(PlotError::Empty);
-    }
+    let (curves, units) = percentile_curves(series)?;
     let size = (PLOT_WIDTH_PX, PLOT_HEIGHT_PX);
     let draw_error = |e: String| PlotError::Draw {
         path: path.to_path_buf(),
@@ -190,6 +200,20 @@ pub fn plot_percentiles(
         }
         _ => Err(PlotError::Format(path.to_path_buf())),
     }
+}
+
+/// The percentile plot of [`plot_percentiles`] as an SVG document in a string, for a page that inlines it.
+pub fn percentiles_svg(title: &str, series: &[(String, &Histogram<u64>)], options: PlotOptions) -> Result<String, PlotError> {
+    ensure_font()?;
+    let (curves, units) = percentile_curves(series)?;
+    let draw_error = |e: String| PlotError::Draw { path: PathBuf::from(INLINE_SVG), message: e };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (PLOT_WIDTH_PX, PLOT_HEIGHT_PX)).into_drawing_area();
+        draw(&root, title, &curves, units, options).map_err(draw_error)?;
+        root.present().map_err(|e| draw_error(e.to_string()))?;
+    }
+    Ok(svg)
 }
 
 fn draw<DB: DrawingBackend>(
@@ -298,6 +322,20 @@ fn draw<DB: DrawingBackend>(
 /// One line of a time-series plot: (seconds since the log's base time, value in ns) per interval.
 pub type TimeSeries = (String, Vec<(f64, f64)>);
 
+/// The series scaled to the unit of their range.
+fn scaled_time_series(series: &[TimeSeries]) -> Result<(Vec<TimeSeries>, Units), PlotError> {
+    let points = || series.iter().flat_map(|(_, p)| p.iter().copied());
+    if points().next().is_none() {
+        return Err(PlotError::Empty);
+    }
+    let units = Units::for_range(points().map(|p| p.1).fold(0.0, f64::max));
+    let scaled = series
+        .iter()
+        .map(|(l, p)| (l.clone(), p.iter().map(|&(t, v)| (t, v / units.ratio())).collect()))
+        .collect();
+    Ok((scaled, units))
+}
+
 /// Draws per-interval values over time (p50, p99, max of each tag, say) to `path` (.png or .svg), the latency
 /// axis in the unit of its range, log-scaled with `options.log_y`.
 pub fn plot_time_series(path: &Path, title: &str, series: &[TimeSeries], options: PlotOptions) -> Result<(), PlotError> {
@@ -307,15 +345,7 @@ pub fn plot_time_series(path: &Path, title: &str, series: &[TimeSeries], options
     }
     std::fs::File::create(path).map_err(|source| PlotError::Create { path: path.to_path_buf(), source })?;
     ensure_font()?;
-    let points = || series.iter().flat_map(|(_, p)| p.iter().copied());
-    if points().next().is_none() {
-        return Err(PlotError::Empty);
-    }
-    let units = Units::for_range(points().map(|p| p.1).fold(0.0, f64::max));
-    let scaled: Vec<TimeSeries> = series
-        .iter()
-        .map(|(l, p)| (l.clone(), p.iter().map(|&(t, v)| (t, v / units.ratio())).collect()))
-        .collect();
+    let (scaled, units) = scaled_time_series(series)?;
     let size = (PLOT_WIDTH_PX, PLOT_HEIGHT_PX);
     let draw_error = |e: String| PlotError::Draw { path: path.to_path_buf(), message: e };
     if extension.as_deref() == Some("png") {
@@ -327,6 +357,20 @@ pub fn plot_time_series(path: &Path, title: &str, series: &[TimeSeries], options
         draw_time(&root, title, &scaled, units, options).map_err(draw_error)?;
         root.present().map_err(|e| draw_error(e.to_string()))
     }
+}
+
+/// The time-series plot of [`plot_time_series`] as an SVG document in a string, for a page that inlines it.
+pub fn time_series_svg(title: &str, series: &[TimeSeries], options: PlotOptions) -> Result<String, PlotError> {
+    ensure_font()?;
+    let (scaled, units) = scaled_time_series(series)?;
+    let draw_error = |e: String| PlotError::Draw { path: PathBuf::from(INLINE_SVG), message: e };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (PLOT_WIDTH_PX, PLOT_HEIGHT_PX)).into_drawing_area();
+        draw_time(&root, title, &scaled, units, options).map_err(draw_error)?;
+        root.present().map_err(|e| draw_error(e.to_string()))?;
+    }
+    Ok(svg)
 }
 
 fn draw_time<DB: DrawingBackend>(

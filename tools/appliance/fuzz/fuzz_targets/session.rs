@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         account: 0,
         session_name: SessionName::new("FIRM1OUT").unwrap(),
     };
-    let limits = SessionLimits { idle_timeout_ns: 10 };
+    let limits = SessionLimits { idle_timeout_ns: 10, heartbeat_interval_ns: 5, ..SessionLimits::DEFAULT };
     let mut s = Sessions::new(&[firm], limits);
     let src = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 4000);
     // Split the input into datagrams at a length byte, so one run can log in and then send more.
@@ -31,7 +31,8 @@ fuzz_target!(|data: &[u8]| {
             let _ = o;
         });
         now += 1;
-        s.expire(now);
+        s.expire(now, &mut |_, _| {});
+        s.heartbeats_due(now, &mut |_, _| {});
         rest = r;
     }
     let mut buf = [0u8; 1500];

@@ -38,6 +38,7 @@ pub mod preflight;
 pub mod retransmit;
 pub mod setup;
 pub mod snapshots;
+pub mod soup_tcp;
 pub(crate) mod store;
 
 use std::path::PathBuf;
@@ -296,6 +297,17 @@ fn pipeline_loop(
         bourse_nic::backend::pin::lock_memory().context("mlockall")?;
     }
     let mut backend = setup::open_backend(config).map_err(|e| bind_error("backend.bind", config.backend.bind, e))?;
+    if let Some(addr) = config.backend.soup_tcp_bind {
+        let limits = soup_tcp::SoupTcpLimits {
+            connections_max: config.backend.soup_tcp_connections_max,
+            ..soup_tcp::SoupTcpLimits::DEFAULT
+        };
+        let tcp = soup_tcp::SoupTcp::bind(addr, limits)
+            .with_context(|| format!("binding the SoupBinTCP listener on {addr}"))
+            .map_err(|e| bind_error("backend.soup_tcp_bind", addr, e))?;
+        eprintln!("bourse: order entry: SoupBinTCP 3.00 over TCP on {addr} beside UDP on {}", config.backend.bind);
+        backend = Box::new(soup_tcp::OrderEntry { udp: backend, tcp });
+    }
     let mut housekeeping = Housekeeping::new(config, pipeline)?;
     // Release the genesis outputs (committed already). Recovered market data is not queued: it is served on request.
     pipeline.transmit(backend.as_mut());
@@ -392,7 +404,7 @@ impl Housekeeping {
             pipeline.md.heartbeat();
             self.md_quiet_since = now;
         }
-        pipeline.sessions.expire(now);
+        pipeline.session_timers(now);
         let Some(server) = self.retransmit.as_mut() else { return 0 };
         let (md, exchange) = (&pipeline.md, &pipeline.exchange);
         server.poll(now, RETRANSMIT_REQUESTS_PER_HOUSEKEEPING_MAX, md, |seq| exchange.market(seq))
@@ -452,6 +464,10 @@ impl Exported {
             (Counter::Duplicates, p.duplicates),
             (Counter::DuplicatesAnswered, p.duplicates_answered),
             (Counter::IdleLogouts, sessions.idle_logouts),
+            (Counter::LoginRejectedNotAuthorized, sessions.login_rejected_not_authorized),
+            (Counter::LoginRejectedSessionUnavailable, sessions.login_rejected_session_unavailable),
+            (Counter::LoginRejectsSilent, sessions.login_rejects_silent),
+            (Counter::ServerHeartbeats, sessions.server_heartbeats),
             (Counter::LoginWindowMisses, p.login_window_misses),
             (Counter::ReplyOverflows, p.reply_overflows),
             (Counter::BackpressurePolls, p.backpressure_polls),
@@ -495,6 +511,7 @@ fn drop_name(r: DropReason) -> &'static str {
         DropReason::UnexpectedPacket => "unexpected_packet",
         DropReason::BadRequest => "bad_request",
         DropReason::SessionInUse => "session_in_use",
+        DropReason::NoSuchSession => "no_such_session",
     }
 }
 

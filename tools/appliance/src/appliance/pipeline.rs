@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use bourse_engine::{Command, Input, Nanos, SessionId};
 use bourse_nic::backend::{Backend, Datagram};
-use crate::session::{Outcome, Sessions};
+use crate::session::{Outcome, Sessions, IDLE_LOGOUT_NOTICE, SERVER_HEARTBEAT};
 use bourse_nic::wire::alpha::SessionName;
 use bourse_nic::wire::moldudp64::{PackError, Packer};
 use bourse_nic::wire::{ouch, soup};
@@ -357,6 +357,12 @@ impl Pipeline {
         let gate = self.next_seq - 1;
         match outcome {
             Outcome::LoginAccepted { session, requested_sequence } => self.login(gate, src, session, requested_sequence),
+            // SoupBinTCP 3.00 section 2.2.2: the only packet a failed login gets (counted by the session layer).
+            Outcome::LoginRejected { code, .. } => {
+                if let Ok(n) = Sessions::emit_login_rejected(code, &mut self.scratch) {
+                    self.queue_reply(gate, src, n);
+                }
+            }
             Outcome::Ouch { session, account, message } => {
                 let new_ref = match message {
                     ouch::Inbound::EnterOrder(m) => Some(m.user_ref),
@@ -420,6 +426,24 @@ impl Pipeline {
         }
     }
 
+    /// Sends the session layer's timed packets at `now` (sequencer time): a Server Heartbeat to every logged-in
+    /// session sent nothing for a second (SoupBinTCP 3.00 sections 1.3, 2.2.4), and the idle-logout notice to
+    /// every session whose client has been silent for the idle timeout, which is logged out. Returns how many
+    /// packets were queued. Time is a parameter so that tests drive it.
+    pub fn session_timers(&mut self, now: Nanos) -> usize {
+        let gate = self.next_seq - 1;
+        let (sessions, replies, overflows) = (&mut self.sessions, &mut self.replies, &mut self.counters.reply_overflows);
+        let mut queue = |dst: SocketAddrV4, bytes: &[u8]| {
+            let n = bytes.len();
+            if replies.push(gate, dst, n, |buf| { buf.copy_from_slice(bytes); n }).is_err() {
+                *overflows += 1;
+            }
+        };
+        let mut sent = sessions.expire(now, &mut |_, peer| queue(peer, IDLE_LOGOUT_NOTICE));
+        sent += sessions.heartbeats_due(now, &mut |_, peer| queue(peer, &SERVER_HEARTBEAT));
+        sent
+    }
+
     /// Answers a login: Login Accepted naming where the firm's stream resumes, then every reply kept from there.
     /// SoupBinTCP: requested sequence 0 (or one beyond the stream) starts at the next reply; one older than the
     /// replies kept starts at the oldest kept, so the Login Accepted itself tells the firm what it cannot have.
@@ -438,6 +462,7 @@ impl Pipeline {
         if let Ok(n) = self.sessions.emit_login_accepted(session, start, &mut self.scratch) {
             self.queue_reply(gate, src, n);
         }
+        self.sessions.note_sent(session, self.time.now());
         let mut from = start;
         while from < next {
             let count = (next - from).min(u64::from(u16::MAX)) as u16;
@@ -453,6 +478,7 @@ impl Pipeline {
         let name = self.sessions.session_name(session)?;
         let (n, held) = pack_replies(&self.exchange, name, session, from, count, &mut self.scratch, self.payload_max_bytes);
         self.queue_reply(gate, dst, n);
+        self.sessions.note_sent(session, self.time.now());
         (held > 0).then_some(held)
     }
 
@@ -486,7 +512,8 @@ impl Pipeline {
         self.last_input_ns = timestamp;
         self.counters.inputs += 1;
         let mut out = Emit {
-            sessions: &self.sessions,
+            sessions: &mut self.sessions,
+            now: timestamp,
             replies: &mut self.replies,
             md: &mut self.md,
             scratch: &mut self.scratch,
@@ -549,7 +576,9 @@ pub fn pack_replies(
 /// Where the exchange's outputs go on the pipeline: replies framed to the session's peer (if logged in; kept
 /// either way), market data into the feed's datagrams, all behind the input's commit.
 struct Emit<'a> {
-    sessions: &'a Sessions,
+    sessions: &'a mut Sessions,
+    /// The input's sequencer time: a reply sent counts as data for the heartbeat rule.
+    now: Nanos,
     replies: &'a mut OutQueue,
     md: &'a mut MdFeed,
     scratch: &'a mut [u8],
@@ -573,6 +602,7 @@ impl Outputs for Emit<'_> {
         let (Some(peer), Some(name)) = (self.sessions.peer(session), self.sessions.session_name(session)) else {
             return;
         };
+        self.sessions.note_sent(session, self.now);
         let Ok(mut pk) = Packer::new(&mut *self.scratch, name, self.payload_max_bytes) else {
             *self.overflows += 1;
             return;

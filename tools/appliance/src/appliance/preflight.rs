@@ -55,6 +55,11 @@ pub fn problems(config: &Config) -> Vec<Problem> {
             p("market_data.retransmit_bind", bind_hint(addr, &e));
         }
     }
+    if let Some(addr) = config.backend.soup_tcp_bind {
+        if let Err(e) = TcpListener::bind(addr) {
+            p("backend.soup_tcp_bind", bind_hint(addr, &e));
+        }
+    }
     if let Some(addr) = config.appliance.metrics_bind {
         if let Err(e) = TcpListener::bind(addr) {
             p("appliance.metrics_bind", bind_hint(addr, &e));

@@ -116,6 +116,7 @@ pub fn genesis(config: &Config) -> anyhow::Result<Vec<Command>> {
         out.push(Command::AddAccount(AddAccount {
             account,
             firm: i as u16,
+            self_trade: f.self_trade_prevention.engine(),
             short_limit: f.short_limit,
             max_order_qty: f.max_order_qty,
             max_order_notional: parse_cash(&f.max_order_notional)?,
@@ -309,7 +310,13 @@ pub fn build_pipeline_from(
 ) -> anyhow::Result<(Pipeline, StageExporter, Started)> {
     let Journal { exchange, wal, mut started } = journal;
     let firms = firm_configs(config)?;
-    let sessions = Sessions::new(&firms, SessionLimits::DEFAULT);
+    let a = &config.appliance;
+    let limits = SessionLimits {
+        idle_timeout_ns: a.session_idle_timeout_ms.saturating_mul(1_000_000),
+        silent_to_unlisted_sources: a.silent_to_unlisted_sources,
+        ..SessionLimits::DEFAULT
+    };
+    let sessions = Sessions::new(&firms, limits);
     let md = new_md_feed(config, exchange.next_market_sequence())?;
     let time_floor_ns = exchange.last_timestamp();
     let t1 = std::time::Instant::now();

@@ -116,6 +116,10 @@ pub enum Counter {
     IgnoredUnknownOrder,
     IgnoredNotReduced,
     IgnoredSideChange,
+    LoginRejectedNotAuthorized,
+    LoginRejectedSessionUnavailable,
+    LoginRejectsSilent,
+    ServerHeartbeats,
     WitnessAlone,
     WitnessCasWon,
     WitnessReplaced,
@@ -126,7 +130,7 @@ pub enum Counter {
 pub const WITNESS_COUNTERS: usize = 4;
 
 /// `(counter, name, help)` in slot order: `COUNTERS[i].0 as usize == i`.
-pub const COUNTERS: [(Counter, &str, &str); 28] = [
+pub const COUNTERS: [(Counter, &str, &str); 32] = [
     (
         Counter::KernelDrops,
         "kernel_drops",
@@ -218,6 +222,24 @@ pub const COUNTERS: [(Counter, &str, &str); 28] = [
         "Modifies asking to turn a buy into a sell or a sell into a buy (OUCH 5.0 section 2.4 allows only changes \
          among the sell markings), ignored without a reply.",
     ),
+    (
+        Counter::LoginRejectedNotAuthorized,
+        "login_rejected_not_authorized",
+        "Failed logins answered with SoupBinTCP Login Rejected 'A' (unknown user, wrong password, source not \
+         allowed; each also in bourse_drops_total by reason).",
+    ),
+    (
+        Counter::LoginRejectedSessionUnavailable,
+        "login_rejected_session_unavailable",
+        "Failed logins answered with SoupBinTCP Login Rejected 'S' (no such session, session in use; each also in \
+         bourse_drops_total by reason).",
+    ),
+    (
+        Counter::LoginRejectsSilent,
+        "login_rejects_silent",
+        "Failed logins from addresses in no firm's allowed_sources, not answered (appliance.silent_to_unlisted_sources).",
+    ),
+    (Counter::ServerHeartbeats, "server_heartbeats", "SoupBinTCP Server Heartbeats sent to idle sessions."),
     (
         Counter::WitnessAlone,
         "witness_alone",

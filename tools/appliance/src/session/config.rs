@@ -40,15 +40,26 @@ pub struct FirmConfig {
     pub session_name: SessionName,
 }
 
-/// Limits identical for every session.
+/// Limits and policies identical for every session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionLimits {
-    /// A logged-in session that sends nothing for this long is logged out by `expire`.
+    /// A logged-in session that sends nothing for this long is logged out by `expire` (SoupBinTCP 3.00 section
+    /// 1.3: "typically 15 seconds").
     pub idle_timeout_ns: u64,
+    /// A logged-in session that has been sent nothing for this long is sent a Server Heartbeat (SoupBinTCP 3.00
+    /// sections 1.3 and 2.2.4: "anytime more than 1 second has past since the server last sent any data").
+    pub heartbeat_interval_ns: u64,
+    /// A failed login from a source address that is in no firm's `allowed_sources` gets no Login Rejected (it is
+    /// still counted by reason). Every other failed login is answered (SoupBinTCP 3.00 section 2.2.2).
+    pub silent_to_unlisted_sources: bool,
 }
 
 impl SessionLimits {
-    pub const DEFAULT: SessionLimits = SessionLimits { idle_timeout_ns: 15_000_000_000 };
+    pub const DEFAULT: SessionLimits = SessionLimits {
+        idle_timeout_ns: 15_000_000_000,
+        heartbeat_interval_ns: 1_000_000_000,
+        silent_to_unlisted_sources: false,
+    };
 }
 
 impl Default for SessionLimits {

@@ -1,8 +1,10 @@
 //! The order-entry session layer's transport state: pure logic, no sockets and no clocks (time is passed in).
 //!
 //! Inbound, a firm sends UDP datagrams holding SoupBinTCP packets; [`Sessions::on_packet`] turns each packet
-//! into an [`Outcome`]: a login, a heartbeat, a logout, an OUCH message for an authenticated session, a
-//! MoldUDP64 re-request, or a drop with a typed reason that is also counted.
+//! into an [`Outcome`]: a login (accepted or rejected), a heartbeat, a logout, an OUCH message for an
+//! authenticated session, a MoldUDP64 re-request, or a drop with a typed reason that is also counted.
+//! Outbound, [`Sessions::heartbeats_due`] names the sessions owed a Server Heartbeat and [`Sessions::expire`]
+//! the ones whose client fell silent, with the time passed in, so tests drive both explicitly.
 //!
 //! What a firm can observe of its session beyond the login — its outbound sequence numbers, the replies kept for
 //! re-requests, which UserRefNums it has used up — is derived from the journal and lives in the appliance's
@@ -10,9 +12,15 @@
 //! a session is logged in from, when it was last heard).
 //!
 //! Rules, in the order they are applied:
-//! * A Login Request is accepted only when the username is configured, the password matches, and the source
-//!   address is one of that firm's allowed sources. **Failed logins and unknown sources are dropped and counted,
-//!   never answered** (DESIGN §9: a Login Rejected would tell a scanner which usernames and addresses exist).
+//! * A Login Request is accepted only when the username is configured, the password matches (both compared
+//!   without regard to case, SoupBinTCP 3.00 section 2.3.1), the source address is one of that firm's allowed
+//!   sources, and the Requested Session is blank (the current one) or the firm's own session name. **A failed
+//!   login is answered with Login Rejected** (section 2.2.2): reason 'A' (not authorised) for an unknown user,
+//!   a wrong password or a source the firm may not use, reason 'S' (session not available) for a Requested
+//!   Session that is not the firm's or a session logged in elsewhere. Every rejection is counted by reason
+//!   ([`DropReason`]) and by the code sent. With [`SessionLimits::silent_to_unlisted_sources`], a login from an
+//!   address that is in no firm's allowed sources is not answered at all (counted the same, and as silent), so
+//!   a scanner outside the cross-connect learns nothing.
 //!   A successful login binds the session to the exact source address (IPv4 and port) it came from.
 //!   **A session is live from one source at a time**: a login for a session that is logged in from another
 //!   source is refused and counted ([`DropReason::SessionInUse`]), so a captured login replayed from another
@@ -58,10 +66,12 @@ pub enum DropReason {
     /// Login for a session that is logged in from another source (a takeover attempt, or a firm that moved
     /// without logging out).
     SessionInUse,
+    /// Login whose Requested Session is neither blank nor the firm's own session name.
+    NoSuchSession,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Malformed,
         DropReason::UnknownUser,
@@ -72,7 +82,20 @@ impl DropReason {
         DropReason::UnexpectedPacket,
         DropReason::BadRequest,
         DropReason::SessionInUse,
+        DropReason::NoSuchSession,
     ];
+
+    /// The SoupBinTCP Login Rejected reason code a failed login of this reason is answered with (section 2.2.2),
+    /// `None` for reasons that are not login failures.
+    pub fn login_reject_code(self) -> Option<u8> {
+        match self {
+            DropReason::UnknownUser | DropReason::BadPassword | DropReason::SourceNotAllowed => {
+                Some(soup::reject_code::NOT_AUTHORIZED)
+            }
+            DropReason::SessionInUse | DropReason::NoSuchSession => Some(soup::reject_code::SESSION_NOT_AVAILABLE),
+            _ => None,
+        }
+    }
 }
 
 /// What one inbound packet means.
@@ -83,6 +106,12 @@ pub enum Outcome {
     LoginAccepted {
         session: SessionId,
         requested_sequence: u64,
+    },
+    /// Answer with a SoupBinTCP Login Rejected carrying `code` ([`Sessions::emit_login_rejected`]); the login
+    /// failed for `reason` (already counted).
+    LoginRejected {
+        reason: DropReason,
+        code: u8,
     },
     Heartbeat {
         session: SessionId,
@@ -119,6 +148,14 @@ pub struct SessionCounters {
     pub logouts: u64,
     pub messages: u64,
     pub idle_logouts: u64,
+    /// Login Rejected sent with reason 'A' (not authorised).
+    pub login_rejected_not_authorized: u64,
+    /// Login Rejected sent with reason 'S' (session not available).
+    pub login_rejected_session_unavailable: u64,
+    /// Failed logins from addresses in no firm's allowed sources, not answered (silent mode).
+    pub login_rejects_silent: u64,
+    /// Server Heartbeats owed to idle sessions (each one is sent).
+    pub server_heartbeats: u64,
 }
 
 impl SessionCounters {
@@ -131,6 +168,8 @@ struct State {
     firm: FirmConfig,
     bound: Option<SocketAddrV4>,
     last_heard_ns: u64,
+    /// When the session was last sent anything (a reply, a Login Accepted, a heartbeat).
+    last_sent_ns: u64,
 }
 
 /// All order-entry sessions. Sessions are found by linear scan: a venue has tens of firms per appliance, and a
@@ -150,19 +189,30 @@ pub enum OutboundError {
     Wire(#[from] bourse_nic::wire::Error),
 }
 
-/// Compares without an early exit so response timing does not reveal how much of a password matched.
+/// Compares without an early exit so response timing does not reveal how much of a password matched, and
+/// without regard to case (SoupBinTCP 3.00 section 2.3.1: "Both Username and Password are case-insensitive").
 fn same_secret<const N: usize>(a: &[u8; N], b: &[u8; N]) -> bool {
     a.iter()
         .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        .fold(0u8, |acc, (x, y)| acc | (x.to_ascii_uppercase() ^ y.to_ascii_uppercase()))
         == 0
 }
+
+/// What a Server Heartbeat is on the wire: SoupBinTCP 3.00 section 2.2.4, length 1, type 'H'.
+pub const SERVER_HEARTBEAT: [u8; 3] = [0, 1, soup::packet_type::SERVER_HEARTBEAT];
+
+/// The notice sent to a session logged out for client silence: a SoupBinTCP Debug Packet (section 2.1, free
+/// human-readable text that client software ignores). SoupBinTCP over TCP tells a client it was logged out by
+/// closing the socket (section 1.3); UDP has no socket to close, and End of Session 'Z' would be wrong: it says
+/// the session is finished and cannot be logged into again (section 2.2.5), while this one can, with replay.
+pub const IDLE_LOGOUT_NOTICE: &[u8] = b"\x00\x40+logged out: nothing received for the idle timeout; log in again";
+const _: () = assert!(IDLE_LOGOUT_NOTICE.len() == 2 + 0x40, "the Debug Packet's length field counts type + text");
 
 impl Sessions {
     pub fn new(firms: &[FirmConfig], limits: SessionLimits) -> Sessions {
         let states = firms
             .iter()
-            .map(|f| State { firm: f.clone(), bound: None, last_heard_ns: 0 })
+            .map(|f| State { firm: f.clone(), bound: None, last_heard_ns: 0, last_sent_ns: 0 })
             .collect();
         Sessions {
             states,
@@ -234,7 +284,10 @@ impl Sessions {
             return self.drop(DropReason::Malformed);
         };
         if let soup::Repr::LoginRequest(l) = p {
-            return self.login(src, &l, now_ns);
+            return match self.login(src, &l, now_ns) {
+                Ok(o) => o,
+                Err(reason) => self.reject_login(src, reason),
+            };
         }
         let Some(i) = self.bound_index(src) else {
             return self.drop(DropReason::NotLoggedIn);
@@ -265,22 +318,45 @@ impl Sessions {
         }
     }
 
-    fn login(&mut self, src: SocketAddrV4, l: &soup::LoginRequest, now_ns: u64) -> Outcome {
-        let Some(i) = self
+    /// Counts a failed login and says whether to answer it (with the code for its reason) or stay silent.
+    fn reject_login(&mut self, src: SocketAddrV4, reason: DropReason) -> Outcome {
+        self.counters.drops[reason as usize] += 1;
+        let listed = self.states.iter().any(|s| s.firm.sources.iter().any(|a| a.matches(src)));
+        let code = match reason.login_reject_code() {
+            Some(code) if listed || !self.limits.silent_to_unlisted_sources => code,
+            _ => {
+                self.counters.login_rejects_silent += 1;
+                return Outcome::Drop(reason);
+            }
+        };
+        if code == soup::reject_code::NOT_AUTHORIZED {
+            self.counters.login_rejected_not_authorized += 1;
+        } else {
+            self.counters.login_rejected_session_unavailable += 1;
+        }
+        Outcome::LoginRejected { reason, code }
+    }
+
+    fn login(&mut self, src: SocketAddrV4, l: &soup::LoginRequest, now_ns: u64) -> Result<Outcome, DropReason> {
+        let i = self
             .states
             .iter()
-            .position(|s| s.firm.username == l.username)
-        else {
-            return self.drop(DropReason::UnknownUser);
-        };
+            .position(|s| s.firm.username.0.eq_ignore_ascii_case(&l.username.0))
+            .ok_or(DropReason::UnknownUser)?;
         if !same_secret(&self.states[i].firm.password.0, &l.password.0) {
-            return self.drop(DropReason::BadPassword);
+            return Err(DropReason::BadPassword);
         }
         if !self.states[i].firm.sources.iter().any(|a| a.matches(src)) {
-            return self.drop(DropReason::SourceNotAllowed);
+            return Err(DropReason::SourceNotAllowed);
+        }
+        // Section 2.3.1: the Requested Session names the session to log into, or is blank for the current one.
+        // A firm has one session, named by its outbound stream.
+        if l.session != bourse_nic::wire::alpha::SessionName::BLANK && l.session != self.states[i].firm.session_name
+        {
+            return Err(DropReason::NoSuchSession);
         }
         if matches!(self.states[i].bound, Some(live) if live != src) {
-            return self.drop(DropReason::SessionInUse);
+            return Err(DropReason::SessionInUse);
         }
         // A source address belongs to one session at a time: a firm logging in again from an address another
         // of its sessions holds takes the address over.
@@ -292,23 +368,49 @@ impl Sessions {
         let s = &mut self.states[i];
         s.bound = Some(src);
         s.last_heard_ns = now_ns;
+        s.last_sent_ns = now_ns;
         self.counters.logins += 1;
-        Outcome::LoginAccepted { session: s.firm.session, requested_sequence: l.sequence }
+        Ok(Outcome::LoginAccepted { session: s.firm.session, requested_sequence: l.sequence })
     }
 
-    /// Logs out every session silent for longer than the idle timeout; returns how many.
-    pub fn expire(&mut self, now_ns: u64) -> usize {
+    /// Logs out every session silent for longer than the idle timeout, calling `f` with each one and the address
+    /// it was logged in from (the caller sends it [`IDLE_LOGOUT_NOTICE`]); returns how many.
+    pub fn expire(&mut self, now_ns: u64, f: &mut impl FnMut(SessionId, SocketAddrV4)) -> usize {
         let mut n = 0;
         for s in self.states.iter_mut() {
-            if s.bound.is_some()
-                && now_ns.saturating_sub(s.last_heard_ns) > self.limits.idle_timeout_ns
-            {
+            let Some(peer) = s.bound else { continue };
+            if now_ns.saturating_sub(s.last_heard_ns) > self.limits.idle_timeout_ns {
                 s.bound = None;
                 n += 1;
+                f(s.firm.session, peer);
             }
         }
         self.counters.idle_logouts += n as u64;
         n
+    }
+
+    /// Calls `f` with every logged-in session that has been sent nothing for the heartbeat interval, and the
+    /// address it is logged in from, and counts it as sent to now: the caller sends it [`SERVER_HEARTBEAT`].
+    /// Returns how many.
+    pub fn heartbeats_due(&mut self, now_ns: u64, f: &mut impl FnMut(SessionId, SocketAddrV4)) -> usize {
+        let mut n = 0;
+        for s in self.states.iter_mut() {
+            let Some(peer) = s.bound else { continue };
+            if now_ns.saturating_sub(s.last_sent_ns) >= self.limits.heartbeat_interval_ns {
+                s.last_sent_ns = now_ns;
+                n += 1;
+                f(s.firm.session, peer);
+            }
+        }
+        self.counters.server_heartbeats += n as u64;
+        n
+    }
+
+    /// Records that `session` was sent something at `now_ns` (it owes no heartbeat for another interval).
+    pub fn note_sent(&mut self, session: SessionId, now_ns: u64) {
+        if let Some(s) = self.states.iter_mut().find(|s| s.firm.session == session) {
+            s.last_sent_ns = s.last_sent_ns.max(now_ns);
+        }
     }
 
     /// The address a session is logged in from (where its replies go).
@@ -335,6 +437,11 @@ impl Sessions {
         let name = self.session_name(session).ok_or(OutboundError::UnknownSession(session))?;
         let r = soup::Repr::LoginAccepted(soup::LoginAccepted { session: name, sequence });
         Ok(r.emit(buf)?)
+    }
+
+    /// Writes the SoupBinTCP Login Rejected answering `Outcome::LoginRejected`; returns its length.
+    pub fn emit_login_rejected(code: u8, buf: &mut [u8]) -> Result<usize, OutboundError> {
+        Ok(soup::Repr::LoginRejected(code).emit(buf)?)
     }
 }
 
