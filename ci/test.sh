@@ -74,6 +74,9 @@ bash ci/fuzz.sh "${FUZZ_SECONDS:-20}"
 step "failover test: kill -9 the primary under load (in network namespaces as root, else on loopback), the standby promotes, no acknowledged order lost (${FAILOVER_ROUNDS:-10} rounds)"
 bash ci/failover-test.sh "${FAILOVER_ROUNDS:-10}"
 
+step "witness fault matrix: etcd as the pair's witness; standby killed, mirror link cut, primary isolated, etcd leader killed (${WITNESS_ROUNDS:-3} rounds)"
+bash ci/witness-test.sh "${WITNESS_ROUNDS:-3}"
+
 step "crash test: kill -9 under load, recover, check (${CRASH_ROUNDS:-50} rounds)"
 bash ci/crash-test.sh "${CRASH_ROUNDS:-50}"
 

@@ -127,8 +127,12 @@ impl CommitIndex {
         }
     }
 
-    /// Changes the policy (e.g. `Local` after the standby is declared lost by the operator).
+    /// Changes the policy (e.g. `Local` after the witness removed the lost standby from the members). A frozen
+    /// index keeps its policy: switching it would release what the freeze holds back.
     pub fn set_policy(&self, policy: AckPolicy) {
+        if self.frozen.load(Ordering::Acquire) {
+            return;
+        }
         self.policy.store(policy_code(policy), Ordering::Relaxed);
     }
 

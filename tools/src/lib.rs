@@ -9,6 +9,7 @@
 pub mod alloc_count;
 pub mod bench;
 pub mod demo;
+pub mod etcd;
 pub mod hist;
 pub mod load;
 pub mod netns;

@@ -239,3 +239,23 @@ fn the_default_name_is_the_appliances_default() {
     .unwrap();
     assert_eq!(config.appliance.name, bourse::stats::DEFAULT_NAME);
 }
+
+/// Every counter of the table lands in its own word and reads back under its own name, including the slots past
+/// the first 32 that layout 4 appended.
+#[test]
+fn every_counter_reads_back_under_its_own_name() {
+    use bourse_appliance::obs::statsblock::COUNTERS;
+    let name = unique_name("counters");
+    let _cleanup = Cleanup(stats_path(&name).unwrap());
+    let writer = StatsWriter::create(&name).unwrap();
+    for (i, &(c, _, _)) in COUNTERS.iter().enumerate() {
+        writer.set_counter(c, 1_000 + i as u64);
+    }
+    let reader = StatsReader::open(&name).unwrap();
+    let snapshot = reader.block().snapshot();
+    assert_eq!(snapshot.counters.len(), COUNTERS.len());
+    for (i, (named, &(c, name, _))) in snapshot.counters.iter().zip(COUNTERS.iter()).enumerate() {
+        assert_eq!((named.name, named.count), (name, 1_000 + i as u64));
+        assert_eq!(reader.block().counter(c), 1_000 + i as u64);
+    }
+}

@@ -32,6 +32,53 @@ pub struct Config {
     /// Hot standby (absent: no mirror, this node serves alone).
     #[serde(default)]
     pub mirror: Option<MirrorSection>,
+    /// The pair's witness (absent: the pair decides alone, as the mirror's timeouts say).
+    #[serde(default)]
+    pub witness: Option<WitnessSection>,
+}
+
+/// `[witness]`: etcd as the arbiter of the pair (README, "Witness"). Both nodes name the same endpoints and key,
+/// each its own `node` and the other's `peer`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessSection {
+    /// Client addresses (`host:port`) of the etcd members, tried in turn.
+    pub endpoints: Vec<String>,
+    /// The partition's record is the key `<prefix>/<partition>`.
+    #[serde(default = "default_witness_prefix")]
+    pub prefix: String,
+    #[serde(default = "default_witness_partition")]
+    pub partition: String,
+    /// This node's name in the record.
+    pub node: String,
+    /// The other node of the pair.
+    pub peer: String,
+    /// Each request to a member gives up after this long.
+    #[serde(default = "default_witness_timeout_ms")]
+    pub timeout_ms: u64,
+    /// The primary removes a standby silent for this long from the members and acknowledges alone (absent:
+    /// `mirror.promote_after_ms`).
+    pub standby_lost_after_ms: Option<u64>,
+}
+
+impl WitnessSection {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.prefix.trim_end_matches('/'), self.partition)
+    }
+
+    pub fn standby_lost_after(&self, mirror: &MirrorSection) -> std::time::Duration {
+        std::time::Duration::from_millis(self.standby_lost_after_ms.unwrap_or(mirror.promote_after_ms))
+    }
+}
+
+fn default_witness_prefix() -> String {
+    "/bourse/partition".into()
+}
+fn default_witness_partition() -> String {
+    "0".into()
+}
+fn default_witness_timeout_ms() -> u64 {
+    200
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -591,6 +638,17 @@ impl Config {
                 );
             }
         }
+        if let Some(w) = &self.witness {
+            if self.mirror.is_none() {
+                bail!("[witness] needs a [mirror] section: it arbitrates a pair");
+            }
+            if w.endpoints.is_empty() {
+                bail!("witness.endpoints is empty");
+            }
+            if w.node.is_empty() || w.node == w.peer {
+                bail!("witness.node ({:?}) must be non-empty and differ from witness.peer ({:?})", w.node, w.peer);
+            }
+        }
         if let Some(m) = &self.mirror {
             m.validate()?;
         }
@@ -844,6 +902,22 @@ mod tests {
         let m = c.mirror.as_ref().unwrap();
         assert_eq!((m.role, m.ack, m.heartbeat_ms, m.promote_after_ms, m.epoch), (MirrorRole::Primary, MirrorAck::Local, 1, 5, 1));
         assert!(Config::parse(GOOD).unwrap().mirror.is_none());
+    }
+
+    #[test]
+    fn witness_section_defaults_and_checks() {
+        let mirror = "[mirror]\nrole = \"primary\"\nstandby_addr = \"127.0.0.1:9300\"\npromote_after_ms = 40\n";
+        let witness = "[witness]\nendpoints = [\"127.0.0.1:2379\"]\nnode = \"a\"\npeer = \"b\"\n";
+        let c = Config::parse(&format!("{GOOD}\n{mirror}{witness}")).unwrap();
+        let w = c.witness.as_ref().unwrap();
+        assert_eq!((w.key().as_str(), w.timeout_ms), ("/bourse/partition/0", 200));
+        assert_eq!(w.standby_lost_after(c.mirror.as_ref().unwrap()), std::time::Duration::from_millis(40));
+        assert!(Config::parse(GOOD).unwrap().witness.is_none(), "no witness unless configured: the pair decides alone");
+        let err = Config::parse(&format!("{GOOD}\n{witness}")).unwrap_err().to_string();
+        assert!(err.contains("needs a [mirror]"), "{err}");
+        let same = witness.replace("peer = \"b\"", "peer = \"a\"");
+        let err = Config::parse(&format!("{GOOD}\n{mirror}{same}")).unwrap_err().to_string();
+        assert!(err.contains("must be non-empty and differ"), "{err}");
     }
 
     #[test]

@@ -33,3 +33,4 @@ pub mod progress;
 pub mod session;
 pub mod standby;
 pub mod translate;
+pub mod witness;

@@ -36,6 +36,8 @@ use crate::appliance::mirror::{mirror_config, IdleBackoff};
 use crate::appliance::{self, setup};
 use crate::config::{Config, MirrorAck, MirrorRole, MirrorSection};
 use crate::obs::tsc::Clock;
+use crate::witness::pair::{self, Promotion};
+use crate::witness::Witness;
 
 #[derive(clap::Args, Debug)]
 pub struct StandbyArgs {
@@ -179,6 +181,10 @@ pub fn promoted_config(config: &Config, epoch: u32) -> anyhow::Result<Config> {
     Ok(promoted)
 }
 
+/// How long a standby keeps asking a witness that does not answer before it gives the promotion up and follows
+/// again: several etcd election timeouts (1 s by default), so losing the etcd leader delays a promotion only.
+const PROMOTE_RETRY_WINDOW: Duration = Duration::from_secs(5);
+
 /// Batches remembered for mapping the local durable seq back to a mirror position. When full, the oldest is
 /// forgotten, which only makes the reported durable position lag (never run ahead).
 const BATCHES_MAX: usize = 1 << 14;
@@ -293,6 +299,11 @@ pub fn follow(config: &Config, stop: &AtomicBool) -> anyhow::Result<Outcome> {
         .with_context(|| format!("listening for the primary on {listen}"))
         .map_err(|e| appliance::bind_error("mirror.listen", listen, e))?;
     let mut resync: Option<(u64, Position)> = None;
+    // With a witness, promotion is a compare-and-swap there, and the epoch followed is at least the record's.
+    let mut witness = match &config.witness {
+        Some(w) => Some((crate::witness::from_config(w)?, w.node.as_str())),
+        None => None,
+    };
     loop {
         let journal = setup::recover_journal(config)?;
         let started_seq = journal.started.recovered_seq;
@@ -308,6 +319,21 @@ pub fn follow(config: &Config, stop: &AtomicBool) -> anyhow::Result<Outcome> {
             }
             None => u64::from(section.epoch).max(setup::last_record_epoch(&dir, started_seq)),
         };
+        let epoch = match witness.as_mut().map(|(w, _)| w.read()) {
+            Some(Ok(Some(record))) => {
+                eprintln!(
+                    "bourse standby: witness: epoch {}, primary {}, members {:?}",
+                    record.value.epoch, record.value.primary, record.value.members
+                );
+                epoch.max(u64::from(record.value.epoch))
+            }
+            Some(Ok(None)) => epoch,
+            Some(Err(e)) => {
+                eprintln!("bourse standby: witness: {e}; following in epoch {epoch} (promotion needs the witness)");
+                epoch
+            }
+            None => epoch,
+        };
         let follower = Follower::new(journal, durable);
         let standby = Standby::new(mirror, WalRecords, epoch, durable);
         eprintln!(
@@ -318,9 +344,13 @@ pub fn follow(config: &Config, stop: &AtomicBool) -> anyhow::Result<Outcome> {
             transport.local_addr().map(|a| a.to_string()).unwrap_or_else(|| listen.to_string()),
             section.promote_after_ms
         );
-        let run = Following { section, started_seq, follower, standby };
+        let run = Following { section, started_seq, follower, standby, witness: witness.as_mut() };
         match run.until_event(stop, &mut region, transport)? {
             Step::Done(outcome) => return Ok(outcome),
+            Step::Refused { transport: kept } => {
+                transport = kept;
+                resync = None;
+            }
             Step::Resync { epoch: newer, truncate_to, transport: kept } => {
                 transport = kept;
                 let aside = dir.join(format!("diverged-epoch{epoch}-after-seq{}", truncate_to.seq));
@@ -347,19 +377,22 @@ pub fn follow(config: &Config, stop: &AtomicBool) -> anyhow::Result<Outcome> {
 enum Step {
     Done(Outcome),
     Resync { epoch: u64, truncate_to: Position, transport: TcpTransport },
+    /// The witness did not let this node promote: it follows again, from its own journal.
+    Refused { transport: TcpTransport },
 }
 
 /// One stretch of following: from a recovered journal to promotion, a resync, or `stop`.
-struct Following<'a> {
+struct Following<'a, 'w> {
     section: &'a MirrorSection,
     started_seq: u64,
     follower: Follower,
     standby: Standby<WalRecords>,
+    witness: Option<&'w mut (Box<dyn Witness>, &'a str)>,
 }
 
-impl Following<'_> {
+impl Following<'_, '_> {
     fn until_event(self, stop: &AtomicBool, region: &mut Box<[u8]>, mut transport: TcpTransport) -> anyhow::Result<Step> {
-        let Following { section, started_seq, mut follower, mut standby } = self;
+        let Following { section, started_seq, mut follower, mut standby, witness } = self;
         let clock = Instant::now();
         let mut backoff = IdleBackoff::default();
         let mut reported_sync = false;
@@ -395,6 +428,37 @@ impl Following<'_> {
                 Some(StandbyEvent::Promoted { epoch, at }) => {
                     let silent_at = Instant::now() - Duration::from_millis(section.promote_after_ms);
                     let epoch = u32::try_from(epoch).context("epoch beyond u32")?;
+                    if let Some((w, node)) = witness {
+                        let asked = Instant::now();
+                        let mut answer = pair::promote(w.as_mut(), node, epoch - 1);
+                        // No answer is not a refusal: etcd may be electing a leader. Asking again is safe, since
+                        // a primary that is still alive removes this silent standby first and the swap is refused.
+                        while answer.is_err() && asked.elapsed() < PROMOTE_RETRY_WINDOW && !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(20));
+                            answer = pair::promote(w.as_mut(), node, epoch - 1);
+                        }
+                        let cas_ms = asked.elapsed().as_secs_f64() * 1e3;
+                        match answer {
+                            Ok(Promotion::Won { epoch: won }) if won == epoch => {
+                                eprintln!("bourse standby: witness: won the promotion to epoch {won} (CAS {cas_ms:.1} ms)");
+                            }
+                            other => {
+                                let why = match other {
+                                    Ok(Promotion::Refused(why)) => why,
+                                    Ok(Promotion::Won { epoch: won }) => {
+                                        format!("won epoch {won}, but the mirror promoted to {epoch}")
+                                    }
+                                    Err(e) => e.to_string(),
+                                };
+                                eprintln!(
+                                    "bourse standby: witness: NOT promoting ({why}; asked in {cas_ms:.1} ms); this node \
+                                     does not serve and follows again"
+                                );
+                                follower.close()?;
+                                return Ok(Step::Refused { transport });
+                            }
+                        }
+                    }
                     eprintln!(
                         "bourse standby: primary silent for {} ms; {} records applied, {} orders open; handing the \
                          journal over",

@@ -27,6 +27,7 @@ use bourse_persist::mirror::{MirrorConfig, Position, Primary, WalLog, WalRecords
 use bourse_persist::CommitIndex;
 
 use crate::config::{Config, MirrorSection};
+use crate::witness::agent::{Observation, PrimaryAgent};
 
 /// Records walked per poll at most, so one poll stays short even when the writer is far ahead.
 const TAIL_WALK_RECORDS_MAX: usize = 4_096;
@@ -107,6 +108,8 @@ pub struct MirrorSender {
     /// Kept across [`MirrorSender::run_for`] calls: the aux thread's other work must not make the loop forget
     /// that traffic is flowing.
     backoff: IdleBackoff,
+    /// With a `[witness]`: the pair's membership, kept by compare-and-swap from what this loop sees of the standby.
+    agent: Option<PrimaryAgent>,
 }
 
 impl MirrorSender {
@@ -131,7 +134,17 @@ impl MirrorSender {
             status: SenderStatus { tail: start, acked: start, ..SenderStatus::default() },
             clock: Instant::now(),
             backoff: IdleBackoff::default(),
+            agent: None,
         })
+    }
+
+    /// Lets the witness decide, from this loop's view of the standby, when the primary acknowledges alone.
+    pub fn attach_witness(&mut self, agent: PrimaryAgent) {
+        self.agent = Some(agent);
+    }
+
+    pub fn witness(&self) -> Option<&PrimaryAgent> {
+        self.agent.as_ref()
     }
 
     /// Freezes the commit index where it is: the mirrored seq stops advancing, so nothing more is released.
@@ -176,6 +189,12 @@ impl MirrorSender {
                 self.primary.epoch(),
                 self.commit.committed()
             );
+        }
+        if let Some(agent) = self.agent.as_mut() {
+            agent.poll(Observation {
+                standby_silent: self.primary.standby_silent_ns(now_ns).map(Duration::from_nanos),
+                lag_bytes: self.primary.standby_lag_bytes(),
+            });
         }
         Ok(work + walked)
     }

@@ -55,7 +55,7 @@ use crate::config::Config;
 use crate::obs::hlog::{rotate_existing, HlogWriter};
 use crate::obs::metrics::MetricsServer;
 use crate::obs::stages::StageExporter;
-use crate::obs::statsblock::{Counter, StatsWriter, COUNTERS, REJECT_REASONS_MAX};
+use crate::obs::statsblock::{Counter, StatsWriter, COUNTERS, REJECT_REASONS_MAX, WITNESS_COUNTERS};
 use crate::translate::{CANCEL_REJECT_ROW, REJECT_CODES, REJECT_ROWS};
 use crate::obs::tsc::Clock;
 use pipeline::Pipeline;
@@ -156,6 +156,9 @@ pub fn serve_with_clock(
     ready: Option<Arc<AtomicBool>>,
     journal: Option<setup::Journal>,
 ) -> anyhow::Result<Summary> {
+    // With a witness the epoch is the record's, whatever the configuration says: fencing survives any restart.
+    let claimed = crate::witness::claim(config)?;
+    let config = &claimed.config;
     let journal = match journal {
         Some(j) => j,
         None => {
@@ -227,7 +230,10 @@ pub fn serve_with_clock(
         Some(m) if m.role == crate::config::MirrorRole::Primary && m.standby_addr.is_some() => {
             // This epoch's records start where recovery (or the promotion) left the log.
             let start = Position { seq: started.recovered_seq, offset: started.recovered_offset };
-            let sender = mirror::MirrorSender::start(config, &started.wal_dir, start, Arc::clone(&pipeline.commit))?;
+            let mut sender = mirror::MirrorSender::start(config, &started.wal_dir, start, Arc::clone(&pipeline.commit))?;
+            if let Some(agent) = crate::witness::primary_agent(&claimed, Arc::clone(&pipeline.commit))? {
+                sender.attach_witness(agent);
+            }
             eprintln!(
                 "bourse: mirror: primary epoch {}, shipping the WAL to {} (ack = {:?}, heartbeat {} ms)",
                 m.epoch,
@@ -457,8 +463,9 @@ impl Exported {
             stats.add_reject(i, r - self.rejects[i]);
         }
         self.rejects = p.rejects;
-        // One entry per counter: the array's type holds the two lists to the same length.
-        let totals: [(Counter, u64); COUNTERS.len()] = [
+        // One entry per counter but the witness's (the aux thread sets those): the array's type holds the two
+        // lists to the same length.
+        let totals: [(Counter, u64); COUNTERS.len() - WITNESS_COUNTERS] = [
             (Counter::KernelDrops, b.kernel_drops),
             (Counter::NicDrops, b.nic_drops),
             (Counter::Oversized, b.oversized),
@@ -621,6 +628,13 @@ fn aux_loop(
             return Ok(());
         }
         tick_mirror(&mut sender, Duration::from_millis(1));
+        if let Some(agent) = sender.as_ref().and_then(|s| s.witness()) {
+            let (st, state) = (agent.stats(), agent.state());
+            stats.set_counter(Counter::WitnessAlone, u64::from(state == crate::witness::agent::PairState::Alone));
+            stats.set_counter(Counter::WitnessCasWon, st.cas_won);
+            stats.set_counter(Counter::WitnessReplaced, st.replaced.min(1));
+            stats.set_counter(Counter::WitnessUnreachable, st.unreachable);
+        }
     }
 }
 

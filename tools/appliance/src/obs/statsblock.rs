@@ -18,6 +18,7 @@
 //!       89 text seq   90 backend name (32 bytes)  94 drop names[16] (24 bytes each)  142 reject names[32]
 //!      238 counters[32] (layout 2: one per entry of COUNTERS, the rest reserved)
 //!      270 stage interval count[6]  276 stage buckets[6][25] (layout 3)
+//!      426 counters[32..64] (layout 4: counter slots past the first 32)
 //! ```
 //!
 //! **Stage latencies.** Two views of each [`Span`], both over wire inputs only. The quantiles and the interval
@@ -45,7 +46,7 @@ use super::sys::Mapping;
 use super::tsc::monotonic_ns;
 
 pub const STATS_MAGIC: u64 = u64::from_le_bytes(*b"BRSSTAT1");
-pub const STATS_LAYOUT_VERSION: u64 = 3;
+pub const STATS_LAYOUT_VERSION: u64 = 4;
 pub const DROP_REASONS_MAX: usize = 16;
 pub const REJECT_REASONS_MAX: usize = 32;
 pub const REASON_NAME_BYTES: usize = 24;
@@ -85,8 +86,10 @@ pub const STAGE_BUCKETS_LE_NS: [u64; STAGE_BUCKETS] = [
     10_000_000_000,
 ];
 pub const STAGE_BUCKETS: usize = 25;
-/// Counter slots in the block (layout 2); [`COUNTERS`] uses the first ones.
-pub const COUNTERS_MAX: usize = 32;
+/// Counter slots in the block: the first [`COUNTERS_FIRST`] at word 238 (layout 2), the rest appended at the end
+/// (layout 4); [`COUNTERS`] uses the first ones.
+pub const COUNTERS_MAX: usize = 64;
+const COUNTERS_FIRST: usize = 32;
 
 /// Counters beyond rx/tx and the reason tables: every loss or refusal that is not a drop or reject reason. Each
 /// is exported as the Prometheus counter `bourse_<name>_total` and shown by `bourse stats`.
@@ -120,14 +123,22 @@ pub enum Counter {
     LoginRejectedSessionUnavailable,
     LoginRejectsSilent,
     ServerHeartbeats,
+    WitnessAlone,
+    WitnessCasWon,
+    WitnessReplaced,
+    WitnessUnreachable,
     SnapshotsTaken,
     SnapshotsFailed,
     SnapshotsSkipped,
     SnapshotsShort,
 }
 
+/// Entries of [`COUNTERS`] the primary's aux thread sets from its witness agent (the `Witness*` ones); the pipeline's
+/// exporter sets all the others.
+pub const WITNESS_COUNTERS: usize = 4;
+
 /// `(counter, name, help)` in slot order: `COUNTERS[i].0 as usize == i`.
-pub const COUNTERS: [(Counter, &str, &str); 32] = [
+pub const COUNTERS: [(Counter, &str, &str); 36] = [
     (
         Counter::KernelDrops,
         "kernel_drops",
@@ -237,6 +248,23 @@ pub const COUNTERS: [(Counter, &str, &str); 32] = [
         "Failed logins from addresses in no firm's allowed_sources, not answered (appliance.silent_to_unlisted_sources).",
     ),
     (Counter::ServerHeartbeats, "server_heartbeats", "SoupBinTCP Server Heartbeats sent to idle sessions."),
+    (
+        Counter::WitnessAlone,
+        "witness_alone",
+        "1 while this primary acknowledges alone on local durability: the witness removed its lost standby from the \
+         members.",
+    ),
+    (Counter::WitnessCasWon, "witness_cas_won", "Membership changes this primary won at the witness."),
+    (
+        Counter::WitnessReplaced,
+        "witness_replaced",
+        "1 once the witness named a newer epoch or another primary: this node acknowledges nothing more.",
+    ),
+    (
+        Counter::WitnessUnreachable,
+        "witness_unreachable",
+        "Witness requests that got no answer (each retried; the pair holds releases meanwhile).",
+    ),
     (Counter::SnapshotsTaken, "snapshots_taken", "Snapshots written, read back and verified to restore to their state."),
     (
         Counter::SnapshotsFailed,
@@ -294,16 +322,21 @@ pub struct StatsBlock {
     backend_name: [AtomicU64; BACKEND_NAME_WORDS],
     drop_names: [[AtomicU64; REASON_NAME_WORDS]; DROP_REASONS_MAX],
     reject_names: [[AtomicU64; REASON_NAME_WORDS]; REJECT_REASONS_MAX],
-    counters: [AtomicU64; COUNTERS_MAX],
+    counters: [AtomicU64; COUNTERS_FIRST],
     stage_interval_count: [AtomicU64; SPAN_COUNT],
     stage_buckets: [[AtomicU64; STAGE_BUCKETS]; SPAN_COUNT],
+    counters_more: [AtomicU64; COUNTERS_MAX - COUNTERS_FIRST],
 }
 
 const _: () = assert!(REASON_NAME_BYTES.is_multiple_of(8) && BACKEND_NAME_BYTES.is_multiple_of(8));
 const _: () = assert!(std::mem::offset_of!(StatsBlock, counters) == 238 * 8, "layout 1 is a prefix of layout 2");
 const _: () = assert!(
-    std::mem::offset_of!(StatsBlock, stage_interval_count) == (238 + COUNTERS_MAX) * 8,
+    std::mem::offset_of!(StatsBlock, stage_interval_count) == (238 + COUNTERS_FIRST) * 8,
     "layout 2 is a prefix of layout 3"
+);
+const _: () = assert!(
+    std::mem::offset_of!(StatsBlock, counters_more) == (238 + COUNTERS_FIRST + SPAN_COUNT * (1 + STAGE_BUCKETS)) * 8,
+    "layout 3 is a prefix of layout 4"
 );
 const _: () = assert!(
     std::mem::size_of::<StatsBlock>() == (238 + COUNTERS_MAX + SPAN_COUNT * (1 + STAGE_BUCKETS)) * 8
@@ -475,7 +508,17 @@ impl StatsBlock {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
     pub fn counter(&self, c: Counter) -> u64 {
-        self.counters[c as usize].load(Ordering::Relaxed)
+        self.counter_slot(c).load(Ordering::Relaxed)
+    }
+    /// The word of counter `c`: its slot in the first array, or past it in the appended one.
+    #[inline(always)]
+    fn counter_slot(&self, c: Counter) -> &AtomicU64 {
+        let i = c as usize;
+        if i < COUNTERS_FIRST {
+            &self.counters[i]
+        } else {
+            &self.counters_more[i - COUNTERS_FIRST]
+        }
     }
     /// Samples of `span` in the last exported interval (which the quantiles describe).
     pub fn stage_interval_count(&self, span: Span) -> u64 {
@@ -707,7 +750,7 @@ impl StatsWriter {
     /// Sets a counter to its current total (each has one writing thread, which owns the running count).
     #[inline(always)]
     pub fn set_counter(&self, c: Counter, total: u64) {
-        self.block().counters[c as usize].store(total, Ordering::Relaxed);
+        self.block().counter_slot(c).store(total, Ordering::Relaxed);
     }
     #[inline(always)]
     pub fn set_orders_resting(&self, n: u64) {
