@@ -7,14 +7,15 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   # pkg-config + DPDK for the dpdk backend; libxdp/libbpf for AF_XDP tooling; libibverbs for the verbs mirror;
   # iproute2 for the namespace tests; a TrueType font for `bourse hist --plot`; tshark, whose MoldUDP64 dissector
   # decodes the appliance's real output in tests; Chromium and chromedriver, the browser `bourse report`'s page is
-  # checked in; prometheus for promtool, which checks the metrics exposition.
+  # checked in; prometheus for promtool, which checks the metrics exposition; PostgreSQL, a backend of `bourse ledger`
+  # (its tests start a throwaway cluster of their own).
   apt-get install -y -qq --no-install-recommends \
     build-essential pkg-config iproute2 \
     dpdk dpdk-dev libdpdk-dev \
     libxdp-dev libbpf-dev \
     rdma-core libibverbs-dev ibverbs-utils \
     fonts-dejavu-core util-linux tshark \
-    chromium chromium-driver prometheus >/dev/null
+    chromium chromium-driver prometheus postgresql >/dev/null
   # The verbs mirror tests run inside a QEMU VM with soft-RoCE (ci/rxe-vm.sh): cpio, kmod and xz build its
   # initramfs. bookworm's qemu-system-x86 (7.2) would replace the backported qemu-utils these images carry, so QEMU
   # comes from bookworm-backports, whose source is added next to the image's own Debian source when missing.
