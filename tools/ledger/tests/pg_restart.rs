@@ -26,7 +26,7 @@ fn postgres_restart_under_the_running_ledger() {
             return;
         }
     };
-    let root = tempdir("pg-restart");
+    let root = tempdir("restart-books");
     let wal = root.join("wal");
     std::fs::create_dir_all(&wal).unwrap();
     let written = Arc::new(AtomicU64::new(0));
