@@ -8,14 +8,14 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   # iproute2 for the namespace tests; a TrueType font for `bourse hist --plot`; tshark, whose MoldUDP64 dissector
   # decodes the appliance's real output in tests; Chromium and chromedriver, the browser `bourse report`'s page is
   # checked in; prometheus for promtool, which checks the metrics exposition; etcd (server and etcdctl), the pair's
-  # witness in the witness tests.
+  # witness in the witness tests; PostgreSQL, a backend of `bourse ledger` (its tests start a throwaway cluster).
   apt-get install -y -qq --no-install-recommends \
     build-essential pkg-config iproute2 \
     dpdk dpdk-dev libdpdk-dev \
     libxdp-dev libbpf-dev \
     rdma-core libibverbs-dev ibverbs-utils \
     fonts-dejavu-core util-linux tshark \
-    chromium chromium-driver prometheus etcd-server etcd-client >/dev/null
+    chromium chromium-driver prometheus etcd-server etcd-client postgresql >/dev/null
   # The verbs mirror tests run inside a QEMU VM with soft-RoCE (ci/rxe-vm.sh): cpio, kmod and xz build its
   # initramfs. bookworm's qemu-system-x86 (7.2) would replace the backported qemu-utils these images carry, so QEMU
   # comes from bookworm-backports, whose source is added next to the image's own Debian source when missing.

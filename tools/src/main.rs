@@ -41,6 +41,11 @@ enum Cmd {
     Load(load::LoadArgs),
     /// The main job: start the appliance in-process, load it at a few rates, print the latency table.
     Demo(demo::DemoArgs),
+    /// Clearing and settlement: the books of record in SQLite or PostgreSQL, from the committed journal.
+    Ledger {
+        #[command(subcommand)]
+        cmd: bourse_ledger::cli::LedgerCmd,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -75,6 +80,8 @@ enum BenchCmd {
     Clock(bench::clock::ClockArgs),
     /// Wire-to-ack round trip through the appliance over a veth pair, against each backend's bare echo.
     Wire(bench::wire::WireArgs),
+    /// Trades booked per second by `bourse ledger ingest` into SQLite and into PostgreSQL.
+    Ledger(bourse_ledger::bench::LedgerBenchArgs),
     /// The echo floor's server (run by `bench wire` inside a namespace).
     #[command(hide = true)]
     WireEcho(bench::wire::WireEchoArgs),
@@ -96,12 +103,14 @@ fn main() {
             BenchCmd::Recovery(a) => bench::recovery::run(a),
             BenchCmd::Clock(a) => bench::clock::run(a),
             BenchCmd::Wire(a) => bench::wire::run(a),
+            BenchCmd::Ledger(a) => bourse_ledger::bench::run(a),
             BenchCmd::WireEcho(a) => bench::wire::run_echo(a),
             BenchCmd::WireClient(a) => bench::wire::run_client(a),
         },
         Cmd::Run(a) => appliance::run(a),
         Cmd::Standby(a) => standby::run(a),
         Cmd::Wal { cmd } => walcmd::run(cmd),
+        Cmd::Ledger { cmd } => bourse_ledger::cli::run(cmd),
         Cmd::Hist(a) => hist::run(a),
         Cmd::Report(a) => bourse::obs::page::run(a),
         Cmd::Stats(a) => stats::run(a),

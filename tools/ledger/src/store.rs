@@ -1,0 +1,242 @@
+//! The seam between the ledger and its two databases. Both speak the same SQL (the schema keeps to `BIGINT`,
+//! `TEXT`, primary keys and `ON CONFLICT DO NOTHING`, and parameters are written `$1, $2, …` in order of first
+//! use, which SQLite binds by position too), so every statement is written once; a backend only prepares, binds,
+//! runs and converts values.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+/// A value bound to or read from a statement. The schema holds only 64-bit integers and text.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Val {
+    Int(i64),
+    Text(String),
+    Null,
+}
+
+impl Val {
+    pub fn int(&self) -> anyhow::Result<i64> {
+        match self {
+            Val::Int(v) => Ok(*v),
+            other => bail!("expected an integer, found {other:?}"),
+        }
+    }
+    pub fn text(&self) -> anyhow::Result<&str> {
+        match self {
+            Val::Text(v) => Ok(v),
+            other => bail!("expected text, found {other:?}"),
+        }
+    }
+}
+
+impl From<i64> for Val {
+    fn from(v: i64) -> Val {
+        Val::Int(v)
+    }
+}
+impl From<&str> for Val {
+    fn from(v: &str) -> Val {
+        Val::Text(v.to_string())
+    }
+}
+impl From<String> for Val {
+    fn from(v: String) -> Val {
+        Val::Text(v)
+    }
+}
+
+pub type Row = Vec<Val>;
+
+pub trait Store {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// Runs statements without parameters (schema, `BEGIN`, `COMMIT`).
+    fn batch(&mut self, sql: &str) -> anyhow::Result<()>;
+    /// Runs one statement; returns the rows it changed.
+    fn exec(&mut self, sql: &str, params: &[Val]) -> anyhow::Result<u64>;
+    fn query(&mut self, sql: &str, params: &[Val]) -> anyhow::Result<Vec<Row>>;
+    /// True when the connection is gone (the server restarted): the caller reconnects and resumes.
+    fn is_broken(&self) -> bool;
+}
+
+/// Runs `f` in one transaction: committed when it returns `Ok`, rolled back otherwise.
+pub fn transaction<T>(s: &mut dyn Store, f: impl FnOnce(&mut dyn Store) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    s.batch("BEGIN")?;
+    match f(s) {
+        Ok(v) => {
+            s.batch("COMMIT")?;
+            Ok(v)
+        }
+        Err(e) => {
+            // A broken connection has rolled back already; the original error is the one to report.
+            let _ = s.batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// One integer from a query returning one row (`COUNT`, `SUM` cast to `BIGINT`), 0 when it returns none or NULL.
+pub fn query_int(s: &mut dyn Store, sql: &str, params: &[Val]) -> anyhow::Result<i64> {
+    let rows = s.query(sql, params)?;
+    match rows.first().and_then(|r| r.first()) {
+        None | Some(Val::Null) => Ok(0),
+        Some(v) => v.int(),
+    }
+}
+
+/// Opens a database named by `url`: `postgres://…` or `postgresql://…` for PostgreSQL, else a SQLite file path
+/// (optionally `sqlite://path`).
+pub fn open(url: &str) -> anyhow::Result<Box<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Box::new(Postgres::connect(url)?))
+    } else {
+        let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        Ok(Box::new(Sqlite::open(path)?))
+    }
+}
+
+pub struct Sqlite {
+    conn: rusqlite::Connection,
+}
+
+impl Sqlite {
+    pub fn open(path: &str) -> anyhow::Result<Sqlite> {
+        let conn = rusqlite::Connection::open(path).with_context(|| format!("opening SQLite database {path}"))?;
+        // WAL journaling with full sync: a committed batch survives a crash of the process and of the host, and
+        // readers (`bourse ledger trades`) do not block the ingest.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(Sqlite { conn })
+    }
+}
+
+fn to_sqlite(v: &Val) -> rusqlite::types::Value {
+    match v {
+        Val::Int(i) => rusqlite::types::Value::Integer(*i),
+        Val::Text(t) => rusqlite::types::Value::Text(t.clone()),
+        Val::Null => rusqlite::types::Value::Null,
+    }
+}
+
+impl Store for Sqlite {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+    fn batch(&mut self, sql: &str) -> anyhow::Result<()> {
+        self.conn.execute_batch(sql).with_context(|| format!("sqlite: {}", first_line(sql)))
+    }
+    fn exec(&mut self, sql: &str, params: &[Val]) -> anyhow::Result<u64> {
+        let mut st = self.conn.prepare_cached(sql).with_context(|| format!("sqlite: preparing {sql}"))?;
+        let n = st
+            .execute(rusqlite::params_from_iter(params.iter().map(to_sqlite)))
+            .with_context(|| format!("sqlite: {sql}"))?;
+        Ok(n as u64)
+    }
+    fn query(&mut self, sql: &str, params: &[Val]) -> anyhow::Result<Vec<Row>> {
+        let mut st = self.conn.prepare_cached(sql).with_context(|| format!("sqlite: preparing {sql}"))?;
+        let cols = st.column_count();
+        let mut rows = st.query(rusqlite::params_from_iter(params.iter().map(to_sqlite)))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let mut row = Vec::with_capacity(cols);
+            for i in 0..cols {
+                row.push(match r.get_ref(i)? {
+                    rusqlite::types::ValueRef::Integer(v) => Val::Int(v),
+                    rusqlite::types::ValueRef::Text(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
+                    rusqlite::types::ValueRef::Null => Val::Null,
+                    other => bail!("sqlite: unexpected column type {:?} in {sql}", other.data_type()),
+                });
+            }
+            out.push(row);
+        }
+        Ok(out)
+    }
+    fn is_broken(&self) -> bool {
+        false
+    }
+}
+
+pub struct Postgres {
+    client: postgres::Client,
+    statements: HashMap<String, postgres::Statement>,
+}
+
+impl Postgres {
+    pub fn connect(url: &str) -> anyhow::Result<Postgres> {
+        let client = postgres::Client::connect(url, postgres::NoTls).context("connecting to PostgreSQL")?;
+        Ok(Postgres { client, statements: HashMap::new() })
+    }
+
+    fn statement(&mut self, sql: &str) -> anyhow::Result<postgres::Statement> {
+        if let Some(st) = self.statements.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self.client.prepare(sql).with_context(|| format!("postgres: preparing {sql}"))?;
+        self.statements.insert(sql.to_string(), st.clone());
+        Ok(st)
+    }
+}
+
+fn pg_params(params: &[Val]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
+    params
+        .iter()
+        .map(|v| -> Box<dyn postgres::types::ToSql + Sync> {
+            match v {
+                Val::Int(i) => Box::new(*i),
+                Val::Text(t) => Box::new(t.clone()),
+                Val::Null => Box::new(Option::<i64>::None),
+            }
+        })
+        .collect()
+}
+
+impl Store for Postgres {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+    fn batch(&mut self, sql: &str) -> anyhow::Result<()> {
+        self.client.batch_execute(sql).with_context(|| format!("postgres: {}", first_line(sql)))
+    }
+    fn exec(&mut self, sql: &str, params: &[Val]) -> anyhow::Result<u64> {
+        let st = self.statement(sql)?;
+        let owned = pg_params(params);
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = owned.iter().map(|b| b.as_ref()).collect();
+        self.client.execute(&st, &refs).with_context(|| format!("postgres: {sql}"))
+    }
+    fn query(&mut self, sql: &str, params: &[Val]) -> anyhow::Result<Vec<Row>> {
+        use postgres::types::Type;
+        let st = self.statement(sql)?;
+        let owned = pg_params(params);
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = owned.iter().map(|b| b.as_ref()).collect();
+        let rows = self.client.query(&st, &refs).with_context(|| format!("postgres: {sql}"))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut row = Vec::with_capacity(r.len());
+            for (i, c) in r.columns().iter().enumerate() {
+                let t = c.type_();
+                row.push(if *t == Type::INT8 {
+                    r.get::<_, Option<i64>>(i).map_or(Val::Null, Val::Int)
+                } else if *t == Type::INT4 {
+                    r.get::<_, Option<i32>>(i).map_or(Val::Null, |v| Val::Int(v.into()))
+                } else if *t == Type::TEXT || *t == Type::VARCHAR {
+                    r.get::<_, Option<String>>(i).map_or(Val::Null, Val::Text)
+                } else {
+                    bail!("postgres: unexpected column type {t} in {sql}")
+                });
+            }
+            out.push(row);
+        }
+        Ok(out)
+    }
+    fn is_broken(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
+fn first_line(sql: &str) -> &str {
+    sql.trim().lines().next().unwrap_or("")
+}
