@@ -33,7 +33,8 @@ const DEPTH_MAX_TICKS: u64 = 2_000;
 
 pub fn capacity() -> Capacity {
     Capacity {
-        orders_max: 16_384,
+        // As in bourse.example.toml: the order slab and reference table are sized for the appliance, not the run.
+        orders_max: 1_048_576,
         symbols_max: 1,
         accounts_max: ACCOUNTS,
         sessions_max: ACCOUNTS as u16,
