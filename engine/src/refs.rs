@@ -6,15 +6,17 @@
 //!
 //! Sized for the appliance (2 × `orders_max` slots: 32 MiB at a million orders), the table is far larger than the
 //! cache, and a hash that scatters every key makes every insert a miss. A session's UserRefNums rise one by one
-//! (OUCH 5.0 section 2.2), so the home slot keeps `GROUP` consecutive references of a session in consecutive slots
-//! (one cache line): only the first of each group misses, and groups still scatter, so runs stay short.
+//! (OUCH 5.0 section 2.2), so the home slot keeps four consecutive references of a session in consecutive slots
+//! (one cache line): only the first of each group misses, and groups still scatter, so runs stay short. A table
+//! small enough to stay in cache keeps plain scattering.
 
 use crate::{SessionId, UserRef};
 
 const EMPTY: u64 = u64::MAX;
 /// Consecutive UserRefNums of one session sharing a run of home slots: four 16-byte slots fill a cache line.
 const GROUP_BITS: u32 = 2;
-const GROUP: usize = 1 << GROUP_BITS;
+/// Below this many slots (1 MiB) the table stays in cache and plain scattering probes shorter: no grouping.
+const GROUP_FROM_SLOTS: usize = 1 << 16;
 
 #[derive(Clone, Copy)]
 struct Slot {
@@ -26,6 +28,7 @@ pub(crate) struct RefTable {
     slots: Vec<Slot>,
     mask: usize,
     len: usize,
+    group_bits: u32,
 }
 
 #[inline]
@@ -46,14 +49,20 @@ impl RefTable {
             ],
             mask: slots_count - 1,
             len: 0,
+            group_bits: if slots_count >= GROUP_FROM_SLOTS {
+                GROUP_BITS
+            } else {
+                0
+            },
         }
     }
 
     #[inline]
     fn home(&self, k: u64) -> usize {
-        // Fibonacci hashing of (session, UserRefNum / GROUP) picks the group; the low bits keep its order.
-        let group = (k >> GROUP_BITS).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
-        ((group << GROUP_BITS) as usize | (k as usize & (GROUP - 1))) & self.mask
+        // Fibonacci hashing of (session, UserRefNum >> group_bits) picks the group; the low bits keep its order.
+        let g = self.group_bits;
+        let group = (k >> g).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        ((group << g) as usize | (k as usize & ((1 << g) - 1))) & self.mask
     }
 
     pub(crate) fn get(&self, session: SessionId, user_ref: UserRef) -> Option<u32> {
@@ -166,7 +175,7 @@ mod tests {
     #[test]
     fn agrees_with_a_hashmap_when_references_rise_per_session() {
         // The grouped home slots put consecutive UserRefNums side by side: removal must still close every hole.
-        let mut t = RefTable::new(256);
+        let mut t = RefTable::new(1 << 15);
         let mut m = std::collections::BTreeMap::new();
         let mut next = [0u32; 8];
         let mut x = 7u64;
@@ -175,7 +184,7 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let s = (x % 8) as u16;
-            if m.len() < 256 && (x >> 10) % 3 != 0 {
+            if m.len() < 256 && !(x >> 10).is_multiple_of(3) {
                 next[s as usize] += 1;
                 assert!(t.insert(s, next[s as usize], step));
                 m.insert((s, next[s as usize]), step);
