@@ -616,6 +616,9 @@ impl Engine {
     /// Triggers stops reached by the last trade price, one at a time, each after the previous finished matching.
     pub(crate) fn run_stops<S: EventSink>(&mut self, sym: SymbolId, out: &mut S) {
         let (buys, sells) = (sym as usize * 2, sym as usize * 2 + 1);
+        if self.stops[buys].orders == 0 && self.stops[sells].orders == 0 {
+            return;
+        }
         for _ in 0..self.cap.orders_max {
             let s = &self.symbols[sym as usize];
             if s.halted {

@@ -534,6 +534,46 @@ impl Engine {
         self.best(symbol, Side::Sell)
     }
 
+    /// Open quantity resting on the book at `price` on `side`, O(1); 0 for a price off the ladder's grid.
+    pub fn qty_at(&self, symbol: SymbolId, side: Side, price: Price) -> Qty {
+        if !self.symbols.get(symbol as usize).is_some_and(|s| s.exists) {
+            return 0;
+        }
+        let Some(idx) = self.price_index(symbol, price) else {
+            return 0;
+        };
+        let qty = self.books[symbol as usize * 2 + side_index(side)].levels[idx as usize].qty;
+        u32::try_from(qty).unwrap_or(u32::MAX)
+    }
+
+    /// The best `out.len()` price levels of `side`, best first, as (price, open quantity); returns how many were
+    /// written. Allocation-free; the cost is one bitmap step per level (what a market-data snapshot or a depth view
+    /// needs, not a scan of the ladder).
+    pub fn levels(&self, symbol: SymbolId, side: Side, out: &mut [(Price, Qty)]) -> usize {
+        let Some(sym) = self.symbols.get(symbol as usize).filter(|s| s.exists) else {
+            return 0;
+        };
+        let ladder = &self.books[symbol as usize * 2 + side_index(side)];
+        let mut next = match side {
+            Side::Buy => ladder.bits.last(),
+            Side::Sell => ladder.bits.first(),
+        };
+        let mut n = 0;
+        while let (Some(idx), true) = (next, n < out.len()) {
+            let qty = ladder.levels[idx as usize].qty;
+            out[n] = (
+                sym.config.ladder_min_price + idx * sym.config.tick,
+                u32::try_from(qty).unwrap_or(u32::MAX),
+            );
+            n += 1;
+            next = match side {
+                Side::Buy => idx.checked_sub(1).and_then(|i| ladder.bits.prev_from(i)),
+                Side::Sell => ladder.bits.next_from(idx + 1),
+            };
+        }
+        n
+    }
+
     /// Orders resting on books, in stop books and in halt queues.
     pub fn orders_open(&self) -> u32 {
         self.cap.orders_max - self.slab.free.len() as u32

@@ -173,6 +173,10 @@ impl Engine {
         if !l.bits.consistent() {
             return Err("bitmap levels disagree".into());
         }
+        let listed: u64 = l.levels.iter().map(|v| v.list.count as u64).sum();
+        if listed != l.orders as u64 {
+            return Err(format!("ladder counts {} orders, lists hold {listed}", l.orders));
+        }
         for (idx, level) in l.levels.iter().enumerate() {
             if l.bits.get(idx as u32) != (level.list.count != 0) {
                 return Err(format!("bitmap bit {idx} wrong"));

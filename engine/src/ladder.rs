@@ -236,6 +236,9 @@ impl Bitmap {
 pub(crate) struct Ladder {
     pub levels: Vec<Level>,
     pub bits: Bitmap,
+    /// Orders on the ladder: lets the stop ladders be skipped with one compare when they are empty, instead of a
+    /// bitmap scan after every order.
+    pub orders: u32,
 }
 
 impl Ladder {
@@ -243,6 +246,7 @@ impl Ladder {
         Ladder {
             levels: vec![Level::EMPTY; levels as usize],
             bits: Bitmap::new(levels),
+            orders: 0,
         }
     }
 
@@ -254,6 +258,7 @@ impl Ladder {
         level.list.push_back(orders, h);
         level.qty += qty;
         self.bits.set(idx);
+        self.orders += 1;
     }
 
     /// Unlinks `h`; the caller has already subtracted whatever of its quantity it accounted for elsewhere, so
@@ -264,6 +269,7 @@ impl Ladder {
         let level = &mut self.levels[idx as usize];
         level.list.remove(orders, h);
         level.qty -= qty;
+        self.orders -= 1;
         if level.list.count == 0 {
             self.bits.clear(idx);
         }

@@ -3,10 +3,20 @@
 //!
 //! The table has at least twice as many slots as the engine has orders, so its load factor stays ≤ 0.5 and an
 //! insert always finds a free slot.
+//!
+//! Sized for the appliance (2 × `orders_max` slots: 32 MiB at a million orders), the table is far larger than the
+//! cache, and a hash that scatters every key makes every insert a miss. A session's UserRefNums rise one by one
+//! (OUCH 5.0 section 2.2), so the home slot keeps four consecutive references of a session in consecutive slots
+//! (one cache line): only the first of each group misses, and groups still scatter, so runs stay short. A table
+//! small enough to stay in cache keeps plain scattering.
 
 use crate::{SessionId, UserRef};
 
 const EMPTY: u64 = u64::MAX;
+/// Consecutive UserRefNums of one session sharing a run of home slots: four 16-byte slots fill a cache line.
+const GROUP_BITS: u32 = 2;
+/// Below this many slots (1 MiB) the table stays in cache and plain scattering probes shorter: no grouping.
+const GROUP_FROM_SLOTS: usize = 1 << 16;
 
 #[derive(Clone, Copy)]
 struct Slot {
@@ -18,6 +28,7 @@ pub(crate) struct RefTable {
     slots: Vec<Slot>,
     mask: usize,
     len: usize,
+    group_bits: u32,
 }
 
 #[inline]
@@ -38,13 +49,20 @@ impl RefTable {
             ],
             mask: slots_count - 1,
             len: 0,
+            group_bits: if slots_count >= GROUP_FROM_SLOTS {
+                GROUP_BITS
+            } else {
+                0
+            },
         }
     }
 
     #[inline]
     fn home(&self, k: u64) -> usize {
-        // Fibonacci hashing: the multiply spreads sequential UserRefNums, the high bits pick the slot.
-        (k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & self.mask
+        // Fibonacci hashing of (session, UserRefNum >> group_bits) picks the group; the low bits keep its order.
+        let g = self.group_bits;
+        let group = (k >> g).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        ((group << g) as usize | (k as usize & ((1 << g) - 1))) & self.mask
     }
 
     pub(crate) fn get(&self, session: SessionId, user_ref: UserRef) -> Option<u32> {
@@ -150,6 +168,32 @@ mod tests {
             }
             assert_eq!(t.len(), m.len());
             let (qs, qr) = (((x >> 20) % 4) as u16, ((x >> 30) % 200) as u32);
+            assert_eq!(t.get(qs, qr), m.get(&(qs, qr)).copied());
+        }
+    }
+
+    #[test]
+    fn agrees_with_a_hashmap_when_references_rise_per_session() {
+        // The grouped home slots put consecutive UserRefNums side by side: removal must still close every hole.
+        let mut t = RefTable::new(1 << 15);
+        let mut m = std::collections::BTreeMap::new();
+        let mut next = [0u32; 8];
+        let mut x = 7u64;
+        for step in 0..100_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let s = (x % 8) as u16;
+            if m.len() < 256 && !(x >> 10).is_multiple_of(3) {
+                next[s as usize] += 1;
+                assert!(t.insert(s, next[s as usize], step));
+                m.insert((s, next[s as usize]), step);
+            } else if let Some(&(rs, rr)) = m.keys().nth(((x >> 20) as usize) % m.len().max(1)) {
+                assert!(t.remove(rs, rr));
+                m.remove(&(rs, rr));
+            }
+            assert_eq!(t.len(), m.len());
+            let (qs, qr) = (((x >> 30) % 8) as u16, next[((x >> 30) % 8) as usize].saturating_sub(((x >> 40) % 300) as u32));
             assert_eq!(t.get(qs, qr), m.get(&(qs, qr)).copied());
         }
     }

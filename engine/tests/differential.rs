@@ -261,6 +261,18 @@ fn run_stream(
         for s in 0..2 {
             prop_assert_eq!(engine.best_bid(s), model.best(s, Side::Buy));
             prop_assert_eq!(engine.best_ask(s), model.best(s, Side::Sell));
+            for side in [Side::Buy, Side::Sell] {
+                // Top-N depth (N smaller than the book's usual depth, so truncation is exercised) and the
+                // quantity at each level's price and one tick outside it.
+                let want = model.levels(s, side);
+                let mut top = [(0, 0); 3];
+                let n = engine.levels(s, side, &mut top);
+                prop_assert_eq!(&top[..n], &want[..want.len().min(3)]);
+                for &(p, q) in &want {
+                    prop_assert_eq!(engine.qty_at(s, side, p), q);
+                    prop_assert_eq!(engine.qty_at(s, side, p + 1), model.qty_at(s, side, p + 1));
+                }
+            }
         }
     }
     Ok(())

@@ -127,6 +127,30 @@ impl Model {
         Some((p, q))
     }
 
+    /// Open quantity on the book at `p`.
+    pub fn qty_at(&self, s: u16, side: Side, p: u32) -> u32 {
+        self.orders
+            .values()
+            .filter(|o| o.loc == MLoc::Book && o.symbol == s && o.side == side && o.price == p)
+            .map(|o| o.qty)
+            .sum()
+    }
+
+    /// All book levels of `side`, best first, as (price, open quantity).
+    pub fn levels(&self, s: u16, side: Side) -> Vec<(u32, u32)> {
+        let mut by_price: BTreeMap<u32, u32> = BTreeMap::new();
+        for o in self.orders.values() {
+            if o.loc == MLoc::Book && o.symbol == s && o.side == side {
+                *by_price.entry(o.price).or_default() += o.qty;
+            }
+        }
+        let mut v: Vec<(u32, u32)> = by_price.into_iter().collect();
+        if side == Side::Buy {
+            v.reverse();
+        }
+        v
+    }
+
     fn price_ok(&self, s: u16, p: u32) -> bool {
         let c = &self.syms[&s].cfg;
         p >= c.ladder_min_price

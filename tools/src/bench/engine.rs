@@ -46,6 +46,9 @@ pub struct EngineArgs {
     /// Offered rates (commands per second, comma-separated) for the open-loop rate × percentile table.
     #[arg(long, value_delimiter = ',')]
     pub rate: Vec<f64>,
+    /// `exchange-core` (the command mix above) or `gbm` (five GBM mid-price scenarios, timed against matchcore).
+    #[arg(long, default_value = "exchange-core")]
+    pub workload: String,
 }
 
 /// The figures `--json` prints.
@@ -512,6 +515,19 @@ pub fn measure_rate(w: &Workload, rate: f64) -> anyhow::Result<Histogram<u64>> {
 }
 
 pub fn run(args: EngineArgs) -> anyhow::Result<()> {
+    match args.workload.as_str() {
+        "exchange-core" => {}
+        "gbm" => {
+            let r = super::gbm::measure(args.seed, args.commands, args.runs)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                super::gbm::print_table(&r);
+            }
+            return Ok(());
+        }
+        other => anyhow::bail!("unknown workload {other:?} (exchange-core or gbm)"),
+    }
     let gen0 = Instant::now();
     let w = generate(args.seed, args.commands);
     let gen_s = gen0.elapsed().as_secs_f64();

@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod codec;
 pub mod engine;
+pub mod gbm;
 pub mod failover;
 pub mod mirror;
 #[cfg(feature = "rdma")]
