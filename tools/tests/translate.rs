@@ -414,7 +414,7 @@ fn executed_to_both_sides_and_itch() {
         itch::Message::parse(&i[0]).unwrap(),
         itch::Message::OrderExecuted(itch::OrderExecuted {
             header: itch::Header {
-                locate: 0,
+                locate: 1,
                 tracking: 0,
                 timestamp: 1_000
             },
@@ -604,4 +604,27 @@ fn ignored_requests_are_silent_on_the_wire_and_counted_by_reason() {
     }
     let c = t.ignored;
     assert_eq!((c.unknown_order, c.not_reduced, c.side_change), (1, 2, 1));
+}
+
+/// TotalView-ITCH 5.0, "Architecture": locate codes are "dynamically assigned each day, starting with a value of
+/// 1"; 0 is for messages that are not stock dependent. The first symbol (SymbolId 0, AAPL) is locate 1.
+#[test]
+fn stock_locates_start_at_one() {
+    let mut t = translator();
+    let (_, i) = run(
+        &mut t,
+        Event::TradingAction {
+            symbol: 0,
+            state: bourse_engine::TradingState::Halted,
+            reason: bourse_engine::HaltReason::Operator,
+        },
+    );
+    // Stock Trading Action (section 1.2.2): 'H', locate 1, tracking 0, timestamp 1000 ns, "AAPL    ", 'H',
+    // reserved, reason "H10 ".
+    let want: [u8; 25] = [
+        b'H', 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xe8, b'A', b'A', b'P', b'L', b' ', b' ',
+        b' ', b' ', b'H', b' ', b'H', b'1', b'0', b' ',
+    ];
+    assert_eq!(i[0], want);
+    assert_eq!(bourse_appliance::translate::stock_locate(1), 2, "MSFT is locate 2");
 }

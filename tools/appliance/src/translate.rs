@@ -590,8 +590,8 @@ impl Translator {
         ouch_out: &mut impl FnMut(SessionId, Option<UserRef>, &[u8]),
         itch_out: &mut impl FnMut(&[u8]),
     ) {
-        let h = |locate: SymbolId| itch::Header {
-            locate,
+        let h = |symbol: SymbolId| itch::Header {
+            locate: stock_locate(symbol),
             tracking: 0,
             timestamp,
         };
@@ -884,6 +884,12 @@ fn replace_is_valid(m: &ouch::ReplaceOrder) -> bool {
         && matches!(m.display, b'Y' | b'N' | b'A')
         && m.intermarket_sweep == b'N'
         && m.options.post_only.is_none_or(|p| p == b'P' || p == b'N')
+}
+
+/// The Stock Locate of `symbol`: TotalView-ITCH 5.0 "Architecture" assigns locate codes "starting with a value
+/// of 1" and keeps 0 for messages that are not stock dependent, so SymbolId 0 is locate 1.
+pub fn stock_locate(symbol: SymbolId) -> u16 {
+    symbol.wrapping_add(1)
 }
 
 /// OUCH u64 price (4 decimals) → engine ticks (4 decimals), `None` when out of the engine's range.
