@@ -13,13 +13,33 @@ use bourse_nic::wire::{itch, ouch};
 
 fn translator() -> Translator {
     let syms = [Symbol::new("AAPL").unwrap(), Symbol::new("MSFT").unwrap()];
-    Translator::new(
+    let mut t = Translator::new(
         &syms,
         TranslateLimits {
             sessions_max: 4,
             records_max: 16,
         },
-    )
+    );
+    t.size_order_refs(1024);
+    t
+}
+
+/// The engine reports order `engine_ref` of (`session`, `user_ref`) accepted: the translator numbers it.
+fn accept(t: &mut Translator, session: u16, user_ref: u32, engine_ref: u64, symbol: u16, side: Side) -> Outs {
+    let ev = Event::Accepted {
+        order_ref: engine_ref,
+        session,
+        user_ref,
+        account: 20,
+        symbol,
+        side,
+        kind: OrderKind::Limit,
+        tif: TimeInForce::Day,
+        qty: 100,
+        price: 3_000_000,
+        queued: false,
+    };
+    run(t, ev)
 }
 
 fn enter(user_ref: u32) -> ouch::EnterOrder {
@@ -311,7 +331,7 @@ fn accepted_echoes_cl_ord_id() {
             assert_eq!(a.cl_ord_id, ClOrdId::new("ORD-1").unwrap());
             assert_eq!(
                 (a.order_ref, a.quantity, a.price, a.capacity),
-                (77, 100, 3_000_000, b'P')
+                (1, 100, 3_000_000, b'P')
             );
             assert_eq!(a.symbol, Symbol::new("MSFT").unwrap());
             assert_eq!(a.timestamp, 1_000);
@@ -389,6 +409,7 @@ fn executed_to_both_sides_and_itch() {
         taker: party(2, 9, 101),
         taker_side: Side::Buy,
     };
+    accept(&mut t, 1, 5, 100, 0, Side::Sell);
     let (o, i) = run(&mut t, ev);
     assert_eq!(o.len(), 2);
     assert!(matches!(
@@ -418,7 +439,7 @@ fn executed_to_both_sides_and_itch() {
                 tracking: 0,
                 timestamp: 1_000
             },
-            order_ref: 100,
+            order_ref: 1,
             shares: 30,
             match_number: 42,
             with_price: None
@@ -429,6 +450,8 @@ fn executed_to_both_sides_and_itch() {
 #[test]
 fn book_events_to_itch() {
     let mut t = translator();
+    accept(&mut t, 1, 1, 7, 0, Side::Sell);
+    accept(&mut t, 1, 2, 8, 0, Side::Sell);
     let (_, i) = run(
         &mut t,
         Event::BookAdd {
@@ -627,4 +650,50 @@ fn stock_locates_start_at_one() {
     ];
     assert_eq!(i[0], want);
     assert_eq!(bourse_appliance::translate::stock_locate(1), 2, "MSFT is locate 2");
+}
+
+/// TotalView-ITCH 5.0 section 1.3: the Order Reference Number is "day-unique"; OUCH 5.0 section 3.2 (Order
+/// Accepted) carries the same number. The engine's `generation << 32 | slot` never reaches the wire: the first
+/// order of the day is reference 1 whatever its engine reference (here 0x12_0000_01ea, as seen in the field).
+#[test]
+fn order_reference_numbers_are_day_unique_from_one() {
+    let mut t = translator();
+    let engine_ref = 0x12_0000_01ea;
+    let (o, _) = accept(&mut t, 2, 1, engine_ref, 0, Side::Buy);
+    let ouch::Outbound::OrderAccepted(a) = ouch::Outbound::parse(&o[0].2).unwrap() else { panic!() };
+    assert_eq!(a.order_ref, 1);
+    let (_, i) = run(&mut t, Event::BookAdd { order_ref: engine_ref, symbol: 0, side: Side::Buy, price: 1_500_000, qty: 100 });
+    // Add Order (section 1.3.1): 'A', locate 1, tracking 0, timestamp 1000, reference 1, 'B', 100 shares,
+    // "AAPL    ", price 150.0000.
+    let want: [u8; 36] = [
+        b'A', 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xe8, 0, 0, 0, 0, 0, 0, 0, 1, b'B', 0, 0, 0,
+        100, b'A', b'A', b'P', b'L', b' ', b' ', b' ', b' ', 0x00, 0x16, 0xe3, 0x60,
+    ];
+    assert_eq!(i[0], want);
+    // The next order, in another slot, is 2; a replace's new reference (same slot, next generation) is 3, and
+    // Order Replace 'U' (section 1.4.5) names 1 → 3.
+    let (o, _) = accept(&mut t, 2, 2, 5, 1, Side::Sell);
+    let ouch::Outbound::OrderAccepted(a) = ouch::Outbound::parse(&o[0].2).unwrap() else { panic!() };
+    assert_eq!(a.order_ref, 2);
+    let new_ref = engine_ref + (1 << 32);
+    let replaced = Event::Replaced {
+        old_ref: engine_ref,
+        new_ref,
+        session: 2,
+        orig_user_ref: 1,
+        new_user_ref: 3,
+        symbol: 0,
+        side: Side::Buy,
+        qty: 50,
+        price: 1_500_000,
+    };
+    let (o, _) = run(&mut t, replaced);
+    let ouch::Outbound::OrderReplaced { order, .. } = ouch::Outbound::parse(&o[0].2).unwrap() else { panic!() };
+    assert_eq!(order.order_ref, 3);
+    let (_, i) = run(
+        &mut t,
+        Event::BookReplace { old_ref: engine_ref, new_ref, symbol: 0, price: 1_500_000, qty: 50 },
+    );
+    assert_eq!(&i[0][11..27], &[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 3]);
+    assert_eq!(t.order_refs().unmapped, 0);
 }

@@ -73,6 +73,7 @@ use bourse_nic::wire::ouch::{self, reject_reason as rr};
 use bourse_persist::wal::record::{Echo, ECHO_BYTES};
 
 use crate::appliance::store::{read_u64 as take_u64, take};
+use crate::order_refs::OrderRefs;
 
 /// Enter and Replace quantities must be "greater than zero and less than 1,000,000" (sections 2.1, 2.2).
 pub const QUANTITY_LIMIT: u32 = 1_000_000;
@@ -290,6 +291,8 @@ pub struct Translator {
     refused_cl_ord_id: ClOrdId,
     /// Cancels, replaces and modifies the engine ignored (OUCH answers them with nothing), by reason.
     pub ignored: IgnoredCounts,
+    /// Engine references → the day-unique Order Reference Numbers OUCH and ITCH publish (replicated state).
+    refs: OrderRefs,
     scratch: [u8; SCRATCH_BYTES],
 }
 
@@ -326,8 +329,30 @@ impl Translator {
             sessions_max: limits.sessions_max,
             refused_cl_ord_id: Alpha([b' '; 14]),
             ignored: IgnoredCounts::default(),
+            refs: OrderRefs::with_slots(0),
             scratch: [0; SCRATCH_BYTES],
         }
+    }
+
+    /// Sizes the Order Reference Number table for an engine of `orders_max` orders (the exchange does it for its
+    /// engine; a translator used alone must do it before the first event). Allocates: call at start-up.
+    pub fn size_order_refs(&mut self, orders_max: usize) {
+        self.refs = OrderRefs::with_slots(orders_max);
+    }
+
+    /// The Order Reference Number table (its counter of unmapped references is exported).
+    pub fn order_refs(&self) -> &OrderRefs {
+        &self.refs
+    }
+
+    /// Serialises the Order Reference Number table (for the exchange state's snapshot).
+    pub fn write_order_refs(&self, out: &mut Vec<u8>) {
+        self.refs.write_to(out);
+    }
+
+    /// Restores what [`Translator::write_order_refs`] wrote; `None` when it does not fit this translator.
+    pub fn read_order_refs(&mut self, bytes: &mut &[u8]) -> Option<()> {
+        self.refs.read_from(bytes)
     }
 
     pub fn symbol_id(&self, name: &Symbol) -> Option<SymbolId> {
@@ -608,6 +633,7 @@ impl Translator {
                 ..
             } => {
                 let rec = self.record_for(session, user_ref, side);
+                let order_ref = self.refs.assign(order_ref, false, side == Side::Sell).number;
                 let price = if matches!(kind, OrderKind::Market | OrderKind::Stop) {
                     MARKET_PRICE
                 } else {
@@ -667,7 +693,7 @@ impl Translator {
                 }
                 let m = itch::OrderExecuted {
                     header: h(symbol),
-                    order_ref: maker.order_ref,
+                    order_ref: self.refs.get(maker.order_ref).number,
                     shares: qty,
                     match_number,
                     with_price: None,
@@ -716,6 +742,7 @@ impl Translator {
                 ..
             } => {
                 let rec = self.record_for(session, new_user_ref, side);
+                let new_ref = self.refs.assign(new_ref, false, side == Side::Sell).number;
                 let order = ouch::OrderAccepted {
                     timestamp,
                     user_ref: new_user_ref,
@@ -756,7 +783,7 @@ impl Translator {
                 };
                 let m = itch::AddOrder {
                     header: h(symbol),
-                    order_ref,
+                    order_ref: self.refs.get(order_ref).number,
                     side,
                     shares: qty,
                     stock: self.symbol_name(symbol),
@@ -772,19 +799,15 @@ impl Translator {
             } => {
                 let m = itch::OrderCancel {
                     header: h(symbol),
-                    order_ref,
+                    order_ref: self.refs.get(order_ref).number,
                     canceled_shares: canceled_qty,
                 };
                 self.itch(itch::Message::OrderCancel(m), itch_out);
             }
             Event::BookDelete { order_ref, symbol } => {
-                self.itch(
-                    itch::Message::OrderDelete(itch::OrderDelete {
-                        header: h(symbol),
-                        order_ref,
-                    }),
-                    itch_out,
-                );
+                let order_ref = self.refs.get(order_ref).number;
+                let m = itch::OrderDelete { header: h(symbol), order_ref };
+                self.itch(itch::Message::OrderDelete(m), itch_out);
             }
             Event::BookReplace {
                 old_ref,
@@ -795,8 +818,8 @@ impl Translator {
             } => {
                 let m = itch::OrderReplace {
                     header: h(symbol),
-                    orig_ref: old_ref,
-                    new_ref,
+                    orig_ref: self.refs.get(old_ref).number,
+                    new_ref: self.refs.get(new_ref).number,
                     shares: qty,
                     price,
                 };

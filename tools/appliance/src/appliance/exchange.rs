@@ -142,7 +142,8 @@ impl Exchange {
         Exchange::with_engine(Engine::new(capacity), translator, limits, rates)
     }
 
-    fn with_engine(engine: Engine, translator: Translator, limits: ExchangeLimits, rates: &[RateLimit]) -> Exchange {
+    fn with_engine(engine: Engine, mut translator: Translator, limits: ExchangeLimits, rates: &[RateLimit]) -> Exchange {
+        translator.size_order_refs(engine.capacity().orders_max as usize);
         let outcomes = limits.outcomes_kept.next_power_of_two();
         let books = (0..limits.sessions)
             .map(|i| {
@@ -292,6 +293,7 @@ impl Exchange {
         rest.extend_from_slice(&self.last_timestamp.to_le_bytes());
         self.md.store.write_to(&mut rest);
         self.translator.write_records(&mut rest);
+        self.translator.write_order_refs(&mut rest);
         bourse_persist::snapshot::composite::write(&engine, &rest, out);
     }
 
@@ -308,8 +310,17 @@ impl Exchange {
         let mut x = Exchange::with_engine(engine, translator, limits, rates);
         let mut r = rest;
         let corrupt = |what: &str| format!("exchange snapshot: {what}");
-        if take(&mut r, SNAPSHOT_MAGIC.len()) != Some(&SNAPSHOT_MAGIC[..]) {
-            return Err(corrupt("bad magic"));
+        match take(&mut r, SNAPSHOT_MAGIC.len()) {
+            Some(m) if m == &SNAPSHOT_MAGIC[..] => {}
+            Some(m) if m.starts_with(b"BXCHST") => {
+                return Err(corrupt(&format!(
+                    "format {} is not the {} this build reads (written by another build: move the snapshot \
+                     aside and recover from the WAL)",
+                    String::from_utf8_lossy(m),
+                    String::from_utf8_lossy(SNAPSHOT_MAGIC)
+                )))
+            }
+            _ => return Err(corrupt("bad magic")),
         }
         let shape = [limits.sessions as u64, limits.replies_kept as u64, limits.market_kept as u64];
         for want in shape {
@@ -335,6 +346,7 @@ impl Exchange {
         x.last_timestamp = take_u64(&mut r).ok_or_else(|| corrupt("last timestamp"))?;
         x.md.store.read_from(&mut r).ok_or_else(|| corrupt("market store"))?;
         x.translator.read_records(&mut r).ok_or_else(|| corrupt("order records"))?;
+        x.translator.read_order_refs(&mut r).ok_or_else(|| corrupt("order reference numbers"))?;
         if !r.is_empty() {
             return Err(corrupt("trailing bytes"));
         }
@@ -342,7 +354,8 @@ impl Exchange {
     }
 }
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"BXCHST01";
+/// 02: the Order Reference Number table follows the order records (01 had none).
+const SNAPSHOT_MAGIC: &[u8; 8] = b"BXCHST02";
 
 
 impl Replicated for Exchange {

@@ -460,6 +460,7 @@ impl Exported {
             (Counter::IgnoredUnknownOrder, ignored.unknown_order),
             (Counter::IgnoredNotReduced, ignored.not_reduced),
             (Counter::IgnoredSideChange, ignored.side_change),
+            (Counter::OrderRefsUnmapped, pipeline.exchange.translator().order_refs().unmapped),
         ];
         for (c, total) in totals {
             stats.set_counter(c, total);

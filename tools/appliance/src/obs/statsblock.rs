@@ -116,10 +116,11 @@ pub enum Counter {
     IgnoredUnknownOrder,
     IgnoredNotReduced,
     IgnoredSideChange,
+    OrderRefsUnmapped,
 }
 
 /// `(counter, name, help)` in slot order: `COUNTERS[i].0 as usize == i`.
-pub const COUNTERS: [(Counter, &str, &str); 24] = [
+pub const COUNTERS: [(Counter, &str, &str); 25] = [
     (
         Counter::KernelDrops,
         "kernel_drops",
@@ -210,6 +211,11 @@ pub const COUNTERS: [(Counter, &str, &str); 24] = [
         "ignored_side_change",
         "Modifies asking to turn a buy into a sell or a sell into a buy (OUCH 5.0 section 2.4 allows only changes \
          among the sell markings), ignored without a reply.",
+    ),
+    (
+        Counter::OrderRefsUnmapped,
+        "order_refs_unmapped",
+        "Engine order references met with no day-unique Order Reference Number (a defect; each got a fresh one).",
     ),
 ];
 

@@ -277,3 +277,49 @@ fn the_rate_limit_is_a_token_bucket_in_sequencer_time_and_replays_the_same() {
     assert_eq!(y.rate_allows(0, t0 + 1_000_000), x.rate_allows(0, t0 + 1_000_000));
     assert!(y.rate_allows(0, t0 + 3_000_000));
 }
+
+/// TotalView-ITCH 5.0 section 1.3: the Order Reference Number is day-unique. Numbers start at 1 and every new
+/// one (Add Order 'A', the new reference of Order Replace 'U', OUCH Accepted's Order Reference Number) is above
+/// all before it, so feed handlers can index by it; a snapshot carries the counter and the table.
+#[test]
+fn order_reference_numbers_start_at_one_and_increase() {
+    let (mut x, inputs) = all_inputs(7);
+    let mut out = Collect::default();
+    run(&mut x, &inputs, &mut out);
+    let mut last = 0u64;
+    let mut first_accepted = None;
+    for (stream, _, _, m) in &out.0 {
+        let new_ref = match (stream, m[0]) {
+            ('i', b'A') => u64::from_be_bytes(m[11..19].try_into().unwrap()),
+            ('i', b'U') => u64::from_be_bytes(m[19..27].try_into().unwrap()),
+            ('o', b'A') => {
+                let Ok(ouch::Outbound::OrderAccepted(a)) = ouch::Outbound::parse(m) else { panic!() };
+                first_accepted.get_or_insert(a.order_ref);
+                continue;
+            }
+            _ => continue,
+        };
+        assert!(new_ref > last, "reference {new_ref} after {last}");
+        last = new_ref;
+    }
+    assert_eq!(first_accepted, Some(1));
+    assert!(last > 100 && last <= x.translator().order_refs().last_number(), "{last}");
+    assert_eq!(x.translator().order_refs().unmapped, 0);
+}
+
+/// A snapshot of the previous format (BXCHST01, without the Order Reference Number table) is refused by name.
+#[test]
+fn a_snapshot_of_the_previous_format_is_refused_clearly() {
+    let c = config();
+    let (mut x, inputs) = all_inputs(9);
+    run(&mut x, &inputs[..50], &mut Collect::default());
+    let mut payload = Vec::new();
+    x.snapshot(&mut payload);
+    let at = payload.windows(8).position(|w| w == b"BXCHST02").expect("the magic");
+    payload[at..at + 8].copy_from_slice(b"BXCHST01");
+    let Err(e) = Exchange::restore(&payload, setup::new_translator(&c).unwrap(), setup::exchange_limits(&c), &[])
+    else {
+        panic!("an old snapshot was taken")
+    };
+    assert!(e.contains("BXCHST01") && e.contains("BXCHST02"), "{e}");
+}
