@@ -697,3 +697,99 @@ fn order_reference_numbers_are_day_unique_from_one() {
     assert_eq!(&i[0][11..27], &[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 3]);
     assert_eq!(t.order_refs().unmapped, 0);
 }
+
+/// TotalView-ITCH 5.0 section 1.5.1: "no Add Order Message is generated when a non-displayed order is initially
+/// received", and its executions are Trade (Non-Cross) 'P' messages, reference zero, Buy/Sell Indicator "always
+/// 'B' regardless of the resting side". An order entered with Display 'N' (OUCH 5.0 section 2.1) is such an order.
+#[test]
+fn hidden_orders_never_reach_the_book_feed_and_trade_as_p() {
+    let mut t = translator();
+    let n = new_order(&mut t, ouch::EnterOrder { display: b'N', side: ouch::Side::Sell, ..enter(1) }).unwrap();
+    let engine_ref = 3;
+    let (o, i) = accept(&mut t, n.session, n.user_ref, engine_ref, 1, Side::Sell);
+    assert!(i.is_empty());
+    let ouch::Outbound::OrderAccepted(a) = ouch::Outbound::parse(&o[0].2).unwrap() else { panic!() };
+    assert_eq!((a.display, a.order_ref), (b'N', 1), "the owner learns its reference; the feed does not");
+    let rest = Event::BookAdd { order_ref: engine_ref, symbol: 1, side: Side::Sell, price: 3_000_000, qty: 100 };
+    assert!(run(&mut t, rest).1.is_empty(), "no Add Order");
+    let party = |order_ref, session, user_ref| Party { order_ref, session, user_ref, account: 0, leaves_qty: 0 };
+    let ev = Event::Executed {
+        symbol: 1,
+        match_number: 0x0102,
+        price: 3_000_000,
+        qty: 40,
+        maker: party(engine_ref, 2, 1),
+        taker: party(9, 1, 7),
+        taker_side: Side::Buy,
+    };
+    let (o, i) = run(&mut t, ev);
+    assert_eq!(o.len(), 2, "both firms still get OUCH Executed");
+    // 'P', locate 2 (MSFT), tracking 0, timestamp 1000, reference 0, 'B', 40 shares, "MSFT    ", 300.0000,
+    // match 0x0102.
+    let want: [u8; 44] = [
+        b'P', 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xe8, 0, 0, 0, 0, 0, 0, 0, 0, b'B', 0, 0, 0,
+        40, b'M', b'S', b'F', b'T', b' ', b' ', b' ', b' ', 0x00, 0x2d, 0xc6, 0xc0, 0, 0, 0, 0, 0, 0, 0x01, 0x02,
+    ];
+    assert_eq!(i, vec![want.to_vec()]);
+    let reduce = Event::BookReduce { order_ref: engine_ref, symbol: 1, canceled_qty: 10 };
+    assert!(run(&mut t, reduce).1.is_empty(), "no Order Cancel");
+    assert!(run(&mut t, Event::BookDelete { order_ref: engine_ref, symbol: 1 }).1.is_empty(), "no Order Delete");
+    // A displayed order is unchanged: Add Order and Order Executed 'E' on its reference.
+    new_order(&mut t, enter(2)).unwrap();
+    accept(&mut t, 2, 2, 4, 1, Side::Buy);
+    let shown = Event::BookAdd { order_ref: 4, symbol: 1, side: Side::Buy, price: 3_000_000, qty: 100 };
+    assert_eq!(run(&mut t, shown).1[0][0], b'A');
+    let ev = Event::Executed {
+        symbol: 1,
+        match_number: 0x0103,
+        price: 3_000_000,
+        qty: 40,
+        maker: party(4, 2, 2),
+        taker: party(9, 1, 8),
+        taker_side: Side::Sell,
+    };
+    let (_, i) = run(&mut t, ev);
+    assert_eq!((i[0][0], &i[0][11..19]), (b'E', &[0, 0, 0, 0, 0, 0, 0, 2][..]));
+}
+
+/// A replace can change Display (OUCH 5.0 section 2.2): hiding a displayed order deletes it from the feed
+/// (Order Delete 'D', section 1.4.4), showing a hidden one adds it (Add Order 'A', section 1.3.1).
+#[test]
+fn a_replace_changing_display_deletes_or_adds() {
+    let mut t = translator();
+    let (command, echo) = t.on_ouch(2, 20, &ouch::Inbound::EnterOrder(enter(1))).unwrap();
+    t.remember(&command, &echo.unwrap());
+    accept(&mut t, 2, 1, 6, 1, Side::Buy);
+    let replace = |orig_user_ref, user_ref, display| ouch::ReplaceOrder {
+        orig_user_ref,
+        user_ref,
+        quantity: 100,
+        price: 3_000_000,
+        time_in_force: ouch::tif::DAY,
+        display,
+        intermarket_sweep: b'N',
+        cl_ord_id: ClOrdId::new("R").unwrap(),
+        options: ouch::Options::default(),
+    };
+    let step = |t: &mut Translator, orig, new, display, old_ref: u64, new_ref: u64| {
+        let (command, echo) = t.on_ouch(2, 20, &ouch::Inbound::ReplaceOrder(replace(orig, new, display))).unwrap();
+        t.remember(&command, &echo.unwrap());
+        let ev = Event::Replaced {
+            old_ref,
+            new_ref,
+            session: 2,
+            orig_user_ref: orig,
+            new_user_ref: new,
+            symbol: 1,
+            side: Side::Buy,
+            qty: 100,
+            price: 3_000_000,
+        };
+        run(t, ev);
+        run(t, Event::BookReplace { old_ref, new_ref, symbol: 1, price: 3_000_000, qty: 100 }).1
+    };
+    let hide = step(&mut t, 1, 2, b'N', 6, (1 << 32) | 6);
+    assert_eq!(hide, vec![vec![b'D', 0, 2, 0, 0, 0, 0, 0, 0, 3, 0xe8, 0, 0, 0, 0, 0, 0, 0, 1]]);
+    let show = step(&mut t, 2, 3, b'Y', (1 << 32) | 6, (2 << 32) | 6);
+    assert_eq!((show.len(), show[0][0], &show[0][11..20]), (1, b'A', &[0, 0, 0, 0, 0, 0, 0, 3, b'B'][..]));
+}

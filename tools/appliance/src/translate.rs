@@ -46,6 +46,14 @@
 //!   (sections 2.2 and 2.3; Order Rejected answers only Enter and Replace, section 3.8) and counted in
 //!   [`Translator::ignored`].
 //!
+//! ## Market data (TotalView-ITCH 5.0)
+//! * Stock locates start at 1 ([`stock_locate`]); Order Reference Numbers are day-unique from 1
+//!   ([`crate::order_refs`]) and OUCH Accepted/Replaced carry the same numbers.
+//! * Display 'N' (non-displayed): the order never appears in Add Order, Order Cancel, Order Delete or Order
+//!   Replace; an execution against it is a Trade (Non-Cross) 'P' (section 1.5.1) with reference 0 and side 'B', as
+//!   Nasdaq publishes it, so nothing reveals the resting order. A replace that hides a displayed order deletes it
+//!   from the feed; one that shows a hidden order adds it.
+//!
 //! ## Reject reasons (engine → OUCH 5.0 Appendix C). Where the spec has no exact code the closest is used:
 //! UnknownSymbol → 0x0017 Invalid Symbol; UnknownAccount/UnknownSession → 0x000C Firm Not Authorized;
 //! UserRefNotIncreasing, InvalidAdmin → 0x000F Other; ZeroQuantity → 0x0013 Invalid Quantity;
@@ -601,6 +609,24 @@ impl Translator {
         }
     }
 
+    /// Add Order 'A' (section 1.3.1) for a displayed order.
+    #[allow(clippy::too_many_arguments)]
+    fn add_order(
+        &mut self,
+        header: itch::Header,
+        order_ref: u64,
+        sell: bool,
+        symbol: SymbolId,
+        price: u32,
+        shares: u32,
+        out: &mut impl FnMut(&[u8]),
+    ) {
+        let side = if sell { itch::Side::Sell } else { itch::Side::Buy };
+        let stock = self.symbol_name(symbol);
+        let m = itch::AddOrder { header, order_ref, side, shares, stock, price, attribution: None };
+        self.itch(itch::Message::AddOrder(m), out);
+    }
+
     fn itch(&mut self, m: itch::Message, out: &mut impl FnMut(&[u8])) {
         if let Ok(n) = m.emit(&mut self.scratch) {
             out(&self.scratch[..n]);
@@ -633,7 +659,7 @@ impl Translator {
                 ..
             } => {
                 let rec = self.record_for(session, user_ref, side);
-                let order_ref = self.refs.assign(order_ref, false, side == Side::Sell).number;
+                let order_ref = self.refs.assign(order_ref, rec.display == b'N', side == Side::Sell).number;
                 let price = if matches!(kind, OrderKind::Market | OrderKind::Stop) {
                     MARKET_PRICE
                 } else {
@@ -691,14 +717,30 @@ impl Translator {
                     };
                     self.ouch(p.session, None, m, ouch_out);
                 }
-                let m = itch::OrderExecuted {
-                    header: h(symbol),
-                    order_ref: self.refs.get(maker.order_ref).number,
-                    shares: qty,
-                    match_number,
-                    with_price: None,
+                let resting = self.refs.get(maker.order_ref);
+                let m = if resting.hidden {
+                    // Trade (Non-Cross) 'P', section 1.5.1: reports a match of a non-displayed order without
+                    // naming it. Nasdaq fills its Order Reference Number with zero and its Buy/Sell Indicator
+                    // with 'B' "regardless of the resting side"; we do the same, revealing nothing of the order.
+                    itch::Message::Trade(itch::Trade {
+                        header: h(symbol),
+                        order_ref: 0,
+                        side: itch::Side::Buy,
+                        shares: qty,
+                        stock: self.symbol_name(symbol),
+                        price,
+                        match_number,
+                    })
+                } else {
+                    itch::Message::OrderExecuted(itch::OrderExecuted {
+                        header: h(symbol),
+                        order_ref: resting.number,
+                        shares: qty,
+                        match_number,
+                        with_price: None,
+                    })
                 };
-                self.itch(itch::Message::OrderExecuted(m), itch_out);
+                self.itch(m, itch_out);
             }
             Event::Canceled {
                 session,
@@ -742,7 +784,7 @@ impl Translator {
                 ..
             } => {
                 let rec = self.record_for(session, new_user_ref, side);
-                let new_ref = self.refs.assign(new_ref, false, side == Side::Sell).number;
+                let new_ref = self.refs.assign(new_ref, rec.display == b'N', side == Side::Sell).number;
                 let order = ouch::OrderAccepted {
                     timestamp,
                     user_ref: new_user_ref,
@@ -776,38 +818,28 @@ impl Translator {
                 price,
                 qty,
             } => {
-                let side = if side == Side::Buy {
-                    itch::Side::Buy
-                } else {
-                    itch::Side::Sell
-                };
-                let m = itch::AddOrder {
-                    header: h(symbol),
-                    order_ref: self.refs.get(order_ref).number,
-                    side,
-                    shares: qty,
-                    stock: self.symbol_name(symbol),
-                    price,
-                    attribution: None,
-                };
-                self.itch(itch::Message::AddOrder(m), itch_out);
+                let order = self.refs.get(order_ref);
+                if !order.hidden {
+                    self.add_order(h(symbol), order.number, side == Side::Sell, symbol, price, qty, itch_out);
+                }
             }
             Event::BookReduce {
                 order_ref,
                 symbol,
                 canceled_qty,
             } => {
-                let m = itch::OrderCancel {
-                    header: h(symbol),
-                    order_ref: self.refs.get(order_ref).number,
-                    canceled_shares: canceled_qty,
-                };
-                self.itch(itch::Message::OrderCancel(m), itch_out);
+                let order = self.refs.get(order_ref);
+                if !order.hidden {
+                    let m = itch::OrderCancel { header: h(symbol), order_ref: order.number, canceled_shares: canceled_qty };
+                    self.itch(itch::Message::OrderCancel(m), itch_out);
+                }
             }
             Event::BookDelete { order_ref, symbol } => {
-                let order_ref = self.refs.get(order_ref).number;
-                let m = itch::OrderDelete { header: h(symbol), order_ref };
-                self.itch(itch::Message::OrderDelete(m), itch_out);
+                let order = self.refs.get(order_ref);
+                if !order.hidden {
+                    let m = itch::OrderDelete { header: h(symbol), order_ref: order.number };
+                    self.itch(itch::Message::OrderDelete(m), itch_out);
+                }
             }
             Event::BookReplace {
                 old_ref,
@@ -816,14 +848,27 @@ impl Translator {
                 price,
                 qty,
             } => {
-                let m = itch::OrderReplace {
-                    header: h(symbol),
-                    orig_ref: self.refs.get(old_ref).number,
-                    new_ref: self.refs.get(new_ref).number,
-                    shares: qty,
-                    price,
-                };
-                self.itch(itch::Message::OrderReplace(m), itch_out);
+                // A replace may change Display (OUCH 5.0 section 2.2): the feed shows only displayed orders, so
+                // an order becoming hidden leaves the book ('D') and one becoming displayed enters it ('A').
+                let (old, new) = (self.refs.get(old_ref), self.refs.get(new_ref));
+                match (old.hidden, new.hidden) {
+                    (false, false) => {
+                        let m = itch::OrderReplace {
+                            header: h(symbol),
+                            orig_ref: old.number,
+                            new_ref: new.number,
+                            shares: qty,
+                            price,
+                        };
+                        self.itch(itch::Message::OrderReplace(m), itch_out);
+                    }
+                    (false, true) => {
+                        let m = itch::OrderDelete { header: h(symbol), order_ref: old.number };
+                        self.itch(itch::Message::OrderDelete(m), itch_out);
+                    }
+                    (true, false) => self.add_order(h(symbol), new.number, new.sell, symbol, price, qty, itch_out),
+                    (true, true) => {}
+                }
             }
             Event::TradingAction {
                 symbol,
