@@ -72,7 +72,8 @@
 //! Order with any such field, or a price out of range, cancels the order it names instead (section 2.2 case 2).
 
 use bourse_engine::{
-    Cancel, CancelReason, Command, Event, HaltReason, IgnoreReason, Modify, NewOrder, OrderKind, RejectReason, Replace,
+    Cancel, CancelReason, Command, Event, HaltReason, IgnoreReason, MarketHours, Modify, NewOrder, OrderKind,
+    RejectReason, Replace,
     SessionId, Side, SymbolId, TimeInForce, TradingState, UserRef,
 };
 use bourse_nic::wire::alpha::{Alpha, ClOrdId, Symbol};
@@ -606,6 +607,73 @@ impl Translator {
         // SCRATCH_BYTES holds the largest outbound message, so emit cannot fail.
         if let Ok(n) = m.emit(&mut self.scratch) {
             out(session, first, &self.scratch[..n]);
+        }
+    }
+
+    /// The feed's start or end of day (TotalView-ITCH 5.0 section 1.1 System Event codes):
+    ///
+    /// ```text
+    ///  Open:  'O' start of messages, 'R' Stock Directory per symbol (section 1.2.1), 'H' Stock Trading Action
+    ///         state 'T' per symbol (section 1.2.2: the Trading Action spin "prior to the start of system
+    ///         hours"), 'S' start of system hours, 'Q' start of market hours
+    ///  Close: 'M' end of market hours, 'E' end of system hours, 'C' end of messages
+    /// ```
+    pub fn on_market_hours(&mut self, hours: MarketHours, timestamp: u64, itch_out: &mut impl FnMut(&[u8])) {
+        use itch::event_code as code;
+        let system = |event_code| {
+            // System Event: "Stock Locate: Always 0".
+            itch::Message::SystemEvent(itch::SystemEvent {
+                header: itch::Header { locate: 0, tracking: 0, timestamp },
+                event_code,
+            })
+        };
+        match hours {
+            MarketHours::Open => {
+                self.itch(system(code::START_OF_MESSAGES), itch_out);
+                for symbol in 0..self.names.len() as SymbolId {
+                    let m = self.stock_directory(symbol, timestamp);
+                    self.itch(itch::Message::StockDirectory(m), itch_out);
+                }
+                for symbol in 0..self.names.len() as SymbolId {
+                    let m = itch::TradingAction {
+                        header: itch::Header { locate: stock_locate(symbol), tracking: 0, timestamp },
+                        stock: self.symbol_name(symbol),
+                        state: itch::trading_state::TRADING,
+                        reason: Alpha(*b"    "),
+                    };
+                    self.itch(itch::Message::TradingAction(m), itch_out);
+                }
+                self.itch(system(code::START_OF_SYSTEM_HOURS), itch_out);
+                self.itch(system(code::START_OF_MARKET_HOURS), itch_out);
+            }
+            MarketHours::Close => {
+                for c in [code::END_OF_MARKET_HOURS, code::END_OF_SYSTEM_HOURS, code::END_OF_MESSAGES] {
+                    self.itch(system(c), itch_out);
+                }
+            }
+        }
+    }
+
+    /// The Stock Directory of `symbol`. This venue lists nothing of Nasdaq's, so the listing fields say "not
+    /// available" (space) where the spec has that value; round lots of 100 without a round-lot-only restriction
+    /// (the engine takes any quantity), common stock ('C', sub-type "Z " not applicable), live ('P').
+    fn stock_directory(&self, symbol: SymbolId, timestamp: u64) -> itch::StockDirectory {
+        itch::StockDirectory {
+            header: itch::Header { locate: stock_locate(symbol), tracking: 0, timestamp },
+            stock: self.symbol_name(symbol),
+            market_category: b' ',
+            financial_status: b' ',
+            round_lot_size: 100,
+            round_lots_only: b'N',
+            issue_classification: b'C',
+            issue_subtype: *b"Z ",
+            authenticity: b'P',
+            short_sale_threshold: b' ',
+            ipo_flag: b' ',
+            luld_tier: b' ',
+            etp_flag: b' ',
+            etp_leverage_factor: 0,
+            inverse_indicator: b'N',
         }
     }
 

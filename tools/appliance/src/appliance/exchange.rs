@@ -126,6 +126,17 @@ struct MdBook {
     store: RetransmitStore,
 }
 
+impl MdBook {
+    /// Gives `msg` the next MoldUDP64 sequence, keeps it for retransmission and hands it on.
+    fn publish(&mut self, msg: &[u8], out: &mut impl Outputs) {
+        let sequence = self.next_sequence;
+        // Cannot fail: every ITCH message fits a slot.
+        let _ = self.store.put(sequence, msg);
+        self.next_sequence += 1;
+        out.market(sequence, msg);
+    }
+}
+
 pub struct Exchange {
     engine: Engine,
     translator: Translator,
@@ -194,14 +205,15 @@ impl Exchange {
                 b.bucket = Bucket { tokens: t.saturating_sub(TOKEN), at_ns: input.timestamp.max(b.bucket.at_ns) };
             }
         }
-        let mut sink = Sink {
-            translator: &mut self.translator,
-            books: &mut self.books,
-            md: &mut self.md,
-            out,
-            time_of_day: input.timestamp % DAY_NS,
-        };
+        let time_of_day = input.timestamp % DAY_NS;
+        let mut sink = Sink { translator: &mut self.translator, books: &mut self.books, md: &mut self.md, out, time_of_day };
         self.engine.apply(input, &mut sink);
+        if let Command::MarketHours(hours) = input.command {
+            // The day's bounds are journaled inputs like any other, so the spin is sequenced once: a restart
+            // or a failover replays it into the retransmission store and never sends it again.
+            let md = &mut self.md;
+            self.translator.on_market_hours(hours, time_of_day, &mut |msg| md.publish(msg, out));
+        }
         Ok(())
     }
 
@@ -396,13 +408,7 @@ impl<O: Outputs> EventSink for Sink<'_, O> {
                 b.next_sequence += 1;
                 out.borrow_mut().reply(session, sequence, msg);
             },
-            &mut |msg| {
-                let sequence = md.next_sequence;
-                // Cannot fail: every ITCH message fits a slot.
-                let _ = md.store.put(sequence, msg);
-                md.next_sequence += 1;
-                out.borrow_mut().market(sequence, msg);
-            },
+            &mut |msg| md.publish(msg, &mut **out.borrow_mut()),
         );
     }
 }
