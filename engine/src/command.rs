@@ -247,6 +247,16 @@ impl MarketBreaker {
     };
 }
 
+/// The trading day's bounds, as the market-data feed announces them (TotalView-ITCH 5.0 section 1.1 System Event
+/// codes). The engine changes nothing but time; what is published for them is the translator's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MarketHours {
+    /// Start of day: start of messages, the symbol directory, start of system and market hours.
+    Open,
+    /// End of day: end of market hours, end of system hours, end of messages.
+    Close,
+}
+
 /// A message the order-entry gateway refused before it reached matching (an unknown symbol, an order type the
 /// venue does not take …), journaled like any other input so that the refusal's reply is sequenced in the
 /// session's outbound stream deterministically: replaying the journal reproduces it byte for byte. The engine
@@ -277,6 +287,8 @@ pub enum Command {
     /// Advances sequencer time only: expires halts and releases queued orders.
     Tick,
     Refuse(Refuse),
+    /// Start or end of the trading day on the feed.
+    MarketHours(MarketHours),
 }
 
 /// One sequenced input.

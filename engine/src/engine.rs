@@ -277,7 +277,7 @@ impl Engine {
                 admin(seq, r, out)
             }
             Command::SetHalt(h) => self.set_halt(seq, h, out),
-            Command::Tick => out.event(&Event::AdminApplied { seq }),
+            Command::Tick | Command::MarketHours(_) => out.event(&Event::AdminApplied { seq }),
             Command::Refuse(r) => {
                 out.event(&Event::Refused { session: r.session, user_ref: r.user_ref, reason: r.reason })
             }

@@ -13,13 +13,33 @@ use bourse_nic::wire::{itch, ouch};
 
 fn translator() -> Translator {
     let syms = [Symbol::new("AAPL").unwrap(), Symbol::new("MSFT").unwrap()];
-    Translator::new(
+    let mut t = Translator::new(
         &syms,
         TranslateLimits {
             sessions_max: 4,
             records_max: 16,
         },
-    )
+    );
+    t.size_order_refs(1024);
+    t
+}
+
+/// The engine reports order `engine_ref` of (`session`, `user_ref`) accepted: the translator numbers it.
+fn accept(t: &mut Translator, session: u16, user_ref: u32, engine_ref: u64, symbol: u16, side: Side) -> Outs {
+    let ev = Event::Accepted {
+        order_ref: engine_ref,
+        session,
+        user_ref,
+        account: 20,
+        symbol,
+        side,
+        kind: OrderKind::Limit,
+        tif: TimeInForce::Day,
+        qty: 100,
+        price: 3_000_000,
+        queued: false,
+    };
+    run(t, ev)
 }
 
 fn enter(user_ref: u32) -> ouch::EnterOrder {
@@ -311,7 +331,7 @@ fn accepted_echoes_cl_ord_id() {
             assert_eq!(a.cl_ord_id, ClOrdId::new("ORD-1").unwrap());
             assert_eq!(
                 (a.order_ref, a.quantity, a.price, a.capacity),
-                (77, 100, 3_000_000, b'P')
+                (1, 100, 3_000_000, b'P')
             );
             assert_eq!(a.symbol, Symbol::new("MSFT").unwrap());
             assert_eq!(a.timestamp, 1_000);
@@ -389,6 +409,7 @@ fn executed_to_both_sides_and_itch() {
         taker: party(2, 9, 101),
         taker_side: Side::Buy,
     };
+    accept(&mut t, 1, 5, 100, 0, Side::Sell);
     let (o, i) = run(&mut t, ev);
     assert_eq!(o.len(), 2);
     assert!(matches!(
@@ -414,11 +435,11 @@ fn executed_to_both_sides_and_itch() {
         itch::Message::parse(&i[0]).unwrap(),
         itch::Message::OrderExecuted(itch::OrderExecuted {
             header: itch::Header {
-                locate: 0,
+                locate: 1,
                 tracking: 0,
                 timestamp: 1_000
             },
-            order_ref: 100,
+            order_ref: 1,
             shares: 30,
             match_number: 42,
             with_price: None
@@ -429,6 +450,8 @@ fn executed_to_both_sides_and_itch() {
 #[test]
 fn book_events_to_itch() {
     let mut t = translator();
+    accept(&mut t, 1, 1, 7, 0, Side::Sell);
+    accept(&mut t, 1, 2, 8, 0, Side::Sell);
     let (_, i) = run(
         &mut t,
         Event::BookAdd {
@@ -604,4 +627,169 @@ fn ignored_requests_are_silent_on_the_wire_and_counted_by_reason() {
     }
     let c = t.ignored;
     assert_eq!((c.unknown_order, c.not_reduced, c.side_change), (1, 2, 1));
+}
+
+/// TotalView-ITCH 5.0, "Architecture": locate codes are "dynamically assigned each day, starting with a value of
+/// 1"; 0 is for messages that are not stock dependent. The first symbol (SymbolId 0, AAPL) is locate 1.
+#[test]
+fn stock_locates_start_at_one() {
+    let mut t = translator();
+    let (_, i) = run(
+        &mut t,
+        Event::TradingAction {
+            symbol: 0,
+            state: bourse_engine::TradingState::Halted,
+            reason: bourse_engine::HaltReason::Operator,
+        },
+    );
+    // Stock Trading Action (section 1.2.2): 'H', locate 1, tracking 0, timestamp 1000 ns, "AAPL    ", 'H',
+    // reserved, reason "H10 ".
+    let want: [u8; 25] = [
+        b'H', 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xe8, b'A', b'A', b'P', b'L', b' ', b' ',
+        b' ', b' ', b'H', b' ', b'H', b'1', b'0', b' ',
+    ];
+    assert_eq!(i[0], want);
+    assert_eq!(bourse_appliance::translate::stock_locate(1), 2, "MSFT is locate 2");
+}
+
+/// TotalView-ITCH 5.0 section 1.3: the Order Reference Number is "day-unique"; OUCH 5.0 section 3.2 (Order
+/// Accepted) carries the same number. The engine's `generation << 32 | slot` never reaches the wire: the first
+/// order of the day is reference 1 whatever its engine reference (here 0x12_0000_01ea, as seen in the field).
+#[test]
+fn order_reference_numbers_are_day_unique_from_one() {
+    let mut t = translator();
+    let engine_ref = 0x12_0000_01ea;
+    let (o, _) = accept(&mut t, 2, 1, engine_ref, 0, Side::Buy);
+    let ouch::Outbound::OrderAccepted(a) = ouch::Outbound::parse(&o[0].2).unwrap() else { panic!() };
+    assert_eq!(a.order_ref, 1);
+    let (_, i) = run(&mut t, Event::BookAdd { order_ref: engine_ref, symbol: 0, side: Side::Buy, price: 1_500_000, qty: 100 });
+    // Add Order (section 1.3.1): 'A', locate 1, tracking 0, timestamp 1000, reference 1, 'B', 100 shares,
+    // "AAPL    ", price 150.0000.
+    let want: [u8; 36] = [
+        b'A', 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xe8, 0, 0, 0, 0, 0, 0, 0, 1, b'B', 0, 0, 0,
+        100, b'A', b'A', b'P', b'L', b' ', b' ', b' ', b' ', 0x00, 0x16, 0xe3, 0x60,
+    ];
+    assert_eq!(i[0], want);
+    // The next order, in another slot, is 2; a replace's new reference (same slot, next generation) is 3, and
+    // Order Replace 'U' (section 1.4.5) names 1 → 3.
+    let (o, _) = accept(&mut t, 2, 2, 5, 1, Side::Sell);
+    let ouch::Outbound::OrderAccepted(a) = ouch::Outbound::parse(&o[0].2).unwrap() else { panic!() };
+    assert_eq!(a.order_ref, 2);
+    let new_ref = engine_ref + (1 << 32);
+    let replaced = Event::Replaced {
+        old_ref: engine_ref,
+        new_ref,
+        session: 2,
+        orig_user_ref: 1,
+        new_user_ref: 3,
+        symbol: 0,
+        side: Side::Buy,
+        qty: 50,
+        price: 1_500_000,
+    };
+    let (o, _) = run(&mut t, replaced);
+    let ouch::Outbound::OrderReplaced { order, .. } = ouch::Outbound::parse(&o[0].2).unwrap() else { panic!() };
+    assert_eq!(order.order_ref, 3);
+    let (_, i) = run(
+        &mut t,
+        Event::BookReplace { old_ref: engine_ref, new_ref, symbol: 0, price: 1_500_000, qty: 50 },
+    );
+    assert_eq!(&i[0][11..27], &[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 3]);
+    assert_eq!(t.order_refs().unmapped, 0);
+}
+
+/// TotalView-ITCH 5.0 section 1.5.1: "no Add Order Message is generated when a non-displayed order is initially
+/// received", and its executions are Trade (Non-Cross) 'P' messages, reference zero, Buy/Sell Indicator "always
+/// 'B' regardless of the resting side". An order entered with Display 'N' (OUCH 5.0 section 2.1) is such an order.
+#[test]
+fn hidden_orders_never_reach_the_book_feed_and_trade_as_p() {
+    let mut t = translator();
+    let n = new_order(&mut t, ouch::EnterOrder { display: b'N', side: ouch::Side::Sell, ..enter(1) }).unwrap();
+    let engine_ref = 3;
+    let (o, i) = accept(&mut t, n.session, n.user_ref, engine_ref, 1, Side::Sell);
+    assert!(i.is_empty());
+    let ouch::Outbound::OrderAccepted(a) = ouch::Outbound::parse(&o[0].2).unwrap() else { panic!() };
+    assert_eq!((a.display, a.order_ref), (b'N', 1), "the owner learns its reference; the feed does not");
+    let rest = Event::BookAdd { order_ref: engine_ref, symbol: 1, side: Side::Sell, price: 3_000_000, qty: 100 };
+    assert!(run(&mut t, rest).1.is_empty(), "no Add Order");
+    let party = |order_ref, session, user_ref| Party { order_ref, session, user_ref, account: 0, leaves_qty: 0 };
+    let ev = Event::Executed {
+        symbol: 1,
+        match_number: 0x0102,
+        price: 3_000_000,
+        qty: 40,
+        maker: party(engine_ref, 2, 1),
+        taker: party(9, 1, 7),
+        taker_side: Side::Buy,
+    };
+    let (o, i) = run(&mut t, ev);
+    assert_eq!(o.len(), 2, "both firms still get OUCH Executed");
+    // 'P', locate 2 (MSFT), tracking 0, timestamp 1000, reference 0, 'B', 40 shares, "MSFT    ", 300.0000,
+    // match 0x0102.
+    let want: [u8; 44] = [
+        b'P', 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xe8, 0, 0, 0, 0, 0, 0, 0, 0, b'B', 0, 0, 0,
+        40, b'M', b'S', b'F', b'T', b' ', b' ', b' ', b' ', 0x00, 0x2d, 0xc6, 0xc0, 0, 0, 0, 0, 0, 0, 0x01, 0x02,
+    ];
+    assert_eq!(i, vec![want.to_vec()]);
+    let reduce = Event::BookReduce { order_ref: engine_ref, symbol: 1, canceled_qty: 10 };
+    assert!(run(&mut t, reduce).1.is_empty(), "no Order Cancel");
+    assert!(run(&mut t, Event::BookDelete { order_ref: engine_ref, symbol: 1 }).1.is_empty(), "no Order Delete");
+    // A displayed order is unchanged: Add Order and Order Executed 'E' on its reference.
+    new_order(&mut t, enter(2)).unwrap();
+    accept(&mut t, 2, 2, 4, 1, Side::Buy);
+    let shown = Event::BookAdd { order_ref: 4, symbol: 1, side: Side::Buy, price: 3_000_000, qty: 100 };
+    assert_eq!(run(&mut t, shown).1[0][0], b'A');
+    let ev = Event::Executed {
+        symbol: 1,
+        match_number: 0x0103,
+        price: 3_000_000,
+        qty: 40,
+        maker: party(4, 2, 2),
+        taker: party(9, 1, 8),
+        taker_side: Side::Sell,
+    };
+    let (_, i) = run(&mut t, ev);
+    assert_eq!((i[0][0], &i[0][11..19]), (b'E', &[0, 0, 0, 0, 0, 0, 0, 2][..]));
+}
+
+/// A replace can change Display (OUCH 5.0 section 2.2): hiding a displayed order deletes it from the feed
+/// (Order Delete 'D', section 1.4.4), showing a hidden one adds it (Add Order 'A', section 1.3.1).
+#[test]
+fn a_replace_changing_display_deletes_or_adds() {
+    let mut t = translator();
+    let (command, echo) = t.on_ouch(2, 20, &ouch::Inbound::EnterOrder(enter(1))).unwrap();
+    t.remember(&command, &echo.unwrap());
+    accept(&mut t, 2, 1, 6, 1, Side::Buy);
+    let replace = |orig_user_ref, user_ref, display| ouch::ReplaceOrder {
+        orig_user_ref,
+        user_ref,
+        quantity: 100,
+        price: 3_000_000,
+        time_in_force: ouch::tif::DAY,
+        display,
+        intermarket_sweep: b'N',
+        cl_ord_id: ClOrdId::new("R").unwrap(),
+        options: ouch::Options::default(),
+    };
+    let step = |t: &mut Translator, orig, new, display, old_ref: u64, new_ref: u64| {
+        let (command, echo) = t.on_ouch(2, 20, &ouch::Inbound::ReplaceOrder(replace(orig, new, display))).unwrap();
+        t.remember(&command, &echo.unwrap());
+        let ev = Event::Replaced {
+            old_ref,
+            new_ref,
+            session: 2,
+            orig_user_ref: orig,
+            new_user_ref: new,
+            symbol: 1,
+            side: Side::Buy,
+            qty: 100,
+            price: 3_000_000,
+        };
+        run(t, ev);
+        run(t, Event::BookReplace { old_ref, new_ref, symbol: 1, price: 3_000_000, qty: 100 }).1
+    };
+    let hide = step(&mut t, 1, 2, b'N', 6, (1 << 32) | 6);
+    assert_eq!(hide, vec![vec![b'D', 0, 2, 0, 0, 0, 0, 0, 0, 3, 0xe8, 0, 0, 0, 0, 0, 0, 0, 1]]);
+    let show = step(&mut t, 2, 3, b'Y', (1 << 32) | 6, (2 << 32) | 6);
+    assert_eq!((show.len(), show[0][0], &show[0][11..20]), (1, b'A', &[0, 0, 0, 0, 0, 0, 0, 3, b'B'][..]));
 }

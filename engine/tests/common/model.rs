@@ -338,7 +338,7 @@ impl Model {
                     }
                 }
             }
-            Command::Tick => out.push(Event::AdminApplied { seq }),
+            Command::Tick | Command::MarketHours(_) => out.push(Event::AdminApplied { seq }),
             Command::Refuse(r) => {
                 out.push(Event::Refused { session: r.session, user_ref: r.user_ref, reason: r.reason })
             }

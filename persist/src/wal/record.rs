@@ -26,8 +26,8 @@
 //! [`RecordError`] instead of panicking on any input (fuzzed in `persist/fuzz`).
 
 use bourse_engine::{
-    AddAccount, AddSymbol, Bands, BindSession, Cancel, Command, Deposit, DepositShares, Input, MarketBreaker, SelfTrade,
-    Modify, NewOrder, OrderKind, Refuse, Replace, SetHalt, Side, TimeInForce,
+    AddAccount, AddSymbol, Bands, BindSession, Cancel, Command, Deposit, DepositShares, Input, MarketBreaker,
+    MarketHours, Modify, NewOrder, OrderKind, Refuse, Replace, SelfTrade, SetHalt, Side, TimeInForce,
 };
 use bytemuck::{Pod, Zeroable};
 
@@ -82,10 +82,12 @@ pub enum RecordKind {
     Refuse = 14,
     /// An OUCH Modify Order (15 is another kind's number).
     Modify = 16,
+    /// Start or end of the trading day on the market-data feed.
+    MarketHours = 17,
 }
 
 /// Number of record kinds (for per-kind counters indexed by [`RecordKind::index`]).
-pub const KINDS_COUNT: usize = 15;
+pub const KINDS_COUNT: usize = 16;
 
 impl RecordKind {
     pub const ALL: [RecordKind; KINDS_COUNT] = [
@@ -104,6 +106,7 @@ impl RecordKind {
         RecordKind::ReplaceEchoed,
         RecordKind::Refuse,
         RecordKind::Modify,
+        RecordKind::MarketHours,
     ];
 
     pub fn from_u16(v: u16) -> Option<RecordKind> {
@@ -140,6 +143,7 @@ impl RecordKind {
             Command::Tick => RecordKind::Tick,
             Command::Refuse(_) => RecordKind::Refuse,
             Command::Modify(_) => RecordKind::Modify,
+            Command::MarketHours(_) => RecordKind::MarketHours,
         }
     }
 
@@ -165,6 +169,7 @@ impl RecordKind {
             RecordKind::ReplaceEchoed => "replace_order",
             RecordKind::Refuse => "refuse",
             RecordKind::Modify => "modify",
+            RecordKind::MarketHours => "market_hours",
         }
     }
 
@@ -186,6 +191,7 @@ impl RecordKind {
             RecordKind::ReplaceEchoed => core::mem::size_of::<ReplaceEchoedBody>(),
             RecordKind::Refuse => core::mem::size_of::<RefuseBody>(),
             RecordKind::Modify => core::mem::size_of::<ModifyBody>(),
+            RecordKind::MarketHours => core::mem::size_of::<MarketHoursBody>(),
         }
     }
 
@@ -335,6 +341,17 @@ pub struct ReplaceEchoedBody {
     pub reserved: [u8; 4],
 }
 
+/// `MarketHours` body: 1 open, 2 close.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct MarketHoursBody {
+    pub phase: u8,
+    pub reserved: [u8; 7],
+}
+
+const MARKET_OPEN: u8 = 1;
+const MARKET_CLOSE: u8 = 2;
+
 /// `Refuse` body: 12 bytes of fields and the echo; with the header, one cache line.
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
@@ -359,6 +376,7 @@ const _: () = assert!(RecordKind::Cancel.record_bytes() == 64);
 const _: () = assert!(RecordKind::Replace.record_bytes() == 64);
 const _: () = assert!(RecordKind::Deposit.record_bytes() == 64);
 const _: () = assert!(RecordKind::Tick.record_bytes() == 64);
+const _: () = assert!(RecordKind::MarketHours.record_bytes() == 64);
 const _: () = assert!(core::mem::size_of::<AddSymbolBody>() == 56);
 const _: () = assert!(RecordKind::AddSymbol.record_bytes() == 128);
 const _: () = assert!(core::mem::size_of::<MarketBreakerBody>() == 40);
@@ -483,6 +501,13 @@ pub fn encode_entry(input: &Input, echo: Option<&Echo>, epoch: u32, out: &mut [u
             put(body, &MarketBreakerBody { halt_ns: m.halt_ns, level_bps: m.level_bps, reserved: 0 })
         }
         Command::Tick => {}
+        Command::MarketHours(h) => {
+            let phase = match h {
+                MarketHours::Open => MARKET_OPEN,
+                MarketHours::Close => MARKET_CLOSE,
+            };
+            put(body, &MarketHoursBody { phase, reserved: [0; 7] })
+        }
     }
     let header = RecordHeader {
         crc: 0,
@@ -803,6 +828,17 @@ fn decode_admin(kind: RecordKind, body: &[u8]) -> Result<Command, RecordError> {
             Command::SetMarketBreaker(MarketBreaker { level_bps: b.level_bps, halt_ns: b.halt_ns })
         }
         RecordKind::Tick => Command::Tick,
+        RecordKind::MarketHours => {
+            let b: MarketHoursBody = bytemuck::pod_read_unaligned(body);
+            if b.reserved != [0; 7] {
+                return Err(RecordError::ReservedNotZero);
+            }
+            Command::MarketHours(match b.phase {
+                MARKET_OPEN => MarketHours::Open,
+                MARKET_CLOSE => MarketHours::Close,
+                v => return Err(RecordError::BadField { field: "market hours phase", value: u64::from(v) }),
+            })
+        }
         RecordKind::NewOrder
         | RecordKind::Replace
         | RecordKind::OrderEchoed
@@ -902,6 +938,8 @@ mod tests {
                 Command::SetMarketBreaker(MarketBreaker { level_bps, halt_ns })
             }),
             Just(Command::Tick),
+            Just(Command::MarketHours(MarketHours::Open)),
+            Just(Command::MarketHours(MarketHours::Close)),
             any::<(u16, u32, u16, bool)>().prop_map(|(session, user_ref, reason, introduces_ref)| {
                 Command::Refuse(Refuse { session, user_ref, reason, introduces_ref })
             }),
@@ -983,11 +1021,31 @@ mod tests {
         assert_eq!(decode(&buf[..n]).unwrap().input, input);
         assert_eq!(RecordKind::from_u16(16), Some(RecordKind::Modify));
         assert_eq!(RecordKind::from_u16(15), None);
-        assert_eq!(RecordKind::Modify.index(), KINDS_COUNT - 1);
+        assert_eq!(RecordKind::Modify.index(), KINDS_COUNT - 2);
         buf[HEADER_BYTES + 2] = 2;
         let crc = crc32c::crc32c(&buf[4..n]);
         buf[..4].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(decode(&buf[..n]), Err(RecordError::BadField { field: "side", value: 2 }));
+    }
+
+    /// The day's bounds are kind 17, one cache line: phase 1 open, 2 close; any other phase is a typed error.
+    #[test]
+    fn market_hours_is_kind_17() {
+        for (hours, phase) in [(MarketHours::Open, 1u8), (MarketHours::Close, 2)] {
+            let input = Input { seq: 7, timestamp: 1, command: Command::MarketHours(hours) };
+            let mut buf = [0u8; RECORD_BYTES_MAX];
+            let n = encode(&input, 0, &mut buf);
+            assert_eq!(n, 64);
+            assert_eq!(&buf[24..26], &17u16.to_le_bytes());
+            assert_eq!(&buf[HEADER_BYTES..HEADER_BYTES + 8], &[phase, 0, 0, 0, 0, 0, 0, 0]);
+            assert_eq!(decode(&buf[..n]).unwrap().input, input);
+            buf[HEADER_BYTES] = 3;
+            let crc = crc32c::crc32c(&buf[4..n]);
+            buf[..4].copy_from_slice(&crc.to_le_bytes());
+            assert_eq!(decode(&buf[..n]), Err(RecordError::BadField { field: "market hours phase", value: 3 }));
+        }
+        assert_eq!(RecordKind::MarketHours.index(), KINDS_COUNT - 1);
+        assert_eq!(RecordKind::MarketHours.name(), "market_hours");
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod appliance;
 pub mod config;
 pub mod demo;
 pub mod obs;
+pub mod order_refs;
 pub mod progress;
 pub mod session;
 pub mod standby;

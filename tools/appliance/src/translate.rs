@@ -46,6 +46,14 @@
 //!   (sections 2.2 and 2.3; Order Rejected answers only Enter and Replace, section 3.8) and counted in
 //!   [`Translator::ignored`].
 //!
+//! ## Market data (TotalView-ITCH 5.0)
+//! * Stock locates start at 1 ([`stock_locate`]); Order Reference Numbers are day-unique from 1
+//!   ([`crate::order_refs`]) and OUCH Accepted/Replaced carry the same numbers.
+//! * Display 'N' (non-displayed): the order never appears in Add Order, Order Cancel, Order Delete or Order
+//!   Replace; an execution against it is a Trade (Non-Cross) 'P' (section 1.5.1) with reference 0 and side 'B', as
+//!   Nasdaq publishes it, so nothing reveals the resting order. A replace that hides a displayed order deletes it
+//!   from the feed; one that shows a hidden order adds it.
+//!
 //! ## Reject reasons (engine → OUCH 5.0 Appendix C). Where the spec has no exact code the closest is used:
 //! UnknownSymbol → 0x0017 Invalid Symbol; UnknownAccount/UnknownSession → 0x000C Firm Not Authorized;
 //! UserRefNotIncreasing, InvalidAdmin → 0x000F Other; ZeroQuantity → 0x0013 Invalid Quantity;
@@ -64,7 +72,8 @@
 //! Order with any such field, or a price out of range, cancels the order it names instead (section 2.2 case 2).
 
 use bourse_engine::{
-    Cancel, CancelReason, Command, Event, HaltReason, IgnoreReason, Modify, NewOrder, OrderKind, RejectReason, Replace,
+    Cancel, CancelReason, Command, Event, HaltReason, IgnoreReason, MarketHours, Modify, NewOrder, OrderKind,
+    RejectReason, Replace,
     SessionId, Side, SymbolId, TimeInForce, TradingState, UserRef,
 };
 use bourse_nic::wire::alpha::{Alpha, ClOrdId, Symbol};
@@ -73,6 +82,7 @@ use bourse_nic::wire::ouch::{self, reject_reason as rr};
 use bourse_persist::wal::record::{Echo, ECHO_BYTES};
 
 use crate::appliance::store::{read_u64 as take_u64, take};
+use crate::order_refs::OrderRefs;
 
 /// Enter and Replace quantities must be "greater than zero and less than 1,000,000" (sections 2.1, 2.2).
 pub const QUANTITY_LIMIT: u32 = 1_000_000;
@@ -290,6 +300,8 @@ pub struct Translator {
     refused_cl_ord_id: ClOrdId,
     /// Cancels, replaces and modifies the engine ignored (OUCH answers them with nothing), by reason.
     pub ignored: IgnoredCounts,
+    /// Engine references → the day-unique Order Reference Numbers OUCH and ITCH publish (replicated state).
+    refs: OrderRefs,
     scratch: [u8; SCRATCH_BYTES],
 }
 
@@ -326,8 +338,30 @@ impl Translator {
             sessions_max: limits.sessions_max,
             refused_cl_ord_id: Alpha([b' '; 14]),
             ignored: IgnoredCounts::default(),
+            refs: OrderRefs::with_slots(0),
             scratch: [0; SCRATCH_BYTES],
         }
+    }
+
+    /// Sizes the Order Reference Number table for an engine of `orders_max` orders (the exchange does it for its
+    /// engine; a translator used alone must do it before the first event). Allocates: call at start-up.
+    pub fn size_order_refs(&mut self, orders_max: usize) {
+        self.refs = OrderRefs::with_slots(orders_max);
+    }
+
+    /// The Order Reference Number table (its counter of unmapped references is exported).
+    pub fn order_refs(&self) -> &OrderRefs {
+        &self.refs
+    }
+
+    /// Serialises the Order Reference Number table (for the exchange state's snapshot).
+    pub fn write_order_refs(&self, out: &mut Vec<u8>) {
+        self.refs.write_to(out);
+    }
+
+    /// Restores what [`Translator::write_order_refs`] wrote; `None` when it does not fit this translator.
+    pub fn read_order_refs(&mut self, bytes: &mut &[u8]) -> Option<()> {
+        self.refs.read_from(bytes)
     }
 
     pub fn symbol_id(&self, name: &Symbol) -> Option<SymbolId> {
@@ -576,6 +610,91 @@ impl Translator {
         }
     }
 
+    /// The feed's start or end of day (TotalView-ITCH 5.0 section 1.1 System Event codes):
+    ///
+    /// ```text
+    ///  Open:  'O' start of messages, 'R' Stock Directory per symbol (section 1.2.1), 'H' Stock Trading Action
+    ///         state 'T' per symbol (section 1.2.2: the Trading Action spin "prior to the start of system
+    ///         hours"), 'S' start of system hours, 'Q' start of market hours
+    ///  Close: 'M' end of market hours, 'E' end of system hours, 'C' end of messages
+    /// ```
+    pub fn on_market_hours(&mut self, hours: MarketHours, timestamp: u64, itch_out: &mut impl FnMut(&[u8])) {
+        use itch::event_code as code;
+        let system = |event_code| {
+            // System Event: "Stock Locate: Always 0".
+            itch::Message::SystemEvent(itch::SystemEvent {
+                header: itch::Header { locate: 0, tracking: 0, timestamp },
+                event_code,
+            })
+        };
+        match hours {
+            MarketHours::Open => {
+                self.itch(system(code::START_OF_MESSAGES), itch_out);
+                for symbol in 0..self.names.len() as SymbolId {
+                    let m = self.stock_directory(symbol, timestamp);
+                    self.itch(itch::Message::StockDirectory(m), itch_out);
+                }
+                for symbol in 0..self.names.len() as SymbolId {
+                    let m = itch::TradingAction {
+                        header: itch::Header { locate: stock_locate(symbol), tracking: 0, timestamp },
+                        stock: self.symbol_name(symbol),
+                        state: itch::trading_state::TRADING,
+                        reason: Alpha(*b"    "),
+                    };
+                    self.itch(itch::Message::TradingAction(m), itch_out);
+                }
+                self.itch(system(code::START_OF_SYSTEM_HOURS), itch_out);
+                self.itch(system(code::START_OF_MARKET_HOURS), itch_out);
+            }
+            MarketHours::Close => {
+                for c in [code::END_OF_MARKET_HOURS, code::END_OF_SYSTEM_HOURS, code::END_OF_MESSAGES] {
+                    self.itch(system(c), itch_out);
+                }
+            }
+        }
+    }
+
+    /// The Stock Directory of `symbol`. This venue lists nothing of Nasdaq's, so the listing fields say "not
+    /// available" (space) where the spec has that value; round lots of 100 without a round-lot-only restriction
+    /// (the engine takes any quantity), common stock ('C', sub-type "Z " not applicable), live ('P').
+    fn stock_directory(&self, symbol: SymbolId, timestamp: u64) -> itch::StockDirectory {
+        itch::StockDirectory {
+            header: itch::Header { locate: stock_locate(symbol), tracking: 0, timestamp },
+            stock: self.symbol_name(symbol),
+            market_category: b' ',
+            financial_status: b' ',
+            round_lot_size: 100,
+            round_lots_only: b'N',
+            issue_classification: b'C',
+            issue_subtype: *b"Z ",
+            authenticity: b'P',
+            short_sale_threshold: b' ',
+            ipo_flag: b' ',
+            luld_tier: b' ',
+            etp_flag: b' ',
+            etp_leverage_factor: 0,
+            inverse_indicator: b'N',
+        }
+    }
+
+    /// Add Order 'A' (section 1.3.1) for a displayed order.
+    #[allow(clippy::too_many_arguments)]
+    fn add_order(
+        &mut self,
+        header: itch::Header,
+        order_ref: u64,
+        sell: bool,
+        symbol: SymbolId,
+        price: u32,
+        shares: u32,
+        out: &mut impl FnMut(&[u8]),
+    ) {
+        let side = if sell { itch::Side::Sell } else { itch::Side::Buy };
+        let stock = self.symbol_name(symbol);
+        let m = itch::AddOrder { header, order_ref, side, shares, stock, price, attribution: None };
+        self.itch(itch::Message::AddOrder(m), out);
+    }
+
     fn itch(&mut self, m: itch::Message, out: &mut impl FnMut(&[u8])) {
         if let Ok(n) = m.emit(&mut self.scratch) {
             out(&self.scratch[..n]);
@@ -590,8 +709,8 @@ impl Translator {
         ouch_out: &mut impl FnMut(SessionId, Option<UserRef>, &[u8]),
         itch_out: &mut impl FnMut(&[u8]),
     ) {
-        let h = |locate: SymbolId| itch::Header {
-            locate,
+        let h = |symbol: SymbolId| itch::Header {
+            locate: stock_locate(symbol),
             tracking: 0,
             timestamp,
         };
@@ -608,6 +727,7 @@ impl Translator {
                 ..
             } => {
                 let rec = self.record_for(session, user_ref, side);
+                let order_ref = self.refs.assign(order_ref, rec.display == b'N', side == Side::Sell).number;
                 let price = if matches!(kind, OrderKind::Market | OrderKind::Stop) {
                     MARKET_PRICE
                 } else {
@@ -665,14 +785,30 @@ impl Translator {
                     };
                     self.ouch(p.session, None, m, ouch_out);
                 }
-                let m = itch::OrderExecuted {
-                    header: h(symbol),
-                    order_ref: maker.order_ref,
-                    shares: qty,
-                    match_number,
-                    with_price: None,
+                let resting = self.refs.get(maker.order_ref);
+                let m = if resting.hidden {
+                    // Trade (Non-Cross) 'P', section 1.5.1: reports a match of a non-displayed order without
+                    // naming it. Nasdaq fills its Order Reference Number with zero and its Buy/Sell Indicator
+                    // with 'B' "regardless of the resting side"; we do the same, revealing nothing of the order.
+                    itch::Message::Trade(itch::Trade {
+                        header: h(symbol),
+                        order_ref: 0,
+                        side: itch::Side::Buy,
+                        shares: qty,
+                        stock: self.symbol_name(symbol),
+                        price,
+                        match_number,
+                    })
+                } else {
+                    itch::Message::OrderExecuted(itch::OrderExecuted {
+                        header: h(symbol),
+                        order_ref: resting.number,
+                        shares: qty,
+                        match_number,
+                        with_price: None,
+                    })
                 };
-                self.itch(itch::Message::OrderExecuted(m), itch_out);
+                self.itch(m, itch_out);
             }
             Event::Canceled {
                 session,
@@ -716,6 +852,7 @@ impl Translator {
                 ..
             } => {
                 let rec = self.record_for(session, new_user_ref, side);
+                let new_ref = self.refs.assign(new_ref, rec.display == b'N', side == Side::Sell).number;
                 let order = ouch::OrderAccepted {
                     timestamp,
                     user_ref: new_user_ref,
@@ -749,42 +886,28 @@ impl Translator {
                 price,
                 qty,
             } => {
-                let side = if side == Side::Buy {
-                    itch::Side::Buy
-                } else {
-                    itch::Side::Sell
-                };
-                let m = itch::AddOrder {
-                    header: h(symbol),
-                    order_ref,
-                    side,
-                    shares: qty,
-                    stock: self.symbol_name(symbol),
-                    price,
-                    attribution: None,
-                };
-                self.itch(itch::Message::AddOrder(m), itch_out);
+                let order = self.refs.get(order_ref);
+                if !order.hidden {
+                    self.add_order(h(symbol), order.number, side == Side::Sell, symbol, price, qty, itch_out);
+                }
             }
             Event::BookReduce {
                 order_ref,
                 symbol,
                 canceled_qty,
             } => {
-                let m = itch::OrderCancel {
-                    header: h(symbol),
-                    order_ref,
-                    canceled_shares: canceled_qty,
-                };
-                self.itch(itch::Message::OrderCancel(m), itch_out);
+                let order = self.refs.get(order_ref);
+                if !order.hidden {
+                    let m = itch::OrderCancel { header: h(symbol), order_ref: order.number, canceled_shares: canceled_qty };
+                    self.itch(itch::Message::OrderCancel(m), itch_out);
+                }
             }
             Event::BookDelete { order_ref, symbol } => {
-                self.itch(
-                    itch::Message::OrderDelete(itch::OrderDelete {
-                        header: h(symbol),
-                        order_ref,
-                    }),
-                    itch_out,
-                );
+                let order = self.refs.get(order_ref);
+                if !order.hidden {
+                    let m = itch::OrderDelete { header: h(symbol), order_ref: order.number };
+                    self.itch(itch::Message::OrderDelete(m), itch_out);
+                }
             }
             Event::BookReplace {
                 old_ref,
@@ -793,14 +916,27 @@ impl Translator {
                 price,
                 qty,
             } => {
-                let m = itch::OrderReplace {
-                    header: h(symbol),
-                    orig_ref: old_ref,
-                    new_ref,
-                    shares: qty,
-                    price,
-                };
-                self.itch(itch::Message::OrderReplace(m), itch_out);
+                // A replace may change Display (OUCH 5.0 section 2.2): the feed shows only displayed orders, so
+                // an order becoming hidden leaves the book ('D') and one becoming displayed enters it ('A').
+                let (old, new) = (self.refs.get(old_ref), self.refs.get(new_ref));
+                match (old.hidden, new.hidden) {
+                    (false, false) => {
+                        let m = itch::OrderReplace {
+                            header: h(symbol),
+                            orig_ref: old.number,
+                            new_ref: new.number,
+                            shares: qty,
+                            price,
+                        };
+                        self.itch(itch::Message::OrderReplace(m), itch_out);
+                    }
+                    (false, true) => {
+                        let m = itch::OrderDelete { header: h(symbol), order_ref: old.number };
+                        self.itch(itch::Message::OrderDelete(m), itch_out);
+                    }
+                    (true, false) => self.add_order(h(symbol), new.number, new.sell, symbol, price, qty, itch_out),
+                    (true, true) => {}
+                }
             }
             Event::TradingAction {
                 symbol,
@@ -884,6 +1020,12 @@ fn replace_is_valid(m: &ouch::ReplaceOrder) -> bool {
         && matches!(m.display, b'Y' | b'N' | b'A')
         && m.intermarket_sweep == b'N'
         && m.options.post_only.is_none_or(|p| p == b'P' || p == b'N')
+}
+
+/// The Stock Locate of `symbol`: TotalView-ITCH 5.0 "Architecture" assigns locate codes "starting with a value
+/// of 1" and keeps 0 for messages that are not stock dependent, so SymbolId 0 is locate 1.
+pub fn stock_locate(symbol: SymbolId) -> u16 {
+    symbol.wrapping_add(1)
 }
 
 /// OUCH u64 price (4 decimals) → engine ticks (4 decimals), `None` when out of the engine's range.

@@ -111,6 +111,7 @@ fn a_short_seller_is_a_failed_delivery() {
         Command::AddAccount(AddAccount {
             account,
             firm: account as u16,
+            self_trade: bourse_engine::SelfTrade::default(),
             short_limit,
             max_order_qty: 1_000_000,
             max_order_notional: i64::MAX / 4,

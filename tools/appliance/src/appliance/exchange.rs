@@ -126,6 +126,17 @@ struct MdBook {
     store: RetransmitStore,
 }
 
+impl MdBook {
+    /// Gives `msg` the next MoldUDP64 sequence, keeps it for retransmission and hands it on.
+    fn publish(&mut self, msg: &[u8], out: &mut impl Outputs) {
+        let sequence = self.next_sequence;
+        // Cannot fail: every ITCH message fits a slot.
+        let _ = self.store.put(sequence, msg);
+        self.next_sequence += 1;
+        out.market(sequence, msg);
+    }
+}
+
 pub struct Exchange {
     engine: Engine,
     translator: Translator,
@@ -142,7 +153,8 @@ impl Exchange {
         Exchange::with_engine(Engine::new(capacity), translator, limits, rates)
     }
 
-    fn with_engine(engine: Engine, translator: Translator, limits: ExchangeLimits, rates: &[RateLimit]) -> Exchange {
+    fn with_engine(engine: Engine, mut translator: Translator, limits: ExchangeLimits, rates: &[RateLimit]) -> Exchange {
+        translator.size_order_refs(engine.capacity().orders_max as usize);
         let outcomes = limits.outcomes_kept.next_power_of_two();
         let books = (0..limits.sessions)
             .map(|i| {
@@ -193,14 +205,15 @@ impl Exchange {
                 b.bucket = Bucket { tokens: t.saturating_sub(TOKEN), at_ns: input.timestamp.max(b.bucket.at_ns) };
             }
         }
-        let mut sink = Sink {
-            translator: &mut self.translator,
-            books: &mut self.books,
-            md: &mut self.md,
-            out,
-            time_of_day: input.timestamp % DAY_NS,
-        };
+        let time_of_day = input.timestamp % DAY_NS;
+        let mut sink = Sink { translator: &mut self.translator, books: &mut self.books, md: &mut self.md, out, time_of_day };
         self.engine.apply(input, &mut sink);
+        if let Command::MarketHours(hours) = input.command {
+            // The day's bounds are journaled inputs like any other, so the spin is sequenced once: a restart
+            // or a failover replays it into the retransmission store and never sends it again.
+            let md = &mut self.md;
+            self.translator.on_market_hours(hours, time_of_day, &mut |msg| md.publish(msg, out));
+        }
         Ok(())
     }
 
@@ -292,6 +305,7 @@ impl Exchange {
         rest.extend_from_slice(&self.last_timestamp.to_le_bytes());
         self.md.store.write_to(&mut rest);
         self.translator.write_records(&mut rest);
+        self.translator.write_order_refs(&mut rest);
         bourse_persist::snapshot::composite::write(&engine, &rest, out);
     }
 
@@ -308,8 +322,17 @@ impl Exchange {
         let mut x = Exchange::with_engine(engine, translator, limits, rates);
         let mut r = rest;
         let corrupt = |what: &str| format!("exchange snapshot: {what}");
-        if take(&mut r, SNAPSHOT_MAGIC.len()) != Some(&SNAPSHOT_MAGIC[..]) {
-            return Err(corrupt("bad magic"));
+        match take(&mut r, SNAPSHOT_MAGIC.len()) {
+            Some(m) if m == &SNAPSHOT_MAGIC[..] => {}
+            Some(m) if m.starts_with(b"BXCHST") => {
+                return Err(corrupt(&format!(
+                    "format {} is not the {} this build reads (written by another build: move the snapshot \
+                     aside and recover from the WAL)",
+                    String::from_utf8_lossy(m),
+                    String::from_utf8_lossy(SNAPSHOT_MAGIC)
+                )))
+            }
+            _ => return Err(corrupt("bad magic")),
         }
         let shape = [limits.sessions as u64, limits.replies_kept as u64, limits.market_kept as u64];
         for want in shape {
@@ -335,6 +358,7 @@ impl Exchange {
         x.last_timestamp = take_u64(&mut r).ok_or_else(|| corrupt("last timestamp"))?;
         x.md.store.read_from(&mut r).ok_or_else(|| corrupt("market store"))?;
         x.translator.read_records(&mut r).ok_or_else(|| corrupt("order records"))?;
+        x.translator.read_order_refs(&mut r).ok_or_else(|| corrupt("order reference numbers"))?;
         if !r.is_empty() {
             return Err(corrupt("trailing bytes"));
         }
@@ -342,7 +366,8 @@ impl Exchange {
     }
 }
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"BXCHST01";
+/// 02: the Order Reference Number table follows the order records (01 had none).
+const SNAPSHOT_MAGIC: &[u8; 8] = b"BXCHST02";
 
 
 impl Replicated for Exchange {
@@ -383,13 +408,7 @@ impl<O: Outputs> EventSink for Sink<'_, O> {
                 b.next_sequence += 1;
                 out.borrow_mut().reply(session, sequence, msg);
             },
-            &mut |msg| {
-                let sequence = md.next_sequence;
-                // Cannot fail: every ITCH message fits a slot.
-                let _ = md.store.put(sequence, msg);
-                md.next_sequence += 1;
-                out.borrow_mut().market(sequence, msg);
-            },
+            &mut |msg| md.publish(msg, &mut **out.borrow_mut()),
         );
     }
 }

@@ -498,6 +498,7 @@ impl Exported {
             (Counter::SnapshotsFailed, snap.failed.load(Ordering::Relaxed)),
             (Counter::SnapshotsSkipped, snap.skipped.load(Ordering::Relaxed)),
             (Counter::SnapshotsShort, snap.short.load(Ordering::Relaxed)),
+            (Counter::OrderRefsUnmapped, pipeline.exchange.translator().order_refs().unmapped),
         ];
         for (c, total) in totals {
             stats.set_counter(c, total);

@@ -130,6 +130,9 @@ pub fn genesis(config: &Config) -> anyhow::Result<Vec<Command>> {
         }
         out.push(Command::BindSession(BindSession { session: i as u16, account }));
     }
+    // Last: the feed's start of day (System Event 'O', the directory, the Trading Action spin, 'S', 'Q'), once
+    // the symbols exist; journaled like the rest, so it is never sent twice.
+    out.push(Command::MarketHours(bourse_engine::MarketHours::Open));
     Ok(out)
 }
 

@@ -131,6 +131,7 @@ pub enum Counter {
     SnapshotsFailed,
     SnapshotsSkipped,
     SnapshotsShort,
+    OrderRefsUnmapped,
 }
 
 /// Entries of [`COUNTERS`] the primary's aux thread sets from its witness agent (the `Witness*` ones); the pipeline's
@@ -138,7 +139,7 @@ pub enum Counter {
 pub const WITNESS_COUNTERS: usize = 4;
 
 /// `(counter, name, help)` in slot order: `COUNTERS[i].0 as usize == i`.
-pub const COUNTERS: [(Counter, &str, &str); 36] = [
+pub const COUNTERS: [(Counter, &str, &str); 37] = [
     (
         Counter::KernelDrops,
         "kernel_drops",
@@ -280,6 +281,11 @@ pub const COUNTERS: [(Counter, &str, &str); 36] = [
         Counter::SnapshotsShort,
         "snapshots_short",
         "Snapshots taken at less than the committed seq asked for (the newest segment not yet under its name).",
+    ),
+    (
+        Counter::OrderRefsUnmapped,
+        "order_refs_unmapped",
+        "Engine order references met with no day-unique Order Reference Number (a defect; each got a fresh one).",
     ),
 ];
 

@@ -277,3 +277,96 @@ fn the_rate_limit_is_a_token_bucket_in_sequencer_time_and_replays_the_same() {
     assert_eq!(y.rate_allows(0, t0 + 1_000_000), x.rate_allows(0, t0 + 1_000_000));
     assert!(y.rate_allows(0, t0 + 3_000_000));
 }
+
+/// TotalView-ITCH 5.0 section 1.3: the Order Reference Number is day-unique. Numbers start at 1 and every new
+/// one (Add Order 'A', the new reference of Order Replace 'U', OUCH Accepted's Order Reference Number) is above
+/// all before it, so feed handlers can index by it; a snapshot carries the counter and the table.
+#[test]
+fn order_reference_numbers_start_at_one_and_increase() {
+    let (mut x, inputs) = all_inputs(7);
+    let mut out = Collect::default();
+    run(&mut x, &inputs, &mut out);
+    let mut last = 0u64;
+    let mut first_accepted = None;
+    for (stream, _, _, m) in &out.0 {
+        let new_ref = match (stream, m[0]) {
+            ('i', b'A') => u64::from_be_bytes(m[11..19].try_into().unwrap()),
+            ('i', b'U') => u64::from_be_bytes(m[19..27].try_into().unwrap()),
+            ('o', b'A') => {
+                let Ok(ouch::Outbound::OrderAccepted(a)) = ouch::Outbound::parse(m) else { panic!() };
+                first_accepted.get_or_insert(a.order_ref);
+                continue;
+            }
+            _ => continue,
+        };
+        assert!(new_ref > last, "reference {new_ref} after {last}");
+        last = new_ref;
+    }
+    assert_eq!(first_accepted, Some(1));
+    assert!(last > 100 && last <= x.translator().order_refs().last_number(), "{last}");
+    assert_eq!(x.translator().order_refs().unmapped, 0);
+}
+
+/// A snapshot of the previous format (BXCHST01, without the Order Reference Number table) is refused by name.
+#[test]
+fn a_snapshot_of_the_previous_format_is_refused_clearly() {
+    let c = config();
+    let (mut x, inputs) = all_inputs(9);
+    run(&mut x, &inputs[..50], &mut Collect::default());
+    let mut payload = Vec::new();
+    x.snapshot(&mut payload);
+    let at = payload.windows(8).position(|w| w == b"BXCHST02").expect("the magic");
+    payload[at..at + 8].copy_from_slice(b"BXCHST01");
+    let Err(e) = Exchange::restore(&payload, setup::new_translator(&c).unwrap(), setup::exchange_limits(&c), &[])
+    else {
+        panic!("an old snapshot was taken")
+    };
+    assert!(e.contains("BXCHST01") && e.contains("BXCHST02"), "{e}");
+}
+
+/// TotalView-ITCH 5.0 section 1.1 ("the start of day message is the first message sent in any trading day";
+/// "End of Messages … is always the last message"), section 1.2.1 (a Stock Directory per symbol at the start of
+/// the day) and section 1.2.2 (the Trading Action spin, state 'T', "prior to the start of system hours"). The
+/// spin is a journaled input of genesis, so it has its MoldUDP64 sequences once and a replay only re-stores it.
+#[test]
+fn the_feed_opens_and_closes_the_day() {
+    let c = config();
+    let (mut x, inputs) = genesis(&c);
+    let mut out = Collect::default();
+    run(&mut x, &inputs, &mut out);
+    let itch: Vec<&Vec<u8>> = out.0.iter().filter(|o| o.0 == 'i').map(|o| &o.3).collect();
+    let n = c.symbols.len();
+    assert!(n >= 1);
+    let types: Vec<u8> = itch.iter().map(|m| m[0]).collect();
+    let mut want = vec![b'S'];
+    want.extend(std::iter::repeat_n(b'R', n));
+    want.extend(std::iter::repeat_n(b'H', n));
+    want.extend([b'S', b'S']);
+    assert_eq!(types, want);
+    // Genesis input k has timestamp 1.7e18 + k µs (see `run`): 1_700_000_000 s is 22:13:20 UTC, so the time of
+    // day is 80_000 s plus the input's microseconds.
+    let seq = inputs.len() as u64;
+    let ts = (80_000_000_000_000u64 + seq * 1_000).to_be_bytes();
+    // System Event (section 1.1): 'S', locate 0 ("Always 0"), tracking 0, timestamp (6 bytes), event code 'O'.
+    let mut o = vec![b'S', 0, 0, 0, 0];
+    o.extend_from_slice(&ts[2..]);
+    o.push(b'O');
+    assert_eq!(itch[0], &o);
+    assert_eq!((itch[n + n + 1][11], itch[n + n + 2][11]), (b'S', b'Q'));
+    // Stock Directory (section 1.2.1), 39 bytes: locate 1, the first symbol's name, then the listing fields.
+    let r = itch[1];
+    assert_eq!(r.len(), 39);
+    assert_eq!(&r[1..3], &[0, 1]);
+    let name = format!("{:<8}", c.symbols[0].name);
+    assert_eq!(&r[11..19], name.as_bytes());
+    assert_eq!(&r[19..39], &[b' ', b' ', 0, 0, 0, 100, b'N', b'C', b'Z', b' ', b'P', b' ', b' ', b' ', b' ', 0, 0, 0, 0, b'N']);
+    // Stock Trading Action (section 1.2.2): the same locate, state 'T', reserved, reason blank.
+    let h = itch[1 + n];
+    assert_eq!((&h[1..3], &h[11..19], &h[19..25]), (&[0u8, 1][..], name.as_bytes(), &b"T     "[..]));
+    // The day ends with 'M', 'E', 'C', numbered after everything before.
+    let next = x.next_market_sequence();
+    let mut end = Collect::default();
+    run(&mut x, &[(Command::MarketHours(bourse_engine::MarketHours::Close), NO_ECHO)], &mut end);
+    let codes: Vec<(u64, u8, u8)> = end.0.iter().map(|o| (o.2, o.3[0], o.3[11])).collect();
+    assert_eq!(codes, vec![(next, b'S', b'M'), (next + 1, b'S', b'E'), (next + 2, b'S', b'C')]);
+}
