@@ -744,6 +744,42 @@ fn us(h: &Histogram<u64>, q: f64) -> f64 {
     (h.value_at_quantile(q) as f64 / 1_000.0 * 100.0).round() / 100.0
 }
 
+/// Logs every firm in on the first target that accepts them all. With more than one target, a node that stays
+/// silent for the failover interval (killed while the firms were logging in, or still promoting) is passed over for
+/// the next, round and round until `login_timeout`; a Login Rejected is final. Returns the target's index and how
+/// many times the firms moved.
+fn login_all(conns: &mut [FirmConn], opts: &LoadOptions) -> anyhow::Result<(usize, u64)> {
+    if opts.targets.len() < 2 {
+        for c in conns.iter_mut() {
+            c.login(opts.login_timeout)?;
+        }
+        return Ok((0, 0));
+    }
+    let started = Instant::now();
+    let (mut target, mut moves) = (0, 0u64);
+    'targets: loop {
+        for i in 0..conns.len() {
+            let left = opts.login_timeout.saturating_sub(started.elapsed());
+            match conns[i].login(opts.failover.min(left).max(Duration::from_millis(1))) {
+                Ok(_) => {}
+                Err(e) if e.is::<client::LoginTimeout>() && started.elapsed() < opts.login_timeout => {
+                    let from = opts.targets[target];
+                    target = (target + 1) % opts.targets.len();
+                    let to = opts.targets[target];
+                    eprintln!("bourse load: no Login Accepted from {from}; trying {to}");
+                    for c in conns.iter_mut() {
+                        c.retarget(to)?;
+                    }
+                    moves += 1;
+                    continue 'targets;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok((target, moves));
+    }
+}
+
 /// Runs the generator: logs every firm in, then runs each rate row (after the warm-up), waits up to
 /// `opts.drain` for outstanding replies, and reports.
 pub fn run_load(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
@@ -794,13 +830,11 @@ pub fn run_load(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
         .iter()
         .map(|s| Alpha::new(&s.name).with_context(|| format!("symbol {:?}: at most 8 ASCII characters", s.name)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let target = opts.targets[0];
     let mut conns = Vec::with_capacity(opts.firms.len());
     for f in &opts.firms {
-        let mut c = FirmConn::open(&f.username, &f.password, opts.bind_ip, target)?;
-        c.login(opts.login_timeout)?;
-        conns.push(c);
+        conns.push(FirmConn::open(&f.username, &f.password, opts.bind_ip, opts.targets[0])?);
     }
+    let (target, login_failovers) = login_all(&mut conns, opts)?;
     let md = opts.md.map(MdListener::bind).transpose()?;
     let mut hists = Vec::with_capacity(opts.rates.len());
     for _ in &opts.rates {
@@ -827,8 +861,8 @@ pub fn run_load(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
         },
         hlog,
         buf: vec![0; DATAGRAM_MAX_BYTES],
-        target: 0,
-        failovers: 0,
+        target,
+        failovers: login_failovers,
         replied_at_failover: 0,
         last_rx_any: 0,
         last_failover: 0,
