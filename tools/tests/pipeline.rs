@@ -551,3 +551,45 @@ fn logins_are_answered_and_idle_sessions_get_heartbeats_then_a_logout_notice() {
     assert_eq!((c.server_heartbeats, c.idle_logouts), (2, 1));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// MoldUDP64 1.00, "Downstream Packets": a message count of 0xFFFF ends the session. A stop that ends the day
+/// journals the feed's end of day (TotalView-ITCH 5.0 section 1.1: 'M', 'E', then 'C', "always the last message
+/// sent in any trading day") and then sends End of Session, carrying the next sequence, on the feed and on each
+/// logged-in reply stream, after everything else.
+#[test]
+fn end_of_day_closes_the_feed_and_every_logged_in_stream() {
+    let dir = std::env::temp_dir().join(format!("bourse-pipeline-eod-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = config(&dir);
+    let (mut pipeline, _exporter, _) = build_pipeline(&cfg, Clock::calibrate(Duration::from_millis(20))).unwrap();
+    let a = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5000);
+    let inbox = vec![(a, login("ALPHA", "pw-a")), (a, ouch_datagram(&enter(1, ouch::Side::Buy, 10, 1_490_000, b'0')))];
+    let mut backend = Script::new(inbox, 256);
+    while !backend.done() {
+        pipeline.poll(&mut backend);
+    }
+    pipeline.end_of_day().unwrap();
+    for _ in 0..100 {
+        pipeline.poll(&mut backend);
+    }
+    assert_eq!(pipeline.waiting(), (0, 0));
+    let group = cfg.market_data.group;
+    let feed: Vec<&[u8]> = backend.sent().filter(|(to, _)| *to == group).map(|(_, d)| d).collect();
+    let last = feed[feed.len() - 1];
+    let mut session = [b' '; 10];
+    session[..10].copy_from_slice(format!("{:<10}", cfg.market_data.session).as_bytes());
+    let next = pipeline.exchange.next_market_sequence().to_be_bytes();
+    let mut want = session.to_vec();
+    want.extend_from_slice(&next);
+    want.extend_from_slice(&[0xff, 0xff]);
+    assert_eq!(last, &want[..], "End of Session names the next sequence");
+    let before = moldudp64::Packet::new_checked(feed[feed.len() - 2]).unwrap();
+    let codes: Vec<(u8, u8)> = before.messages().map(|m| (m[0], m[11])).collect();
+    assert_eq!(&codes[codes.len() - 3..], &[(b'S', b'M'), (b'S', b'E'), (b'S', b'C')]);
+    let replies: Vec<&[u8]> = backend.sent().filter(|(to, _)| *to == a).map(|(_, d)| d).collect();
+    let end = moldudp64::Packet::new_checked(*replies.last().unwrap()).unwrap();
+    assert!(end.is_end_of_session());
+    assert_eq!(end.sequence(), pipeline.exchange.next_reply_sequence(0));
+    assert_eq!(end.count(), 0xffff);
+    let _ = std::fs::remove_dir_all(&dir);
+}

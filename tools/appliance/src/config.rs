@@ -226,6 +226,11 @@ pub struct MarketDataSection {
     /// Requests a subscriber may send at once after a quiet spell (the bucket's depth).
     #[serde(default = "default_retransmit_requests_burst")]
     pub retransmit_requests_burst: u32,
+    /// A stop ends the trading day: journal the feed's end of day (System Events 'M', 'E', 'C') and send
+    /// MoldUDP64 End of Session packets on the feed and on every logged-in reply stream. Off by default, since
+    /// a stop is usually a restart or a failover within the day, which must continue the same sessions.
+    #[serde(default)]
+    pub end_of_day_on_stop: bool,
 }
 
 impl MarketDataSection {

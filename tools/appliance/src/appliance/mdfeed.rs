@@ -16,6 +16,17 @@ use bourse_nic::wire::moldudp64::{self, Header, Request, BLOCK_PREFIX_LEN, HEADE
 use super::exchange::ITCH_BYTES_MAX;
 use super::outq::{Full, OutQueue};
 
+/// Why a retransmission request got no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unanswered {
+    /// A count of 0, or sequence 0: nothing was asked for.
+    Empty,
+    /// The first sequence asked for is after the last message transmitted.
+    BeyondFeed,
+    /// The first sequence asked for is no longer kept.
+    NotKept,
+}
+
 pub struct MdFeed {
     session: SessionName,
     group: SocketAddrV4,
@@ -122,6 +133,21 @@ impl MdFeed {
         }
     }
 
+    /// Queues a MoldUDP64 End of Session packet (message count 0xFFFF, sequence the next one): after it the
+    /// session carries nothing more. It follows everything already queued and is released with it.
+    pub fn end_of_session(&mut self) {
+        self.close_packet();
+        let header =
+            Header { session: self.session, sequence: self.next_sequence, count: moldudp64::COUNT_END_OF_SESSION };
+        let pushed = self.queue.push(self.packet_input_seq, self.group, HEADER_LEN, |buf| {
+            let _ = header.emit(buf);
+            HEADER_LEN
+        });
+        if let Err(Full) = pushed {
+            self.overflows += 1;
+        }
+    }
+
     /// Transmits every queued datagram whose inputs are committed.
     pub fn release(&mut self, committed: u64, mut send: impl FnMut(SocketAddrV4, &[u8]) -> bool) -> usize {
         let released = &mut self.released_through;
@@ -143,27 +169,37 @@ impl MdFeed {
     }
 
     /// Answers a MoldUDP64 request packet with the messages `stored` returns, into `buf`, at most `max_bytes`
-    /// long; returns the datagram length. Messages not yet transmitted are never served: their inputs may not
-    /// be committed.
+    /// long; returns the datagram length, which always holds at least one message. Only what exists is served:
+    /// the count is capped at the last message transmitted (those after it may not be committed), and a request
+    /// for nothing, for sequence 0 (sequences start at 1), beyond the feed or for messages no longer kept is
+    /// not answered at all. A packet with no messages would read as a heartbeat announcing its sequence as the
+    /// next one, which a receiver takes as a gap (MoldUDP64 1.00, "Downstream Packets").
     pub fn answer<'a>(
         &self,
         request: &Request,
         stored: impl Fn(u64) -> Option<&'a [u8]>,
         buf: &mut [u8],
         max_bytes: usize,
-    ) -> usize {
-        let Ok(mut pk) = moldudp64::Packer::new(buf, self.session, max_bytes.min(self.payload_max_bytes)) else {
-            return 0;
-        };
+    ) -> Result<usize, Unanswered> {
+        if request.count == 0 || request.sequence == 0 {
+            return Err(Unanswered::Empty);
+        }
+        if request.sequence > self.released_through {
+            return Err(Unanswered::BeyondFeed);
+        }
+        let first = stored(request.sequence).ok_or(Unanswered::NotKept)?;
+        let mut pk = moldudp64::Packer::new(buf, self.session, max_bytes.min(self.payload_max_bytes))
+            .map_err(|_| Unanswered::NotKept)?;
         pk.begin(request.sequence);
+        pk.push(first).map_err(|_| Unanswered::NotKept)?;
         let end = request.sequence.saturating_add(u64::from(request.count)).min(self.released_through + 1);
-        for seq in request.sequence..end {
+        for seq in request.sequence + 1..end {
             let Some(m) = stored(seq) else { break };
             if pk.push(m).is_err() {
                 break;
             }
         }
-        pk.finish().len()
+        Ok(pk.finish().len())
     }
 
     /// The MoldUDP64 session this feed publishes.
@@ -201,6 +237,25 @@ mod tests {
         assert_eq!(feed.released_through(), 2);
     }
 
+    /// MoldUDP64 1.00, "Downstream Packets": a message count of 0xFFFF is End of Session; its sequence is the
+    /// next one. Bytes: session "MD" space-padded to 10, sequence 2 (u64 big-endian), count ff ff.
+    #[test]
+    fn end_of_session_follows_everything_queued() {
+        let group = SocketAddrV4::new(Ipv4Addr::new(239, 1, 1, 1), 9000);
+        let mut feed = MdFeed::new(SessionName::new("MD").unwrap(), group, 200, 1 << 16, 1);
+        feed.push(3, 1, &[7u8; 36]);
+        feed.end_of_session();
+        let mut got = Vec::new();
+        feed.release(3, |_, d| {
+            got.push(d.to_vec());
+            true
+        });
+        assert_eq!(got.len(), 2);
+        let want: [u8; 20] = [b'M', b'D', b' ', b' ', b' ', b' ', b' ', b' ', b' ', b' ', 0, 0, 0, 0, 0, 0, 0, 2, 0xff, 0xff];
+        assert_eq!(got[1], want);
+        assert!(moldudp64::Packet::new_checked(&got[1][..]).unwrap().is_end_of_session());
+    }
+
     #[test]
     fn packs_until_the_mtu_and_releases_on_commit() {
         let group = SocketAddrV4::new(Ipv4Addr::new(239, 1, 1, 1), 9000);
@@ -229,7 +284,7 @@ mod tests {
         assert_eq!((p.sequence(), p.count()), (9, 2));
         let mut buf = [0u8; 256];
         let request = Request { session: feed.session(), sequence: 3, count: 3 };
-        let n = feed.answer(&request, |_| Some(&msg[..]), &mut buf, 256);
+        let n = feed.answer(&request, |_| Some(&msg[..]), &mut buf, 256).unwrap();
         let p = moldudp64::Packet::new_checked(&buf[..n]).unwrap();
         assert_eq!((p.sequence(), p.count()), (3, 3));
     }

@@ -337,6 +337,12 @@ fn pipeline_loop(
             anyhow::bail!("{f}; the appliance stops taking input");
         }
     }
+    if config.market_data.end_of_day_on_stop {
+        match pipeline.end_of_day() {
+            Ok(seq) => eprintln!("bourse: end of day journaled at seq {seq}; End of Session sent on every stream"),
+            Err(e) => eprintln!("bourse: warning: no end of day ({e})"),
+        }
+    }
     // Drain: give the journal a moment to commit what was taken so no reply is left unsent.
     let deadline = Instant::now() + Duration::from_secs(2);
     while pipeline.waiting() != (0, 0) && Instant::now() < deadline {
@@ -488,7 +494,7 @@ impl Exported {
             (Counter::RetransmitAnswered, rx.answered),
             (Counter::RetransmitNotSubscriber, rx.not_subscriber),
             (Counter::RetransmitRateLimited, rx.rate_limited),
-            (Counter::RetransmitRefused, rx.malformed + rx.bad_session + rx.out_of_range + rx.send_failed),
+            (Counter::RetransmitRefused, rx.malformed + rx.bad_session + rx.empty_request + rx.beyond_feed + rx.not_kept + rx.send_failed),
             (Counter::InlineRotations, pipeline.wal.inline_rotations()),
             (Counter::MarketDataOverflows, pipeline.md.overflows),
             (Counter::IgnoredUnknownOrder, ignored.unknown_order),

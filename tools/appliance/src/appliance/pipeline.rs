@@ -20,7 +20,7 @@ use bourse_engine::{Command, Input, Nanos, SessionId};
 use bourse_nic::backend::{Backend, Datagram, TxError};
 use crate::session::{Outcome, Sessions, IDLE_LOGOUT_NOTICE, SERVER_HEARTBEAT};
 use bourse_nic::wire::alpha::SessionName;
-use bourse_nic::wire::moldudp64::{PackError, Packer};
+use bourse_nic::wire::moldudp64::{Header, PackError, Packer, COUNT_END_OF_SESSION, HEADER_LEN};
 use bourse_nic::wire::{ouch, soup};
 use bourse_persist::commit::CommitIndex;
 use bourse_persist::wal::record::Echo;
@@ -293,6 +293,41 @@ impl Pipeline {
             Some(f) => Err(f),
             None => Ok(self.next_seq - 1),
         }
+    }
+
+    /// Ends the trading day: journals the feed's end of day (System Events 'M', 'E', 'C'), then queues MoldUDP64
+    /// End of Session packets (count 0xFFFF, sequence the next one) on the feed and on the reply stream of every
+    /// session logged in, behind everything else, so they go out last once committed.
+    pub fn end_of_day(&mut self) -> Result<u64, &JournalFailed> {
+        if self.failed.is_none() {
+            let _ = self.submit(Command::MarketHours(bourse_engine::MarketHours::Close));
+        }
+        if let Some(f) = &self.failed {
+            return Err(f);
+        }
+        self.md.end_of_session();
+        let seq = self.next_seq - 1;
+        for session in 0..self.exchange.limits().sessions {
+            let (Some(peer), Some(name)) = (self.sessions.peer(session), self.sessions.session_name(session)) else {
+                continue;
+            };
+            let header = Header {
+                session: name,
+                sequence: self.exchange.next_reply_sequence(session),
+                count: COUNT_END_OF_SESSION,
+            };
+            if self
+                .replies
+                .push(seq, peer, HEADER_LEN, |buf| {
+                    let _ = header.emit(buf);
+                    HEADER_LEN
+                })
+                .is_err()
+            {
+                self.counters.reply_overflows += 1;
+            }
+        }
+        Ok(seq)
     }
 
     /// Advances sequencer time through the journal when no input has arrived for `idle_ns`, so halts expire

@@ -6,9 +6,12 @@
 //! spoofed, so an open server is an amplifier pointed at whoever the attacker names. This one therefore:
 //!
 //! ```text
-//!   datagram ─▶ subscriber? ─▶ token? ─▶ 20 bytes? ─▶ our session? ─▶ messages held? ─▶ send ─▶ answered
-//!                  │ no           │ no      │ no          │ no              │ no          │ error
-//!           not_subscriber  rate_limited  malformed  bad_session     out_of_range   send_failed
+//!   datagram ─▶ subscriber? ─▶ token? ─▶ 20 bytes? ─▶ our session? ─▶ asks for something? ─▶ sent yet?
+//!                  │ no           │ no      │ no          │ no              │ no (count 0, seq 0)  │ no
+//!           not_subscriber  rate_limited  malformed  bad_session       empty_request       beyond_feed
+//!   ─▶ still kept? ─▶ send ─▶ answered (the count capped at what exists)
+//!          │ no         │ error
+//!       not_kept    send_failed
 //! ```
 //!
 //! - answers only the configured subscribers (`retransmit_subscribers`; none configured means nobody),
@@ -29,7 +32,7 @@ use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use crate::session::AllowedSource;
 use bourse_nic::wire::moldudp64::{Packet, Request, REQUEST_LEN};
 
-use super::mdfeed::MdFeed;
+use super::mdfeed::{MdFeed, Unanswered};
 
 /// Receive buffer for one request: longer than a request, so an oversized datagram is seen (truncated) as
 /// malformed rather than mistaken for a request.
@@ -66,7 +69,7 @@ impl RetransmitLimits {
 
 /// What the server did with the requests it took, for the stats exporter. Every request taken off the socket
 /// adds one to exactly one of `answered`, `not_subscriber`, `rate_limited`, `malformed`, `bad_session`,
-/// `out_of_range` and `send_failed`; their sum is [`RetransmitCounters::requests`].
+/// `empty_request`, `beyond_feed`, `not_kept` and `send_failed`; their sum is [`RetransmitCounters::requests`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetransmitCounters {
     /// Requests answered with a datagram of at least one message.
@@ -83,9 +86,13 @@ pub struct RetransmitCounters {
     pub malformed: u64,
     /// Requests naming another MoldUDP64 session.
     pub bad_session: u64,
-    /// Requests for nothing this node can serve: a count of 0, messages not yet transmitted, or messages no
-    /// longer kept.
-    pub out_of_range: u64,
+    /// Requests for nothing: a count of 0, or sequence 0 (MoldUDP64 sequences start at 1).
+    pub empty_request: u64,
+    /// Requests starting after the last message transmitted (never answered: announcing a sequence that does
+    /// not exist would make the receiver see a gap).
+    pub beyond_feed: u64,
+    /// Requests starting at a message no longer kept.
+    pub not_kept: u64,
     /// Answers the socket refused (its send buffer full, or the destination unreachable).
     pub send_failed: u64,
 }
@@ -98,7 +105,9 @@ impl RetransmitCounters {
             + self.rate_limited
             + self.malformed
             + self.bad_session
-            + self.out_of_range
+            + self.empty_request
+            + self.beyond_feed
+            + self.not_kept
             + self.send_failed
     }
 }
@@ -108,14 +117,16 @@ impl std::fmt::Display for RetransmitCounters {
         write!(
             f,
             "{} answered ({} messages), refused: {} not subscriber, {} rate limited, {} malformed, {} bad session, \
-             {} out of range, {} send failed",
+             {} empty, {} beyond the feed, {} no longer kept, {} send failed",
             self.answered,
             self.messages_sent,
             self.not_subscriber,
             self.rate_limited,
             self.malformed,
             self.bad_session,
-            self.out_of_range,
+            self.empty_request,
+            self.beyond_feed,
+            self.not_kept,
             self.send_failed
         )
     }
@@ -258,17 +269,16 @@ impl RetransmitServer {
             return;
         }
         let capped = Request { count: request.count.min(self.limits.messages_per_request_max), ..request };
-        let len = md.answer(&capped, stored, &mut self.answer, self.limits.answer_bytes_max);
+        let len = match md.answer(&capped, stored, &mut self.answer, self.limits.answer_bytes_max) {
+            Ok(len) => len,
+            Err(Unanswered::Empty) => return c.empty_request += 1,
+            Err(Unanswered::BeyondFeed) => return c.beyond_feed += 1,
+            Err(Unanswered::NotKept) => return c.not_kept += 1,
+        };
         // The promise this module makes: one request, one datagram, never more than the configured size.
         assert!(len <= self.limits.answer_bytes_max);
-        let count = match Packet::new_checked(&self.answer[..len]) {
-            Ok(p) => p.count(),
-            Err(_) => 0,
-        };
-        if count == 0 {
-            c.out_of_range += 1;
-            return;
-        }
+        let count = Packet::new_checked(&self.answer[..len]).map_or(0, |p| p.count());
+        assert!(count >= 1, "an answer always holds a message");
         assert!(count <= self.limits.messages_per_request_max);
         match self.socket.send_to(&self.answer[..len], source) {
             Ok(_) => {
@@ -432,8 +442,53 @@ mod tests {
         send(&c, &s, "RETX", PUBLISHED + 1, 5);
         send(&c, &s, "RETX", 1, 0);
         take(&mut s, 1_000_000_000, 6, &md);
-        assert_eq!(s.counters, RetransmitCounters { rate_limited: 1, out_of_range: 2, ..want });
+        assert_eq!(s.counters, RetransmitCounters { rate_limited: 1, beyond_feed: 1, empty_request: 1, ..want });
         assert_eq!(s.counters.requests(), 6);
+    }
+
+    /// MoldUDP64 1.00, "Request Packets" and "Downstream Packets": an answer carries the requested messages
+    /// from the requested sequence; one with none would be a heartbeat announcing that sequence as the next. So
+    /// a request for messages 999.. of 1000 sent is answered with exactly 999 and 1000, and requests for count 0,
+    /// for sequence 0, or beyond the feed get no packet at all, each counted by its reason.
+    #[test]
+    fn only_what_exists_is_answered_and_nothing_is_announced() {
+        let md = feed();
+        let mut s = server(&[Ipv4Addr::LOCALHOST]);
+        let c = client(Ipv4Addr::LOCALHOST);
+        send(&c, &s, "RETX", PUBLISHED - 1, 5);
+        take(&mut s, 0, 1, &md);
+        let mut buf = [0u8; 9_000];
+        let n = c.recv(&mut buf).unwrap();
+        // Header: "RETX" space-padded to 10, sequence 999, count 2; then two blocks of length 36.
+        let mut want = b"RETX      ".to_vec();
+        want.extend_from_slice(&(PUBLISHED - 1).to_be_bytes());
+        want.extend_from_slice(&[0, 2, 0, 36]);
+        want.extend_from_slice(&MSG);
+        want.extend_from_slice(&[0, 36]);
+        want.extend_from_slice(&MSG);
+        assert_eq!(&buf[..n], &want[..]);
+        // Two at a time, a second apart, so the token bucket (burst 3) refuses none of them.
+        for (i, pair) in [[(0, 5), (1, 0)], [(PUBLISHED + 1, 1), (1_000_000_000, 1)]].into_iter().enumerate() {
+            for (sequence, count) in pair {
+                send(&c, &s, "RETX", sequence, count);
+            }
+            take(&mut s, (i as u64 + 1) * 1_000_000_000, 3 + 2 * i as u64, &md);
+        }
+        c.set_nonblocking(true).unwrap();
+        assert_eq!(c.recv(&mut buf).unwrap_err().kind(), io::ErrorKind::WouldBlock, "no packet for those");
+        let want = RetransmitCounters {
+            answered: 1,
+            messages_sent: 2,
+            bytes_sent: n as u64,
+            empty_request: 2,
+            beyond_feed: 2,
+            ..Default::default()
+        };
+        assert_eq!(s.counters, want);
+        // A start no longer kept is not answered either.
+        let kept_from_500 = |seq: u64| (500..=PUBLISHED).contains(&seq).then_some(&MSG[..]);
+        let request = Request { session: md.session(), sequence: 10, count: 4 };
+        assert_eq!(md.answer(&request, kept_from_500, &mut buf, 1_400), Err(Unanswered::NotKept));
     }
 
     #[test]

@@ -34,6 +34,8 @@ use bourse_nic::wire::{moldudp64, soup};
 
 /// A Logout Request (section 2.3.4), delivered for a connection that went while logged in.
 const LOGOUT_REQUEST: [u8; 3] = [0, 1, soup::packet_type::LOGOUT_REQUEST];
+/// End of Session (section 2.2.7): the server ends the session and closes the connection.
+const END_OF_SESSION: [u8; 3] = [0, 1, soup::packet_type::END_OF_SESSION];
 /// Connections accepted per receive call.
 const ACCEPTS_PER_POLL_MAX: usize = 8;
 /// Section 2.3.1: "The server can terminate an incoming TCP/IP socket if it does not receive a Login Request
@@ -364,6 +366,16 @@ impl Backend for SoupTcp {
             self.stats.dropped += 1;
             return Ok(());
         }
+        if p.is_end_of_session() {
+            // The end of the day on the reply stream: SoupBinTCP's End of Session (section 2.2.7), after which
+            // the server closes the connection.
+            c.logged_in = false;
+            c.close_when_flushed = true;
+            if c.push(&[&END_OF_SESSION], &mut self.counters) {
+                self.stats.tx += 1;
+            }
+            return Ok(());
+        }
         let first = p.sequence();
         for (k, m) in p.messages().enumerate() {
             let seq = first + k as u64;
@@ -527,6 +539,33 @@ mod tests {
         // The session layer hears a Logout Request for the peer (section 2.3.4), once.
         assert_eq!(received(&mut tcp), vec![(me, vec![0x00, 0x01, b'O'])]);
         assert_eq!(received(&mut tcp), vec![]);
+    }
+
+    /// Section 2.2.7: the MoldUDP64 End of Session the pipeline sends at the end of the day (count 0xFFFF) goes
+    /// to a TCP client as End of Session `00 01 'Z'`, after which the server closes the connection.
+    #[test]
+    fn end_of_session_becomes_soup_end_of_session_and_closes() {
+        let mut tcp = SoupTcp::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), SoupTcpLimits::DEFAULT).unwrap();
+        let mut client = TcpStream::connect(tcp.local_addr()).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let SocketAddr::V4(me) = client.local_addr().unwrap() else { panic!("IPv4") };
+        client.write_all(&[0x00, 0x01, b'R']).unwrap();
+        poll_until(&mut tcp, |t| Some(received(t)).filter(|g| !g.is_empty()));
+        let mut accepted = vec![0x00, 0x1f, b'A'];
+        accepted.extend_from_slice(b"OE00000000                   1");
+        send(&mut tcp, me, &accepted);
+        send(&mut tcp, me, &mold(1, &[b"hi"]));
+        // MoldUDP64 End of Session: session (10), next sequence 2, count ff ff.
+        let mut end = b"OE00000000".to_vec();
+        end.extend_from_slice(&2u64.to_be_bytes());
+        end.extend_from_slice(&[0xff, 0xff]);
+        send(&mut tcp, me, &end);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        let mut want = accepted;
+        want.extend_from_slice(&[0x00, 0x03, b'S', b'h', b'i', 0x00, 0x01, b'Z']);
+        assert_eq!(got, want);
+        assert!(!tcp.serves(me));
     }
 
     /// Section 2.2.2: after a Login Rejected the server closes the connection; a packet longer than the inbound
