@@ -40,6 +40,10 @@ pub struct MdFeed {
     packet_input_seq: u64,
     queue: OutQueue,
     released_through: u64,
+    /// A heartbeat is owed: sent at the next release unless a datagram goes out then anyway.
+    beat_due: bool,
+    /// Datagrams transmitted on the feed, heartbeats included: what the heartbeat cadence watches.
+    sent: u64,
     /// Datagrams refused because the queue was full (the pipeline's backpressure should keep this at 0).
     pub overflows: u64,
 }
@@ -65,6 +69,8 @@ impl MdFeed {
             packet_input_seq: 0,
             queue: OutQueue::new(queue_bytes),
             released_through: next_sequence - 1,
+            beat_due: false,
+            sent: 0,
             overflows: 0,
         }
     }
@@ -118,19 +124,18 @@ impl MdFeed {
         self.packet.clear();
     }
 
-    /// Queues a MoldUDP64 heartbeat: a packet with no messages carrying the next sequence number, so a receiver
-    /// that lost the last packet before a quiet spell (or before a failover) sees the gap and asks for it. It
-    /// follows everything already queued and is released with it.
+    /// Owes a MoldUDP64 heartbeat: a packet with no messages carrying the sequence after the last message
+    /// transmitted, so a receiver that lost the last packet before a quiet spell (or before a failover) sees the
+    /// gap and asks for it. It is sent at the next [`MdFeed::release`], not queued behind datagrams waiting for
+    /// their inputs' commit: a slow commit must not silence the feed past its cadence, and a heartbeat announces
+    /// only what was sent, so it needs no commit of its own.
     pub fn heartbeat(&mut self) {
-        self.close_packet();
-        let header = Header { session: self.session, sequence: self.next_sequence, count: 0 };
-        let pushed = self.queue.push(self.packet_input_seq, self.group, HEADER_LEN, |buf| {
-            let _ = header.emit(buf);
-            HEADER_LEN
-        });
-        if let Err(Full) = pushed {
-            self.overflows += 1;
-        }
+        self.beat_due = true;
+    }
+
+    /// Datagrams transmitted on the feed so far, heartbeats included.
+    pub fn datagrams_sent(&self) -> u64 {
+        self.sent
     }
 
     /// Queues a MoldUDP64 End of Session packet (message count 0xFFFF, sequence the next one): after it the
@@ -148,20 +153,33 @@ impl MdFeed {
         }
     }
 
-    /// Transmits every queued datagram whose inputs are committed.
+    /// Transmits every queued datagram whose inputs are committed, then the heartbeat owed if nothing went out.
     pub fn release(&mut self, committed: u64, mut send: impl FnMut(SocketAddrV4, &[u8]) -> bool) -> usize {
         let released = &mut self.released_through;
-        self.queue.release(committed, |dst, datagram| {
+        let mut n = self.queue.release(committed, |dst, datagram| {
             if !send(dst, datagram) {
                 return false;
             }
             if let Ok(p) = moldudp64::Packet::new_checked(datagram) {
-                if p.count() > 0 {
+                if p.count() > 0 && !p.is_end_of_session() {
                     *released = p.sequence() + u64::from(p.count()) - 1;
                 }
             }
             true
-        })
+        });
+        if self.beat_due && n == 0 {
+            let mut beat = [0u8; HEADER_LEN];
+            let header = Header { session: self.session, sequence: self.released_through + 1, count: 0 };
+            let _ = header.emit(&mut beat[..]);
+            if send(self.group, &beat) {
+                n = 1;
+                self.beat_due = false;
+            }
+        } else if n > 0 {
+            self.beat_due = false;
+        }
+        self.sent += n as u64;
+        n
     }
 
     pub fn waiting(&self) -> usize {
@@ -213,28 +231,95 @@ impl MdFeed {
     }
 }
 
+/// When the feed owes a heartbeat: after `interval_ns` in which it transmitted nothing. It watches datagrams
+/// transmitted, not messages produced, so the cadence holds on the wire when datagrams wait for a slow commit.
+pub struct HeartbeatCadence {
+    interval_ns: u64,
+    seen: u64,
+    quiet_since: u64,
+}
+
+impl HeartbeatCadence {
+    pub fn new(interval_ns: u64, now: u64, sent: u64) -> HeartbeatCadence {
+        HeartbeatCadence { interval_ns, seen: sent, quiet_since: now }
+    }
+
+    /// Whether a heartbeat is due at `now`, given the feed's [`MdFeed::datagrams_sent`].
+    pub fn due(&mut self, now: u64, sent: u64) -> bool {
+        if sent != self.seen {
+            (self.seen, self.quiet_since) = (sent, now);
+            false
+        } else if now.saturating_sub(self.quiet_since) >= self.interval_ns {
+            self.quiet_since = now;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
+    /// MoldUDP64 1.00, "Downstream Packets": a heartbeat has message count 0 and the sequence of the next
+    /// message. It announces what was transmitted, and goes out while datagrams wait for their commit.
     #[test]
-    fn a_heartbeat_names_the_next_sequence_after_what_is_queued() {
+    fn a_heartbeat_names_the_next_sequence_after_what_was_sent_and_does_not_wait_for_commit() {
         let group = SocketAddrV4::new(Ipv4Addr::new(239, 1, 1, 1), 9000);
         let mut feed = MdFeed::new(SessionName::new("MD").unwrap(), group, 200, 1 << 16, 1);
         feed.push(3, 1, &[7u8; 36]);
         feed.push(4, 2, &[7u8; 36]);
+        feed.close_packet();
         feed.heartbeat();
         let mut got = Vec::new();
-        assert_eq!(feed.release(3, |_, d| { got.push(d.to_vec()); true }), 0, "waits for its inputs' commit");
-        feed.release(4, |_, d| {
+        let mut sink = |_: SocketAddrV4, d: &[u8]| {
             got.push(d.to_vec());
             true
-        });
-        assert_eq!(got.len(), 2);
-        let hb = moldudp64::Packet::new_checked(&got[1][..]).unwrap();
-        assert_eq!((hb.sequence(), hb.count()), (3, 0), "two messages sent, the next is 3");
+        };
+        assert_eq!(feed.release(3, &mut sink), 1, "the packet waits for input 4's commit, the heartbeat does not");
+        assert_eq!(feed.release(4, &mut sink), 1);
+        feed.heartbeat();
+        assert_eq!(feed.release(4, &mut sink), 1);
+        assert_eq!(feed.datagrams_sent(), 3);
+        let hb = |d: &[u8]| {
+            let p = moldudp64::Packet::new_checked(d).unwrap();
+            (p.sequence(), p.count())
+        };
+        // Header: "MD" space-padded to 10, sequence 1, count 0.
+        assert_eq!(got[0], [b'M', b'D', b' ', b' ', b' ', b' ', b' ', b' ', b' ', b' ', 0, 0, 0, 0, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(hb(&got[1]), (1, 2));
+        assert_eq!(hb(&got[2]), (3, 0), "two messages sent, the next is 3");
         assert_eq!(feed.released_through(), 2);
+    }
+
+    /// A heartbeat owed when data goes out anyway is not sent: the data keeps the cadence.
+    #[test]
+    fn data_going_out_pays_the_heartbeat() {
+        let group = SocketAddrV4::new(Ipv4Addr::new(239, 1, 1, 1), 9000);
+        let mut feed = MdFeed::new(SessionName::new("MD").unwrap(), group, 200, 1 << 16, 1);
+        feed.push(1, 1, &[7u8; 36]);
+        feed.close_packet();
+        feed.heartbeat();
+        assert_eq!(feed.release(1, |_, _| true), 1);
+        assert_eq!(feed.release(1, |_, _| true), 0);
+    }
+
+    /// The cadence counts from the last datagram sent: traffic every half second owes nothing; once the feed
+    /// goes quiet, one heartbeat a second, whatever else is produced but not yet sent.
+    #[test]
+    fn the_cadence_counts_from_the_last_datagram_sent() {
+        const S: u64 = 1_000_000_000;
+        let mut c = HeartbeatCadence::new(S, 0, 0);
+        let due: Vec<bool> = (1..=6u64).map(|k| c.due(k * S / 2, k)).collect();
+        assert_eq!(due, [false; 6]);
+        // Quiet from 3 s: due at 4 s, then each second; the heartbeats count as sent.
+        assert!(!c.due(3 * S + S / 2, 6));
+        assert!(c.due(4 * S, 6));
+        assert!(!c.due(4 * S + 1_000, 7));
+        assert!(!c.due(5 * S, 7));
+        assert!(c.due(5 * S + 1_000, 7));
     }
 
     /// MoldUDP64 1.00, "Downstream Packets": a message count of 0xFFFF is End of Session; its sequence is the
@@ -254,6 +339,7 @@ mod tests {
         let want: [u8; 20] = [b'M', b'D', b' ', b' ', b' ', b' ', b' ', b' ', b' ', b' ', 0, 0, 0, 0, 0, 0, 0, 2, 0xff, 0xff];
         assert_eq!(got[1], want);
         assert!(moldudp64::Packet::new_checked(&got[1][..]).unwrap().is_end_of_session());
+        assert_eq!(feed.released_through(), 1, "End of Session carries no messages");
     }
 
     #[test]

@@ -59,6 +59,7 @@ use crate::obs::statsblock::{Counter, StatsWriter, COUNTERS, REJECT_REASONS_MAX,
 use crate::translate::{CANCEL_REJECT_ROW, REJECT_CODES, REJECT_ROWS};
 use crate::obs::tsc::Clock;
 use pipeline::Pipeline;
+use mdfeed::HeartbeatCadence;
 use retransmit::{RetransmitCounters, RetransmitLimits, RetransmitServer};
 
 #[derive(clap::Args, Debug)]
@@ -377,8 +378,7 @@ fn pipeline_loop(
 pub struct Housekeeping {
     retransmit: Option<RetransmitServer>,
     /// The feed's next sequence when last looked at, and since when it has not moved.
-    md_seen: u64,
-    md_quiet_since: u64,
+    md_cadence: HeartbeatCadence,
 }
 
 impl Housekeeping {
@@ -404,7 +404,8 @@ impl Housekeeping {
             }
             None => None,
         };
-        Ok(Housekeeping { retransmit, md_seen: pipeline.md.next_sequence(), md_quiet_since: now })
+        let md_cadence = HeartbeatCadence::new(MD_HEARTBEAT_NS, now, pipeline.md.datagrams_sent());
+        Ok(Housekeeping { retransmit, md_cadence })
     }
 
     /// One round; returns the retransmission requests taken (the work done beyond the fixed checks).
@@ -412,11 +413,8 @@ impl Housekeeping {
         // The Tick input goes in only after IDLE_TICK_NS without input, busy or not.
         pipeline.tick_if_idle(IDLE_TICK_NS);
         let now = pipeline.time.now();
-        if pipeline.md.next_sequence() != self.md_seen {
-            (self.md_seen, self.md_quiet_since) = (pipeline.md.next_sequence(), now);
-        } else if now.saturating_sub(self.md_quiet_since) >= MD_HEARTBEAT_NS {
+        if self.md_cadence.due(now, pipeline.md.datagrams_sent()) {
             pipeline.md.heartbeat();
-            self.md_quiet_since = now;
         }
         pipeline.session_timers(now);
         let Some(server) = self.retransmit.as_mut() else { return 0 };
