@@ -251,8 +251,10 @@ impl MarketBreaker {
 /// codes). The engine changes nothing but time; what is published for them is the translator's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MarketHours {
-    /// Start of day: start of messages, the symbol directory, start of system and market hours.
-    Open,
+    /// Start of day: start of messages, the symbol directory, start of system and market hours. The market's
+    /// offset from UTC that day (seconds east, -18 h..=18 h) is journaled with it, so every node numbers the day's
+    /// OUCH and ITCH timestamps from the same local midnight whatever its own time-zone data says.
+    Open { utc_offset_s: i32 },
     /// End of day: end of market hours, end of system hours, end of messages.
     Close,
 }

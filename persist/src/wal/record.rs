@@ -341,13 +341,18 @@ pub struct ReplaceEchoedBody {
     pub reserved: [u8; 4],
 }
 
-/// `MarketHours` body: 1 open, 2 close.
+/// `MarketHours` body: 1 open, 2 close; the open carries the market's UTC offset in seconds (little-endian i32;
+/// 0 on a close). A record written before the offset existed reads as an open in UTC.
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
 pub struct MarketHoursBody {
     pub phase: u8,
-    pub reserved: [u8; 7],
+    pub reserved: [u8; 3],
+    pub utc_offset_s: i32,
 }
+
+/// The widest UTC offset a market day may have (the tz database's span is -12 h..=+14 h).
+pub const UTC_OFFSET_S_MAX: i32 = 18 * 3_600;
 
 const MARKET_OPEN: u8 = 1;
 const MARKET_CLOSE: u8 = 2;
@@ -502,11 +507,11 @@ pub fn encode_entry(input: &Input, echo: Option<&Echo>, epoch: u32, out: &mut [u
         }
         Command::Tick => {}
         Command::MarketHours(h) => {
-            let phase = match h {
-                MarketHours::Open => MARKET_OPEN,
-                MarketHours::Close => MARKET_CLOSE,
+            let (phase, utc_offset_s) = match h {
+                MarketHours::Open { utc_offset_s } => (MARKET_OPEN, utc_offset_s),
+                MarketHours::Close => (MARKET_CLOSE, 0),
             };
-            put(body, &MarketHoursBody { phase, reserved: [0; 7] })
+            put(body, &MarketHoursBody { phase, reserved: [0; 3], utc_offset_s })
         }
     }
     let header = RecordHeader {
@@ -830,11 +835,17 @@ fn decode_admin(kind: RecordKind, body: &[u8]) -> Result<Command, RecordError> {
         RecordKind::Tick => Command::Tick,
         RecordKind::MarketHours => {
             let b: MarketHoursBody = bytemuck::pod_read_unaligned(body);
-            if b.reserved != [0; 7] {
+            if b.reserved != [0; 3] || (b.phase == MARKET_CLOSE && b.utc_offset_s != 0) {
                 return Err(RecordError::ReservedNotZero);
             }
+            if !(-UTC_OFFSET_S_MAX..=UTC_OFFSET_S_MAX).contains(&b.utc_offset_s) {
+                return Err(RecordError::BadField {
+                    field: "market utc offset",
+                    value: u64::from(b.utc_offset_s.unsigned_abs()),
+                });
+            }
             Command::MarketHours(match b.phase {
-                MARKET_OPEN => MarketHours::Open,
+                MARKET_OPEN => MarketHours::Open { utc_offset_s: b.utc_offset_s },
                 MARKET_CLOSE => MarketHours::Close,
                 v => return Err(RecordError::BadField { field: "market hours phase", value: u64::from(v) }),
             })
@@ -938,7 +949,8 @@ mod tests {
                 Command::SetMarketBreaker(MarketBreaker { level_bps, halt_ns })
             }),
             Just(Command::Tick),
-            Just(Command::MarketHours(MarketHours::Open)),
+            (-UTC_OFFSET_S_MAX..=UTC_OFFSET_S_MAX)
+                .prop_map(|utc_offset_s| Command::MarketHours(MarketHours::Open { utc_offset_s })),
             Just(Command::MarketHours(MarketHours::Close)),
             any::<(u16, u32, u16, bool)>().prop_map(|(session, user_ref, reason, introduces_ref)| {
                 Command::Refuse(Refuse { session, user_ref, reason, introduces_ref })
@@ -1028,22 +1040,41 @@ mod tests {
         assert_eq!(decode(&buf[..n]), Err(RecordError::BadField { field: "side", value: 2 }));
     }
 
-    /// The day's bounds are kind 17, one cache line: phase 1 open, 2 close; any other phase is a typed error.
+    /// The day's bounds are kind 17, one cache line: phase 1 open with the UTC offset (-4 h: `c0 c7 ff ff`,
+    /// little-endian -14,400), 2 close; any other phase, an offset on a close or one beyond 18 h is a typed error.
     #[test]
     fn market_hours_is_kind_17() {
-        for (hours, phase) in [(MarketHours::Open, 1u8), (MarketHours::Close, 2)] {
+        let open = MarketHours::Open { utc_offset_s: -14_400 };
+        for (hours, body) in [(open, [1u8, 0, 0, 0, 0xc0, 0xc7, 0xff, 0xff]), (MarketHours::Close, [2, 0, 0, 0, 0, 0, 0, 0])] {
             let input = Input { seq: 7, timestamp: 1, command: Command::MarketHours(hours) };
             let mut buf = [0u8; RECORD_BYTES_MAX];
             let n = encode(&input, 0, &mut buf);
             assert_eq!(n, 64);
             assert_eq!(&buf[24..26], &17u16.to_le_bytes());
-            assert_eq!(&buf[HEADER_BYTES..HEADER_BYTES + 8], &[phase, 0, 0, 0, 0, 0, 0, 0]);
+            assert_eq!(&buf[HEADER_BYTES..HEADER_BYTES + 8], &body);
             assert_eq!(decode(&buf[..n]).unwrap().input, input);
             buf[HEADER_BYTES] = 3;
             let crc = crc32c::crc32c(&buf[4..n]);
             buf[..4].copy_from_slice(&crc.to_le_bytes());
             assert_eq!(decode(&buf[..n]), Err(RecordError::BadField { field: "market hours phase", value: 3 }));
         }
+        let corrupt = |phase: u8, offset: i32| {
+            let input = Input { seq: 7, timestamp: 1, command: Command::MarketHours(MarketHours::Close) };
+            let mut buf = [0u8; RECORD_BYTES_MAX];
+            let n = encode(&input, 0, &mut buf);
+            buf[HEADER_BYTES] = phase;
+            buf[HEADER_BYTES + 4..HEADER_BYTES + 8].copy_from_slice(&offset.to_le_bytes());
+            let crc = crc32c::crc32c(&buf[4..n]);
+            buf[..4].copy_from_slice(&crc.to_le_bytes());
+            decode(&buf[..n]).map(|r| r.input.command)
+        };
+        assert_eq!(corrupt(2, 3_600), Err(RecordError::ReservedNotZero), "a close carries no offset");
+        assert_eq!(
+            corrupt(1, 19 * 3_600),
+            Err(RecordError::BadField { field: "market utc offset", value: 19 * 3_600 })
+        );
+        // Written before the offset existed: an open in UTC.
+        assert_eq!(corrupt(1, 0), Ok(Command::MarketHours(MarketHours::Open { utc_offset_s: 0 })));
         assert_eq!(RecordKind::MarketHours.index(), KINDS_COUNT - 1);
         assert_eq!(RecordKind::MarketHours.name(), "market_hours");
     }

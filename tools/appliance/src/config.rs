@@ -105,6 +105,25 @@ pub struct ApplianceSection {
     /// no firm's `allowed_sources` unanswered (still counted), so a scanner off the cross-connect learns nothing.
     #[serde(default)]
     pub silent_to_unlisted_sources: bool,
+    /// The market's time zone (an IANA name): OUCH and ITCH timestamps count nanoseconds from its midnight, as
+    /// Nasdaq's count from midnight Eastern. The day's UTC offset is taken at the open and journaled with it.
+    #[serde(default = "default_market_time_zone")]
+    pub market_time_zone: String,
+}
+
+fn default_market_time_zone() -> String {
+    "America/New_York".into()
+}
+
+impl ApplianceSection {
+    /// The market's offset from UTC, in seconds east, at `unix_ns` (nanoseconds since the Unix epoch).
+    pub fn market_utc_offset_s(&self, unix_ns: u64) -> anyhow::Result<i32> {
+        let tz = jiff::tz::TimeZone::get(&self.market_time_zone).map_err(|e| {
+            anyhow::anyhow!("appliance.market_time_zone = {:?} is not a time zone ({e})", self.market_time_zone)
+        })?;
+        let at = jiff::Timestamp::from_nanosecond(i128::from(unix_ns)).context("a time beyond the tz database")?;
+        Ok(tz.to_offset(at).seconds())
+    }
 }
 
 impl Default for ApplianceSection {
@@ -117,6 +136,7 @@ impl Default for ApplianceSection {
             replies_kept: default_replies_kept(),
             session_idle_timeout_ms: default_session_idle_timeout_ms(),
             silent_to_unlisted_sources: false,
+            market_time_zone: default_market_time_zone(),
         }
     }
 }
@@ -565,6 +585,7 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        self.appliance.market_utc_offset_s(0)?;
         if self.backend.burst_max == 0 || self.backend.burst_max > 1024 {
             bail!("backend.burst_max = {} must be in 1..=1024", self.backend.burst_max);
         }
@@ -877,7 +898,7 @@ mod tests {
         let text = GOOD.replace("cash = \"1000000\"", "cash = \"1000000\"\n        self_trade_prevention = \"cancel_oldest\"");
         let c = Config::parse(&text).unwrap();
         assert_eq!(c.firms[0].self_trade_prevention, SelfTradePrevention::CancelOldest);
-        let genesis = crate::appliance::setup::genesis(&c).unwrap();
+        let genesis = crate::appliance::setup::genesis(&c, 0).unwrap();
         assert!(
             genesis.iter().any(|g| matches!(
                 g,

@@ -628,7 +628,7 @@ impl Translator {
             })
         };
         match hours {
-            MarketHours::Open => {
+            MarketHours::Open { .. } => {
                 self.itch(system(code::START_OF_MESSAGES), itch_out);
                 for symbol in 0..self.names.len() as SymbolId {
                     let m = self.stock_directory(symbol, timestamp);

@@ -340,7 +340,8 @@ pub fn mix_from_config(
         symbols: mix_symbols,
         firms,
         capacity,
-        genesis: bourse_appliance::appliance::setup::genesis(config)?,
+        // The shadow book prices and fills; the day's UTC offset is no concern of it.
+        genesis: bourse_appliance::appliance::setup::genesis(config, 0)?,
         resting: 1_000,
         first_user_ref: 1,
         invalid_every: 0,

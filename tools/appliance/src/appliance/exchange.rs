@@ -24,9 +24,9 @@
 //! No clocks, threads or I/O: time arrives with each input (nanoseconds since the Unix epoch; OUCH and ITCH carry
 //! nanoseconds since midnight, derived when encoding). Nothing allocates after [`Exchange::new`].
 
-use bourse_engine::{Capacity, Command, Engine, Event, EventSink, Input, SessionId, UserRef};
+use bourse_engine::{Capacity, Command, Engine, Event, EventSink, Input, MarketHours, SessionId, UserRef};
 use bourse_persist::recovery::{check_next, ApplyError, Replicated};
-use bourse_persist::wal::record::{Echo, Record, ECHO_BYTES};
+use bourse_persist::wal::record::{Echo, Record, ECHO_BYTES, UTC_OFFSET_S_MAX};
 
 use super::store::{read_u64 as take_u64, take, OutcomeRing, RetransmitStore};
 use crate::translate::Translator;
@@ -144,6 +144,9 @@ pub struct Exchange {
     md: MdBook,
     /// Timestamp of the last input applied: the sequencer's clock never goes below it.
     last_timestamp: u64,
+    /// The market's offset from UTC for the day, from the day's journaled open: OUCH and ITCH timestamps count
+    /// from the market's local midnight (Nasdaq counts from midnight Eastern).
+    utc_offset_ns: i64,
     limits: ExchangeLimits,
 }
 
@@ -171,7 +174,7 @@ impl Exchange {
             })
             .collect();
         let md = MdBook { next_sequence: 1, store: RetransmitStore::new(limits.market_kept, ITCH_BYTES_MAX) };
-        Exchange { engine, translator, books, md, last_timestamp: 0, limits }
+        Exchange { engine, translator, books, md, last_timestamp: 0, utc_offset_ns: 0, limits }
     }
 
     /// Applies the next journaled input: refuses any seq but `last_seq() + 1`, so a gap or a repeat can never be
@@ -205,7 +208,10 @@ impl Exchange {
                 b.bucket = Bucket { tokens: t.saturating_sub(TOKEN), at_ns: input.timestamp.max(b.bucket.at_ns) };
             }
         }
-        let time_of_day = input.timestamp % DAY_NS;
+        if let Command::MarketHours(MarketHours::Open { utc_offset_s }) = input.command {
+            self.utc_offset_ns = i64::from(utc_offset_s) * 1_000_000_000;
+        }
+        let time_of_day = time_of_day(input.timestamp, self.utc_offset_ns);
         let mut sink = Sink { translator: &mut self.translator, books: &mut self.books, md: &mut self.md, out, time_of_day };
         self.engine.apply(input, &mut sink);
         if let Command::MarketHours(hours) = input.command {
@@ -303,6 +309,7 @@ impl Exchange {
         }
         rest.extend_from_slice(&self.md.next_sequence.to_le_bytes());
         rest.extend_from_slice(&self.last_timestamp.to_le_bytes());
+        rest.extend_from_slice(&self.utc_offset_ns.to_le_bytes());
         self.md.store.write_to(&mut rest);
         self.translator.write_records(&mut rest);
         self.translator.write_order_refs(&mut rest);
@@ -356,6 +363,10 @@ impl Exchange {
         }
         x.md.next_sequence = take_u64(&mut r).filter(|&s| s >= 1).ok_or_else(|| corrupt("market sequence"))?;
         x.last_timestamp = take_u64(&mut r).ok_or_else(|| corrupt("last timestamp"))?;
+        x.utc_offset_ns = take_u64(&mut r)
+            .map(|v| v as i64)
+            .filter(|v| v.unsigned_abs() <= UTC_OFFSET_S_MAX.unsigned_abs() as u64 * 1_000_000_000)
+            .ok_or_else(|| corrupt("market UTC offset"))?;
         x.md.store.read_from(&mut r).ok_or_else(|| corrupt("market store"))?;
         x.translator.read_records(&mut r).ok_or_else(|| corrupt("order records"))?;
         x.translator.read_order_refs(&mut r).ok_or_else(|| corrupt("order reference numbers"))?;
@@ -366,8 +377,14 @@ impl Exchange {
     }
 }
 
-/// 02: the Order Reference Number table follows the order records (01 had none).
-const SNAPSHOT_MAGIC: &[u8; 8] = b"BXCHST02";
+/// 02: the Order Reference Number table follows the order records (01 had none). 03: the market's UTC offset
+/// follows the last timestamp.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"BXCHST03";
+
+/// Nanoseconds since the market's local midnight at `timestamp` (nanoseconds since the Unix epoch).
+pub fn time_of_day(timestamp: u64, utc_offset_ns: i64) -> u64 {
+    (i128::from(timestamp) + i128::from(utc_offset_ns)).rem_euclid(i128::from(DAY_NS)) as u64
+}
 
 
 impl Replicated for Exchange {

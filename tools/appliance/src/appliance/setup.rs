@@ -97,8 +97,9 @@ pub fn symbol_names(config: &Config) -> anyhow::Result<Vec<Symbol>> {
     config.symbols.iter().map(|s| Alpha::new(&s.name).context("symbol name")).collect()
 }
 
-/// The admin inputs that set up a fresh journal from the configuration: symbols, accounts, funding, sessions.
-pub fn genesis(config: &Config) -> anyhow::Result<Vec<Command>> {
+/// The admin inputs that set up a fresh journal from the configuration: symbols, accounts, funding, sessions,
+/// and the open of a day that starts at `unix_ns` (the market's UTC offset then is journaled with it).
+pub fn genesis(config: &Config, unix_ns: u64) -> anyhow::Result<Vec<Command>> {
     let mut out = vec![Command::SetMarketBreaker(MarketBreaker::DEFAULT)];
     for (i, s) in config.symbols.iter().enumerate() {
         out.push(Command::AddSymbol(AddSymbol {
@@ -132,7 +133,8 @@ pub fn genesis(config: &Config) -> anyhow::Result<Vec<Command>> {
     }
     // Last: the feed's start of day (System Event 'O', the directory, the Trading Action spin, 'S', 'Q'), once
     // the symbols exist; journaled like the rest, so it is never sent twice.
-    out.push(Command::MarketHours(bourse_engine::MarketHours::Open));
+    let utc_offset_s = config.appliance.market_utc_offset_s(unix_ns)?;
+    out.push(Command::MarketHours(bourse_engine::MarketHours::Open { utc_offset_s }));
     Ok(out)
 }
 
@@ -338,7 +340,8 @@ pub fn build_pipeline_from(
     });
     started.startup_ms[1] = ms(t1, std::time::Instant::now());
     if started.recovered_seq == 0 {
-        for command in genesis(config)? {
+        let opened_at = pipeline.time.now();
+        for command in genesis(config, opened_at)? {
             let seq = pipeline.submit(command).map_err(|e| anyhow::anyhow!("{e}"))?;
             let _ = seq;
         }
@@ -375,7 +378,7 @@ pub fn check_market(config: &Config) -> anyhow::Result<()> {
 /// The genesis inputs must all have applied: replay them on a scratch engine to find the first refused one.
 fn check_genesis(config: &Config, engine: &Engine) -> anyhow::Result<()> {
     let mut scratch = Engine::new(engine.capacity());
-    for (i, command) in genesis(config)?.into_iter().enumerate() {
+    for (i, command) in genesis(config, 0)?.into_iter().enumerate() {
         let mut check = AdminCheck(None);
         scratch.apply(&Input { seq: i as u64 + 1, timestamp: 0, command }, &mut check);
         if let Some(reason) = check.0 {

@@ -95,14 +95,17 @@ fn stream(x: &Exchange, n: u32, seed: u64) -> Vec<(Command, Echo)> {
 
 fn genesis(config: &Config) -> (Exchange, Vec<(Command, Echo)>) {
     let x = setup::new_exchange(config).unwrap();
-    let inputs = setup::genesis(config).unwrap().into_iter().map(|c| (c, NO_ECHO)).collect();
+    let inputs = setup::genesis(config, T0).unwrap().into_iter().map(|c| (c, NO_ECHO)).collect();
     (x, inputs)
 }
+
+/// 1_700_000_000 s since the epoch: 2023-11-14 22:13:20 UTC, 17:13:20 in New York (EST, UTC-5).
+const T0: u64 = 1_700_000_000_000_000_000;
 
 fn run(x: &mut Exchange, inputs: &[(Command, Echo)], out: &mut Collect) {
     for (command, echo) in inputs {
         let seq = x.last_seq() + 1;
-        let input = Input { seq, timestamp: 1_700_000_000_000_000_000 + seq * 1_000, command: *command };
+        let input = Input { seq, timestamp: T0 + seq * 1_000, command: *command };
         x.apply(&input, echo, out).unwrap();
     }
 }
@@ -245,7 +248,7 @@ fn the_rate_limit_is_a_token_bucket_in_sequencer_time_and_replays_the_same() {
     let c = config();
     let rates = [RateLimit { per_s: 1_000, burst: 3 }];
     let mut x = Exchange::new(c.engine_capacity(), setup::new_translator(&c).unwrap(), setup::exchange_limits(&c), &rates);
-    let genesis: Vec<_> = setup::genesis(&c).unwrap().into_iter().map(|g| (g, NO_ECHO)).collect();
+    let genesis: Vec<_> = setup::genesis(&c, T0).unwrap().into_iter().map(|g| (g, NO_ECHO)).collect();
     run(&mut x, &genesis, &mut Collect::default());
     let t0 = 1_800_000_000_000_000_000u64;
     let mut seq = x.last_seq();
@@ -307,7 +310,7 @@ fn order_reference_numbers_start_at_one_and_increase() {
     assert_eq!(x.translator().order_refs().unmapped, 0);
 }
 
-/// A snapshot of the previous format (BXCHST01, without the Order Reference Number table) is refused by name.
+/// A snapshot of the previous format (BXCHST02, without the market's UTC offset) is refused by name.
 #[test]
 fn a_snapshot_of_the_previous_format_is_refused_clearly() {
     let c = config();
@@ -315,13 +318,13 @@ fn a_snapshot_of_the_previous_format_is_refused_clearly() {
     run(&mut x, &inputs[..50], &mut Collect::default());
     let mut payload = Vec::new();
     x.snapshot(&mut payload);
-    let at = payload.windows(8).position(|w| w == b"BXCHST02").expect("the magic");
-    payload[at..at + 8].copy_from_slice(b"BXCHST01");
+    let at = payload.windows(8).position(|w| w == b"BXCHST03").expect("the magic");
+    payload[at..at + 8].copy_from_slice(b"BXCHST02");
     let Err(e) = Exchange::restore(&payload, setup::new_translator(&c).unwrap(), setup::exchange_limits(&c), &[])
     else {
         panic!("an old snapshot was taken")
     };
-    assert!(e.contains("BXCHST01") && e.contains("BXCHST02"), "{e}");
+    assert!(e.contains("BXCHST02") && e.contains("BXCHST03"), "{e}");
 }
 
 /// TotalView-ITCH 5.0 section 1.1 ("the start of day message is the first message sent in any trading day";
@@ -343,10 +346,10 @@ fn the_feed_opens_and_closes_the_day() {
     want.extend(std::iter::repeat_n(b'H', n));
     want.extend([b'S', b'S']);
     assert_eq!(types, want);
-    // Genesis input k has timestamp 1.7e18 + k µs (see `run`): 1_700_000_000 s is 22:13:20 UTC, so the time of
-    // day is 80_000 s plus the input's microseconds.
+    // Genesis input k has timestamp T0 + k µs (see `run`): T0 is 22:13:20 UTC, 17:13:20 in New York (the
+    // default market time zone, EST that day), so the time of day is 62_000 s plus the input's microseconds.
     let seq = inputs.len() as u64;
-    let ts = (80_000_000_000_000u64 + seq * 1_000).to_be_bytes();
+    let ts = (62_000_000_000_000u64 + seq * 1_000).to_be_bytes();
     // System Event (section 1.1): 'S', locate 0 ("Always 0"), tracking 0, timestamp (6 bytes), event code 'O'.
     let mut o = vec![b'S', 0, 0, 0, 0];
     o.extend_from_slice(&ts[2..]);
@@ -369,4 +372,58 @@ fn the_feed_opens_and_closes_the_day() {
     run(&mut x, &[(Command::MarketHours(bourse_engine::MarketHours::Close), NO_ECHO)], &mut end);
     let codes: Vec<(u64, u8, u8)> = end.0.iter().map(|o| (o.2, o.3[0], o.3[11])).collect();
     assert_eq!(codes, vec![(next, b'S', b'M'), (next + 1, b'S', b'E'), (next + 2, b'S', b'C')]);
+}
+
+/// Nasdaq's timestamps count "nanoseconds since midnight" Eastern (TotalView-ITCH 5.0 section 1, "Timestamp";
+/// OUCH 5.0 section 3, "Timestamp"), so the day opens with the market's UTC offset journaled: 13:30 UTC on
+/// 1 July is 09:30 EDT (UTC-4), 14:30 UTC on 3 December is 09:30 EST (UTC-5), 02:00 UTC on 4 December is still
+/// 21:00 on the 3rd in New York, and a market in UTC counts from UTC midnight. The ITCH System Event 'O' and the
+/// OUCH Order Accepted carry the same time of day.
+#[test]
+fn timestamps_count_from_the_market_time_zones_midnight() {
+    const H: u64 = 3_600;
+    for (zone, unix_s, local_s) in [
+        ("America/New_York", 1_782_912_600u64, 9 * H + 1_800),
+        ("America/New_York", 1_796_308_200, 9 * H + 1_800),
+        ("America/New_York", 1_796_349_600, 21 * H),
+        ("UTC", 1_796_308_200, 14 * H + 1_800),
+    ] {
+        let mut c = config();
+        c.appliance.market_time_zone = zone.into();
+        let unix_ns = unix_s * 1_000_000_000;
+        let mut x = setup::new_exchange(&c).unwrap();
+        let mut inputs: Vec<(Command, Echo)> =
+            setup::genesis(&c, unix_ns).unwrap().into_iter().map(|g| (g, NO_ECHO)).collect();
+        let mut out = Collect::default();
+        let apply = |x: &mut Exchange, inputs: &[(Command, Echo)], out: &mut Collect| {
+            for (command, echo) in inputs {
+                let input = Input { seq: x.last_seq() + 1, timestamp: unix_ns, command: *command };
+                x.apply(&input, echo, out).unwrap();
+            }
+        };
+        apply(&mut x, &inputs, &mut out);
+        let msg = enter(1, Side::Buy, 10, 1_490_000, "AAPL", b'A');
+        let (command, echo) = x.translator().on_ouch(0, 0, &msg).unwrap();
+        inputs = vec![(command, echo.unwrap_or(NO_ECHO))];
+        apply(&mut x, &inputs, &mut out);
+        let want = local_s * 1_000_000_000;
+        let start = out.0.iter().find(|o| o.0 == 'i' && o.3[0] == b'S').unwrap();
+        assert_eq!(start.3[5..11], want.to_be_bytes()[2..], "{zone} at {unix_s}: ITCH System Event");
+        let accepted = out.0.iter().find(|o| o.0 == 'o' && o.3[0] == b'A').unwrap();
+        assert_eq!(accepted.3[1..9], want.to_be_bytes(), "{zone} at {unix_s}: OUCH Order Accepted");
+    }
+}
+
+/// The day's offset is replicated state: it survives a snapshot, so a node restored from one numbers the rest
+/// of the day from the same midnight.
+#[test]
+fn the_markets_utc_offset_is_in_the_snapshot() {
+    let c = config();
+    let mut x = setup::new_exchange(&c).unwrap();
+    let genesis: Vec<_> = setup::genesis(&c, T0).unwrap().into_iter().map(|g| (g, NO_ECHO)).collect();
+    run(&mut x, &genesis, &mut Collect::default());
+    let mut payload = Vec::new();
+    x.snapshot(&mut payload);
+    let y = Exchange::restore(&payload, setup::new_translator(&c).unwrap(), setup::exchange_limits(&c), &[]).unwrap();
+    assert_eq!(y.utc_offset_ns, -5 * 3_600 * 1_000_000_000);
 }
