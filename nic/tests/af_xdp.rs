@@ -239,6 +239,7 @@ fn send_garbage(server_mac: [u8; 6], peer_mac: [u8; 6]) -> (u64, u64) {
             src: SocketAddrV4::new(ADDR_B, 40_000),
             dst: SocketAddrV4::new(ADDR_A, PORT),
             ident: 1,
+            ttl: bourse_nic::wire::ipv4::TTL_DEFAULT,
         };
         let n = frame::emit_udp_headers(&mut f, &h, payload.len()).unwrap();
         assert_eq!(n, f.len());

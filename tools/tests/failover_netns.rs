@@ -29,7 +29,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use bourse::demo::free_udp_port;
@@ -64,6 +64,9 @@ const ANSWER_AFTER_CUT_MAX: Duration = Duration::from_millis(300);
 /// only notices the standby's reset on its next retransmission, which backs off to a second or more).
 const FENCE_BOUND: Duration = Duration::from_secs(4);
 
+/// The kill test's market-data group (administratively scoped, RFC 2365).
+const MD_GROUP: Ipv4Addr = Ipv4Addr::new(239, 78, 0, 1);
+
 fn env_flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == "1")
 }
@@ -76,12 +79,13 @@ fn print_logs_if_verbose(pair: &support::Pair) {
 }
 
 /// The pair's addresses: order entry and retransmission on each node's firm-network address, market data to
-/// the firms' namespace, the mirror on its own link.
-fn netns_spec(tag: &str) -> PairSpec<'_> {
+/// `md_ip` (the firms' address, or a multicast group both nodes send to on the firm network), the mirror on its
+/// own link.
+fn netns_spec(tag: &str, md_ip: Ipv4Addr) -> PairSpec<'_> {
     let (order, md, retransmit) = (free_udp_port().unwrap(), free_udp_port().unwrap(), free_udp_port().unwrap());
     let node = |ip| NodeAddrs {
         order: SocketAddrV4::new(ip, order),
-        md_group: SocketAddrV4::new(FIRMS_IP, md),
+        md_group: SocketAddrV4::new(md_ip, md),
         retransmit: Some(SocketAddrV4::new(ip, retransmit)),
         firm_source: FIRMS_IP,
     };
@@ -152,7 +156,8 @@ fn no_order_twice(log: &Log, whose: &str) {
 fn failover_netns_kill() {
     let Some(ns) = require_failover_netns() else { return };
     let kill_ms = std::env::var("BOURSE_FAILOVER_KILL_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
-    let spec = netns_spec("nk");
+    // Market data to a multicast group, as feed handlers subscribe: the promoted node must publish to it too.
+    let spec = netns_spec("nk", MD_GROUP);
     // The market-data client listens before the primary publishes its genesis messages, and ignores the second
     // live packet (the first of the load run), so that recovery by retransmission is exercised in every run.
     let retransmit = vec![spec.primary.retransmit.unwrap(), spec.standby.retransmit.unwrap()];
@@ -225,7 +230,7 @@ fn committed_of(summary: &str) -> u64 {
 #[test]
 fn failover_netns_partition() {
     let Some(ns) = require_failover_netns() else { return };
-    let spec = netns_spec("np");
+    let spec = netns_spec("np", FIRMS_IP);
     let mut pair = start_pair(&spec);
 
     let (witness_quiet, witness_stop) = (StopFlag::new(), StopFlag::new());

@@ -448,6 +448,8 @@ pub struct DpdkBackend {
     peers: Peers,
     payload_max_bytes: usize,
     ident: u16,
+    /// TTL of datagrams to multicast groups.
+    multicast_ttl: u8,
     stats: BackendStats,
     drops: DropCounters,
     /// Last, so the EAL is shut down (when this is its last user) after the port and the pool are gone.
@@ -495,6 +497,7 @@ impl DpdkBackend {
             peers: Peers::new(),
             payload_max_bytes: config.payload_max_bytes,
             ident: 0,
+            multicast_ttl: config.multicast_ttl,
             stats: BackendStats::default(),
             drops: DropCounters::default(),
             _eal: eal,
@@ -584,6 +587,7 @@ impl DpdkBackend {
                             src: dst,
                             dst: src,
                             ident: self.ident,
+                            ttl: crate::wire::ipv4::TTL_DEFAULT,
                         };
                         self.ident = self.ident.wrapping_add(1);
                         // The reply is never longer than the request it answers, so the headers always fit.
@@ -706,6 +710,7 @@ impl Backend for DpdkBackend {
             src: SocketAddrV4::new(self.local.ip, self.local.port.unwrap_or(0)),
             dst,
             ident: self.ident,
+            ttl: frame::ttl_for(*dst.ip(), self.multicast_ttl),
         };
         self.ident = self.ident.wrapping_add(1);
         let frame_len =
@@ -1375,6 +1380,7 @@ mod tests {
             src: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1234),
             dst: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 5678),
             ident: 7,
+            ttl: crate::wire::ipv4::TTL_DEFAULT,
         };
         frame::emit_udp_headers(&mut buf, &h, 3).unwrap();
         // Pseudo-header words: 0a00 + 0001 + 0a00 + 0002 + 0011 (UDP) + 000b (length 11) = 0x141f, which the

@@ -106,6 +106,9 @@ pub struct BackendConfig {
     /// The core the polling thread is pinned to, if any: DPDK's EAL gets `-l <core>` from it, so that its main
     /// lcore is that thread's core rather than core 0.
     pub core: Option<usize>,
+    /// IPv4 TTL of datagrams to multicast groups on the raw backends (the socket backends take it as
+    /// `IP_MULTICAST_TTL` in their options). 1, the kernel's default, keeps a feed on the local segment.
+    pub multicast_ttl: u8,
 }
 
 impl BackendConfig {
@@ -118,6 +121,7 @@ impl BackendConfig {
             payload_max_bytes: 1_472,
             eal_args: Vec::new(),
             core: None,
+            multicast_ttl: 1,
         }
     }
 }

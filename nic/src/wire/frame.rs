@@ -208,6 +208,19 @@ pub struct UdpHeaders {
     pub dst: SocketAddrV4,
     /// IPv4 identification; callers usually count it up per datagram.
     pub ident: u16,
+    /// IPv4 time to live ([`ttl_for`] picks it by destination).
+    pub ttl: u8,
+}
+
+/// The TTL for a datagram to `dst`: `multicast_ttl` for a multicast group (the kernel's `IP_MULTICAST_TTL`
+/// default is 1, the local segment: a feed crosses routers only when configured to), otherwise
+/// [`ipv4::TTL_DEFAULT`].
+pub fn ttl_for(dst: Ipv4Addr, multicast_ttl: u8) -> u8 {
+    if dst.is_multicast() {
+        multicast_ttl
+    } else {
+        ipv4::TTL_DEFAULT
+    }
 }
 
 /// Writes Ethernet, IPv4 and UDP headers into `buf[..UDP_PAYLOAD_OFFSET]` for the `payload_len` bytes the caller
@@ -227,7 +240,7 @@ pub fn emit_udp_headers(buf: &mut [u8], h: &UdpHeaders, payload_len: usize) -> R
         dst_addr: *h.dst.ip(),
         protocol: ipv4::protocol::UDP,
         payload_len: udp::HEADER_LEN + payload_len,
-        ttl: ipv4::TTL_DEFAULT,
+        ttl: h.ttl,
     };
     ip.emit(&mut buf[ethernet::HEADER_LEN..], h.ident)?;
     let udp_start = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
@@ -377,10 +390,34 @@ mod tests {
             src: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1234),
             dst: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 5678),
             ident: 0,
+            ttl: ipv4::TTL_DEFAULT,
         };
         assert_eq!(emit_udp_headers(&mut buf, &h, 3).unwrap(), 45);
         assert_eq!(&buf[..45], &udp_frame());
         assert!(buf[45..].iter().all(|b| *b == 0xa5));
+    }
+
+    /// A datagram to a multicast group carries the configured multicast TTL (IPv4 header byte 8, so frame byte
+    /// 22), anything else TTL 64; the header checksum covers it.
+    #[test]
+    fn multicast_datagrams_carry_the_multicast_ttl() {
+        let group = SocketAddrV4::new(Ipv4Addr::new(239, 78, 0, 1), 9000);
+        let unicast = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 5678);
+        for (dst, ttl) in [(group, 3u8), (unicast, 64)] {
+            let mut buf = [0u8; 50];
+            let h = UdpHeaders {
+                src_mac: PEER_MAC,
+                dst_mac: US.mac,
+                src: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1234),
+                dst,
+                ident: 0,
+                ttl: ttl_for(*dst.ip(), 3),
+            };
+            let n = emit_udp_headers(&mut buf, &h, 3).unwrap();
+            assert_eq!(buf[ethernet::HEADER_LEN + 8], ttl);
+            let ip = ipv4::Packet::new_checked(&buf[ethernet::HEADER_LEN..n]).unwrap();
+            assert!(ip.verify_checksum(), "{dst}");
+        }
     }
 
     #[test]

@@ -251,6 +251,21 @@ pub struct MarketDataSection {
     /// a stop is usually a restart or a failover within the day, which must continue the same sessions.
     #[serde(default)]
     pub end_of_day_on_stop: bool,
+    /// When `group` is a multicast group: the TTL of the feed's datagrams (1, the default, keeps it on the
+    /// local segment; each router on the way to a feed handler takes one).
+    #[serde(default = "default_multicast_ttl")]
+    pub multicast_ttl: u8,
+    /// When `group` is a multicast group, on the socket and uring backends: the address of the interface the
+    /// feed leaves by (`IP_MULTICAST_IF`; absent: the kernel's route for the group). The raw backends send on
+    /// `backend.interface`.
+    pub multicast_interface: Option<Ipv4Addr>,
+    /// When `group` is a multicast group, on the socket and uring backends: whether listeners on this host get
+    /// the feed too (`IP_MULTICAST_LOOP`; absent: the kernel's default, on).
+    pub multicast_loop: Option<bool>,
+}
+
+fn default_multicast_ttl() -> u8 {
+    1
 }
 
 impl MarketDataSection {
@@ -604,6 +619,26 @@ impl Config {
         let md = &self.market_data;
         if md.session.is_empty() || md.session.len() > 10 || !md.session.is_ascii() {
             bail!("market_data.session = {:?} must be 1 to 10 ASCII characters", md.session);
+        }
+        let multicast = md.group.ip().is_multicast();
+        let set = [
+            ("multicast_ttl", md.multicast_ttl != default_multicast_ttl()),
+            ("multicast_interface", md.multicast_interface.is_some()),
+            ("multicast_loop", md.multicast_loop.is_some()),
+        ];
+        if let (false, Some((key, _))) = (multicast, set.iter().find(|(_, on)| *on)) {
+            bail!("market_data.{key} is set but market_data.group = {} is not a multicast group", md.group);
+        }
+        if md.multicast_ttl == 0 {
+            bail!("market_data.multicast_ttl = 0 would never leave this host: at least 1");
+        }
+        let raw = matches!(self.backend.kind, BackendKind::AfXdp | BackendKind::Dpdk);
+        if raw && (md.multicast_interface.is_some() || md.multicast_loop.is_some()) {
+            bail!(
+                "market_data.multicast_interface and multicast_loop apply to the socket and uring backends; \
+                 backend.kind = {:?} sends on backend.interface and never loops back",
+                self.backend.kind.as_str()
+            );
         }
         if !(64..=9_000).contains(&md.payload_max_bytes) {
             bail!("market_data.payload_max_bytes = {} must be in 64..=9000", md.payload_max_bytes);
@@ -966,6 +1001,22 @@ mod tests {
         GOOD.replace("group = \"127.0.0.1:9100\"", &format!("group = \"127.0.0.1:9100\"\n{line}"))
     }
 
+    /// A multicast feed takes its TTL, interface and loop options, and the socket backends get them as
+    /// `IP_MULTICAST_TTL`, `IP_MULTICAST_IF` and `IP_MULTICAST_LOOP`; the raw backends get the TTL.
+    #[test]
+    fn a_multicast_group_takes_its_socket_options() {
+        let text = GOOD.replace(
+            "group = \"127.0.0.1:9100\"",
+            "group = \"239.1.2.3:9100\"\nmulticast_ttl = 4\nmulticast_interface = \"10.0.0.1\"\nmulticast_loop = false",
+        );
+        let c = Config::parse(&text).unwrap();
+        let o = crate::appliance::setup::socket_options(&c);
+        assert_eq!((o.multicast_ttl, o.multicast_if, o.multicast_loop), (Some(4), Some(Ipv4Addr::new(10, 0, 0, 1)), Some(false)));
+        assert_eq!(crate::appliance::setup::backend_config(&c).multicast_ttl, 4);
+        let unicast = crate::appliance::setup::socket_options(&Config::parse(GOOD).unwrap());
+        assert_eq!((unicast.multicast_ttl, unicast.multicast_if, unicast.multicast_loop), (None, None, None));
+    }
+
     #[test]
     fn decimals() {
         assert_eq!(parse_price("150.25").unwrap(), 1_502_500);
@@ -982,6 +1033,9 @@ mod tests {
     fn every_bad_value_names_its_key() {
         let cases = [
             (GOOD.replace("\"socket\"", "\"carrier-pigeon\""), "kind"),
+            (format!("[appliance]\nmarket_time_zone = \"Mars/Olympus_Mons\"\n{GOOD}"), "market_time_zone"),
+            (with_md("multicast_ttl = 4"), "multicast_ttl"),
+            (with_md("multicast_interface = \"10.0.0.1\""), "multicast_interface"),
             (GOOD.replace("150.00", "150.001"), "reference_price"),
             (GOOD.replace("\"ALPHA\"", "\"TOOLONGNAME\""), "username"),
             (GOOD.replace("[\"127.0.0.1\"]", "[\"localhost\"]"), "allowed_sources"),

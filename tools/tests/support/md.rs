@@ -9,7 +9,7 @@
 //! every run exercises the recovery path it relies on.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -116,7 +116,13 @@ impl MdWatcher {
         let (tx, rx) = std::sync::mpsc::channel();
         let flag = Arc::clone(&stop);
         let handle = ns.spawn_in_firms("md-watcher", move || {
-            let sock = UdpSocket::bind(listen).unwrap_or_else(|e| panic!("binding market data on {listen}: {e}"));
+            // A multicast feed is joined on the firms' address, as a feed handler subscribes (IGMP on the bridge).
+            let bind = if listen.ip().is_multicast() { SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, listen.port()) } else { listen };
+            let sock = UdpSocket::bind(bind).unwrap_or_else(|e| panic!("binding market data on {bind}: {e}"));
+            if listen.ip().is_multicast() {
+                sock.join_multicast_v4(listen.ip(), &super::netns::FIRMS_IP)
+                    .unwrap_or_else(|e| panic!("joining {} on {}: {e}", listen.ip(), super::netns::FIRMS_IP));
+            }
             sock.set_read_timeout(Some(Duration::from_millis(2))).unwrap();
             tx.send(()).unwrap();
             let mut w = Watch {

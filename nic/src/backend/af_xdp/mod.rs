@@ -277,6 +277,8 @@ pub struct AfXdp {
     payload_max_bytes: usize,
     /// IPv4 identification of the next frame.
     ident: u16,
+    /// TTL of datagrams to multicast groups.
+    multicast_ttl: u8,
     /// Datagrams queued by `tx` and echo since the last flush (ARP frames are not counted as datagrams).
     staged: u32,
     /// The address of the last ARP request sent and how many transmits to it failed since, so an unknown
@@ -373,6 +375,7 @@ impl AfXdp {
             burst_max: config.burst_max as u32,
             payload_max_bytes: config.payload_max_bytes,
             ident: 0,
+            multicast_ttl: config.multicast_ttl,
             staged: 0,
             arp_pending: (Ipv4Addr::UNSPECIFIED, 0),
             stats: BackendStats::default(),
@@ -433,6 +436,7 @@ impl AfXdp {
                 src: rx.dst,
                 dst: rx.src,
                 ident: *ident,
+                ttl: crate::wire::ipv4::TTL_DEFAULT,
             };
             match frame::emit_udp_headers(tx_frame, &h, len) {
                 Ok(frame_len) => {
@@ -665,6 +669,7 @@ impl Backend for AfXdp {
             src,
             dst,
             ident: self.ident,
+            ttl: frame::ttl_for(*dst.ip(), self.multicast_ttl),
         };
         match frame::emit_udp_headers(buf, &h, len) {
             Ok(frame_len) => {
@@ -821,6 +826,7 @@ mod tests {
             src: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 2), 5555),
             dst: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 1), 4000),
             ident: 7,
+            ttl: crate::wire::ipv4::TTL_DEFAULT,
         };
         let len = frame::emit_udp_headers(&mut f, &h, 4).unwrap();
         f.truncate(len);

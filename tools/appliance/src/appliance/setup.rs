@@ -397,6 +397,7 @@ pub fn backend_config(config: &Config) -> BackendConfig {
     b.eal_args = config.backend.eal_args.clone();
     // The pipeline thread opens and polls the backend: DPDK's EAL takes its main lcore from this.
     b.core = config.cores.pipeline;
+    b.multicast_ttl = config.market_data.multicast_ttl;
     b
 }
 
@@ -406,10 +407,10 @@ pub fn open_backend(config: &Config) -> anyhow::Result<Box<dyn Backend>> {
     let at = |what: &str| format!("opening the {what} backend on {}", config.backend.bind);
     Ok(match config.backend.kind {
         BackendKind::Socket => Box::new(
-            bourse_nic::backend::socket::SocketBackend::with_options(&bc, &socket_options()).with_context(|| at("socket"))?,
+            bourse_nic::backend::socket::SocketBackend::with_options(&bc, &socket_options(config)).with_context(|| at("socket"))?,
         ),
         BackendKind::Uring => {
-            let opts = bourse_nic::backend::uring::UringOptions { socket: socket_options(), rx_buffers: None };
+            let opts = bourse_nic::backend::uring::UringOptions { socket: socket_options(config), rx_buffers: None };
             Box::new(bourse_nic::backend::uring::UringBackend::with_options(&bc, &opts).with_context(|| at("uring"))?)
         }
         BackendKind::AfXdp => Box::new(bourse_nic::backend::af_xdp::AfXdp::new(&bc).with_context(|| at("af_xdp"))?),
@@ -419,10 +420,16 @@ pub fn open_backend(config: &Config) -> anyhow::Result<Box<dyn Backend>> {
 
 /// Kernel socket buffers large enough to ride out a few milliseconds of preemption at full rate: on two shared
 /// cores the pinned pipeline thread can lose its core briefly, and the kernel default (~208 KiB) then drops orders.
-fn socket_options() -> bourse_nic::backend::socket::SocketOptions {
+/// The feed's multicast options when its group is one.
+pub fn socket_options(config: &Config) -> bourse_nic::backend::socket::SocketOptions {
+    let md = &config.market_data;
+    let multicast = md.group.ip().is_multicast();
     bourse_nic::backend::socket::SocketOptions {
         recv_buffer_bytes: Some(8 << 20),
         send_buffer_bytes: Some(8 << 20),
+        multicast_ttl: multicast.then_some(u32::from(md.multicast_ttl)),
+        multicast_if: md.multicast_interface.filter(|_| multicast),
+        multicast_loop: md.multicast_loop.filter(|_| multicast),
         ..Default::default()
     }
 }
