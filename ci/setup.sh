@@ -35,4 +35,9 @@ fi
 if command -v python3 >/dev/null && ! python3 -c 'import hdrh.histogram' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check hdrhistogram==0.10.8
 fi
+# itchfeed, a pure-Python TotalView-ITCH 5.0 parser: the appliance's feed is decoded with it and the book rebuilt
+# from it (tools/tests/itch_third_party.rs).
+if command -v python3 >/dev/null && ! python3 -c 'import itch.parser' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check itchfeed==1.6.4
+fi
 command -v cargo >/dev/null || { echo "ci/setup.sh: cargo is required" >&2; exit 1; }
