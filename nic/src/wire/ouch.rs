@@ -629,9 +629,12 @@ pub struct OrderAccepted {
     pub cross_type: u8,
     pub order_state: u8,
     pub cl_ord_id: ClOrdId,
+    /// The options the order was accepted with, echoed in the appendage (section 3.2).
+    pub options: Options,
 }
 
-/// One outbound (exchange → client) OUCH message. Outbound messages carry no options (appendage length 0).
+/// One outbound (exchange → client) OUCH message. Order Accepted and Order Replaced echo the order's options in
+/// their appendage; the others carry none (appendage length 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outbound {
     /// System Event 'S' (section 3.1): 'S' start of day, 'E' end of day.
@@ -699,8 +702,8 @@ impl Outbound {
     pub fn buffer_len(&self) -> usize {
         match self {
             Outbound::SystemEvent { .. } => field::system_event::LEN,
-            Outbound::OrderAccepted(_) => field::accepted::LEN,
-            Outbound::OrderReplaced { .. } => field::replaced::LEN,
+            Outbound::OrderAccepted(o) => field::accepted::LEN + o.options.buffer_len(),
+            Outbound::OrderReplaced { order, .. } => field::replaced::LEN + order.options.buffer_len(),
             Outbound::OrderCanceled { .. } => field::canceled::LEN,
             Outbound::OrderExecuted { .. } => field::executed::LEN,
             Outbound::OrderRejected { .. } => field::rejected::LEN,
@@ -796,8 +799,8 @@ impl Outbound {
         Ok(len)
     }
 
-    /// Decodes one outbound message occupying exactly `b` (clients, tests and the fuzzer use this). Appendages on
-    /// outbound messages are accepted and skipped.
+    /// Decodes one outbound message occupying exactly `b` (clients, tests and the fuzzer use this). The options
+    /// of Order Accepted and Order Replaced are decoded; other appendages are accepted and skipped.
     pub fn parse(b: &[u8]) -> Result<Outbound> {
         need(FORMAT, b.len(), 1)?;
         let ts = |b: &[u8]| get_u64(b, field::TIMESTAMP);
@@ -810,14 +813,14 @@ impl Outbound {
                 }
             }
             b'A' => {
-                appendage(b, field::accepted::APPENDAGE_LEN)?;
-                Outbound::OrderAccepted(parse_accepted(b, 0)?)
+                let app = appendage(b, field::accepted::APPENDAGE_LEN)?;
+                Outbound::OrderAccepted(parse_accepted(b, 0, app)?)
             }
             b'U' => {
-                appendage(b, field::replaced::APPENDAGE_LEN)?;
+                let app = appendage(b, field::replaced::APPENDAGE_LEN)?;
                 Outbound::OrderReplaced {
                     orig_user_ref: get_u32(b, field::replaced::ORIG_USER_REF),
-                    order: parse_accepted(b, 4)?,
+                    order: parse_accepted(b, 4, app)?,
                 }
             }
             b'C' => {
@@ -895,10 +898,10 @@ fn emit_accepted(b: &mut [u8], o: &OrderAccepted, shift: usize) {
     b[f::CROSS_TYPE + shift] = o.cross_type;
     b[f::ORDER_STATE + shift] = o.order_state;
     put_array(b, f::CL_ORD_ID + shift, &o.cl_ord_id.0);
-    put_u16(b, f::APPENDAGE_LEN + shift, 0);
+    emit_appendage(b, f::APPENDAGE_LEN + shift, &o.options);
 }
 
-fn parse_accepted(b: &[u8], shift: usize) -> Result<OrderAccepted> {
+fn parse_accepted(b: &[u8], shift: usize, appendage: &[u8]) -> Result<OrderAccepted> {
     use field::accepted as f;
     Ok(OrderAccepted {
         timestamp: get_u64(b, field::TIMESTAMP),
@@ -915,6 +918,7 @@ fn parse_accepted(b: &[u8], shift: usize) -> Result<OrderAccepted> {
         cross_type: b[f::CROSS_TYPE + shift],
         order_state: b[f::ORDER_STATE + shift],
         cl_ord_id: Alpha(get_array(b, f::CL_ORD_ID + shift)),
+        options: Options::parse(appendage)?,
     })
 }
 

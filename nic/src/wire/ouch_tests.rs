@@ -219,6 +219,7 @@ fn accepted() -> OrderAccepted {
         cross_type: b'N',
         order_state: order_state::LIVE,
         cl_ord_id: clid(),
+        options: Options::default(),
     }
 }
 
@@ -265,6 +266,21 @@ fn outbound_system_event_accepted_replaced() {
         },
         &u,
     );
+}
+
+/// Section 3.2: Order Accepted echoes the order's options in its appendage, each option length (tag + value),
+/// tag, value (Appendix B): MinQty (tag 3) 100 and PostOnly (tag 12) 'P' make 9 bytes, so 73 in all.
+#[test]
+fn accepted_echoes_options_in_its_appendage() {
+    let with = OrderAccepted { options: Options { min_qty: Some(100), post_only: Some(b'P'), ..Options::default() }, ..accepted() };
+    let mut body = vec![0, 0, 0, 7];
+    body.extend_from_slice(&accepted_body_after_user_ref());
+    let n = body.len();
+    body[n - 2..].copy_from_slice(&[0, 9]);
+    body.extend_from_slice(&[5, 3, 0, 0, 0, 100, 2, 12, b'P']);
+    let a = out(b'A', &body);
+    assert_eq!(a.len(), 73);
+    roundtrip_out(Outbound::OrderAccepted(with), &a);
 }
 
 #[test]
@@ -363,11 +379,12 @@ mod props {
         }
 
         #[test]
-        fn outbound_roundtrip(ts in 0u64..(1 << 48), user_ref: u32, q: u32, price: u64, m: u64, reason: u16) {
+        fn outbound_roundtrip(ts in 0u64..(1 << 48), user_ref: u32, q: u32, price: u64, m: u64, reason: u16, o in options()) {
             for msg in [
                 Outbound::OrderExecuted { timestamp: ts, user_ref, quantity: q, price, liquidity: b'R', match_number: m },
                 Outbound::OrderRejected { timestamp: ts, user_ref, reason, cl_ord_id: clid() },
-                Outbound::OrderAccepted(OrderAccepted { timestamp: ts, user_ref, quantity: q, price, order_ref: m, ..accepted() }),
+                Outbound::OrderAccepted(OrderAccepted { timestamp: ts, user_ref, quantity: q, price, order_ref: m, options: o, ..accepted() }),
+                Outbound::OrderReplaced { orig_user_ref: user_ref ^ 1, order: OrderAccepted { options: o, ..accepted() } },
             ] {
                 let mut buf = [0u8; 128];
                 let n = msg.emit(&mut buf).unwrap();

@@ -89,8 +89,9 @@ pub const QUANTITY_LIMIT: u32 = 1_000_000;
 
 /// OUCH price meaning "market order" (the all-ones 31-bit price of OUCH 4.x, 214748.3647).
 pub const MARKET_PRICE: u64 = 0x7fff_ffff;
-/// Largest message either closure receives (OUCH Order Replaced).
-pub const SCRATCH_BYTES: usize = 72;
+/// Largest message either closure receives: an Order Accepted echoing every option the appliance acts on
+/// ([`accepted_options`]: 64 + 6 + 3 + 10 = 83 bytes), rounded up.
+pub const SCRATCH_BYTES: usize = 88;
 
 /// An OUCH message refused before reaching the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -302,7 +303,23 @@ pub struct Translator {
     pub ignored: IgnoredCounts,
     /// Engine references → the day-unique Order Reference Numbers OUCH and ITCH publish (replicated state).
     refs: OrderRefs,
+    /// The options of the Enter Order being applied (session, UserRefNum, options), echoed in its Order Accepted.
+    /// Set and used within one input, so it is no part of the snapshot.
+    entering: Option<(SessionId, UserRef, ouch::Options)>,
     scratch: [u8; SCRATCH_BYTES],
+}
+
+/// The options an Order Accepted echoes (OUCH 5.0 section 3.2): those the order was accepted with and the engine
+/// acts on, from the journaled order, so a replay echoes the same: MinQty (equal to the quantity: fill or kill),
+/// PostOnly 'P', and the stop price (bourse's extension tag). PriceType 'L' and PostOnly 'N' are the defaults and
+/// are not echoed; Firm and ExpireTime are decoded but not acted on, so they are not echoed either.
+pub fn accepted_options(o: &NewOrder) -> ouch::Options {
+    ouch::Options {
+        min_qty: (o.tif == TimeInForce::Fok).then_some(o.qty),
+        post_only: o.post_only.then_some(b'P'),
+        stop_price: matches!(o.kind, OrderKind::Stop | OrderKind::StopLimit).then_some(u64::from(o.stop_price)),
+        ..ouch::Options::default()
+    }
 }
 
 /// Inputs that changed nothing and got no reply (OUCH 5.0 sections 2.2-2.4), counted so that none is silent.
@@ -339,6 +356,7 @@ impl Translator {
             refused_cl_ord_id: Alpha([b' '; 14]),
             ignored: IgnoredCounts::default(),
             refs: OrderRefs::with_slots(0),
+            entering: None,
             scratch: [0; SCRATCH_BYTES],
         }
     }
@@ -418,8 +436,10 @@ impl Translator {
     /// Inputs without an echo (operator orders) echo the defaults.
     pub fn remember(&mut self, command: &Command, echo: &Echo) {
         let echoed = echo.iter().any(|&b| b != 0);
+        self.entering = None;
         match command {
             Command::NewOrder(o) => {
+                self.entering = Some((o.session, o.user_ref, accepted_options(o)));
                 let sell = o.side == Side::Sell;
                 let rec = if echoed {
                     record_from_echo(o.user_ref, echo, sell)
@@ -748,6 +768,10 @@ impl Translator {
                     cross_type: rec.cross_type,
                     order_state: ouch::order_state::LIVE,
                     cl_ord_id: rec.cl_ord_id,
+                    options: match self.entering {
+                        Some((s, u, options)) if (s, u) == (session, user_ref) => options,
+                        _ => ouch::Options::default(),
+                    },
                 });
                 self.ouch(session, Some(user_ref), m, ouch_out);
             }
@@ -868,6 +892,8 @@ impl Translator {
                     cross_type: rec.cross_type,
                     order_state: ouch::order_state::LIVE,
                     cl_ord_id: rec.cl_ord_id,
+                    // The replacement keeps the original's behaviour; its own appendage is not echoed.
+                    options: ouch::Options::default(),
                 };
                 self.ouch(
                     session,

@@ -141,6 +141,7 @@ pub fn measure(
         cross_type: b'N',
         order_state: b'L',
         cl_ord_id: ClOrdId::new("CL1").unwrap_or_default(),
+        options: ouch::Options::default(),
     });
     let ex = ouch::Outbound::OrderExecuted {
         timestamp: 1,

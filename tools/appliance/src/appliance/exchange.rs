@@ -33,8 +33,9 @@ use crate::translate::Translator;
 
 /// Nanoseconds in a day: OUCH and ITCH timestamps count from midnight.
 pub const DAY_NS: u64 = 86_400_000_000_000;
-/// The largest outbound OUCH message kept (Order Replaced, 68 bytes, rounded up).
-pub const REPLY_BYTES_MAX: usize = 72;
+/// The largest outbound OUCH message kept: Order Accepted echoing every option the appliance acts on (64 bytes,
+/// MinQty 6, PostOnly 3, StopPrice 10: 83), rounded up.
+pub const REPLY_BYTES_MAX: usize = crate::translate::SCRATCH_BYTES;
 /// The largest ITCH message kept (Stock Directory, 39 bytes, rounded up).
 pub const ITCH_BYTES_MAX: usize = 64;
 
