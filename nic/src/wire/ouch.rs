@@ -269,8 +269,19 @@ pub struct Options {
 pub const OPTIONS_MAX_BYTES: usize = 34;
 
 impl Options {
-    #[inline]
+    /// Most orders carry no appendage: that case is a constant, and the option walk stays out of line (returning
+    /// its result through memory cost Enter Order's decode a store-forwarding stall).
+    #[inline(always)]
     fn parse(b: &[u8]) -> Result<Options> {
+        if b.is_empty() {
+            Ok(Options::default())
+        } else {
+            Options::parse_some(b)
+        }
+    }
+
+    #[inline(never)]
+    fn parse_some(b: &[u8]) -> Result<Options> {
         let mut o = Options::default();
         let mut at = 0;
         // Each option consumes at least two bytes, so the loop is bounded by the appendage length.
@@ -479,6 +490,8 @@ impl Inbound {
             b'O' => {
                 use field::enter as f;
                 let app = appendage(b, f::APPENDAGE_LEN)?;
+                // The fixed part as an array: every field offset below is checked at compile time, not per read.
+                let b: &[u8; f::LEN] = b.first_chunk().ok_or(Error::Truncated { format: FORMAT, need: f::LEN, have: b.len() })?;
                 Inbound::EnterOrder(EnterOrder {
                     user_ref: get_u32(b, f::USER_REF),
                     side: Side::from_code(b[f::SIDE])?,
