@@ -61,9 +61,11 @@ pub fn run(o: &IngestOptions) -> anyhow::Result<IngestReport> {
     }
 }
 
-/// A connection-level failure worth retrying (the server restarting), not a fault in the books.
+/// A connection-level failure worth retrying (the server restarting), or the position moved under us (resume from
+/// it), not a fault in the books.
 fn is_transient(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
+    e.chain().any(|c| c.is::<crate::book::PositionMoved>())
+        || e.chain().any(|c| {
         c.downcast_ref::<postgres::Error>().is_some_and(|pe| {
             pe.is_closed()
                 || pe.as_db_error().is_none()

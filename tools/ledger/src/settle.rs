@@ -66,10 +66,20 @@ fn settle_trade(s: &mut dyn Store, m: i64, run_date: &str, currency: &str, r: &m
             String::new()
         };
         let state = if reason.is_empty() { "APPLYING" } else { "FAILED" };
-        s.exec(
-            "INSERT INTO settlements (id, match_number, run_date, state, reason) VALUES ($1, $2, $3, $4, $5)",
+        let inserted = s.exec(
+            "INSERT INTO settlements (id, match_number, run_date, state, reason) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT DO NOTHING",
             &[Val::Text(ids::settlement(m as u64, run_date)), Val::Int(m), Val::from(run_date), state.into(), reason.clone().into()],
         )?;
+        if inserted == 0 {
+            // Another run wrote the intent after we looked: a killed run's server session can commit its last
+            // transaction after the next run has started. Its decision stands.
+            let row = s.query("SELECT state FROM settlements WHERE match_number = $1", &[Val::Int(m)])?;
+            let Some(row) = row.first() else {
+                anyhow::bail!("trade {m}: the settlement intent conflicted but cannot be read");
+            };
+            return Ok(row[0].text()?.to_string());
+        }
         if !reason.is_empty() {
             s.exec("UPDATE trades SET state = 'FAILED' WHERE match_number = $1", &[Val::Int(m)])?;
             s.exec("UPDATE obligations SET state = 'FAILED' WHERE match_number = $1", &[Val::Int(m)])?;

@@ -59,6 +59,9 @@ pub trait Store {
     fn query(&mut self, sql: &str, params: &[Val]) -> anyhow::Result<Vec<Row>>;
     /// True when the connection is gone (the server restarted): the caller reconnects and resumes.
     fn is_broken(&self) -> bool;
+    /// Rows a multi-row INSERT should carry at most: many where each statement is a network round trip, one where
+    /// a prepared single-row statement is cheapest (an embedded database).
+    fn rows_per_insert(&self) -> usize;
 }
 
 /// Runs `f` in one transaction: committed when it returns `Ok`, rolled back otherwise.
@@ -158,6 +161,9 @@ impl Store for Sqlite {
     fn is_broken(&self) -> bool {
         false
     }
+    fn rows_per_insert(&self) -> usize {
+        1
+    }
 }
 
 pub struct Postgres {
@@ -234,6 +240,9 @@ impl Store for Postgres {
     }
     fn is_broken(&self) -> bool {
         self.client.is_closed()
+    }
+    fn rows_per_insert(&self) -> usize {
+        128
     }
 }
 
