@@ -42,6 +42,8 @@ pub struct MdFeed {
     released_through: u64,
     /// A heartbeat is owed: sent at the next release unless a datagram goes out then anyway.
     beat_due: bool,
+    /// End of Session is queued: the session carries nothing more, heartbeats included.
+    ended: bool,
     /// Datagrams transmitted on the feed, heartbeats included: what the heartbeat cadence watches.
     sent: u64,
     /// Datagrams refused because the queue was full (the pipeline's backpressure should keep this at 0).
@@ -70,6 +72,7 @@ impl MdFeed {
             queue: OutQueue::new(queue_bytes),
             released_through: next_sequence - 1,
             beat_due: false,
+            ended: false,
             sent: 0,
             overflows: 0,
         }
@@ -130,7 +133,7 @@ impl MdFeed {
     /// their inputs' commit: a slow commit must not silence the feed past its cadence, and a heartbeat announces
     /// only what was sent, so it needs no commit of its own.
     pub fn heartbeat(&mut self) {
-        self.beat_due = true;
+        self.beat_due = !self.ended;
     }
 
     /// Datagrams transmitted on the feed so far, heartbeats included.
@@ -142,15 +145,11 @@ impl MdFeed {
     /// session carries nothing more. It follows everything already queued and is released with it.
     pub fn end_of_session(&mut self) {
         self.close_packet();
-        let header =
-            Header { session: self.session, sequence: self.next_sequence, count: moldudp64::COUNT_END_OF_SESSION };
-        let pushed = self.queue.push(self.packet_input_seq, self.group, HEADER_LEN, |buf| {
-            let _ = header.emit(buf);
-            HEADER_LEN
-        });
-        if let Err(Full) = pushed {
+        let end = end_of_session(self.session, self.next_sequence);
+        if let Err(Full) = queue_header(&mut self.queue, self.packet_input_seq, self.group, &end) {
             self.overflows += 1;
         }
+        (self.ended, self.beat_due) = (true, false);
     }
 
     /// Transmits every queued datagram whose inputs are committed, then the heartbeat owed if nothing went out.
@@ -231,6 +230,19 @@ impl MdFeed {
     }
 }
 
+/// The MoldUDP64 End of Session header of `session` (count 0xFFFF; `next` is the sequence after the last message).
+pub fn end_of_session(session: SessionName, next: u64) -> Header {
+    Header { session, sequence: next, count: moldudp64::COUNT_END_OF_SESSION }
+}
+
+/// Queues a bare MoldUDP64 header (a packet without message blocks) behind input `input_seq`.
+pub fn queue_header(queue: &mut OutQueue, input_seq: u64, dst: SocketAddrV4, header: &Header) -> Result<(), Full> {
+    queue.push(input_seq, dst, HEADER_LEN, |buf| {
+        let _ = header.emit(buf);
+        HEADER_LEN
+    })
+}
+
 /// When the feed owes a heartbeat: after `interval_ns` in which it transmitted nothing. It watches datagrams
 /// transmitted, not messages produced, so the cadence holds on the wire when datagrams wait for a slow commit.
 pub struct HeartbeatCadence {
@@ -263,12 +275,17 @@ mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
+    /// Session "MD" to 239.1.1.1:9000, 200-byte datagrams, starting at sequence 1.
+    fn small_feed() -> MdFeed {
+        let group = SocketAddrV4::new(Ipv4Addr::new(239, 1, 1, 1), 9000);
+        MdFeed::new(SessionName::new("MD").unwrap(), group, 200, 1 << 16, 1)
+    }
+
     /// MoldUDP64 1.00, "Downstream Packets": a heartbeat has message count 0 and the sequence of the next
     /// message. It announces what was transmitted, and goes out while datagrams wait for their commit.
     #[test]
     fn a_heartbeat_names_the_next_sequence_after_what_was_sent_and_does_not_wait_for_commit() {
-        let group = SocketAddrV4::new(Ipv4Addr::new(239, 1, 1, 1), 9000);
-        let mut feed = MdFeed::new(SessionName::new("MD").unwrap(), group, 200, 1 << 16, 1);
+        let mut feed = small_feed();
         feed.push(3, 1, &[7u8; 36]);
         feed.push(4, 2, &[7u8; 36]);
         feed.close_packet();
@@ -297,8 +314,7 @@ mod tests {
     /// A heartbeat owed when data goes out anyway is not sent: the data keeps the cadence.
     #[test]
     fn data_going_out_pays_the_heartbeat() {
-        let group = SocketAddrV4::new(Ipv4Addr::new(239, 1, 1, 1), 9000);
-        let mut feed = MdFeed::new(SessionName::new("MD").unwrap(), group, 200, 1 << 16, 1);
+        let mut feed = small_feed();
         feed.push(1, 1, &[7u8; 36]);
         feed.close_packet();
         feed.heartbeat();
@@ -326,8 +342,7 @@ mod tests {
     /// next one. Bytes: session "MD" space-padded to 10, sequence 2 (u64 big-endian), count ff ff.
     #[test]
     fn end_of_session_follows_everything_queued() {
-        let group = SocketAddrV4::new(Ipv4Addr::new(239, 1, 1, 1), 9000);
-        let mut feed = MdFeed::new(SessionName::new("MD").unwrap(), group, 200, 1 << 16, 1);
+        let mut feed = small_feed();
         feed.push(3, 1, &[7u8; 36]);
         feed.end_of_session();
         let mut got = Vec::new();
@@ -340,12 +355,13 @@ mod tests {
         assert_eq!(got[1], want);
         assert!(moldudp64::Packet::new_checked(&got[1][..]).unwrap().is_end_of_session());
         assert_eq!(feed.released_through(), 1, "End of Session carries no messages");
+        feed.heartbeat();
+        assert_eq!(feed.release(3, |_, _| true), 0, "nothing after End of Session, not even a heartbeat");
     }
 
     #[test]
     fn packs_until_the_mtu_and_releases_on_commit() {
-        let group = SocketAddrV4::new(Ipv4Addr::new(239, 1, 1, 1), 9000);
-        let mut feed = MdFeed::new(SessionName::new("MD").unwrap(), group, 200, 1 << 16, 1);
+        let mut feed = small_feed();
         let msg = [7u8; 36];
         for input in 1..=10u64 {
             feed.push(input, input, &msg);

@@ -20,7 +20,7 @@ use bourse_engine::{Command, Input, Nanos, SessionId};
 use bourse_nic::backend::{Backend, Datagram, TxError};
 use crate::session::{Outcome, Sessions, IDLE_LOGOUT_NOTICE, SERVER_HEARTBEAT};
 use bourse_nic::wire::alpha::SessionName;
-use bourse_nic::wire::moldudp64::{Header, PackError, Packer, COUNT_END_OF_SESSION, HEADER_LEN};
+use bourse_nic::wire::moldudp64::{PackError, Packer};
 use bourse_nic::wire::{ouch, soup};
 use bourse_persist::commit::CommitIndex;
 use bourse_persist::wal::record::Echo;
@@ -28,7 +28,7 @@ use bourse_persist::wal::Wal;
 
 use super::exchange::{Exchange, Outputs, NO_ECHO, RATE_LIMITED};
 use crate::translate::OuchReject;
-use super::mdfeed::MdFeed;
+use super::mdfeed::{self, MdFeed};
 use super::outq::OutQueue;
 use crate::obs::stages::{Stage, StageRecorder, StageStamps};
 use crate::obs::tsc::Clock;
@@ -295,39 +295,26 @@ impl Pipeline {
         }
     }
 
-    /// Ends the trading day: journals the feed's end of day (System Events 'M', 'E', 'C'), then queues MoldUDP64
-    /// End of Session packets (count 0xFFFF, sequence the next one) on the feed and on the reply stream of every
-    /// session logged in, behind everything else, so they go out last once committed.
+    /// Ends the trading day: journals the close (System Events 'M', 'E', 'C'); applying it ends every stream
+    /// ([`Pipeline::end_streams`]). Returns the close's seq.
     pub fn end_of_day(&mut self) -> Result<u64, &JournalFailed> {
-        if self.failed.is_none() {
-            let _ = self.submit(Command::MarketHours(bourse_engine::MarketHours::Close));
-        }
-        if let Some(f) = &self.failed {
-            return Err(f);
-        }
+        self.submit(Command::MarketHours(bourse_engine::MarketHours::Close))
+    }
+
+    /// The day is closed (input `seq` applied it): queues MoldUDP64 End of Session (count 0xFFFF, the next
+    /// sequence) on the feed and on the reply stream of every session logged in, behind everything else, so they
+    /// go out last once `seq` is committed. Whatever journals the close, the streams end the same way.
+    fn end_streams(&mut self, seq: u64) {
         self.md.end_of_session();
-        let seq = self.next_seq - 1;
         for session in 0..self.exchange.limits().sessions {
             let (Some(peer), Some(name)) = (self.sessions.peer(session), self.sessions.session_name(session)) else {
                 continue;
             };
-            let header = Header {
-                session: name,
-                sequence: self.exchange.next_reply_sequence(session),
-                count: COUNT_END_OF_SESSION,
-            };
-            if self
-                .replies
-                .push(seq, peer, HEADER_LEN, |buf| {
-                    let _ = header.emit(buf);
-                    HEADER_LEN
-                })
-                .is_err()
-            {
+            let end = mdfeed::end_of_session(name, self.exchange.next_reply_sequence(session));
+            if mdfeed::queue_header(&mut self.replies, seq, peer, &end).is_err() {
                 self.counters.reply_overflows += 1;
             }
         }
-        Ok(seq)
     }
 
     /// Advances sequencer time through the journal when no input has arrived for `idle_ns`, so halts expire
@@ -564,6 +551,9 @@ impl Pipeline {
         if let Err(source) = self.exchange.apply(&input, echo.as_ref().unwrap_or(&NO_ECHO), &mut out) {
             self.failed = Some(JournalFailed::Apply { seq, source });
             return;
+        }
+        if let Command::MarketHours(bourse_engine::MarketHours::Close) = input.command {
+            self.end_streams(seq);
         }
         if let Some(clock) = &clock {
             stamps.set(Stage::Matched, clock.now());
