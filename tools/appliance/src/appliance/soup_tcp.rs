@@ -475,6 +475,15 @@ mod tests {
         got
     }
 
+    /// A listener on loopback and one client connected to it (5 s read timeout), with the client's address.
+    fn listener_and_client() -> (SoupTcp, TcpStream, SocketAddrV4) {
+        let tcp = SoupTcp::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), SoupTcpLimits::DEFAULT).unwrap();
+        let client = TcpStream::connect(tcp.local_addr()).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let SocketAddr::V4(me) = client.local_addr().unwrap() else { panic!("IPv4") };
+        (tcp, client, me)
+    }
+
     fn send(tcp: &mut SoupTcp, dst: SocketAddrV4, bytes: &[u8]) {
         tcp.tx(dst, &mut |buf: &mut [u8]| {
             buf[..bytes.len()].copy_from_slice(bytes);
@@ -500,10 +509,7 @@ mod tests {
     /// the session layer is then told the peer logged out.
     #[test]
     fn replies_become_sequenced_data_in_order_and_a_gap_closes_the_connection() {
-        let mut tcp = SoupTcp::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), SoupTcpLimits::DEFAULT).unwrap();
-        let mut client = TcpStream::connect(tcp.local_addr()).unwrap();
-        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let SocketAddr::V4(me) = client.local_addr().unwrap() else { panic!("IPv4") };
+        let (mut tcp, mut client, me) = listener_and_client();
         // A Client Heartbeat and the first byte of another, then the rest: two packets, each delivered whole.
         client.write_all(&[0x00, 0x01, b'R', 0x00]).unwrap();
         let first = poll_until(&mut tcp, |t| Some(received(t)).filter(|g| !g.is_empty()));
@@ -545,10 +551,7 @@ mod tests {
     /// to a TCP client as End of Session `00 01 'Z'`, after which the server closes the connection.
     #[test]
     fn end_of_session_becomes_soup_end_of_session_and_closes() {
-        let mut tcp = SoupTcp::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), SoupTcpLimits::DEFAULT).unwrap();
-        let mut client = TcpStream::connect(tcp.local_addr()).unwrap();
-        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let SocketAddr::V4(me) = client.local_addr().unwrap() else { panic!("IPv4") };
+        let (mut tcp, mut client, me) = listener_and_client();
         client.write_all(&[0x00, 0x01, b'R']).unwrap();
         poll_until(&mut tcp, |t| Some(received(t)).filter(|g| !g.is_empty()));
         let mut accepted = vec![0x00, 0x1f, b'A'];
@@ -572,10 +575,7 @@ mod tests {
     /// buffer closes it too, counted.
     #[test]
     fn a_login_rejected_and_an_oversized_packet_close_the_connection() {
-        let mut tcp = SoupTcp::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), SoupTcpLimits::DEFAULT).unwrap();
-        let mut client = TcpStream::connect(tcp.local_addr()).unwrap();
-        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let SocketAddr::V4(me) = client.local_addr().unwrap() else { panic!("IPv4") };
+        let (mut tcp, mut client, me) = listener_and_client();
         client.write_all(&[0x00, 0x01, b'R']).unwrap();
         poll_until(&mut tcp, |t| Some(received(t)).filter(|g| !g.is_empty()));
         send(&mut tcp, me, &[0x00, 0x02, b'J', b'A']);
