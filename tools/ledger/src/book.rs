@@ -163,11 +163,7 @@ impl Default for Batch {
                 "'PENDING'",
             ),
             transfers: Rows::new("INSERT INTO transfers (id, seq, kind, match_number) VALUES", 4, ""),
-            entries: Rows::new(
-                "INSERT INTO entries (transfer_id, line, book, account, asset, debit, credit) VALUES",
-                7,
-                "",
-            ),
+            entries: entry_rows(),
             cash: Default::default(),
             positions: Default::default(),
         }
@@ -249,20 +245,9 @@ impl Batch {
         self.transfers.push([Val::from(id), Val::Int(seq as i64), Val::from(kind), Val::Int(match_number)]);
     }
 
-    /// The two entries of one movement of `amount` (≥ 0) of `asset` from `credit_account` to `debit_account`.
     #[allow(clippy::too_many_arguments)]
     fn entries(&mut self, id: &str, line: i64, book: &str, debit_account: i64, credit_account: i64, asset: &str, amount: i64) {
-        for (line, account, debit, credit) in [(line, debit_account, amount, 0), (line + 1, credit_account, 0, amount)] {
-            self.entries.push([
-                Val::from(id),
-                Val::Int(line),
-                Val::from(book),
-                Val::Int(account),
-                Val::from(asset),
-                Val::Int(debit),
-                Val::Int(credit),
-            ]);
-        }
+        push_entries(&mut self.entries, id, line, book, debit_account, credit_account, asset, amount);
     }
 
     fn position(&mut self, account: i64, symbol: u16, qty: i64, settled: i64) {
@@ -296,15 +281,8 @@ fn flow(to: i64, from: i64, amount: i64) -> (i64, i64) {
     }
 }
 
-pub fn transfer(s: &mut dyn Store, id: &str, seq: u64, kind: &str, match_number: i64) -> anyhow::Result<()> {
-    s.exec(
-        "INSERT INTO transfers (id, seq, kind, match_number) VALUES ($1, $2, $3, $4)",
-        &[Val::from(id), Val::Int(seq as i64), Val::from(kind), Val::Int(match_number)],
-    )?;
-    Ok(())
-}
-
-/// The two entries of one movement of `amount` (≥ 0) of `asset` from `credit_account` to `debit_account`.
+/// The two entries of one movement of `amount` (≥ 0) of `asset` from `credit_account` to `debit_account`, written
+/// now (the settlement run's legs).
 #[allow(clippy::too_many_arguments)]
 pub fn entries(
     s: &mut dyn Store,
@@ -316,33 +294,38 @@ pub fn entries(
     asset: &str,
     amount: i64,
 ) -> anyhow::Result<()> {
-    let sql = "INSERT INTO entries (transfer_id, line, book, account, asset, debit, credit) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7)";
-    s.exec(
-        sql,
-        &[
+    let mut rows = entry_rows();
+    push_entries(&mut rows, transfer_id, line, book, debit_account, credit_account, asset, amount);
+    rows.write(s)
+}
+
+fn entry_rows() -> Rows {
+    Rows::new("INSERT INTO entries (transfer_id, line, book, account, asset, debit, credit) VALUES", 7, "")
+}
+
+/// Queues the two entries of one movement: the debit on `line`, the credit on `line + 1`.
+#[allow(clippy::too_many_arguments)]
+fn push_entries(
+    rows: &mut Rows,
+    transfer_id: &str,
+    line: i64,
+    book: &str,
+    debit_account: i64,
+    credit_account: i64,
+    asset: &str,
+    amount: i64,
+) {
+    for (line, account, debit, credit) in [(line, debit_account, amount, 0), (line + 1, credit_account, 0, amount)] {
+        rows.push([
             Val::from(transfer_id),
             Val::Int(line),
             Val::from(book),
-            Val::Int(debit_account),
+            Val::Int(account),
             Val::from(asset),
-            Val::Int(amount),
-            Val::Int(0),
-        ],
-    )?;
-    s.exec(
-        sql,
-        &[
-            Val::from(transfer_id),
-            Val::Int(line + 1),
-            Val::from(book),
-            Val::Int(credit_account),
-            Val::from(asset),
-            Val::Int(0),
-            Val::Int(amount),
-        ],
-    )?;
-    Ok(())
+            Val::Int(debit),
+            Val::Int(credit),
+        ]);
+    }
 }
 
 pub fn add_position(s: &mut dyn Store, account: i64, symbol: u16, qty: i64, settled: i64) -> anyhow::Result<()> {
