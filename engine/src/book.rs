@@ -231,7 +231,7 @@ impl Engine {
                 self.positions[p].locked += n.qty as i64;
             }
         }
-        // Cannot fail: the table has twice as many slots as there are orders.
+        // Cannot fail: the engine grew the table after the last input to leave room for this one.
         let inserted = self.refs.insert(n.session, n.user_ref, h);
         debug_assert!(inserted);
         out.event(&Event::Accepted {

@@ -286,6 +286,24 @@ impl Engine {
             self.index_dirty = false;
             self.check_market_wide(out);
         }
+        // Between inputs, so that the next one, which inserts at most one reference, finds room.
+        if self.refs.wants_growth() {
+            self.rebuild_refs();
+        }
+    }
+
+    /// Sizes the reference table to the open orders and one more, inserting them again from the slab. False if
+    /// two open orders share a (session, UserRefNum), which only a corrupt snapshot can hold.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn rebuild_refs(&mut self) -> bool {
+        let open = self.slab.open().count();
+        self.refs.reset_for(open + 1);
+        let mut ok = true;
+        for (h, o) in self.slab.open() {
+            ok &= self.refs.get(o.session, o.user_ref).is_none() && self.refs.insert(o.session, o.user_ref, h);
+        }
+        ok
     }
 
     fn add_symbol(&mut self, a: &AddSymbol) -> Result<(), RejectReason> {

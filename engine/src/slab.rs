@@ -87,6 +87,10 @@ pub(crate) struct Slab {
     pub orders: Vec<Order>,
     /// Free handles as a stack; its capacity is the slab size, so pushes never reallocate.
     pub free: Vec<u32>,
+    /// One past the highest handle allocated (since start or restore): every open order is below it. Fresh handles leave the stack
+    /// in increasing order and freed ones are reused first, so this stays near the most orders ever open at once
+    /// and a scan of the open orders need not cross the whole slab.
+    pub high_water: u32,
 }
 
 impl Slab {
@@ -96,12 +100,17 @@ impl Slab {
         let mut free = Vec::with_capacity(n);
         // Reversed so that the first allocation gets handle 0: easier to read in tests.
         free.extend((0..orders_max).rev());
-        Slab { orders, free }
+        Slab {
+            orders,
+            free,
+            high_water: 0,
+        }
     }
 
     pub(crate) fn alloc(&mut self) -> Option<u32> {
         let h = self.free.pop()?;
         self.orders[h as usize].loc = Loc::Transient;
+        self.high_water = self.high_water.max(h + 1);
         Some(h)
     }
 
@@ -119,6 +128,15 @@ impl Slab {
     #[inline]
     pub(crate) fn order_ref(&self, h: u32) -> OrderRef {
         ((self.orders[h as usize].gen as u64) << 32) | h as u64
+    }
+
+    /// The open orders with their handles.
+    pub(crate) fn open(&self) -> impl Iterator<Item = (u32, &Order)> {
+        self.orders[..self.high_water as usize]
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.loc != Loc::Free)
+            .map(|(h, o)| (h as u32, o))
     }
 
     /// The handle an exchange reference names, if that order is still open.

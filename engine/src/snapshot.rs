@@ -512,15 +512,14 @@ impl Engine {
         if r.at != bytes.len() {
             return Err(r.corrupt("trailing bytes"));
         }
-        for (h, o) in e.slab.orders.iter().enumerate() {
-            if o.loc == Loc::Free {
-                continue;
-            }
-            if e.refs.get(o.session, o.user_ref).is_some()
-                || !e.refs.insert(o.session, o.user_ref, h as u32)
-            {
-                return Err(r.corrupt("duplicate order token"));
-            }
+        e.slab.high_water = e
+            .slab
+            .orders
+            .iter()
+            .rposition(|o| o.loc != Loc::Free)
+            .map_or(0, |h| h as u32 + 1);
+        if !e.rebuild_refs() {
+            return Err(r.corrupt("duplicate order token"));
         }
         e.recompute_halt_expiry();
         e.check_invariants()

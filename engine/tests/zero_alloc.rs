@@ -65,3 +65,36 @@ fn apply_never_allocates_after_setup() {
     );
     engine.check_invariants().unwrap();
 }
+
+#[test]
+fn the_reference_table_grows_without_allocating() {
+    // 6,000 open orders take the table's prefix in use from 4,096 slots to 16,384: both growths happen in `apply`.
+    let cap = Capacity {
+        orders_max: 16_384,
+        ..CAP
+    };
+    let mut engine = Engine::new(cap);
+    let mut feed = Feed::new();
+    let mut setup = setup_commands(2);
+    for a in 0..4 {
+        setup.push(Command::Deposit(Deposit {
+            account: a,
+            amount: 1_000_000_000_000,
+        }));
+    }
+    for c in setup {
+        engine.apply(&feed.input(1, c), &mut NullSink);
+    }
+    let inputs: Vec<Input> = (0..6_000u32)
+        .map(|i| feed.input(1, new_order((i % 4) as u16, i / 4 + 1, Side::Buy, 1, 9_000 + (i % 40) * 10)))
+        .collect();
+    let mut sink = HashSink::default();
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for i in &inputs {
+        engine.apply(i, &mut sink);
+    }
+    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    assert_eq!(after - before, 0, "apply allocated {} times", after - before);
+    assert_eq!(sink.events, 6_000 * 2, "every order rests (Accepted + BookAdd)");
+    engine.check_invariants().unwrap();
+}
