@@ -1,16 +1,20 @@
-//! Price ladders: a direct-indexed array of price levels per symbol and side, with a two-level 64-ary occupancy
-//! bitmap so that the best and next-best occupied level are found with a couple of `trailing_zeros` /
+//! Price ladders: a direct-indexed array of price levels per symbol and side, with a three-level 64-ary occupancy
+//! bitmap so that the best and next-best occupied level are found with three `trailing_zeros` /
 //! `leading_zeros`, without a tree and without scanning empty levels.
 //!
 //! ```text
-//!   top:   [w0]                      bit t set  <=>  leaf word t is non-zero
+//!   root:  [w0]                      bit r set  <=>  top word r is non-zero
 //!           |
-//!   leaf:  [w0][w1] … [w63]          bit i set  <=>  level 64*word + i holds at least one order
+//!   top:   [w0][w1] … [w63]          bit t set  <=>  leaf word 64*word + t is non-zero
 //!           |
-//!   levels: 0 1 2 … 4095             each an intrusive FIFO of order handles + aggregate quantity
+//!   leaf:  [w0][w1] … [w4095]        bit i set  <=>  level 64*word + i holds at least one order
+//!           |
+//!   levels: 0 1 2 … 262143           each an intrusive FIFO of order handles + aggregate quantity
 //! ```
 //!
-//! One top word covers 4,096 levels; wider ladders get more top words, scanned linearly (still bounded).
+//! One root word covers 262,144 levels, so the search costs the same on any ladder up to that width (with two
+//! levels it scanned one top word per 4,096 levels: 64 of them on a 262,144-level ladder); wider ladders get more
+//! root words, scanned linearly.
 
 use crate::slab::{Order, NIL};
 
@@ -85,11 +89,24 @@ impl Level {
     };
 }
 
-/// Two-level 64-ary occupancy bitmap over `bits` slots.
+/// Three-level 64-ary occupancy bitmap over `bits` slots.
 #[derive(Clone, Debug)]
 pub(crate) struct Bitmap {
+    root: Vec<u64>,
     top: Vec<u64>,
     leaf: Vec<u64>,
+}
+
+/// The bits of `w` at positions `>= from` (`from < 64`).
+#[inline]
+fn at_or_above(w: u64, from: usize) -> u64 {
+    w & (u64::MAX << from)
+}
+
+/// The bits of `w` at positions `<= to` (`to < 64`).
+#[inline]
+fn at_or_below(w: u64, to: usize) -> u64 {
+    w & (u64::MAX >> (63 - to))
 }
 
 impl Bitmap {
@@ -97,6 +114,7 @@ impl Bitmap {
         let leaf_words = (bits as usize).div_ceil(64).max(1);
         let top_words = leaf_words.div_ceil(64);
         Bitmap {
+            root: vec![0; top_words.div_ceil(64)],
             top: vec![0; top_words],
             leaf: vec![0; leaf_words],
         }
@@ -105,8 +123,10 @@ impl Bitmap {
     #[inline]
     pub fn set(&mut self, i: u32) {
         let l = (i / 64) as usize;
+        let t = l / 64;
         self.leaf[l] |= 1 << (i % 64);
-        self.top[l / 64] |= 1 << (l % 64);
+        self.top[t] |= 1 << (l % 64);
+        self.root[t / 64] |= 1 << (t % 64);
     }
 
     #[inline]
@@ -114,7 +134,11 @@ impl Bitmap {
         let l = (i / 64) as usize;
         self.leaf[l] &= !(1 << (i % 64));
         if self.leaf[l] == 0 {
-            self.top[l / 64] &= !(1 << (l % 64));
+            let t = l / 64;
+            self.top[t] &= !(1 << (l % 64));
+            if self.top[t] == 0 {
+                self.root[t / 64] &= !(1 << (t % 64));
+            }
         }
     }
 
@@ -125,28 +149,32 @@ impl Bitmap {
             .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
-    /// Lowest set bit.
+    /// Lowest set bit under the non-empty top word `t`.
+    #[inline]
+    fn first_under(&self, t: usize) -> u32 {
+        let l = t * 64 + self.top[t].trailing_zeros() as usize;
+        (l * 64) as u32 + self.leaf[l].trailing_zeros()
+    }
+
+    /// Highest set bit under the non-empty top word `t`.
+    #[inline]
+    fn last_under(&self, t: usize) -> u32 {
+        let l = t * 64 + 63 - self.top[t].leading_zeros() as usize;
+        (l * 64) as u32 + 63 - self.leaf[l].leading_zeros()
+    }
+
+    /// Lowest set bit. One root word covers 262,144 slots, so a ladder that wide is three `trailing_zeros`.
     #[inline]
     pub fn first(&self) -> Option<u32> {
-        for (t, &w) in self.top.iter().enumerate() {
-            if w != 0 {
-                let l = t * 64 + w.trailing_zeros() as usize;
-                return Some((l * 64) as u32 + self.leaf[l].trailing_zeros());
-            }
-        }
-        None
+        let (r, &w) = self.root.iter().enumerate().find(|(_, &w)| w != 0)?;
+        Some(self.first_under(r * 64 + w.trailing_zeros() as usize))
     }
 
     /// Highest set bit.
     #[inline]
     pub fn last(&self) -> Option<u32> {
-        for (t, &w) in self.top.iter().enumerate().rev() {
-            if w != 0 {
-                let l = t * 64 + 63 - w.leading_zeros() as usize;
-                return Some((l * 64) as u32 + 63 - self.leaf[l].leading_zeros());
-            }
-        }
-        None
+        let (r, &w) = self.root.iter().enumerate().rev().find(|(_, &w)| w != 0)?;
+        Some(self.last_under(r * 64 + 63 - w.leading_zeros() as usize))
     }
 
     /// Lowest set bit `>= i`.
@@ -155,80 +183,75 @@ impl Bitmap {
         if l >= self.leaf.len() {
             return None;
         }
-        let w = self.leaf[l] & (u64::MAX << (i % 64));
+        let w = at_or_above(self.leaf[l], (i % 64) as usize);
         if w != 0 {
             return Some((l * 64) as u32 + w.trailing_zeros());
         }
-        // Next non-empty leaf word strictly after `l`, through the top level.
-        let start = l + 1;
-        let mut t = start / 64;
-        let mut mask = if start.is_multiple_of(64) {
-            u64::MAX
-        } else {
-            u64::MAX << (start % 64)
-        };
-        while t < self.top.len() {
-            let w = self.top[t] & mask;
+        // A later leaf word under the same top word.
+        let t = l / 64;
+        if l % 64 < 63 {
+            let w = at_or_above(self.top[t], l % 64 + 1);
             if w != 0 {
                 let l = t * 64 + w.trailing_zeros() as usize;
                 return Some((l * 64) as u32 + self.leaf[l].trailing_zeros());
             }
-            t += 1;
-            mask = u64::MAX;
         }
-        None
+        // A later top word, through the root.
+        let t = t + 1;
+        let mut r = t / 64;
+        let mut w = self.root.get(r).map_or(0, |&w| at_or_above(w, t % 64));
+        loop {
+            if w != 0 {
+                return Some(self.first_under(r * 64 + w.trailing_zeros() as usize));
+            }
+            r += 1;
+            w = *self.root.get(r)?;
+        }
     }
 
     /// Highest set bit `<= i`.
     pub fn prev_from(&self, i: u32) -> Option<u32> {
-        let mut l = (i / 64) as usize;
-        let mut w = 0;
+        let l = (i / 64) as usize;
         if l >= self.leaf.len() {
-            l = self.leaf.len();
-        } else {
-            let keep = i % 64;
-            let mask = if keep == 63 {
-                u64::MAX
-            } else {
-                (1u64 << (keep + 1)) - 1
-            };
-            w = self.leaf[l] & mask;
+            return self.last();
         }
+        let w = at_or_below(self.leaf[l], (i % 64) as usize);
         if w != 0 {
             return Some((l * 64) as u32 + 63 - w.leading_zeros());
         }
-        if l == 0 {
-            return None;
-        }
-        // Previous non-empty leaf word strictly before `l`.
-        let end = l - 1;
-        let mut t = end / 64;
-        let keep = end % 64;
-        let mut mask = if keep == 63 {
-            u64::MAX
-        } else {
-            (1u64 << (keep + 1)) - 1
-        };
-        loop {
-            let w = self.top[t] & mask;
+        // An earlier leaf word under the same top word.
+        let t = l / 64;
+        if !l.is_multiple_of(64) {
+            let w = at_or_below(self.top[t], l % 64 - 1);
             if w != 0 {
                 let l = t * 64 + 63 - w.leading_zeros() as usize;
                 return Some((l * 64) as u32 + 63 - self.leaf[l].leading_zeros());
             }
-            if t == 0 {
-                return None;
+        }
+        // An earlier top word, through the root.
+        let t = t.checked_sub(1)?;
+        let mut r = t / 64;
+        let mut w = at_or_below(self.root[r], t % 64);
+        loop {
+            if w != 0 {
+                return Some(self.last_under(r * 64 + 63 - w.leading_zeros() as usize));
             }
-            t -= 1;
-            mask = u64::MAX;
+            r = r.checked_sub(1)?;
+            w = self.root[r];
         }
     }
 
-    /// Whether the top level agrees with the leaf level (an invariant).
+    /// Whether each level agrees with the one below it (an invariant).
     pub(crate) fn consistent(&self) -> bool {
-        self.leaf.iter().enumerate().all(|(l, &w)| {
+        let tops = self.leaf.iter().enumerate().all(|(l, &w)| {
             let top_bit = self.top[l / 64] & (1 << (l % 64)) != 0;
             top_bit == (w != 0)
-        })
+        });
+        let roots = self.top.iter().enumerate().all(|(t, &w)| {
+            let root_bit = self.root[t / 64] & (1 << (t % 64)) != 0;
+            root_bit == (w != 0)
+        });
+        tops && roots
     }
 }
 
@@ -358,5 +381,43 @@ mod tests {
             assert_eq!(b.last(), naive.iter().rposition(|&v| v).map(|p| p as u32));
         }
         assert!(b.consistent());
+    }
+
+    #[test]
+    fn wide_bitmaps_match_an_ordered_set_across_root_words() {
+        // 600,000 slots: three root words. Sparse marks, so most searches cross top words and root words.
+        let n = 600_000u32;
+        let mut b = Bitmap::new(n);
+        let mut naive = std::collections::BTreeSet::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for step in 0..40_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Clustered near the word boundaries half of the time: 262,143 / 262,144 and 4,095 / 4,096 matter most.
+            let i = if step % 2 == 0 {
+                let base = [0u32, 4_095, 4_096, 262_143, 262_144, 524_287, 524_288, n - 1][(x % 8) as usize];
+                base.saturating_add(((x >> 8) % 3) as u32).min(n - 1)
+            } else {
+                (x % n as u64) as u32
+            };
+            if !naive.remove(&i) {
+                naive.insert(i);
+                b.set(i);
+            } else {
+                b.clear(i);
+            }
+            let q = ((x >> 32) % (n as u64 + 10)) as u32;
+            assert_eq!(b.next_from(q), naive.range(q..).next().copied(), "next_from({q})");
+            assert_eq!(b.prev_from(q), naive.range(..=q).next_back().copied(), "prev_from({q})");
+            assert_eq!(b.first(), naive.first().copied());
+            assert_eq!(b.last(), naive.last().copied());
+            assert_eq!(b.get(q), naive.contains(&q));
+        }
+        assert!(b.consistent());
+        for i in std::mem::take(&mut naive) {
+            b.clear(i);
+        }
+        assert!(b.first().is_none() && b.last().is_none() && b.consistent());
     }
 }

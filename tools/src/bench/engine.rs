@@ -49,6 +49,10 @@ pub struct EngineArgs {
     /// `exchange-core` (the command mix above) or `gbm` (five GBM mid-price scenarios, timed against matchcore).
     #[arg(long, default_value = "exchange-core")]
     pub workload: String,
+    /// `gbm` only: width of bourse's price ladder; the stream's prices stay within the default, so a wider ladder
+    /// only adds empty levels.
+    #[arg(long, default_value_t = super::gbm::LEVELS)]
+    pub levels: u32,
 }
 
 /// The figures `--json` prints.
@@ -518,7 +522,7 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
     match args.workload.as_str() {
         "exchange-core" => {}
         "gbm" => {
-            let r = super::gbm::measure(args.seed, args.commands, args.runs)?;
+            let r = super::gbm::measure(args.seed, args.commands, args.runs, args.levels)?;
             if args.json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {

@@ -26,19 +26,21 @@ const SYMBOL: SymbolId = 0;
 /// Few accounts keep the setup short; self-trade prevention is off (matchcore has none).
 const ACCOUNTS: u32 = 64;
 const LADDER_MIN: Price = 20_000;
-const LEVELS: u32 = 65_536;
+/// The ladder the stream's prices stay within; `--levels` may give bourse a wider one (same prices, more empty
+/// levels), which shows whether its best-price search depends on the ladder's width.
+pub const LEVELS: u32 = 65_536;
 const MID0: f64 = 50_000.0;
 const RESTING_TARGET: usize = 5_000;
 const DEPTH_MAX_TICKS: u64 = 2_000;
 
-pub fn capacity() -> Capacity {
+pub fn capacity(levels: u32) -> Capacity {
     Capacity {
         // As in bourse.example.toml: the order slab and reference table are sized for the appliance, not the run.
         orders_max: 1_048_576,
         symbols_max: 1,
         accounts_max: ACCOUNTS,
         sessions_max: ACCOUNTS as u16,
-        levels_per_symbol: LEVELS,
+        levels_per_symbol: levels,
         halt_queue_max: 1_024,
         matches_per_order_max: 4_096,
     }
@@ -117,6 +119,8 @@ struct Live {
 /// One scenario's stream for both engines.
 pub struct Stream {
     pub scenario: Scenario,
+    /// Width of bourse's ladder (`>= LEVELS`).
+    pub levels: u32,
     pub setup: Vec<Input>,
     pub commands: Vec<Input>,
     /// The same stream (setup, then commands) for matchcore.
@@ -326,10 +330,10 @@ impl Generator {
 }
 
 /// Builds one scenario: admin, an initial book of `RESTING_TARGET` passive orders (untimed), then `commands`.
-pub fn generate(scenario: Scenario, seed: u64, commands: usize) -> Stream {
+pub fn generate(scenario: Scenario, seed: u64, commands: usize, levels: u32) -> Stream {
     let mut g = Generator {
         rng: Rng::new(seed),
-        shadow: Engine::new(capacity()),
+        shadow: Engine::new(capacity(levels)),
         live: Vec::with_capacity(2 * RESTING_TARGET),
         index: HashMap::new(),
         chain: HashMap::new(),
@@ -413,6 +417,7 @@ pub fn generate(scenario: Scenario, seed: u64, commands: usize) -> Stream {
     let commands = g.inputs.split_off(setup_len);
     Stream {
         scenario,
+        levels,
         setup: g.inputs,
         commands,
         #[cfg(feature = "matchcore")]
@@ -447,7 +452,7 @@ impl EventSink for FillSink<'_> {
 
 /// Every fill bourse makes on the stream, untimed.
 pub fn bourse_fills(s: &Stream) -> anyhow::Result<Vec<Fill>> {
-    let mut e = Engine::new(capacity());
+    let mut e = Engine::new(capacity(s.levels));
     let mut sink = FillSink {
         k: 0,
         chain: &s.chain,
@@ -482,7 +487,7 @@ impl EventSink for TradeCount {
 
 /// One timed pass of bourse: (seconds, trades, rejects, allocations).
 pub fn time_bourse(s: &Stream) -> (f64, u64, u64, u64) {
-    let mut e = Engine::new(capacity());
+    let mut e = Engine::new(capacity(s.levels));
     for i in &s.setup {
         e.apply(i, &mut NullSink);
     }
@@ -628,6 +633,8 @@ pub struct ScenarioReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct GbmReport {
     pub seed: u64,
+    /// Width of bourse's price ladder.
+    pub levels: u32,
     pub scenarios: Vec<ScenarioReport>,
     /// The lowest scenario's throughput, the benchmark's headline.
     pub bourse_worst_mops: f64,
@@ -675,7 +682,7 @@ fn measure_scenario(s: &Stream, runs: usize) -> anyhow::Result<ScenarioReport> {
     #[cfg(not(feature = "matchcore"))]
     let (identical, mc_rej, through, first_diff) = (None, None, None, None);
     let (mut lo, mut hi) = (Price::MAX, 0);
-    let mut e = Engine::new(capacity());
+    let mut e = Engine::new(capacity(s.levels));
     for i in s.setup.iter().chain(&s.commands) {
         e.apply(i, &mut NullSink);
         if let (Some((b, _)), Some((a, _))) = (e.best_bid(SYMBOL), e.best_ask(SYMBOL)) {
@@ -703,10 +710,11 @@ fn measure_scenario(s: &Stream, runs: usize) -> anyhow::Result<ScenarioReport> {
     })
 }
 
-pub fn measure(seed: u64, commands: usize, runs: usize) -> anyhow::Result<GbmReport> {
+pub fn measure(seed: u64, commands: usize, runs: usize, levels: u32) -> anyhow::Result<GbmReport> {
+    ensure!(levels >= LEVELS, "--levels {levels}: the GBM stream needs a ladder of at least {LEVELS} levels");
     let mut scenarios = Vec::new();
     for (k, sc) in SCENARIOS.iter().enumerate() {
-        let s = generate(*sc, seed.wrapping_add(k as u64), commands);
+        let s = generate(*sc, seed.wrapping_add(k as u64), commands, levels);
         scenarios.push(measure_scenario(&s, runs)?);
     }
     let bourse_worst = scenarios
@@ -719,6 +727,7 @@ pub fn measure(seed: u64, commands: usize, runs: usize) -> anyhow::Result<GbmRep
         .try_fold(f64::INFINITY, |m, x| x.map(|x| m.min(x)));
     Ok(GbmReport {
         seed,
+        levels,
         scenarios,
         bourse_worst_mops: bourse_worst,
         matchcore_worst_mops: mc_worst,
@@ -728,9 +737,10 @@ pub fn measure(seed: u64, commands: usize, runs: usize) -> anyhow::Result<GbmRep
 
 pub fn print_table(r: &GbmReport) {
     println!(
-        "engine bench: GBM workload, seed {}, {} commands per scenario",
+        "engine bench: GBM workload, seed {}, {} commands per scenario, bourse ladder {} levels",
         r.seed,
-        r.scenarios.first().map_or(0, |s| s.commands)
+        r.scenarios.first().map_or(0, |s| s.commands),
+        r.levels
     );
     println!(
         "  {:<12} {:>9} {:>9} {:>7} {:>13} {:>13} {:>7} {:>6} {:>7} {:>13}",
