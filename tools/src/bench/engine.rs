@@ -15,6 +15,12 @@
 //! - `result_hash`: an untimed pass through a `HashSink`; equal seeds and command counts give equal hashes.
 //! - `--rate R1,R2,…`: open-loop replay at each offered rate; latency is measured from each command's intended
 //!   start time (coordinated-omission corrected) and printed as exchange-core's rate × percentile table.
+//! - `--compare`: the same stream through the naive reference book in `naive` (standard-library collections, no
+//!   risk). Both books first run it untimed and their fill sequences must be equal, so the two do the same
+//!   matching work. Then throughput as above, bourse and the reference alternating run by run so that both see
+//!   the same machine state, and a latency pass of each with the TSC, kept per command kind (gtc, ioc, cancel,
+//!   move, and all of them). Ratios are bourse / reference: above 1 for throughput and below 1 for latency mean
+//!   bourse is faster.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -25,6 +31,7 @@ use bourse_persist::workload::Rng;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use super::naive::{self, Fill, FillCount};
 use crate::alloc_count;
 use bourse_appliance::obs::hlog::write_rate_table;
 use bourse_appliance::obs::tsc::Clock;
@@ -53,6 +60,10 @@ pub struct EngineArgs {
     /// only adds empty levels.
     #[arg(long, default_value_t = super::gbm::LEVELS)]
     pub levels: u32,
+    /// Also run the naive reference book on the same stream: fills checked equal, throughput and per-kind latency
+    /// of both, and their ratios.
+    #[arg(long)]
+    pub compare: bool,
 }
 
 /// The figures `--json` prints.
@@ -73,6 +84,40 @@ pub struct Report {
     pub timer_overhead_ns: u64,
     pub resting_orders_end: u32,
     pub runs_mops: Vec<f64>,
+    /// With `--compare` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compare: Option<Compare>,
+}
+
+/// bourse against the naive reference book on the same stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct Compare {
+    /// bourse's throughput in this comparison's runs (alternating with the reference's).
+    pub bourse_mops: f64,
+    pub bourse_runs_mops: Vec<f64>,
+    pub reference_mops: f64,
+    pub reference_runs_mops: Vec<f64>,
+    /// `bourse_mops / reference_mops`.
+    pub ratio: f64,
+    pub reference_allocs_during_run: u64,
+    /// Fills in setup and commands, equal in number and content for both books.
+    pub fills: usize,
+    pub reference_resting_orders_end: usize,
+    /// gtc, ioc, cancel, move, then `all`.
+    pub kinds: Vec<KindLatency>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KindLatency {
+    pub kind: &'static str,
+    pub commands: usize,
+    pub bourse_p50_ns: u64,
+    pub bourse_p99_ns: u64,
+    pub reference_p50_ns: u64,
+    pub reference_p99_ns: u64,
+    /// `bourse_p50_ns / reference_p50_ns`.
+    pub p50_ratio: f64,
+    pub p99_ratio: f64,
 }
 
 const SYMBOL: SymbolId = 0;
@@ -493,7 +538,239 @@ pub fn measure(w: &Workload, seed: u64, runs: usize) -> anyhow::Result<Report> {
         timer_overhead_ns: overhead,
         resting_orders_end: engine.orders_open(),
         runs_mops,
+        compare: None,
     })
+}
+
+/// The command kinds of the exchange-core mix, in report order.
+const KINDS: [&str; 4] = ["gtc", "ioc", "cancel", "move"];
+
+/// Index of the command's kind in `KINDS`.
+fn kind_of(c: &Command) -> Option<usize> {
+    match c {
+        Command::NewOrder(n) if n.tif == TimeInForce::Day => Some(0),
+        Command::NewOrder(n) if n.tif == TimeInForce::Ioc => Some(1),
+        Command::Cancel(_) => Some(2),
+        Command::Replace(_) => Some(3),
+        _ => None,
+    }
+}
+
+/// Collects bourse's executions in the reference's terms.
+struct BourseFills(Vec<Fill>);
+
+impl EventSink for BourseFills {
+    fn event(&mut self, e: &Event) {
+        if let Event::Executed {
+            maker, taker, price, qty, ..
+        } = e
+        {
+            self.0.push(Fill {
+                maker: (maker.session, maker.user_ref),
+                taker: (taker.session, taker.user_ref),
+                price: *price,
+                qty: *qty,
+            });
+        }
+    }
+}
+
+/// Every fill bourse makes on setup and commands, untimed.
+pub fn bourse_fills(w: &Workload) -> Vec<Fill> {
+    let mut e = Engine::new(capacity());
+    let mut sink = BourseFills(Vec::new());
+    for i in w.setup.iter().chain(&w.commands) {
+        e.apply(i, &mut sink);
+    }
+    sink.0
+}
+
+/// Every fill the reference book makes on setup and commands, untimed.
+pub fn reference_fills(w: &Workload) -> Vec<Fill> {
+    let mut book = naive::Book::new();
+    let mut fills = Vec::new();
+    for i in w.setup.iter().chain(&w.commands) {
+        book.apply(i, &mut fills);
+    }
+    fills
+}
+
+fn fresh_reference(w: &Workload) -> naive::Book {
+    let mut book = naive::Book::new();
+    for i in &w.setup {
+        book.apply(i, &mut FillCount::default());
+    }
+    book
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
+/// Latency of each `apply` of the workload's commands, into the histogram of the command's kind, then all kinds
+/// merged.
+fn kind_latency(
+    clock: &Clock,
+    w: &Workload,
+    kinds: &[usize],
+    mut apply: impl FnMut(&Input),
+) -> anyhow::Result<Vec<Histogram<u64>>> {
+    let mut hists = (0..KINDS.len())
+        .map(|_| latency_histogram())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for (i, &kind) in w.commands.iter().zip(kinds) {
+        let t0 = clock.now();
+        apply(i);
+        let t1 = clock.now();
+        hists[kind].saturating_record(clock.delta_ns(t0, t1).max(1));
+    }
+    let mut all = latency_histogram()?;
+    for h in &hists {
+        all.add(h).context("merging kind histograms")?;
+    }
+    hists.push(all);
+    Ok(hists)
+}
+
+/// Both books' fills on the whole stream, which must be equal; returns how many there are.
+fn check_fills(w: &Workload) -> anyhow::Result<usize> {
+    let ours = bourse_fills(w);
+    let theirs = reference_fills(w);
+    if let Some(k) = (0..ours.len().max(theirs.len())).find(|&k| ours.get(k) != theirs.get(k)) {
+        anyhow::bail!(
+            "the reference book's fills differ from bourse's at fill {k} of {} / {}: {:?} vs {:?}",
+            ours.len(),
+            theirs.len(),
+            ours.get(k),
+            theirs.get(k)
+        );
+    }
+    Ok(ours.len())
+}
+
+/// Timed runs of bourse and the reference, alternating, after one warm-up run of each: (bourse M ops/s per run,
+/// reference M ops/s per run, the reference's allocations in its timed runs).
+fn alternating_runs(w: &Workload, runs: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>, u64)> {
+    let n = w.commands.len() as f64;
+    let (mut b_runs, mut r_runs) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    let mut r_allocs = 0;
+    for run in 0..=runs.max(1) {
+        let mut engine = fresh_engine(w);
+        let mut sink = CountSink::default();
+        let t0 = Instant::now();
+        for i in &w.commands {
+            engine.apply(i, &mut sink);
+        }
+        let b_dt = t0.elapsed();
+        let mut book = fresh_reference(w);
+        let mut fills = FillCount::default();
+        let a0 = alloc_count::allocations();
+        let t0 = Instant::now();
+        for i in &w.commands {
+            book.apply(i, &mut fills);
+        }
+        let r_dt = t0.elapsed();
+        let a1 = alloc_count::allocations();
+        ensure!(
+            fills.0 == sink.trades,
+            "trade counts differ: reference {} vs bourse {}",
+            fills.0,
+            sink.trades
+        );
+        if run > 0 {
+            b_runs.push(n / b_dt.as_secs_f64() / 1e6);
+            r_runs.push(n / r_dt.as_secs_f64() / 1e6);
+            r_allocs += a1 - a0;
+        }
+    }
+    Ok((b_runs, r_runs, r_allocs))
+}
+
+/// Runs bourse and the naive reference on the same workload: fills checked equal, then throughput and per-kind
+/// latency of both.
+pub fn compare(w: &Workload, runs: usize) -> anyhow::Result<Compare> {
+    ensure!(!w.commands.is_empty(), "no commands to replay");
+    let kinds = w
+        .commands
+        .iter()
+        .map(|i| kind_of(&i.command))
+        .collect::<Option<Vec<_>>>()
+        .context("a timed command outside the exchange-core mix")?;
+    let fills_n = check_fills(w)?;
+    let (b_runs, r_runs, r_allocs) = alternating_runs(w, runs)?;
+
+    let clock = Clock::calibrate(Duration::from_millis(100));
+    let mut engine = fresh_engine(w);
+    let mut sink = CountSink::default();
+    let b_hists = kind_latency(&clock, w, &kinds, |i| engine.apply(i, &mut sink))?;
+    let mut book = fresh_reference(w);
+    let mut fills = FillCount::default();
+    let r_hists = kind_latency(&clock, w, &kinds, |i| book.apply(i, &mut fills))?;
+    let names = KINDS.iter().copied().chain(["all"]);
+    let rows = names
+        .zip(b_hists.iter().zip(&r_hists))
+        .map(|(kind, (b, r))| {
+            let (b50, b99) = (b.value_at_quantile(0.50), b.value_at_quantile(0.99));
+            let (r50, r99) = (r.value_at_quantile(0.50), r.value_at_quantile(0.99));
+            KindLatency {
+                kind,
+                commands: b.len() as usize,
+                bourse_p50_ns: b50,
+                bourse_p99_ns: b99,
+                reference_p50_ns: r50,
+                reference_p99_ns: r99,
+                p50_ratio: b50 as f64 / r50.max(1) as f64,
+                p99_ratio: b99 as f64 / r99.max(1) as f64,
+            }
+        })
+        .collect();
+    let (bourse_mops, reference_mops) = (median(&b_runs), median(&r_runs));
+    Ok(Compare {
+        bourse_mops,
+        bourse_runs_mops: b_runs,
+        reference_mops,
+        reference_runs_mops: r_runs,
+        ratio: bourse_mops / reference_mops,
+        reference_allocs_during_run: r_allocs,
+        fills: fills_n,
+        reference_resting_orders_end: book.orders_open(),
+        kinds: rows,
+    })
+}
+
+fn print_compare(c: &Compare) {
+    println!(
+        "  compared with the naive reference book (BTreeMap levels, HashMap index; {} fills, all equal to bourse's)",
+        c.fills
+    );
+    println!(
+        "  throughput     bourse {:.2} M ops/s, reference {:.2} M ops/s (medians of {:?} / {:?}), ratio {:.2}",
+        c.bourse_mops, c.reference_mops, c.bourse_runs_mops, c.reference_runs_mops, c.ratio
+    );
+    println!(
+        "  reference      {} allocations during timed runs, {} orders resting at the end",
+        c.reference_allocs_during_run, c.reference_resting_orders_end
+    );
+    println!(
+        "  {:<8} {:>9} {:>11} {:>11} {:>9} {:>11} {:>11} {:>9}",
+        "kind", "commands", "bourse p50", "ref p50", "ratio", "bourse p99", "ref p99", "ratio"
+    );
+    for k in &c.kinds {
+        println!(
+            "  {:<8} {:>9} {:>11} {:>11} {:>9.2} {:>11} {:>11} {:>9.2}",
+            k.kind,
+            k.commands,
+            k.bourse_p50_ns,
+            k.reference_p50_ns,
+            k.p50_ratio,
+            k.bourse_p99_ns,
+            k.reference_p99_ns,
+            k.p99_ratio
+        );
+    }
+    println!("  (latency in ns, timer included; ratios are bourse / reference: below 1 is bourse faster)");
 }
 
 /// Open-loop replay at `rate` commands/s: latency from each command's intended start (coordinated omission).
@@ -522,6 +799,7 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
     match args.workload.as_str() {
         "exchange-core" => {}
         "gbm" => {
+            ensure!(!args.compare, "--compare is for the exchange-core workload (gbm compares with matchcore)");
             let r = super::gbm::measure(args.seed, args.commands, args.runs, args.levels)?;
             if args.json {
                 println!("{}", serde_json::to_string(&r)?);
@@ -536,6 +814,7 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
     let w = generate(args.seed, args.commands);
     let gen_s = gen0.elapsed().as_secs_f64();
     if !args.rate.is_empty() {
+        ensure!(!args.compare, "--compare times closed-loop runs, not the open-loop --rate table");
         let mut rows = Vec::new();
         for &r in &args.rate {
             rows.push((r, measure_rate(&w, r)?));
@@ -549,7 +828,10 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
         write_rate_table(&mut out, &rows)?;
         return Ok(());
     }
-    let r = measure(&w, args.seed, args.runs)?;
+    let mut r = measure(&w, args.seed, args.runs)?;
+    if args.compare {
+        r.compare = Some(compare(&w, args.runs)?);
+    }
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
         return Ok(());
@@ -580,5 +862,8 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
         r.allocs_during_run
     );
     println!("  result hash    {:>10}", r.result_hash);
+    if let Some(c) = &r.compare {
+        print_compare(c);
+    }
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod gbm;
 pub mod failover;
 pub mod mirror;
+pub mod naive;
 #[cfg(feature = "rdma")]
 pub mod mirror_verbs;
 pub mod recovery;
