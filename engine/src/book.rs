@@ -143,9 +143,24 @@ impl Engine {
     #[inline]
     fn finish(&mut self, h: u32) {
         let o = &self.slab.orders[h as usize];
-        let removed = self.refs.remove(o.session, o.user_ref);
-        debug_assert!(removed);
+        if o.indexed {
+            let removed = self.refs.remove(o.session, o.user_ref);
+            debug_assert!(removed);
+        }
         self.slab.release(h);
+    }
+
+    /// Enters an order that outlives its input in the (session, UserRefNum) table, so that a later cancel or
+    /// replace finds it.
+    #[inline]
+    fn index(&mut self, h: u32) {
+        let o = &mut self.slab.orders[h as usize];
+        if !o.indexed {
+            o.indexed = true;
+            // Cannot fail: the engine grew the table after the last input to leave room for this one.
+            let inserted = self.refs.insert(o.session, o.user_ref, h);
+            debug_assert!(inserted);
+        }
     }
 
     /// Cancels the whole open quantity of a transient (incoming) order.
@@ -221,6 +236,7 @@ impl Engine {
             tif: n.tif,
             post_only: n.post_only,
             loc: Loc::Transient,
+            indexed: false,
         };
         match n.side {
             Side::Buy => {
@@ -231,9 +247,6 @@ impl Engine {
                 self.positions[p].locked += n.qty as i64;
             }
         }
-        // Cannot fail: the engine grew the table after the last input to leave room for this one.
-        let inserted = self.refs.insert(n.session, n.user_ref, h);
-        debug_assert!(inserted);
         out.event(&Event::Accepted {
             order_ref: self.slab.order_ref(h),
             session: n.session,
@@ -248,6 +261,7 @@ impl Engine {
             queued,
         });
         if queued {
+            self.index(h);
             self.slab.orders[h as usize].loc = Loc::Queue;
             let orders = &mut self.slab.orders;
             self.symbols[n.symbol as usize].queue.push_back(orders, h);
@@ -426,6 +440,7 @@ impl Engine {
         match o.kind {
             OrderKind::Stop | OrderKind::StopLimit => {
                 let idx = self.price_index(o.symbol, o.stop_price).unwrap_or(0);
+                self.index(h);
                 self.slab.orders[h as usize].loc = Loc::Stop;
                 self.stops[o.symbol as usize * 2 + side_index(o.side)].push_back(
                     &mut self.slab.orders,
@@ -542,6 +557,7 @@ impl Engine {
     fn rest<S: EventSink>(&mut self, h: u32, out: &mut S) {
         let o = self.slab.orders[h as usize];
         let idx = self.price_index(o.symbol, o.price).unwrap_or(0);
+        self.index(h);
         self.slab.orders[h as usize].loc = Loc::Book;
         self.books[o.symbol as usize * 2 + side_index(o.side)].push_back(
             &mut self.slab.orders,
@@ -572,6 +588,7 @@ impl Engine {
             self.cancel_remainder(h, CancelReason::ImmediateOrCancel, out);
             return;
         }
+        self.index(h);
         self.slab.orders[h as usize].loc = Loc::Queue;
         let orders = &mut self.slab.orders;
         self.symbols[sym as usize].queue.push_front(orders, h);

@@ -107,7 +107,7 @@ impl Engine {
             if stops_later && self.price_index(o.symbol, o.stop_price).is_none() {
                 return Err(format!("queued stop order {h} has stop price {} off its ladder", o.stop_price));
             }
-            if self.refs.get(o.session, o.user_ref) != Some(h as u32) {
+            if !o.indexed || self.refs.get(o.session, o.user_ref) != Some(h as u32) {
                 return Err(format!("order {h} missing from the UserRef table"));
             }
             let acc = o.account as usize;

@@ -28,6 +28,9 @@ pub(crate) const MIN_ACTIVE: usize = 1 << 12;
 struct Slot {
     key: u64,
     handle: u32,
+    /// The key's home slot under the current prefix, kept in what would be padding so that a removal's backward
+    /// shift does not hash every key it passes.
+    home: u32,
 }
 
 pub(crate) struct RefTable {
@@ -59,7 +62,8 @@ impl RefTable {
             slots: vec![
                 Slot {
                     key: EMPTY,
-                    handle: 0
+                    handle: 0,
+                    home: 0,
                 };
                 slots_count
             ],
@@ -127,10 +131,15 @@ impl RefTable {
             return false;
         }
         let k = key(session, user_ref);
-        let mut i = self.home(k);
+        let home = self.home(k);
+        let mut i = home;
         loop {
             if self.slots[i].key == EMPTY {
-                self.slots[i] = Slot { key: k, handle };
+                self.slots[i] = Slot {
+                    key: k,
+                    handle,
+                    home: home as u32,
+                };
                 self.len += 1;
                 return true;
             }
@@ -159,7 +168,7 @@ impl RefTable {
             if s.key == EMPTY {
                 break;
             }
-            let home = self.home(s.key);
+            let home = s.home as usize;
             // `s` may move to `hole` iff its home is not cyclically within (hole, j].
             let dist_home = j.wrapping_sub(home) & self.mask;
             let dist_hole = j.wrapping_sub(hole) & self.mask;

@@ -58,6 +58,10 @@ pub(crate) struct Order {
     pub tif: TimeInForce,
     pub post_only: bool,
     pub loc: Loc,
+    /// In the (session, UserRefNum) table. An incoming order enters it only when it outlives its input (rests,
+    /// waits for its stop or in a halt queue): one that fills or is canceled at once can never be named by a later
+    /// cancel or replace, so it costs the table nothing.
+    pub indexed: bool,
 }
 
 impl Order {
@@ -80,6 +84,7 @@ impl Order {
         tif: TimeInForce::Day,
         post_only: false,
         loc: Loc::Free,
+        indexed: false,
     };
 }
 

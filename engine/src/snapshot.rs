@@ -421,6 +421,8 @@ impl Engine {
                 tif: TimeInForce::Day,
                 post_only: false,
                 loc: Loc::Free,
+                // Every order outliving an input is in the table; `rebuild_refs` below puts it there.
+                indexed: true,
             };
             o.side = side_from(r.u8()?).ok_or_else(|| r.corrupt("order side"))?;
             o.kind = kind_from(r.u8()?).ok_or_else(|| r.corrupt("order kind"))?;
