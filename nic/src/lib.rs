@@ -7,7 +7,9 @@
 //!   `Packet<T: AsRef<[u8]>>` whose `new_checked` validates lengths once, after which getters never panic; plain
 //!   `Copy` structs with `parse`/`emit` for the meaning. Nothing in `wire` allocates.
 //! * [`backend`] — packet I/O: DPDK, AF_XDP, io_uring and plain sockets behind one burst trait.
+//! * [`ring`] — handing fixed-size values from one pinned thread to another, back-pressure as a value.
 #![deny(unsafe_code)]
 
 pub mod backend;
+pub mod ring;
 pub mod wire;

@@ -60,6 +60,10 @@ pub struct EngineArgs {
     /// only adds empty levels.
     #[arg(long, default_value_t = super::gbm::LEVELS)]
     pub levels: u32,
+    /// `gbm` only: also time bourse with every event handed through an SPSC ring to a publisher thread pinned to
+    /// the other core.
+    #[arg(long)]
+    pub publish: bool,
     /// Also run the naive reference book on the same stream: fills checked equal, throughput and per-kind latency
     /// of both, and their ratios.
     #[arg(long)]
@@ -800,7 +804,7 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
         "exchange-core" => {}
         "gbm" => {
             ensure!(!args.compare, "--compare is for the exchange-core workload (gbm compares with matchcore)");
-            let r = super::gbm::measure(args.seed, args.commands, args.runs, args.levels)?;
+            let r = super::gbm::measure(args.seed, args.commands, args.runs, args.levels, args.publish)?;
             if args.json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
@@ -810,6 +814,7 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
         }
         other => anyhow::bail!("unknown workload {other:?} (exchange-core or gbm)"),
     }
+    ensure!(!args.publish, "--publish is for the gbm workload");
     let gen0 = Instant::now();
     let w = generate(args.seed, args.commands);
     let gen_s = gen0.elapsed().as_secs_f64();

@@ -502,6 +502,122 @@ pub fn time_bourse(s: &Stream) -> (f64, u64, u64, u64) {
     (dt, sink.trades, sink.rejects, allocs)
 }
 
+/// Events the ring between the matcher and the publisher holds: about 600 KiB, so both cores' working sets stay
+/// in their L2.
+const RING_EVENTS: usize = 8_192;
+/// Room asked for before each input: more than an order meeting a few dozen makers produces. An input that
+/// produces more (a sweep, a stop cascade) waits inside `push`, and is counted.
+const RESERVE_EVENTS: usize = 128;
+
+/// Events handed over as the matcher emits them; the publisher on the other core takes them.
+struct RingSink {
+    tx: bourse_nic::ring::Sender<Event>,
+    lost: u64,
+}
+
+impl EventSink for RingSink {
+    #[inline]
+    fn event(&mut self, e: &Event) {
+        self.lost += self.tx.push(*e).is_err() as u64;
+    }
+}
+
+/// What one published pass measured.
+pub struct Published {
+    /// From the first input to the publisher having taken the last event.
+    pub seconds: f64,
+    pub trades: u64,
+    /// Inputs that found less than `RESERVE_EVENTS` free slots and waited before being applied.
+    pub inputs_waited: u64,
+    /// Events that found the ring full within an input.
+    pub pushes_waited: u64,
+    pub allocs: u64,
+}
+
+/// One timed pass of bourse with every event handed through `bourse_nic::ring` to a publisher thread, the two
+/// threads pinned to different cores when there are two. The publisher counts trades and folds every event into
+/// a hash (the stand-in for encoding it).
+pub fn time_bourse_published(s: &Stream) -> anyhow::Result<Published> {
+    use bourse_nic::backend::pin;
+    let mut e = Engine::new(capacity(s.levels));
+    for i in &s.setup {
+        e.apply(i, &mut NullSink);
+    }
+    let cores = pin::available_cores();
+    let (matcher_core, publisher_core) = (cores.first().copied(), cores.get(1).copied());
+    let (tx, mut rx) = bourse_nic::ring::channel::<Event>(RING_EVENTS);
+    let events = s.commands.len();
+    let start = std::sync::Barrier::new(2);
+    std::thread::scope(|scope| {
+        let publisher = scope.spawn(|| {
+            if let Some(c) = publisher_core {
+                let _ = pin::pin_current_thread(c);
+            }
+            let (mut trades, mut hash) = (0u64, 0u64);
+            start.wait();
+            let mut take = |e: &Event| {
+                trades += matches!(e, Event::Executed { .. }) as u64;
+                hash = hash.rotate_left(5) ^ event_word(e);
+            };
+            loop {
+                // Abandonment is read before the drain, so the drain that follows it takes the last events.
+                let gone = rx.is_abandoned();
+                if rx.drain(&mut take) == 0 && gone {
+                    break;
+                }
+            }
+            std::hint::black_box(hash);
+            (Instant::now(), trades)
+        });
+        // The matcher gets its own thread too, so that pinning it leaves the caller's affinity alone.
+        let matcher = scope.spawn(|| {
+            if let Some(c) = matcher_core {
+                let _ = pin::pin_current_thread(c);
+            }
+            let mut sink = RingSink { tx, lost: 0 };
+            let mut inputs_waited = 0;
+            start.wait();
+            let a0 = alloc_count::allocations();
+            let t0 = Instant::now();
+            for i in &s.commands {
+                if sink.tx.try_reserve(RESERVE_EVENTS).is_err() {
+                    inputs_waited += 1;
+                    while sink.tx.try_reserve(RESERVE_EVENTS).is_err() {
+                        std::hint::spin_loop();
+                    }
+                }
+                e.apply(i, &mut sink);
+            }
+            let allocs = alloc_count::allocations() - a0;
+            (t0, allocs, inputs_waited, sink.tx.waits(), sink.lost)
+        });
+        let (t0, allocs, inputs_waited, pushes_waited, lost) = matcher.join().expect("matcher thread");
+        let (t1, trades) = publisher.join().expect("publisher thread");
+        ensure!(lost == 0, "{lost} events lost: the publisher left early");
+        ensure!(events > 0, "no commands to replay");
+        Ok(Published {
+            seconds: (t1 - t0).as_secs_f64(),
+            trades,
+            inputs_waited,
+            pushes_waited,
+            allocs,
+        })
+    })
+}
+
+/// A word that differs between most events: what the publisher's stand-in encoding folds.
+#[inline]
+fn event_word(e: &Event) -> u64 {
+    match e {
+        Event::Executed { match_number, price, qty, .. } => match_number ^ ((*price as u64) << 20) ^ *qty as u64,
+        Event::Accepted { order_ref, .. } | Event::BookAdd { order_ref, .. } | Event::BookDelete { order_ref, .. } => {
+            *order_ref
+        }
+        Event::Canceled { order_ref, canceled_qty, .. } => order_ref ^ *canceled_qty as u64,
+        _ => 1,
+    }
+}
+
 #[cfg(feature = "matchcore")]
 pub mod reference {
     //! The stream in matchcore's terms, and matchcore's fills.
@@ -628,6 +744,12 @@ pub struct ScenarioReport {
     pub fills: usize,
     pub mid_low: Price,
     pub mid_high: Price,
+    /// `--publish`: bourse with every event handed to a publisher thread on the other core (median M/s, from
+    /// the first input to the publisher taking the last event), and how often either side waited.
+    pub published_mops: Option<f64>,
+    pub published_runs_mops: Vec<f64>,
+    pub published_inputs_waited: Option<u64>,
+    pub published_pushes_waited: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -640,6 +762,10 @@ pub struct GbmReport {
     pub bourse_worst_mops: f64,
     pub matchcore_worst_mops: Option<f64>,
     pub worst_ratio: Option<f64>,
+    /// `--publish`: the lowest scenario's throughput with every event handed to the publisher thread, and its
+    /// ratio to matchcore's worst (which publishes nothing).
+    pub published_worst_mops: Option<f64>,
+    pub published_worst_ratio: Option<f64>,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -648,11 +774,12 @@ fn median(v: &[f64]) -> f64 {
     s[s.len() / 2]
 }
 
-fn measure_scenario(s: &Stream, runs: usize) -> anyhow::Result<ScenarioReport> {
+fn measure_scenario(s: &Stream, runs: usize, publish: bool) -> anyhow::Result<ScenarioReport> {
     let n = s.commands.len();
     ensure!(n > 0, "no commands to replay");
     let fills = bourse_fills(s)?;
-    let (mut b_runs, mut m_runs) = (Vec::new(), Vec::new());
+    let (mut b_runs, mut m_runs, mut p_runs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut inputs_waited, mut pushes_waited) = (0, 0);
     let (mut trades, mut rejects, mut allocs) = (0, 0, 0);
     #[cfg(feature = "matchcore")]
     let mut mc_rejects = 0;
@@ -661,9 +788,19 @@ fn measure_scenario(s: &Stream, runs: usize) -> anyhow::Result<ScenarioReport> {
         let (dt, t, r, a) = time_bourse(s);
         #[cfg(feature = "matchcore")]
         let (mdt, _, mr) = reference::time(s);
+        let published = if publish { Some(time_bourse_published(s)?) } else { None };
+        if let Some(p) = &published {
+            ensure!(p.trades == t, "the publisher saw {} trades, the matcher made {t}", p.trades);
+        }
         if run > 0 {
             b_runs.push(n as f64 / dt / 1e6);
             allocs += a;
+            if let Some(p) = published {
+                p_runs.push(n as f64 / p.seconds / 1e6);
+                allocs += p.allocs;
+                inputs_waited += p.inputs_waited;
+                pushes_waited += p.pushes_waited;
+            }
             #[cfg(feature = "matchcore")]
             {
                 m_runs.push(n as f64 / mdt / 1e6);
@@ -707,15 +844,19 @@ fn measure_scenario(s: &Stream, runs: usize) -> anyhow::Result<ScenarioReport> {
         fills: fills.len(),
         mid_low: lo,
         mid_high: hi,
+        published_mops: (!p_runs.is_empty()).then(|| median(&p_runs)),
+        published_runs_mops: p_runs,
+        published_inputs_waited: publish.then_some(inputs_waited),
+        published_pushes_waited: publish.then_some(pushes_waited),
     })
 }
 
-pub fn measure(seed: u64, commands: usize, runs: usize, levels: u32) -> anyhow::Result<GbmReport> {
+pub fn measure(seed: u64, commands: usize, runs: usize, levels: u32, publish: bool) -> anyhow::Result<GbmReport> {
     ensure!(levels >= LEVELS, "--levels {levels}: the GBM stream needs a ladder of at least {LEVELS} levels");
     let mut scenarios = Vec::new();
     for (k, sc) in SCENARIOS.iter().enumerate() {
         let s = generate(*sc, seed.wrapping_add(k as u64), commands, levels);
-        scenarios.push(measure_scenario(&s, runs)?);
+        scenarios.push(measure_scenario(&s, runs, publish)?);
     }
     let bourse_worst = scenarios
         .iter()
@@ -725,6 +866,10 @@ pub fn measure(seed: u64, commands: usize, runs: usize, levels: u32) -> anyhow::
         .iter()
         .map(|r| r.matchcore_mops)
         .try_fold(f64::INFINITY, |m, x| x.map(|x| m.min(x)));
+    let pub_worst = scenarios
+        .iter()
+        .map(|r| r.published_mops)
+        .try_fold(f64::INFINITY, |m, x| x.map(|x| m.min(x)));
     Ok(GbmReport {
         seed,
         levels,
@@ -732,6 +877,8 @@ pub fn measure(seed: u64, commands: usize, runs: usize, levels: u32) -> anyhow::
         bourse_worst_mops: bourse_worst,
         matchcore_worst_mops: mc_worst,
         worst_ratio: mc_worst.map(|m| bourse_worst / m),
+        published_worst_mops: pub_worst,
+        published_worst_ratio: pub_worst.zip(mc_worst).map(|(p, m)| p / m),
     })
 }
 
@@ -773,4 +920,22 @@ pub fn print_table(r: &GbmReport) {
         opt(r.matchcore_worst_mops),
         opt(r.worst_ratio)
     );
+    if r.published_worst_mops.is_some() {
+        println!("  with every event handed through an SPSC ring to a publisher thread on the other core:");
+        println!("  {:<12} {:>13} {:>14} {:>14}", "scenario", "bourse M/s", "inputs waited", "pushes waited");
+        for s in &r.scenarios {
+            println!(
+                "  {:<12} {:>13} {:>14} {:>14}",
+                s.scenario,
+                opt(s.published_mops),
+                s.published_inputs_waited.map_or("-".to_string(), |v| v.to_string()),
+                s.published_pushes_waited.map_or("-".to_string(), |v| v.to_string())
+            );
+        }
+        println!(
+            "  worst case   bourse {} M/s published, ratio to matchcore {}",
+            opt(r.published_worst_mops),
+            opt(r.published_worst_ratio)
+        );
+    }
 }
