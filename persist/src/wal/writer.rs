@@ -360,10 +360,12 @@ impl Wal {
         self.preparer.as_ref().map_or(0, Preparer::inline_rotations)
     }
 
-    /// Bench only: the host's floor for one record — a 64-byte copy into this mapping, the flush instruction in
-    /// force, and one `sfence` per `burst` lines — run `lines` times over the unused part of the current segment.
-    /// It copies zero lines into slots that are still zero, so the log is unchanged. Returns the elapsed time and
-    /// the lines actually written (bounded by the room left in the segment).
+    /// Bench only: the host's floor for one record — a 64-byte line stored into this mapping as an append stores
+    /// it (56 bytes, then the 8-byte word with release ordering), the flush instruction in force, and one `sfence`
+    /// per `burst` lines — run `lines` times over the unused part of the current segment. It stores zero lines
+    /// into slots that are still zero, so the log is unchanged, and a live reader loading a slot's word still meets
+    /// only atomic stores there. Returns the elapsed time and the lines actually written (bounded by the room left
+    /// in the segment).
     pub fn flush_floor(&mut self, lines: u64, burst: u32) -> (Duration, u64) {
         let zero = [0u8; RECORD_ALIGN_BYTES];
         let map = &self.segment.map;
@@ -374,7 +376,8 @@ impl Wal {
         let start = Instant::now();
         let mut offset = self.offset;
         for i in 0..lines {
-            map.write(offset, &zero);
+            map.write(offset + 8, &zero[8..]);
+            map.store_u64_release(offset, 0);
             map.flush_range(offset, RECORD_ALIGN_BYTES, flush);
             if (i + 1) % burst == 0 {
                 sys::sfence();
