@@ -33,7 +33,7 @@ use bourse_engine::Input;
 use crossbeam_utils::CachePadded;
 
 use super::record::{decode, encode_entry, Echo, Record, RECORD_ALIGN_BYTES, RECORD_BYTES_MAX};
-use super::scan::{scan_segment, SegmentView, Visit};
+use super::scan::{SegmentView, Visit};
 use super::segment::{list_segments, segment_file_name, SegmentHeader, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES};
 use super::lock::DirLock;
 use super::prepare::{adopt_prepared, Preparer};
@@ -510,7 +510,7 @@ fn stream_offset_before(dir: &Path, next_seq: u64) -> Result<u64, WalError> {
     let view = SegmentView::open(&prev.path)?;
     let mut end = SEGMENT_HEADER_BYTES;
     let mut last = prev.first_seq - 1;
-    let scan = scan_segment(view.bytes(), Some(prev.first_seq), true, |offset, record| {
+    let scan = view.scan(Some(prev.first_seq), true, |offset, record| {
         if record.input.seq >= next_seq {
             return Visit::Stop;
         }
