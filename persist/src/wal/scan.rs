@@ -596,6 +596,43 @@ mod tests {
         std::fs::remove_file(path).unwrap();
     }
 
+    proptest::proptest! {
+        /// The view judges a segment exactly as the image scan does, live or not, whatever follows the records: a
+        /// view only reads the part past the published records by copy, and must reach the same end.
+        #[test]
+        fn a_view_scans_a_segment_file_exactly_as_the_image(
+            n in 0u64..20,
+            damage in proptest::collection::vec((0usize..2048, proptest::prelude::any::<u8>()), 0..8),
+        ) {
+            let len = SEGMENT_HEADER_BYTES + 2048;
+            let mut image = vec![0u8; len];
+            image[..core::mem::size_of::<SegmentHeader>()]
+                .copy_from_slice(bytemuck::bytes_of(&SegmentHeader::new(1, 1, len as u64, 0)));
+            let mut pos = SEGMENT_HEADER_BYTES;
+            for seq in 1..=n {
+                let mut rec = [0u8; RECORD_BYTES_MAX];
+                let rec_len = encode(&Input { seq, timestamp: seq, command: Command::Tick }, 1, &mut rec);
+                image[pos..pos + rec_len].copy_from_slice(&rec[..rec_len]);
+                pos += rec_len;
+            }
+            for (at, byte) in damage {
+                image[SEGMENT_HEADER_BYTES + at] = byte;
+            }
+            let path = std::env::temp_dir().join(format!("bourse-scan-diff-{}-{n}.seg", std::process::id()));
+            std::fs::write(&path, &image).unwrap();
+            let view = SegmentView::open(&path).unwrap();
+            for live in [false, true] {
+                let mut from_image = Vec::new();
+                let a = scan_segment(&image, None, live, |o, r| { from_image.push((o, r.input.seq)); Visit::Continue });
+                let mut from_view = Vec::new();
+                let b = view.scan(None, live, |o, r| { from_view.push((o, r.input.seq)); Visit::Continue });
+                proptest::prop_assert_eq!(&a, &b, "live {}", live);
+                proptest::prop_assert_eq!(&from_image, &from_view, "live {}", live);
+            }
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+
     /// A live reader follows the writer while it appends: every scan of the one view ends cleanly at a record
     /// boundary (the acquire load of each word pairs with the writer's release store), never on a torn record.
     /// The writer waits for the reader to catch up every `BURST` records, so the scans overlap its appends.
