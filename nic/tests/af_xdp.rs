@@ -461,10 +461,11 @@ fn veth_generic_mode_resolves_unknown_peer_then_echoes() {
         (
             extra0.no_neighbor,
             extra0.arp_requests,
+            stats0.tx_unresolved,
             stats0.dropped,
             stats0.tx
         ),
-        (1, 1, 1, 0)
+        (1, 1, 1, 0, 0)
     );
     assert_eq!(extra.arp_learnt, 1);
     assert_eq!(exchange.echoed, 200);

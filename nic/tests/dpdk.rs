@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bourse_nic::backend::dpdk::{self, DpdkBackend, DpdkError};
-use bourse_nic::backend::{Backend, BackendConfig};
+use bourse_nic::backend::{Backend, BackendConfig, TxError};
 use bourse_nic::wire::frame::DropReason;
 use support::{Side, ADDR_A, ADDR_B};
 
@@ -164,15 +164,15 @@ fn ring_loopback_child() {
         Ok(_) => panic!("a wrong port name opened a backend"),
     }
 
-    // We do not know our own MAC as a peer yet: the first send is dropped and an ARP request broadcast. The ring
-    // brings the request back, we answer it (learning the sender, i.e. ourselves), and the answer comes back and
-    // is ignored.
-    b.tx(us, &mut |buf| {
+    // We do not know our own MAC as a peer yet: the first send is refused with a typed error (never a silent Ok),
+    // counted, and an ARP request broadcast. The ring brings the request back, we answer it (learning the sender,
+    // i.e. ourselves), and the answer comes back and is ignored.
+    let first = b.tx(us, &mut |buf| {
         buf[..4].copy_from_slice(b"lost");
         4
-    })
-    .expect("tx with free slots");
-    assert_eq!(b.stats().dropped, 1);
+    });
+    assert_eq!(first, Err(TxError::Unresolved));
+    assert_eq!((b.stats().tx_unresolved, b.stats().dropped), (1, 0));
     let mut got = Vec::new();
     poll_rx(&mut b, &mut got, 2);
     assert!(got.is_empty(), "no datagram was sent yet: {got:?}");

@@ -1,18 +1,20 @@
 //! The unsafe seam: shared file mappings, cache-line flushes, fences, preallocation and `flock`.
 //!
 //! Everything here is a thin, bounds-checked wrapper over a kernel or CPU interface. The rest of the crate is safe
-//! code and reaches the mapping only through [`Mmap`]'s methods, which take offsets, never pointers.
+//! code and reaches a mapping only through [`Mmap`]'s and [`MapView`]'s methods, which take offsets, never pointers.
 //!
 //! A mapping is written through raw pointers, never through `&mut [u8]`: the writer and the group-commit thread share
-//! one mapping (the writer stores records, the other thread calls `msync` on the same range), and other processes
-//! may read the same file pages. No Rust reference to mapped bytes is held across a write.
+//! one mapping (the writer stores records, the other thread calls `msync` on the same range), and other threads and
+//! processes read the same file pages. No Rust reference to mapped bytes is held across a write: a reader's
+//! [`MapView`] lends only the slots the writer has published, which it never stores into again.
 #![allow(unsafe_code)]
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// Cache-line size in bytes on every x86_64 part we run on, and the unit of a WAL record.
 pub const LINE_BYTES: usize = 64;
@@ -168,24 +170,62 @@ impl Drop for Mmap {
     }
 }
 
-/// A read-only shared mapping of a file that a live writer (another mapping, often another process) may still be
-/// appending to. Readers take the slice for bytes the writer has published, and find out what is published through
-/// [`MapView::load_u64_acquire`], the partner of the writer's [`Mmap::store_u64_release`].
+/// A read-only shared mapping of a log file that a live writer (another mapping of it, in this process or another)
+/// may still be appending to.
+///
+/// Rust lets a `&[u8]` cover only bytes that nothing stores into while it lives, so a view never lends the mapping
+/// as a whole: the writer is storing into its unpublished part at any moment. It lends only bytes that the writer's
+/// protocol makes immutable, and reads nothing else except through atomic loads into the caller's buffer.
+///
+/// **The slot protocol** (the WAL's: see `wal::record` and `Wal::write_buffered`). Before the file takes the name
+/// readers open it by, its writer may store anywhere; the view's *prefix* (a segment's header) is written then and
+/// never again. After it, the file is a run of *slots*, each starting where the previous one ended. The writer fills
+/// a slot's bytes from its ninth on, then stores the slot's first 8-byte word last, with
+/// [`Mmap::store_u64_release`]: never zero, its upper 32 bits (the little-endian `length` field after the `crc`) the
+/// slot's size in bytes. It never stores into a published slot again. A slot's word is only ever stored atomically,
+/// and reads as zero until then (a segment reads as zeros when it is named, and the writer's other stores skip it).
+/// Published slots are zeroed again only by recovery truncating a torn tail and by a log cut, both holding the
+/// directory's lock after this process's writer and its readers of the log are gone.
+///
+/// **The walk.** The view keeps a *published end*, starting at the prefix's end. It loads the word there with
+/// acquire ordering (the partner of the writer's release store, so the slot's bytes are visible), and when the word
+/// is non-zero and names a length that fits, moves the published end past the slot. The word at the published end is
+/// the only byte beyond it the walk touches, and the writer stores that word only atomically: the walk never races a
+/// plain store. Slices are lent only below the published end ([`MapView::slot`], [`MapView::published`]).
+///
+/// Bytes past the published end are read only by [`MapView::read`], which copies them with atomic loads into the
+/// caller's buffer (no reference covers them): what judging a crashed log's tail needs, which a scan does only with no
+/// writer appending.
 #[derive(Debug)]
 pub struct MapView {
     ptr: NonNull<u8>,
     len: usize,
+    /// End of the bytes known to be immutable: the prefix, then every slot walked so far (see the type's notes).
+    published_end: Cell<usize>,
 }
 
-// SAFETY: read-only memory owned by this value; see `Mmap`.
+// SAFETY: read-only memory owned by this value, freed only in Drop; moving the handle to another thread moves the
+// walk with it. Not `Sync`: the published end is a `Cell`, advanced through `&self`.
 unsafe impl Send for MapView {}
-// SAFETY: nothing is written through a `MapView`.
-unsafe impl Sync for MapView {}
+
+/// What [`MapView::slot`] found at an offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot<'a> {
+    /// Nothing is published there yet: the slot's word is zero, or the walk stops at an earlier slot.
+    Unpublished,
+    /// A published slot's bytes, as many as its word says: the writer stores no more into them.
+    Published(&'a [u8]),
+    /// A non-zero word that names no slot (length zero, not a multiple of 8, over the largest slot or past the end):
+    /// not what a writer following the protocol publishes, so damage or a dead writer's leftovers. Nothing is lent.
+    Malformed,
+}
 
 impl MapView {
-    /// Maps `len` bytes of `file` read-only and shared: the view sees what a live writer stores.
-    pub fn map(file: &File, len: usize) -> io::Result<MapView> {
+    /// Maps `len` bytes of `file` read-only and shared: the view sees what a live writer stores. `prefix_bytes` are
+    /// the bytes the writer stored before the file took its name (a segment's header), readable from the start.
+    pub fn map(file: &File, len: usize, prefix_bytes: usize) -> io::Result<MapView> {
         assert!(len > 0, "a mapping needs a length");
+        assert!(prefix_bytes <= len, "a prefix of {prefix_bytes} bytes in a mapping of {len}");
         // SAFETY: a fresh read-only mapping chosen by the kernel; the fd is valid for the call.
         let p = unsafe {
             libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0)
@@ -193,54 +233,144 @@ impl MapView {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(MapView { ptr: nonnull(p), len })
+        Ok(MapView { ptr: nonnull(p), len, published_end: Cell::new(prefix_bytes) })
     }
 
-    /// The mapped bytes. A live writer may change bytes beyond the ones it has published; readers learn what is
-    /// published with [`MapView::load_u64_acquire`] and validate every record by CRC, so a torn view is detected,
-    /// not trusted.
-    pub fn bytes(&self) -> &[u8] {
-        // SAFETY: the mapping is valid and readable for `len` bytes for the life of `self`.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    pub fn len(&self) -> usize {
+        self.len
     }
 
-    /// Loads the 8-byte native-endian word at an 8-aligned `offset` with acquire ordering: when it holds what the
-    /// writer stored with release ordering, every byte the writer stored before it is visible. `None` when the
-    /// offset is misaligned or out of bounds.
-    #[inline]
-    pub fn load_u64_acquire(&self, offset: usize) -> Option<u64> {
-        if !offset.is_multiple_of(8) || offset.checked_add(8).is_none_or(|end| end > self.len) {
-            return None;
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes `[from, to)`, or as many of them as are published (walking the published end towards `to` first):
+    /// ends early where the writer has not published yet, empty when `from` is not below that point.
+    pub fn published(&self, from: usize, to: usize, slot_bytes_max: usize) -> &[u8] {
+        let end = self.walk(to, slot_bytes_max).min(to);
+        if from >= end {
+            return &[];
         }
-        // SAFETY: in bounds and 8-aligned (the mapping is page-aligned); an AtomicU64 has the layout of a u64, and
-        // an atomic load from read-only memory does not write.
+        // SAFETY: `from < end <= published end <= len`: inside the mapping, and immutable for the life of `self` by
+        // the slot protocol (see the type's notes).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(from), end - from) }
+    }
+
+    /// The slot that starts at `offset`, walking the published end up to it first. An `offset` inside a published
+    /// slot (not a slot start) reads that slot's bytes as a word; they are published, so what it lends is immutable
+    /// all the same, and the caller's validation (a CRC) refuses it.
+    pub fn slot(&self, offset: usize, slot_bytes_max: usize) -> Slot<'_> {
+        let end = self.walk(offset.saturating_add(1), slot_bytes_max);
+        if offset >= end || end - offset < 8 {
+            if offset != end || !offset.is_multiple_of(8) || offset.checked_add(8).is_none_or(|e| e > self.len) {
+                return Slot::Unpublished;
+            }
+            // The walk stopped right here: on a zero word, or on one that names no slot.
+            return if self.load_word_acquire(offset) == 0 { Slot::Unpublished } else { Slot::Malformed };
+        }
+        let published = self.published(offset, end, slot_bytes_max);
+        let word = u64::from_ne_bytes(published[..8].try_into().expect("8 bytes"));
+        match slot_bytes(word, slot_bytes_max, end - offset) {
+            Some(n) => Slot::Published(&published[..n]),
+            None => Slot::Malformed,
+        }
+    }
+
+    /// Copies `out.len()` bytes from `offset` into `out` with relaxed atomic loads (8-byte words where aligned), so
+    /// no reference covers them: the one way to read bytes past the published end. Panics (programmer error) when
+    /// out of bounds. With a writer storing into them, what it reads may be half old and half new; the scan that
+    /// reads past the published end does so only with no writer appending.
+    pub fn read(&self, offset: usize, out: &mut [u8]) {
+        assert!(offset <= self.len && out.len() <= self.len - offset, "read beyond the mapping");
+        let mut i = 0;
+        while i < out.len() {
+            let at = offset + i;
+            if at.is_multiple_of(8) && out.len() - i >= 8 {
+                out[i..i + 8].copy_from_slice(&self.load_word_relaxed(at).to_ne_bytes());
+                i += 8;
+            } else {
+                out[i] = self.load_byte_relaxed(at);
+                i += 1;
+            }
+        }
+    }
+
+    /// The end (exclusive) of the last non-zero byte in `[from, len)`, or `from` when they are all zero, read from
+    /// the end backwards with relaxed atomic loads like [`MapView::read`]: a mostly unwritten segment costs one pass
+    /// of word compares.
+    pub fn nonzero_end(&self, from: usize) -> usize {
+        assert!(from <= self.len, "a scan from beyond the mapping");
+        let mut end = self.len;
+        while end > from {
+            if end.is_multiple_of(8) && end - from >= 8 {
+                let word = self.load_word_relaxed(end - 8);
+                if word != 0 {
+                    let last = word.to_ne_bytes().iter().rposition(|&b| b != 0).unwrap_or(7);
+                    return end - 8 + last + 1;
+                }
+                end -= 8;
+            } else {
+                if self.load_byte_relaxed(end - 1) != 0 {
+                    return end;
+                }
+                end -= 1;
+            }
+        }
+        from
+    }
+
+    /// Moves the published end over every slot published from it on, stopping at the first that is not, or once it
+    /// is at least `to`; returns it. Bounded: each step moves it forward by at least 8 bytes within the mapping.
+    fn walk(&self, to: usize, slot_bytes_max: usize) -> usize {
+        let mut end = self.published_end.get();
+        while end < to && end.is_multiple_of(8) && end + 8 <= self.len {
+            match slot_bytes(self.load_word_acquire(end), slot_bytes_max, self.len - end) {
+                Some(n) => end += n,
+                None => break,
+            }
+        }
+        self.published_end.set(end);
+        end
+    }
+
+    /// The word at the 8-aligned, in-bounds `offset`, loaded with acquire ordering: when it holds what the writer
+    /// stored with release ordering, every byte the writer stored before it is visible.
+    fn load_word_acquire(&self, offset: usize) -> u64 {
+        assert!(offset.is_multiple_of(8) && offset + 8 <= self.len, "misaligned or out-of-bounds word");
+        // SAFETY: in bounds and 8-aligned (checked; the mapping is page-aligned); an AtomicU64 has the layout of a
+        // u64, and an atomic load from read-only memory does not write. The writer stores a slot's word only
+        // atomically (the slot protocol), so this load never races a plain store.
         let word = unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(offset).cast::<u64>()) };
-        Some(word.load(Ordering::Acquire))
+        word.load(Ordering::Acquire)
+    }
+
+    /// The word at the 8-aligned, in-bounds `offset`, loaded atomically with no ordering (see [`MapView::read`]).
+    fn load_word_relaxed(&self, offset: usize) -> u64 {
+        assert!(offset.is_multiple_of(8) && offset + 8 <= self.len, "misaligned or out-of-bounds word");
+        // SAFETY: as in `load_word_acquire`; an atomic load forms no reference to the bytes.
+        let word = unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(offset).cast::<u64>()) };
+        word.load(Ordering::Relaxed)
+    }
+
+    /// The byte at the in-bounds `offset`, loaded atomically with no ordering (see [`MapView::read`]).
+    fn load_byte_relaxed(&self, offset: usize) -> u8 {
+        assert!(offset < self.len, "out-of-bounds byte");
+        // SAFETY: in bounds (checked); an AtomicU8 has the layout of a u8, and a load does not write.
+        let byte = unsafe { AtomicU8::from_ptr(self.ptr.as_ptr().add(offset)) };
+        byte.load(Ordering::Relaxed)
     }
 }
 
-/// Loads the 8-byte native-endian word at `offset` of `bytes` with acquire ordering: the reader's half of
-/// [`Mmap::store_u64_release`] for a slice of a mapping a live writer publishes into (a segment scanned through a
-/// [`MapView`]). `None` when the word is out of bounds or its address is not 8-aligned.
-#[inline]
-pub fn load_u64_acquire_at(bytes: &[u8], offset: usize) -> Option<u64> {
-    let end = offset.checked_add(8)?;
-    if end > bytes.len() {
-        return None;
-    }
-    let p = bytes[offset..].as_ptr();
-    if !(p as usize).is_multiple_of(8) {
-        return None;
-    }
-    // SAFETY: 8 readable bytes at an 8-aligned address (checked above), borrowed for the call; an AtomicU64 has the
-    // layout of a u64, and a load does not write, so read-only mapped memory is fine.
-    let word = unsafe { AtomicU64::from_ptr(p.cast::<u64>().cast_mut()) };
-    Some(word.load(Ordering::Acquire))
+/// The size of the slot whose word is `word`, if it names one (the slot protocol of [`MapView`]): non-zero, a
+/// multiple of 8 (so the next word is aligned), at most `slot_bytes_max` and at most the `room` left.
+pub fn slot_bytes(word: u64, slot_bytes_max: usize, room: usize) -> Option<usize> {
+    let n = (word >> 32) as usize;
+    (word != 0 && n >= 8 && n.is_multiple_of(8) && n <= slot_bytes_max && n <= room).then_some(n)
 }
 
 impl Drop for MapView {
     fn drop(&mut self) {
-        // SAFETY: we own the mapping; the slices `bytes` hands out borrow `self` and so end before this.
+        // SAFETY: we own the mapping; the slices `published` and `slot` hand out borrow `self` and so end before this.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
@@ -428,26 +558,75 @@ pub fn sfence() {
 mod tests {
     use super::*;
 
-    fn scratch(len: u64) -> (std::path::PathBuf, File) {
-        let path = std::env::temp_dir().join(format!("bourse-sys-{}-{len}", std::process::id()));
+    fn scratch(tag: &str, len: u64) -> (std::path::PathBuf, File) {
+        let path = std::env::temp_dir().join(format!("bourse-sys-{tag}-{}-{len}", std::process::id()));
         let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
         file.set_len(len).unwrap();
         (path, file)
     }
 
+    /// A slot of `len` bytes whose word (stored last) is non-zero and carries the length in its upper half.
+    fn store_slot(writer: &Mmap, offset: usize, len: usize, fill: u8) {
+        writer.write(offset + 8, &vec![fill; len - 8]);
+        writer.store_u64_release(offset, ((len as u64) << 32) | 0xdead_beef);
+    }
+
     #[test]
-    fn a_view_sees_what_the_writer_published_through_the_word_it_stored_last() {
-        let (path, file) = scratch(4096);
+    fn a_view_lends_a_slot_once_the_writer_stored_its_word_and_nothing_beyond() {
+        let (path, file) = scratch("lends", 4096);
         let (writer, _) = Mmap::map_shared(&file, 4096, false).unwrap();
-        let view = MapView::map(&file, 4096).unwrap();
-        assert_eq!(view.load_u64_acquire(64), Some(0), "nothing published yet");
+        writer.write(0, &[9u8; 64]);
+        let view = MapView::map(&file, 4096, 64).unwrap();
+        assert_eq!(view.published(0, 4096, 128), &[9u8; 64][..], "the prefix is readable from the start");
+        assert_eq!(view.slot(64, 128), Slot::Unpublished, "nothing published yet");
         writer.write(72, &[7u8; 56]);
-        writer.store_u64_release(64, 0x0000_0040_dead_beef);
-        assert_eq!(view.load_u64_acquire(64), Some(0x0000_0040_dead_beef));
-        assert_eq!(&view.bytes()[72..128], &[7u8; 56][..]);
-        assert_eq!(view.load_u64_acquire(65), None, "misaligned");
-        assert_eq!(view.load_u64_acquire(4096 - 4), None, "past the end");
-        assert_eq!(view.load_u64_acquire(usize::MAX - 7), None, "overflowing offset");
+        assert_eq!(view.slot(64, 128), Slot::Unpublished, "a body without its word is not lent");
+        writer.store_u64_release(64, (64u64 << 32) | 0xdead_beef);
+        match view.slot(64, 128) {
+            Slot::Published(bytes) => assert_eq!((bytes.len(), &bytes[8..]), (64, &[7u8; 56][..])),
+            other => panic!("{other:?}"),
+        }
+        store_slot(&writer, 128, 128, 5);
+        writer.write(256 + 8, &[3u8; 56]);
+        assert_eq!(view.published(64, 4096, 128).len(), 192, "up to the slot without its word");
+        assert_eq!(view.published(64, 100, 128).len(), 36, "no further than asked");
+        assert_eq!(view.slot(256, 128), Slot::Unpublished);
+        assert_eq!(view.slot(320, 128), Slot::Unpublished, "beyond where the walk stops");
+        // Past the published end, bytes are only copied out.
+        let mut out = [0u8; 59];
+        view.read(257, &mut out);
+        assert_eq!(out[..7], [0u8; 7][..]);
+        assert_eq!(out[7..], [3u8; 52][..]);
+        assert_eq!(view.nonzero_end(256), 320);
+        assert_eq!(view.nonzero_end(320), 320, "all zero from there");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_word_that_names_no_slot_stops_the_walk_and_is_not_lent() {
+        let (path, file) = scratch("malformed", 4096);
+        let (writer, _) = Mmap::map_shared(&file, 4096, false).unwrap();
+        store_slot(&writer, 0, 64, 1);
+        let words = [
+            (0xdead_beef, "length zero"),
+            ((256u64 << 32) | 1, "over the largest slot"),
+            ((68u64 << 32) | 1, "not a multiple of 8"),
+        ];
+        for (word, why) in words {
+            writer.store_u64_release(64, word);
+            let view = MapView::map(&file, 4096, 0).unwrap();
+            assert_eq!(view.slot(64, 128), Slot::Malformed, "{why}");
+            assert_eq!(view.published(0, 4096, 128).len(), 64, "{why}");
+        }
+        // The last slot may end at the mapping's end, no further.
+        writer.store_u64_release(64, 0);
+        store_slot(&writer, 4096 - 64, 64, 2);
+        let view = MapView::map(&file, 4096, 4096 - 64).unwrap();
+        assert!(matches!(view.slot(4096 - 64, 128), Slot::Published(b) if b.len() == 64));
+        assert_eq!(view.slot(4096, 128), Slot::Unpublished, "past the end");
+        writer.store_u64_release(4096 - 64, (128u64 << 32) | 1);
+        let view = MapView::map(&file, 4096, 4096 - 64).unwrap();
+        assert_eq!(view.slot(4096 - 64, 128), Slot::Malformed, "a slot past the end");
         std::fs::remove_file(path).unwrap();
     }
 }

@@ -26,6 +26,8 @@ struct Script {
     burst: usize,
     sent: Vec<(SocketAddrV4, [u8; 1500], usize)>,
     sent_len: usize,
+    /// A peer the backend cannot address yet (a raw backend waiting for its ARP reply): transmits to it are refused.
+    unresolved: Option<SocketAddrV4>,
     stats: BackendStats,
 }
 
@@ -37,6 +39,7 @@ impl Script {
             burst: 16,
             sent: vec![(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), [0; 1500], 0); sent_max],
             sent_len: 0,
+            unresolved: None,
             stats: BackendStats::default(),
         }
     }
@@ -64,6 +67,10 @@ impl Backend for Script {
         n
     }
     fn tx(&mut self, dst: SocketAddrV4, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxError> {
+        if self.unresolved == Some(dst) {
+            self.stats.tx_unresolved += 1;
+            return Err(TxError::Unresolved);
+        }
         // Keep the first `sent.len()` datagrams, count the rest: storage stays preallocated.
         if self.sent_len < self.sent.len() {
             let slot = &mut self.sent[self.sent_len];
@@ -484,6 +491,55 @@ fn rejects_duplicates_and_refusals_are_counted_by_reason_in_the_metrics() {
     for row in [["reject", "invalid_symbol", "1"], ["reject", "insufficient_funds", "1"]] {
         assert!(table.lines().any(|l| l.split_whitespace().eq(row)), "no {row:?} in\n{table}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A raw backend that cannot address a peer yet (no ARP reply) refuses its outputs with `TxError::Unresolved`:
+/// the pipeline counts every one it could not send, exports the count as `bourse_tx_unresolved_total`, and goes on
+/// serving the other firm.
+#[test]
+fn outputs_to_an_unresolved_destination_are_counted_never_silently_lost() {
+    use bourse_appliance::appliance::{set_stats_names, Exported};
+    use bourse_appliance::obs::metrics::render;
+    use bourse_appliance::obs::statsblock::StatsWriter;
+    use prometheus_parse::Value;
+
+    let dir = std::env::temp_dir().join(format!("bourse-pipeline-unresolved-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (mut pipeline, _exporter, _) = build_pipeline(&config(&dir), Clock::calibrate(Duration::from_millis(20))).unwrap();
+    let a = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5000);
+    let b = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5001);
+    let inbox = vec![
+        (a, login("ALPHA", "pw-a")),
+        (b, login("BETA", "pw-b")),
+        (a, ouch_datagram(&enter(1, ouch::Side::Buy, 10, 1_500_000, b'0'))),
+        (b, ouch_datagram(&enter(1, ouch::Side::Sell, 10, 1_500_000, b'0'))),
+    ];
+    let mut backend = Script::new(inbox, 64);
+    backend.unresolved = Some(b);
+    while !backend.done() {
+        pipeline.poll(&mut backend);
+    }
+    for _ in 0..1000 {
+        pipeline.poll(&mut backend);
+    }
+    assert!(pipeline.failure().is_none());
+    let refused = backend.stats.tx_unresolved;
+    // Beta's Login Accepted, Order Accepted and execution at least.
+    assert!(refused >= 3, "{refused} outputs to the unresolved peer");
+    assert_eq!(pipeline.counters.tx_unresolved, refused, "the pipeline counts what the backend refused");
+    assert_eq!(pipeline.counters.tx_refused, 0, "not mistaken for a full transmit queue");
+    assert!(backend.sent().all(|(to, _)| to != b));
+    assert!(backend.sent().filter(|(to, _)| *to == a).count() >= 3, "alpha is served all the same");
+
+    let stats = StatsWriter::in_memory();
+    set_stats_names(&stats, "script");
+    Exported::default().export(&pipeline, &backend, None, &stats);
+    let mut body = String::new();
+    render(stats.block(), &mut body);
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let sample = scrape.samples.iter().find(|s| s.metric == "bourse_tx_unresolved_total");
+    assert_eq!(sample.map(|s| s.value.clone()), Some(Value::Counter(refused as f64)), "in\n{body}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

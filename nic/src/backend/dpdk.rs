@@ -8,6 +8,7 @@
 //!        │                                        ├─ ARP for us  → reply sent at once
 //!        │                                        └─ anything else → counted and dropped
 //!        └──────────── tx queue 0 ◀── tx: mbuf from the pool, payload filled in place, headers + checksums
+//!                                      (peer MAC unknown: ARP request, Err(Unresolved), counted)
 //!                                      tx_flush: one rte_eth_tx_burst for everything queued
 //! ```
 //!
@@ -688,10 +689,11 @@ impl Backend for DpdkBackend {
             return Err(TxError::Full);
         }
         let Some(dst_mac) = self.peers.resolve(*dst.ip()) else {
-            // Nobody has told us where this peer is: ask, and lose this datagram as the network would.
+            // Nobody has told us where this peer is: ask, and refuse this datagram, counted, so that the caller
+            // does not believe it sent.
             self.ask_arp(*dst.ip());
-            self.stats.dropped += 1;
-            return Ok(());
+            self.stats.tx_unresolved += 1;
+            return Err(TxError::Unresolved);
         };
         let Some(mut mbuf) = self.pool.alloc(HEADERS_BYTES + self.payload_max_bytes) else {
             self.stats.tx_full += 1;

@@ -43,6 +43,10 @@ pub struct BackendStats {
     pub arp_replies: u64,
     /// Transmits refused because every slot was in flight.
     pub tx_full: u64,
+    /// Transmits refused because the destination's link-layer address is not known yet ([`TxError::Unresolved`]:
+    /// raw backends, which have asked the network). The datagram is not sent; zero for the kernel-socket backends,
+    /// whose kernel resolves neighbours itself.
+    pub tx_unresolved: u64,
     /// Frames the NIC or its driver dropped before the backend saw them: for DPDK, `imissed` (no free receive
     /// descriptor) plus `rx_nombuf` (no mbuf to refill one) from `rte_eth_stats_get`. Zero where the backend
     /// cannot see such drops.
@@ -62,8 +66,9 @@ pub enum TxError {
     #[error("every transmit slot is in flight")]
     Full,
     /// The destination cannot be addressed yet (a raw-frame backend does not know its MAC; it has asked the
-    /// network). Nothing was queued and the backend counted the datagram as dropped: retrying at once would fail
-    /// the same way, so the caller moves on (a firm recovers its replies by logging in again).
+    /// network). Nothing was queued and the backend counted it in [`BackendStats::tx_unresolved`]: retrying at once
+    /// would fail the same way, so the caller counts the datagram as not sent and moves on (a firm recovers its
+    /// replies by logging in again).
     #[error("the destination's link-layer address is not known yet")]
     Unresolved,
 }

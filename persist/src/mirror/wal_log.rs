@@ -2,9 +2,13 @@
 //!
 //! The writer appends on the pipeline core and knows nothing of the mirror. [`WalLog`] follows it from another
 //! thread through read-only `MAP_SHARED` mappings (it sees the writer's stores through the page cache): it walks
-//! the newest segment record by record, each one CRC-checked, so a record caught half-written simply ends the walk
+//! the newest segment record by record, each one CRC-checked, so a record not yet published simply ends the walk
 //! until the next poll; when the writer has rotated, it moves on to the next segment file. Older segments are
 //! mapped on demand when a standby that is behind asks for them ([`MirrorLog::bytes_from`]), one at a time.
+//!
+//! The mappings are [`SegmentView`]s: they lend only records the writer has published (each `crc|length` word
+//! loaded with acquire ordering, the partner of the writer's release store), never the bytes it may be storing, so
+//! the stretch [`MirrorLog::bytes_from`] returns for the newest segment ends where the published records end.
 //!
 //! ```text
 //!  stream offset:  0 ........................ f1 ...................... f2 ............ tail
@@ -22,6 +26,7 @@ use super::primary::MirrorLog;
 use super::record::{RecordFormat, WalRecords};
 use super::Position;
 use crate::error::WalError;
+use crate::sys::Slot;
 use crate::wal::scan::SegmentView;
 use crate::wal::segment::{list_segments, segment_file_name, SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::wal::RECORD_BYTES_MAX;
@@ -40,7 +45,7 @@ struct Mapped {
 impl Mapped {
     fn open(path: &Path) -> Result<Mapped, WalError> {
         let view = SegmentView::open(path)?;
-        let header = SegmentHeader::parse(view.bytes()).map_err(|what| WalError::BadHeader {
+        let header = SegmentHeader::parse_head(view.header(), view.len() as u64).map_err(|what| WalError::BadHeader {
             path: path.to_path_buf(),
             offset: 0,
             what,
@@ -48,19 +53,19 @@ impl Mapped {
         Ok(Mapped { view, first_seq: header.first_seq, first_offset: header.first_offset, end_offset: None })
     }
 
-    /// The records' bytes from stream offset `offset` to the segment's end (its mapping's end while it is the
-    /// newest), or `None` if `offset` is not in this segment.
+    /// The records' bytes from stream offset `offset` to the segment's last record (the last one published while
+    /// it is the newest), or `None` if `offset` is not in this segment.
     fn bytes_from(&self, offset: u64) -> Option<&[u8]> {
         if offset < self.first_offset || self.end_offset.is_some_and(|end| offset >= end) {
             return None;
         }
-        let bytes = self.view.bytes();
         let start = SEGMENT_HEADER_BYTES as u64 + (offset - self.first_offset);
         let end = match self.end_offset {
             Some(end) => SEGMENT_HEADER_BYTES as u64 + (end - self.first_offset),
-            None => bytes.len() as u64,
+            None => self.view.len() as u64,
         };
-        bytes.get(start as usize..end.min(bytes.len() as u64) as usize)
+        let len = self.view.len() as u64;
+        Some(self.view.published(start.min(len) as usize, end.min(len) as usize))
     }
 }
 
@@ -128,19 +133,21 @@ impl WalLog {
     pub fn poll_tail(&mut self, max_records: usize) -> Result<usize, WalError> {
         let mut walked = 0;
         while walked < max_records {
-            let bytes = self.current.view.bytes();
             let at = SEGMENT_HEADER_BYTES + (self.tail.offset - self.current.first_offset) as usize;
-            // The writer publishes a record by storing its crc|length word last, with release ordering; this
-            // acquire load is its partner, so the record's bytes are complete when the word is there.
-            let published = self.current.view.published_word(at).is_some_and(|word| word != 0);
-            let record = if published { bytes.get(at..).unwrap_or(&[]) } else { &[] };
+            // The writer publishes a record by storing its crc|length word last, with release ordering; the view
+            // loads it with acquire before it lends the record, so the record's bytes are complete when lent.
+            let record = match self.current.view.slot(at) {
+                Slot::Published(bytes) => bytes,
+                Slot::Unpublished | Slot::Malformed => &[],
+            };
+            let room_bytes = self.current.view.len().saturating_sub(at);
             match WalRecords.check(record) {
                 Ok(meta) if meta.seq == self.tail.seq + 1 => {
                     self.tail = Position { seq: meta.seq, offset: self.tail.offset + meta.len_bytes as u64 };
                     walked += 1;
                 }
                 _ => {
-                    if !self.follow_rotation(bytes.len().saturating_sub(at))? {
+                    if !self.follow_rotation(room_bytes)? {
                         break;
                     }
                 }

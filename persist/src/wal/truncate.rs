@@ -11,7 +11,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::scan::{scan_segment, SegmentView, Visit};
+use super::scan::{SegmentView, Visit};
 use super::segment::list_segments;
 use super::writer::sync_dir;
 use crate::error::WalError;
@@ -40,7 +40,7 @@ pub fn discard_after(dir: &Path, keep_seq: u64, aside: &Path) -> Result<Discarde
         let view = SegmentView::open(&seg.path)?;
         let mut end = None;
         let mut after = 0u64;
-        let scan = scan_segment(view.bytes(), None, true, |offset, record| {
+        let scan = view.scan(None, true, |offset, record| {
             if record.input.seq <= keep_seq {
                 end = Some(offset + record.length);
             } else {

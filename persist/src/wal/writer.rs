@@ -33,7 +33,7 @@ use bourse_engine::Input;
 use crossbeam_utils::CachePadded;
 
 use super::record::{decode, encode_entry, Echo, Record, RECORD_ALIGN_BYTES, RECORD_BYTES_MAX};
-use super::scan::{scan_segment, SegmentView, Visit};
+use super::scan::{SegmentView, Visit};
 use super::segment::{list_segments, segment_file_name, SegmentHeader, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES};
 use super::lock::DirLock;
 use super::prepare::{adopt_prepared, Preparer};
@@ -360,10 +360,12 @@ impl Wal {
         self.preparer.as_ref().map_or(0, Preparer::inline_rotations)
     }
 
-    /// Bench only: the host's floor for one record — a 64-byte copy into this mapping, the flush instruction in
-    /// force, and one `sfence` per `burst` lines — run `lines` times over the unused part of the current segment.
-    /// It copies zero lines into slots that are still zero, so the log is unchanged. Returns the elapsed time and
-    /// the lines actually written (bounded by the room left in the segment).
+    /// Bench only: the host's floor for one record — a 64-byte line stored into this mapping as an append stores
+    /// it (56 bytes, then the 8-byte word with release ordering), the flush instruction in force, and one `sfence`
+    /// per `burst` lines — run `lines` times over the unused part of the current segment. It stores zero lines
+    /// into slots that are still zero, so the log is unchanged, and a live reader loading a slot's word still meets
+    /// only atomic stores there. Returns the elapsed time and the lines actually written (bounded by the room left
+    /// in the segment).
     pub fn flush_floor(&mut self, lines: u64, burst: u32) -> (Duration, u64) {
         let zero = [0u8; RECORD_ALIGN_BYTES];
         let map = &self.segment.map;
@@ -374,7 +376,8 @@ impl Wal {
         let start = Instant::now();
         let mut offset = self.offset;
         for i in 0..lines {
-            map.write(offset, &zero);
+            map.write(offset + 8, &zero[8..]);
+            map.store_u64_release(offset, 0);
             map.flush_range(offset, RECORD_ALIGN_BYTES, flush);
             if (i + 1) % burst == 0 {
                 sys::sfence();
@@ -507,7 +510,7 @@ fn stream_offset_before(dir: &Path, next_seq: u64) -> Result<u64, WalError> {
     let view = SegmentView::open(&prev.path)?;
     let mut end = SEGMENT_HEADER_BYTES;
     let mut last = prev.first_seq - 1;
-    let scan = scan_segment(view.bytes(), Some(prev.first_seq), true, |offset, record| {
+    let scan = view.scan(Some(prev.first_seq), true, |offset, record| {
         if record.input.seq >= next_seq {
             return Visit::Stop;
         }

@@ -19,8 +19,9 @@
 //! **Frames.** Received frames are parsed with [`crate::wire::frame::classify`]; UDP checksums that are zero or
 //! *partial* (the pseudo-header sum a veth peer leaves under `CHECKSUM_PARTIAL`) are accepted. Transmitted frames
 //! get full IPv4 and UDP checksums. Peer MAC addresses are learnt from received frames and ARP into a small fixed
-//! table; multicast destinations map to `01:00:5e` MACs; an unknown unicast destination is dropped, counted, and
-//! an ARP request is sent so that a later transmit finds it.
+//! table; multicast destinations map to `01:00:5e` MACs; a transmit to an unknown unicast destination is refused
+//! with [`TxError::Unresolved`] and counted (`tx_unresolved`), and an ARP request is sent so that a later transmit
+//! finds it.
 //!
 //! **One queue.** The socket binds one rx queue ([`AfXdpOptions::queue_id`], default 0); the program redirects
 //! only frames arriving on a queue that has a socket and passes the rest to the kernel. On a multi-queue NIC,
@@ -646,9 +647,9 @@ impl Backend for AfXdp {
         fill: &mut dyn FnMut(&mut [u8]) -> usize,
     ) -> Result<(), TxError> {
         let Some(dst_mac) = self.resolve(*dst.ip()) else {
-            // Not a lack of slots: the datagram cannot be addressed yet. Counted here (dropped, no_neighbor) and
-            // said to the caller, which must not believe it sent.
-            self.stats.dropped += 1;
+            // Not a lack of slots: the datagram cannot be addressed yet. Counted here (tx_unresolved, and
+            // no_neighbor in `resolve`) and said to the caller, which must not believe it sent.
+            self.stats.tx_unresolved += 1;
             return Err(TxError::Unresolved);
         };
         let Some(addr) = self.xsk.tx_alloc() else {

@@ -476,6 +476,7 @@ impl Exported {
             (Counter::BackendMalformed, b.malformed),
             (Counter::BackendDropped, b.dropped),
             (Counter::TxRefused, p.tx_refused),
+            (Counter::TxUnresolved, p.tx_unresolved),
             (Counter::Duplicates, p.duplicates),
             (Counter::DuplicatesAnswered, p.duplicates_answered),
             (Counter::IdleLogouts, sessions.idle_logouts),

@@ -61,6 +61,10 @@ pub struct PipelineCounters {
     pub backpressure_polls: u64,
     /// Transmits the backend refused for lack of a free slot (the output stays queued and is retried).
     pub tx_refused: u64,
+    /// Outputs not sent because the backend could not address their destination yet ([`TxError::Unresolved`]:
+    /// a raw backend without the peer's MAC, which it has asked for). Not retried: a reply stays in its session's
+    /// store for the next login, a market-data datagram in the feed's store for a retransmission request.
+    pub tx_unresolved: u64,
     pub logins: u64,
     /// OUCH Order Rejected messages the exchange emitted, by reason: row [`reject_row`] of the reason code
     /// ([`crate::translate::REJECT_CODES`], then one row for any other code), and Cancel Reject messages in row
@@ -82,6 +86,7 @@ impl Default for PipelineCounters {
             reply_overflows: 0,
             backpressure_polls: 0,
             tx_refused: 0,
+            tx_unresolved: 0,
             logins: 0,
             rejects: [0; REJECT_ROWS],
         }
@@ -330,7 +335,7 @@ impl Pipeline {
     /// Releases every committed output to the backend and flushes it.
     pub fn transmit(&mut self, backend: &mut dyn Backend) {
         let committed = self.commit.committed();
-        let refused = &mut self.counters.tx_refused;
+        let (refused, unresolved) = (&mut self.counters.tx_refused, &mut self.counters.tx_unresolved);
         let mut send = |dst: SocketAddrV4, bytes: &[u8]| {
             let sent = backend.tx(dst, &mut |buf: &mut [u8]| {
                 let n = bytes.len().min(buf.len());
@@ -339,9 +344,12 @@ impl Pipeline {
             });
             match sent {
                 Ok(()) => true,
-                // Counted by the backend (backend_dropped); retrying would fail alike and hold every firm's replies
-                // behind it. The reply stays in its session's store, replayed at the next login.
-                Err(TxError::Unresolved) => true,
+                // Not sent, and counted as such; retrying would fail alike and hold every firm's replies behind
+                // it. The reply stays in its session's store, replayed at the next login.
+                Err(TxError::Unresolved) => {
+                    *unresolved += 1;
+                    true
+                }
                 Err(TxError::Full) => {
                     *refused += 1;
                     false

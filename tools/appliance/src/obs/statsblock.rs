@@ -132,6 +132,7 @@ pub enum Counter {
     SnapshotsSkipped,
     SnapshotsShort,
     OrderRefsUnmapped,
+    TxUnresolved,
 }
 
 /// Entries of [`COUNTERS`] the primary's aux thread sets from its witness agent (the `Witness*` ones); the pipeline's
@@ -139,7 +140,7 @@ pub enum Counter {
 pub const WITNESS_COUNTERS: usize = 4;
 
 /// `(counter, name, help)` in slot order: `COUNTERS[i].0 as usize == i`.
-pub const COUNTERS: [(Counter, &str, &str); 37] = [
+pub const COUNTERS: [(Counter, &str, &str); 38] = [
     (
         Counter::KernelDrops,
         "kernel_drops",
@@ -152,7 +153,8 @@ pub const COUNTERS: [(Counter, &str, &str); 37] = [
     (
         Counter::BackendDropped,
         "backend_dropped",
-        "Frames not for the appliance (other protocols, ports, addresses) and transmits that failed.",
+        "Frames not for the appliance (other protocols, ports, addresses) and transmits that failed (those to an \
+         unresolved destination are tx_unresolved).",
     ),
     (
         Counter::TxRefused,
@@ -286,6 +288,12 @@ pub const COUNTERS: [(Counter, &str, &str); 37] = [
         Counter::OrderRefsUnmapped,
         "order_refs_unmapped",
         "Engine order references met with no day-unique Order Reference Number (a defect; each got a fresh one).",
+    ),
+    (
+        Counter::TxUnresolved,
+        "tx_unresolved",
+        "Outputs not sent because the destination's MAC was not known yet (raw backends, which then ask by ARP; \
+         replies are resent at the firm's next login).",
     ),
 ];
 
