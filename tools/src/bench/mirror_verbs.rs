@@ -87,6 +87,7 @@ pub fn measure(args: &MirrorArgs, policy: AckPolicy) -> anyhow::Result<MirrorRep
             let mut region = vec![0u8; config.region_size_bytes as usize].into_boxed_slice();
             // SAFETY: `region` lives on this stack frame until after `transport`, which holds the only
             // registration, has been dropped (reverse declaration order).
+            #[allow(unsafe_code)]
             let lease = unsafe { RegionLease::new(region.as_mut_ptr(), region.len()) };
             let mut transport = VerbsTransport::connect(None, PORT, gid_index(), Role::Standby(lease), 1, &mut side)?;
             let mut standby = Standby::new(config, WalRecords, 1, Position::default());
