@@ -194,7 +194,8 @@ fn mac_of(dev: &str) -> [u8; 6] {
     for (d, s) in req.ifr_name.iter_mut().zip(dev.as_bytes()) {
         *d = *s as libc::c_char;
     }
-    // SAFETY: `req` holds a NUL-terminated interface name.
+    // SAFETY: `req` is a valid `ifreq` whose name is NUL-terminated: the veth names are shorter than IFNAMSIZ
+    // and the zeroed tail ends them.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) };
     assert_eq!(rc, 0, "SIOCGIFHWADDR: {}", std::io::Error::last_os_error());
     // SAFETY: SIOCGIFHWADDR filled the hardware address member.
