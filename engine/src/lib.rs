@@ -24,6 +24,7 @@
 //! - `book`: entry checks, matching, stops, halt queues, cancel and replace (its module notes list the rules).
 //! - `snapshot`, `invariants`: state encoding with a validating decoder, and the full invariant check.
 #![forbid(unsafe_code)]
+#![deny(clippy::disallowed_methods, clippy::disallowed_types, clippy::disallowed_macros)]
 
 mod book;
 mod breaker;

@@ -12,6 +12,7 @@ static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 struct Counting;
 
 // SAFETY: forwards every call to the system allocator unchanged; only counts.
+#[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);

@@ -87,6 +87,7 @@ fn serve(xdp: &mut AfXdp, stop: &AtomicBool) -> (u64, u64) {
     (generic.stats().echoed, own)
 }
 
+#[allow(unsafe_code)]
 fn ifindex(name: &str) -> u32 {
     let c = std::ffi::CString::new(name).unwrap();
     // SAFETY: `c` is a valid NUL-terminated string for the call.
@@ -101,6 +102,7 @@ fn ifindex(name: &str) -> u32 {
 }
 
 /// A raw packet socket on `dev` receiving `protocol` (an EtherType) with a 1 s receive timeout.
+#[allow(unsafe_code)]
 fn packet_socket(dev: &str, protocol: u16) -> (OwnedFd, u32) {
     // SAFETY: plain socket(2); checked below.
     let raw = unsafe {
@@ -150,6 +152,7 @@ fn packet_socket(dev: &str, protocol: u16) -> (OwnedFd, u32) {
     (fd, idx)
 }
 
+#[allow(unsafe_code)]
 fn send_frame(fd: &OwnedFd, frame: &[u8]) {
     // SAFETY: the socket is bound to one interface; `frame` is a live buffer of the length passed.
     let n = unsafe {
@@ -168,6 +171,7 @@ fn send_frame(fd: &OwnedFd, frame: &[u8]) {
     );
 }
 
+#[allow(unsafe_code)]
 fn recv_frame(fd: &OwnedFd, buf: &mut [u8]) -> Option<usize> {
     // SAFETY: `buf` is a live, writable buffer of the length passed.
     let n = unsafe {
@@ -181,6 +185,7 @@ fn recv_frame(fd: &OwnedFd, buf: &mut [u8]) -> Option<usize> {
     (n >= 0).then_some(n as usize)
 }
 
+#[allow(unsafe_code)]
 fn mac_of(dev: &str) -> [u8; 6] {
     // sysfs shows the namespace that mounted it, so ask the kernel through a socket in this thread's namespace.
     let (fd, _) = packet_socket(dev, ETH_P_ARP);
@@ -189,7 +194,8 @@ fn mac_of(dev: &str) -> [u8; 6] {
     for (d, s) in req.ifr_name.iter_mut().zip(dev.as_bytes()) {
         *d = *s as libc::c_char;
     }
-    // SAFETY: `req` holds a NUL-terminated interface name.
+    // SAFETY: `req` is a valid `ifreq` whose name is NUL-terminated: the veth names are shorter than IFNAMSIZ
+    // and the zeroed tail ends them.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) };
     assert_eq!(rc, 0, "SIOCGIFHWADDR: {}", std::io::Error::last_os_error());
     // SAFETY: SIOCGIFHWADDR filled the hardware address member.

@@ -14,7 +14,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
 
 /// Cache-line size in bytes on every x86_64 part we run on, and the unit of a WAL record.
 pub const LINE_BYTES: usize = 64;
@@ -44,10 +44,13 @@ pub struct Mmap {
     kind: MapKind,
 }
 
-// SAFETY: the mapping is plain memory owned by this value; all access goes through raw-pointer copies with bounds
-// checks, so sharing the handle between threads is as safe as sharing a `*mut u8` to process-shared memory.
+// SAFETY: the mapping belongs to the process, not to the thread that made it, and this value owns it: any thread
+// may write through it or unmap it.
 unsafe impl Send for Mmap {}
-// SAFETY: see `Send`; methods taking `&self` never create overlapping `&mut` references.
+// SAFETY: `&self` methods reach the pages only through bounds-checked raw-pointer copies, atomic stores and system
+// calls, and hand out no reference to them, so no `&[u8]` of these bytes exists for a write to invalidate. Two
+// threads calling `write` on the same bytes at once would still race; the WAL has one writer, and the threads it
+// shares segments with (group commit, preparation) only `msync` them or use them before the writer gets them.
 unsafe impl Sync for Mmap {}
 
 impl Mmap {
@@ -101,8 +104,9 @@ impl Mmap {
     #[inline]
     pub fn write(&self, offset: usize, src: &[u8]) {
         assert!(offset <= self.len && src.len() <= self.len - offset, "write beyond the mapping");
-        // SAFETY: bounds checked above; `src` is ordinary memory and cannot overlap the mapping's pages in a way
-        // that matters for a byte copy (the writer encodes into a stack buffer).
+        // SAFETY: `[offset, offset + src.len())` lies inside the mapping (checked above), which is writable. `src`
+        // cannot overlap it: `Mmap` hands out no reference into its pages, so a `&[u8]` lies elsewhere in the
+        // address space (a `MapView` of the same file is a separate mapping at other addresses).
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(offset), src.len()) }
     }
 
@@ -112,7 +116,8 @@ impl Mmap {
     #[inline]
     pub fn store_u64_release(&self, offset: usize, value: u64) {
         assert!(offset.is_multiple_of(8) && offset + 8 <= self.len, "misaligned or out-of-bounds word");
-        // SAFETY: in bounds and 8-aligned (the mapping is page-aligned); an AtomicU64 has the layout of a u64.
+        // SAFETY: in bounds, 8-aligned (the mapping is page-aligned) and writable; an AtomicU64 has the layout of a
+        // u64. Readers load this word atomically, and the writer stores record words only through this method.
         let word = unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(offset).cast::<u64>()) };
         word.store(value, Ordering::Release);
     }
@@ -126,7 +131,9 @@ impl Mmap {
         let end = offset + len;
         let mut line = start;
         while line < end {
-            // SAFETY: `line` lies inside the mapping (checked range, rounded down to its line).
+            // SAFETY: `line` lies inside the mapping (checked range, rounded down to its line, and the mapping is
+            // page-aligned). `flush` is the caller's: the WAL passes only what `WalConfig::flush_kind` accepted
+            // after asking CPUID; any other kind would fault with #UD, stopping the process, not corrupting it.
             unsafe { flush_line(flush, self.ptr.as_ptr().add(line)) };
             line += LINE_BYTES;
         }
@@ -139,7 +146,8 @@ impl Mmap {
         let page = page_bytes();
         let start = offset & !(page - 1);
         let end = (offset + len).min(self.len);
-        // SAFETY: the range is inside our mapping and page-aligned at its start.
+        // SAFETY: the range is inside our mapping (checked above, `end` clamped to it) and page-aligned at its
+        // start, as msync requires; msync only writes pages back and changes no memory.
         let rc = unsafe { libc::msync(self.ptr.as_ptr().add(start).cast(), end - start, libc::MS_SYNC) };
         if rc != 0 {
             return Err(io::Error::last_os_error());
@@ -153,7 +161,9 @@ impl Mmap {
         let page = page_bytes();
         let mut off = 0;
         while off < self.len {
-            // SAFETY: in bounds; a volatile read then write of the same byte keeps the contents.
+            // SAFETY: in bounds and writable. The volatile read then write of the same byte keeps the contents
+            // because nothing else writes this segment yet: both callers prefault a file they have just created,
+            // before it is renamed into the log.
             unsafe {
                 let p = self.ptr.as_ptr().add(off);
                 std::ptr::write_volatile(p, std::ptr::read_volatile(p));
@@ -165,7 +175,8 @@ impl Mmap {
 
 impl Drop for Mmap {
     fn drop(&mut self) {
-        // SAFETY: we own the mapping; nothing borrows it past `self`'s life.
+        // SAFETY: `ptr` and `len` are exactly what mmap returned, and this is the only unmap. `Mmap` lends no
+        // references into the pages, so none outlives it.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
@@ -339,9 +350,13 @@ impl MapView {
         assert!(offset.is_multiple_of(8) && offset + 8 <= self.len, "misaligned or out-of-bounds word");
         // SAFETY: in bounds and 8-aligned (checked; the mapping is page-aligned); an AtomicU64 has the layout of a
         // u64, and an atomic load from read-only memory does not write. The writer stores a slot's word only
-        // atomically (the slot protocol), so this load never races a plain store.
+        // atomically (the slot protocol), so this load never races a plain store. The pages are mapped read-only,
+        // where Rust promises only relaxed atomic loads of at most 8 bytes (core::sync::atomic, "Atomic accesses to
+        // read-only memory"), so the load is relaxed and the fence after it gives the acquire.
         let word = unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(offset).cast::<u64>()) };
-        word.load(Ordering::Acquire)
+        let value = word.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        value
     }
 
     /// The word at the 8-aligned, in-bounds `offset`, loaded atomically with no ordering (see [`MapView::read`]).
@@ -394,7 +409,7 @@ pub fn page_bytes() -> usize {
 /// full disk (which would be a SIGBUS, not an error). ENOSPC is returned as an error here, at creation.
 pub fn allocate(file: &File, len: u64) -> io::Result<()> {
     let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
-    // SAFETY: plain syscall on a valid fd.
+    // SAFETY: posix_fallocate takes integers only, and the fd is borrowed from a live `File`.
     let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc));
@@ -502,7 +517,8 @@ impl FlushKind {
 #[cfg(target_arch = "x86_64")]
 fn cpuid_flush_features() -> (bool, bool) {
     use std::arch::x86_64::{__cpuid, __cpuid_count};
-    // SAFETY: CPUID exists on every x86_64 CPU; leaf 0 reports the highest leaf, checked before asking for leaf 7.
+    // SAFETY: CPUID exists on every x86_64 CPU, and leaf 0 is always valid: it reports the highest leaf, checked
+    // before asking for leaf 7. (Newer Rust makes `__cpuid` safe, hence the allow.)
     #[allow(unused_unsafe)]
     let max_leaf = unsafe { __cpuid(0) }.eax;
     if max_leaf < 7 {

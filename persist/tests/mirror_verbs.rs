@@ -109,7 +109,9 @@ struct StandbyEnd {
 fn connect_standby(config: &MirrorConfig, side: &mut TcpStream, epoch: u64) -> StandbyEnd {
     let mut region = vec![0u8; config.region_size_bytes as usize].into_boxed_slice();
     // SAFETY: the ring is a heap allocation that moves (without moving its bytes) into the StandbyEnd next to the
-    // transport, which is dropped before it (field order above) and is the only holder of the registration.
+    // transport, which is dropped before it (field order above) and is the only holder of the registration; the
+    // bytes serve only as the standby's landing ring.
+    #[allow(unsafe_code)]
     let lease = unsafe { RegionLease::new(region.as_mut_ptr(), region.len()) };
     let transport = VerbsTransport::connect(None, PORT, gid_index(), Role::Standby(lease), epoch, side).unwrap();
     StandbyEnd { transport, region }

@@ -1,4 +1,5 @@
 //! `bourse`: one binary, one subcommand per program (see `bourse --help`).
+#![deny(unsafe_code)]
 
 use clap::{Parser, Subcommand};
 

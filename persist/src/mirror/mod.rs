@@ -46,6 +46,11 @@
 //! Record validation goes through [`RecordFormat`]: [`WalRecords`] wraps `wal::record::decode` for the appliance;
 //! [`Crc32cRecords`] reads the same header but any body, for simulations (see [`record`]). Acks reach the WAL's
 //! `CommitIndex` through [`MirrorGate::attach_commit_index`].
+//!
+//! Clippy holds the protocol to that: persist/clippy.toml bans clocks, sleeps, threads, files, sockets and printing,
+//! and this module denies them everywhere but its I/O seams, the transports ([`tcp`], `verbs`) and [`wal_log`]
+//! (which reads the WAL and paces its segment checks by the clock).
+#![deny(clippy::disallowed_methods, clippy::disallowed_types, clippy::disallowed_macros)]
 
 pub mod frame;
 pub mod gate;
@@ -53,10 +58,13 @@ pub mod primary;
 pub mod record;
 pub mod sim;
 pub mod standby;
+#[allow(clippy::disallowed_methods, clippy::disallowed_types, clippy::disallowed_macros)]
 pub mod tcp;
 pub mod transport;
+#[allow(clippy::disallowed_methods, clippy::disallowed_types, clippy::disallowed_macros)]
 pub mod wal_log;
 #[cfg(feature = "rdma")]
+#[allow(clippy::disallowed_methods, clippy::disallowed_types, clippy::disallowed_macros)]
 pub mod verbs;
 
 pub use frame::{Frame, FrameError, FrameKind};

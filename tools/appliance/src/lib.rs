@@ -24,6 +24,10 @@
 //! * [`progress`] — progress bars on stderr for long work, drawn only on a terminal.
 //!
 //! This crate does not depend on `plotters`; plots and reports are in `bourse`.
+//!
+//! Unsafe code is denied except at two seams: `obs::sys` (the TSC instructions, `clock_gettime`, `mmap`) and
+//! `appliance::preflight::is_root` (`geteuid`).
+#![deny(unsafe_code)]
 
 pub mod appliance;
 pub mod config;

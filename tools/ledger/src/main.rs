@@ -1,4 +1,5 @@
 //! `bourse-ledger`: the `bourse ledger` subcommands as a binary of their own.
+#![deny(unsafe_code)]
 
 use clap::Parser;
 

@@ -85,8 +85,10 @@ pub fn measure(args: &MirrorArgs, policy: AckPolicy) -> anyhow::Result<MirrorRep
             let (mut side, _) = listener.accept()?;
             // Declared before the transport, so dropped after it: the registration goes before the memory.
             let mut region = vec![0u8; config.region_size_bytes as usize].into_boxed_slice();
-            // SAFETY: `region` lives on this stack frame until after `transport`, which holds the only
-            // registration, has been dropped (reverse declaration order).
+            // SAFETY: `region`'s heap bytes stay allocated, and serve only as the standby's landing ring, until
+            // after `transport`, which holds the only registration, has been dropped (declared later, so dropped
+            // first, on the error paths too).
+            #[allow(unsafe_code)]
             let lease = unsafe { RegionLease::new(region.as_mut_ptr(), region.len()) };
             let mut transport = VerbsTransport::connect(None, PORT, gid_index(), Role::Standby(lease), 1, &mut side)?;
             let mut standby = Standby::new(config, WalRecords, 1, Position::default());

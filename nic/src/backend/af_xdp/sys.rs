@@ -643,7 +643,9 @@ fn setsockopt<T>(fd: &OwnedFd, name: libc::c_int, v: &T) -> io::Result<()> {
 fn getsockopt<T: Default>(fd: &OwnedFd, name: libc::c_int) -> io::Result<T> {
     let mut v = T::default();
     let mut len = size_of::<T>() as libc::socklen_t;
-    // SAFETY: `v` is a live `repr(C)` value of `len` bytes that the kernel fills.
+    // SAFETY: `v` is a live, exclusively borrowed value of `len` bytes that the kernel fills, and no more than
+    // `len`. Both callers ask for one of the ABI structs above (`XdpMmapOffsets`, `XdpStatistics`), which are
+    // made of integers only, so any bytes the kernel writes are a valid value.
     let rc = unsafe {
         libc::getsockopt(
             fd.as_raw_fd(),
@@ -902,8 +904,10 @@ impl Xsk {
     /// The whole chunk of a transmit frame from [`Xsk::tx_alloc`].
     pub fn tx_frame_mut(&mut self, addr: u64) -> &mut [u8] {
         let r = self.tx_range(addr);
-        // SAFETY: the range is one tx chunk of the live UMEM (asserted in `tx_range`); it came from the free list,
-        // so the kernel does not hold it, and `&mut self` makes this the only view.
+        // SAFETY: the range is one tx chunk of the live UMEM (asserted in `tx_range`), and `&mut self` makes this
+        // the only Rust view of it. The caller passes a frame from `tx_alloc`, which the kernel does not hold;
+        // were it one still queued, the kernel would send bytes being rewritten, a garbled frame and not a memory
+        // error, since the kernel's reads of the UMEM are not Rust accesses.
         unsafe { std::slice::from_raw_parts_mut(self.umem.ptr.as_ptr().add(r.start), r.len()) }
     }
 

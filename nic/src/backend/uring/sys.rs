@@ -2,7 +2,7 @@
 //!
 //! * [`BufRing`]: a provided-buffer ring (`IORING_REGISTER_PBUF_RING`). The ring of 16-byte entries lives in its
 //!   own page-aligned anonymous mapping, as the kernel requires; the buffers it points to are one boxed slice.
-//!   The kernel takes entries from the head; we return buffers at the tail. The last entry's `resv` field doubles
+//!   The kernel takes entries from the head; we return buffers at the tail. The first entry's `resv` field doubles
 //!   as the ring's tail (the kernel's layout), published with a release store so the kernel never sees a tail
 //!   that covers an entry whose address and length are not yet written.
 //! * [`RecvHeader`]: the `msghdr` template multishot `RecvMsg` reads its name and control sizes from.
@@ -46,7 +46,8 @@ impl Io {
     pub(crate) fn new(ring: IoUring, entries: u16, buf_bytes: usize, tx: MmsgArrays, fd: RawFd) -> io::Result<Io> {
         let bufs = BufRing::new(entries, buf_bytes)?;
         // SAFETY: the ring's entries and the buffers they point to are owned by `Io` together with the ring, and
-        // the ring is dropped first (field order), so they stay valid while the kernel can use them.
+        // the ring is dropped first (field order), so they stay valid while the kernel can use them. `bufs_mut`
+        // and `tx_mut` lend them to the backend to recycle buffers and fill slots, never to move them out.
         unsafe { ring.submitter().register_buf_ring_with_flags(bufs.ring as u64, entries, BUFFER_GROUP, 0)? };
         Ok(Io { ring, bufs, recv_hdr: RecvHeader::new(), tx, fd })
     }
@@ -221,7 +222,8 @@ impl BufRing {
         let idx = (self.tail & self.mask) as usize;
         let addr = self.bufs.wrapping_add(bid as usize * self.buf_bytes);
         // SAFETY: `idx` is masked to the ring's entry count, within the mapping; entries beyond the published tail
-        // are ours to write.
+        // are ours to write. Entry 0's `resv` doubles as the tail, which the kernel may load at any time, but the
+        // setters below store only the address, length and buffer id, never `resv`.
         let entry = unsafe { &mut *self.ring.add(idx) };
         entry.set_addr(addr as u64);
         entry.set_len(self.buf_bytes as u32);

@@ -539,7 +539,9 @@ pub struct Cq(NonNull<ibv_cq>);
 impl Cq {
     /// Polls up to `wcs.len()` completions; returns how many were written.
     pub fn poll(&self, wcs: &mut [ibv_wc]) -> Result<usize, std::io::Error> {
-        // SAFETY: the CQ is live; its context pointer is set by the library and valid while the CQ exists.
+        // SAFETY: the CQ is live, and its `context` is the device context it was created on, which outlives it:
+        // the verbs transport keeps both in one Link, which drops the context last. The reference covers only the
+        // `device` pointer and the ops table, which the library fills when it opens the device and never changes.
         let ctx = unsafe { &*(*self.0.as_ptr()).context };
         let poll = ctx.ops.poll_cq.ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOSYS))?;
         // SAFETY: `wcs` is a writable array of `wcs.len()` entries, as ibv_poll_cq requires.
@@ -589,7 +591,7 @@ impl Qp {
     /// Every `sg_list` entry must describe memory registered in an `Mr` that stays alive until the completion for
     /// this work request has been polled.
     pub unsafe fn post_send(&self, wr: &mut ibv_send_wr) -> Result<(), std::io::Error> {
-        // SAFETY: the QP is live; its context pointer is valid while it exists.
+        // SAFETY: as in `Cq::poll`: the QP is live and its context outlives it; only the immutable ops are read.
         let ctx = unsafe { &*(*self.0.as_ptr()).context };
         let post = ctx.ops.post_send.ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOSYS))?;
         let mut bad = null_mut();
@@ -602,7 +604,7 @@ impl Qp {
     /// # Safety
     /// As for [`Qp::post_send`]: the buffers must stay registered and alive until the completion is polled.
     pub unsafe fn post_recv(&self, wr: &mut ibv_recv_wr) -> Result<(), std::io::Error> {
-        // SAFETY: the QP is live; its context pointer is valid while it exists.
+        // SAFETY: as in `Cq::poll`: the QP is live and its context outlives it; only the immutable ops are read.
         let ctx = unsafe { &*(*self.0.as_ptr()).context };
         let post = ctx.ops.post_recv.ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOSYS))?;
         let mut bad = null_mut();
@@ -642,18 +644,23 @@ pub fn send_wr(sge: &mut ibv_sge, wr_id: u64) -> ibv_send_wr {
 
 /// Everything one RC connection owns. Field order is drop order: the QP goes first (flushing every posted work
 /// request), then the CQ, the MRs, the PD and the device context — so no registered buffer is freed while the NIC
-/// may still touch it, which is what makes the posting methods below safe.
+/// may still touch it, which is what makes the posting methods below safe. The fields are visible only to the
+/// verbs transport, which keeps its Link whole, so no code elsewhere can move a buffer out from under the QP.
 pub struct Link {
-    pub qp: Qp,
-    pub cq: Cq,
+    pub(super) qp: Qp,
+    pub(super) cq: Cq,
     /// Staging for outgoing bytes: write payloads and control frames.
-    pub send_mr: Mr,
+    pub(super) send_mr: Mr,
     /// Receive slots for control frames sent to us.
-    pub recv_mr: Mr,
+    pub(super) recv_mr: Mr,
+    // The last three are held only to be dropped in this order, never read.
     /// The remote-writable WAL region (standby only).
-    pub region_mr: Option<Mr>,
-    pub pd: Pd,
-    pub ctx: Context,
+    #[allow(dead_code)]
+    pub(super) region_mr: Option<Mr>,
+    #[allow(dead_code)]
+    pub(super) pd: Pd,
+    #[allow(dead_code)]
+    pub(super) ctx: Context,
 }
 
 impl Link {
@@ -662,7 +669,8 @@ impl Link {
         assert!(off + len <= self.send_mr.len());
         let mut sge = ibv_sge { addr: self.send_mr.addr() + off as u64, length: len as u32, lkey: self.send_mr.lkey() };
         let mut wr = write_with_imm_wr(&mut sge, wr_id, remote_addr, rkey, imm);
-        // SAFETY: the bytes are in `send_mr`, owned by this Link and freed only after the QP is destroyed.
+        // SAFETY: the bytes are in `send_mr` (bounds asserted above), which this Link owns and frees only after its
+        // QP is destroyed (field order), so they outlive the work request.
         unsafe { self.qp.post_send(&mut wr) }
     }
     /// Posts `send_mr[off..off+len]` as a SEND.
@@ -678,7 +686,8 @@ impl Link {
         assert!(off + len <= self.recv_mr.len());
         let mut sge = ibv_sge { addr: self.recv_mr.addr() + off as u64, length: len as u32, lkey: self.recv_mr.lkey() };
         let mut wr = ibv_recv_wr { wr_id, next: null_mut(), sg_list: &mut sge, num_sge: 1 };
-        // SAFETY: the slot is in `recv_mr`, owned by this Link and freed only after the QP is destroyed.
+        // SAFETY: the slot is in `recv_mr` (bounds asserted above), which this Link owns and frees only after its QP
+        // is destroyed (field order), so it outlives the work request.
         unsafe { self.qp.post_recv(&mut wr) }
     }
 }

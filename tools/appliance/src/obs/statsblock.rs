@@ -34,7 +34,9 @@
 //! [`COUNTERS`] table, not block contents: slot `i` means `COUNTERS[i]` for as long as the version stays.
 //!
 //! The magic is stored last, with Release, when the writer creates the block, so a reader that sees it (Acquire)
-//! sees an initialised block.
+//! sees an initialised block. Readers map the block read-only, where Rust promises only relaxed atomic loads
+//! (core::sync::atomic, "Atomic accesses to read-only memory"), so every load here is relaxed and an acquire is
+//! a relaxed load followed by an acquire fence.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -478,7 +480,9 @@ pub struct StatsSnapshot {
 
 impl StatsBlock {
     pub fn magic(&self) -> u64 {
-        self.magic.load(Ordering::Acquire)
+        let magic = self.magic.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        magic
     }
     pub fn writer_pid(&self) -> u64 {
         self.writer_pid.load(Ordering::Relaxed)
@@ -568,8 +572,9 @@ impl StatsBlock {
             reject_names: [[0; REASON_NAME_BYTES]; REJECT_REASONS_MAX],
         };
         loop {
-            // Acquire: the words read below are at least as new as the writer's last completed update.
-            let before = self.text_seq.load(Ordering::Acquire);
+            // Acquire (the fence): the words read below are at least as new as the writer's last completed update.
+            let before = self.text_seq.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
             if before % 2 == 1 {
                 std::hint::spin_loop();
                 continue;

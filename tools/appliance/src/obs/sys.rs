@@ -34,8 +34,9 @@ pub fn lfence_rdtsc() -> u64 {
 #[inline(always)]
 pub fn rdtscp() -> u64 {
     let mut aux = 0u32;
-    // SAFETY: the callers only use this after `has_rdtscp()` returned true; the instruction writes the processor id
-    // into `aux`, a valid local.
+    // SAFETY: the instruction writes the processor id into `aux`, a valid local, and touches no other memory. The
+    // one caller (`bench clock`) checks `has_rdtscp()` first; on a CPU without it the instruction would fault with
+    // #UD, stopping the process rather than corrupting it.
     unsafe { std::arch::x86_64::__rdtscp(&mut aux) }
 }
 
@@ -72,10 +73,10 @@ pub struct Mapping {
     len_bytes: usize,
 }
 
-// SAFETY: the mapping is plain memory owned by this value; the stats block laid over it holds only atomics, so
-// sharing or sending it across threads is sound.
+// SAFETY: the mapping belongs to the process and this value owns it; any thread may use it or unmap it.
 unsafe impl Send for Mapping {}
-// SAFETY: as above; all access through the mapping goes through atomic types.
+// SAFETY: `&self` hands out only `as_ref`, whose types are made of atomics (`AtomicPod`), so threads sharing the
+// mapping access it only atomically.
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
@@ -121,7 +122,9 @@ impl Mapping {
         );
         // SAFETY: the mapping is page-aligned (checked against T's alignment above), at least size_of::<T>() long
         // (checked above), lives as long as `self`, and T (by the AtomicPod contract) is valid for any bytes and
-        // only ever accessed through atomics, so concurrent writers in other processes are not data races.
+        // only ever accessed through atomics, so concurrent writers in other processes are not data races. A
+        // read-only mapping is laid under the stats block only, whose public methods only load, and only with
+        // relaxed ordering (see statsblock.rs), the one kind of access Rust allows on read-only memory.
         unsafe { &*self.ptr.as_ptr().cast::<T>() }
     }
 }
