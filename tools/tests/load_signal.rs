@@ -70,9 +70,13 @@ fn sigint_and_sigterm_print_the_partial_table_and_flush_the_hlog() {
         let merged = log.merged_by_tag().unwrap();
         assert_eq!(merged.keys().collect::<Vec<_>>(), ["rate_1000"], "{err}");
         assert_eq!(merged["rate_1000"].len(), replied, "{out}");
-        // One line per second of the row (the last one shorter), not one per run.
+        // One line per second of the row (the last one shorter), not one per run: several lines, each starting
+        // where the one before ended. (How long each is depends on this shared machine's scheduling: not checked.)
         assert!(log.intervals.len() >= 2, "{} intervals", log.intervals.len());
-        assert!(log.intervals.iter().all(|i| i.length <= Duration::from_millis(1_100)), "{:?}", log.intervals.len());
+        for w in log.intervals.windows(2) {
+            let (a, b) = (&w[0], &w[1]);
+            assert!(b.start + Duration::from_millis(1) >= a.start + a.length, "intervals overlap: {a:?} then {b:?}");
+        }
     }
     node.terminate();
 }
