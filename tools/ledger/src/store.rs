@@ -117,11 +117,15 @@ impl Sqlite {
     }
 }
 
-fn to_sqlite(v: &Val) -> rusqlite::types::Value {
-    match v {
-        Val::Int(i) => rusqlite::types::Value::Integer(*i),
-        Val::Text(t) => rusqlite::types::Value::Text(t.clone()),
-        Val::Null => rusqlite::types::Value::Null,
+/// Bound by reference: the text is not copied for SQLite to copy it again.
+impl rusqlite::ToSql for Val {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Val::Int(i) => ValueRef::Integer(*i),
+            Val::Text(t) => ValueRef::Text(t.as_bytes()),
+            Val::Null => ValueRef::Null,
+        }))
     }
 }
 
@@ -135,14 +139,14 @@ impl Store for Sqlite {
     fn exec(&mut self, sql: &str, params: &[Val]) -> anyhow::Result<u64> {
         let mut st = self.conn.prepare_cached(sql).with_context(|| format!("sqlite: preparing {sql}"))?;
         let n = st
-            .execute(rusqlite::params_from_iter(params.iter().map(to_sqlite)))
+            .execute(rusqlite::params_from_iter(params))
             .with_context(|| format!("sqlite: {sql}"))?;
         Ok(n as u64)
     }
     fn query(&mut self, sql: &str, params: &[Val]) -> anyhow::Result<Vec<Row>> {
         let mut st = self.conn.prepare_cached(sql).with_context(|| format!("sqlite: preparing {sql}"))?;
         let cols = st.column_count();
-        let mut rows = st.query(rusqlite::params_from_iter(params.iter().map(to_sqlite)))?;
+        let mut rows = st.query(rusqlite::params_from_iter(params))?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
             let mut row = Vec::with_capacity(cols);
