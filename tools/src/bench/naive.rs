@@ -379,10 +379,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn naive_replace_loses_priority_and_counts_what_the_chain_executed() {
+    /// A book with `accounts` accounts, each its own firm preventing self-trades by canceling the newest.
+    fn book_with_accounts(accounts: AccountId) -> Book {
         let mut book = Book::new();
-        let accounts: Vec<Command> = (0..4)
+        let adds: Vec<Command> = (0..accounts)
             .map(|a| {
                 Command::AddAccount(AddAccount {
                     account: a,
@@ -394,7 +394,13 @@ mod tests {
                 })
             })
             .collect();
-        run(&mut book, &accounts);
+        run(&mut book, &adds);
+        book
+    }
+
+    #[test]
+    fn naive_replace_loses_priority_and_counts_what_the_chain_executed() {
+        let mut book = book_with_accounts(4);
         let (day, ioc) = (TimeInForce::Day, TimeInForce::Ioc);
         let fills = run(
             &mut book,
@@ -446,20 +452,7 @@ mod tests {
 
     #[test]
     fn naive_self_trade_cancels_the_incoming_remainder() {
-        let mut book = Book::new();
-        run(
-            &mut book,
-            &[0, 1].map(|a| {
-                Command::AddAccount(AddAccount {
-                    account: a,
-                    firm: a as FirmId,
-                    self_trade: SelfTrade::CancelNewest,
-                    short_limit: 0,
-                    max_order_qty: 1_000,
-                    max_order_notional: 1_000_000_000,
-                })
-            }),
-        );
+        let mut book = book_with_accounts(2);
         let day = TimeInForce::Day;
         let fills = run(
             &mut book,
