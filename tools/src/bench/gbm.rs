@@ -546,7 +546,7 @@ pub fn time_bourse_published(s: &Stream) -> anyhow::Result<Published> {
     let cores = pin::available_cores();
     let (matcher_core, publisher_core) = (cores.first().copied(), cores.get(1).copied());
     let (tx, mut rx) = bourse_nic::ring::channel::<Event>(RING_EVENTS);
-    let events = s.commands.len();
+    ensure!(!s.commands.is_empty(), "no commands to replay");
     let start = std::sync::Barrier::new(2);
     std::thread::scope(|scope| {
         let publisher = scope.spawn(|| {
@@ -594,7 +594,6 @@ pub fn time_bourse_published(s: &Stream) -> anyhow::Result<Published> {
         let (t0, allocs, inputs_waited, pushes_waited, lost) = matcher.join().expect("matcher thread");
         let (t1, trades) = publisher.join().expect("publisher thread");
         ensure!(lost == 0, "{lost} events lost: the publisher left early");
-        ensure!(events > 0, "no commands to replay");
         Ok(Published {
             seconds: (t1 - t0).as_secs_f64(),
             trades,
