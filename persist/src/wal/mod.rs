@@ -1,11 +1,12 @@
 //! The write-ahead log: records ([`record`]), segment files ([`segment`]), the writer ([`writer`]), the reader
-//! ([`scan`]) and the directory's one-writer lock ([`lock`]).
+//! ([`scan`]), a reader following a live writer ([`tail`]) and the directory's one-writer lock ([`lock`]).
 
 pub mod lock;
 pub mod prepare;
 pub mod record;
 pub mod scan;
 pub mod segment;
+pub mod tail;
 pub mod truncate;
 pub mod writer;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 pub use lock::{DirLock, LockState};
 pub use record::{decode, encode, Record, RecordError, RecordKind, RECORD_BYTES_MAX};
 pub use scan::{scan_log, LogSummary, ScanOptions, TornTail, Visit};
+pub use tail::Tail;
 pub use writer::Wal;
 
 use crate::error::WalError;

@@ -175,7 +175,7 @@ where
     scan_image(bytes, expected_first, live, visit)
 }
 
-fn scan_image<I, F>(image: &I, expected_first: Option<u64>, live: bool, mut visit: F) -> Result<SegmentScan, SegmentFault>
+fn scan_image<I, F>(image: &I, expected_first: Option<u64>, live: bool, visit: F) -> Result<SegmentScan, SegmentFault>
 where
     I: Image + ?Sized,
     F: FnMut(usize, &Record) -> Visit,
@@ -186,11 +186,42 @@ where
             return Err(SegmentFault::Gap { offset: 0, expected, found: header.first_seq });
         }
     }
-    let mut expected = header.first_seq;
-    let mut epoch = header.epoch;
+    let from = Place { offset: SEGMENT_HEADER_BYTES, seq: header.first_seq, epoch: header.epoch };
+    let walk = walk_image(image, from, live, visit)?;
+    Ok(SegmentScan { header, records: walk.records, last_seq: walk.last_seq, last_epoch: walk.at.epoch, end: walk.end })
+}
+
+/// Where a walk through a segment's records stands: the offset of the next slot, the seq the record there must
+/// carry, and the epoch it must not fall below.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+    pub offset: usize,
+    pub seq: u64,
+    pub epoch: u32,
+}
+
+/// What a walk from a [`Place`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Walk {
+    /// Where a later walk resumes: after the last valid record seen.
+    pub at: Place,
+    /// Valid records seen (visited or not).
+    pub records: u64,
+    pub last_seq: Option<u64>,
+    pub end: SegmentEnd,
+}
+
+/// The record walk of a segment scan, from `from` (a place an earlier walk of the same segment ended at, or its
+/// first record's): what lets a reader that follows a live writer read only what was appended since it last
+/// looked. The header is not read again; the records are checked exactly as a whole-segment scan checks them.
+fn walk_image<I, F>(image: &I, from: Place, live: bool, mut visit: F) -> Result<Walk, SegmentFault>
+where
+    I: Image + ?Sized,
+    F: FnMut(usize, &Record) -> Visit,
+{
+    let Place { offset: mut pos, seq: mut expected, mut epoch } = from;
     let mut records = 0u64;
     let mut last_seq = None;
-    let mut pos = SEGMENT_HEADER_BYTES;
     let mut copied = [0u8; RECORD_BYTES_MAX];
     let end = loop {
         if pos + RECORD_ALIGN_BYTES > image.len() {
@@ -230,7 +261,7 @@ where
             break SegmentEnd::Stopped { offset: pos };
         }
     };
-    Ok(SegmentScan { header, records, last_seq, last_epoch: epoch, end })
+    Ok(Walk { at: Place { offset: pos, seq: expected, epoch }, records, last_seq, end })
 }
 
 /// Decides what the invalid slot at `pos` means (see the module documentation). A live scan gets here only for a
@@ -373,6 +404,18 @@ impl SegmentView {
         match &self.map {
             Some(m) => scan_image(m, expected_first, live, visit),
             None => scan_image(&[][..], expected_first, live, visit),
+        }
+    }
+
+    /// The walk of [`SegmentView::scan`] from `from`, a place an earlier walk of this segment ended at (or its
+    /// first record's): only the records from there on are read.
+    pub fn walk_from<F>(&self, from: Place, live: bool, visit: F) -> Result<Walk, SegmentFault>
+    where
+        F: FnMut(usize, &Record) -> Visit,
+    {
+        match &self.map {
+            Some(m) => walk_image(m, from, live, visit),
+            None => walk_image(&[][..], from, live, visit),
         }
     }
 }
