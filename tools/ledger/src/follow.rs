@@ -2,15 +2,18 @@
 //! own engine, fed the same records through the same `Engine::apply` the appliance, its standby and recovery use,
 //! so the executions it books are exactly the ones the appliance made, numbered by the same match numbers.
 //!
-//! A reader beside a live writer stops at the first slot that does not hold a valid record (`ScanOptions::live`):
-//! the writer may be completing it. A record becomes visible here once its `crc|length` word is published.
+//! The journal is read through a [`Tail`]: it keeps its place in the newest segment, so each step reads only what
+//! was appended since the last (re-reading the log from seq 1 every batch made a follower's work grow with the
+//! square of the journal's length). Like any reader beside a live writer it stops at the first slot that does not
+//! hold a valid record: the writer may be completing it. A record becomes visible here once its `crc|length` word
+//! is published.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use bourse_engine::{AccountId, Capacity, Command, Engine, Event, EventSink, Input, Side, SymbolId};
-use bourse_persist::wal::{scan_log, Record, ScanOptions, Visit};
+use bourse_persist::wal::{Record, Tail};
 
 /// One execution, both sides resolved to buyer and seller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +52,9 @@ pub enum Movement {
 /// The follower's engine and what it knows of accounts and symbols.
 pub struct Follower {
     dir: PathBuf,
+    tail: Tail,
+    /// The records of one step, kept to reuse their allocation.
+    records: Vec<Record>,
     engine: Engine,
     firms: BTreeMap<AccountId, u16>,
     symbols: Vec<SymbolId>,
@@ -74,6 +80,8 @@ impl Follower {
     pub fn at(dir: &Path, capacity: Capacity, upto: u64) -> anyhow::Result<Follower> {
         let mut f = Follower {
             dir: dir.to_path_buf(),
+            tail: Tail::new(dir, 1),
+            records: Vec::new(),
             engine: Engine::new(capacity),
             firms: BTreeMap::new(),
             symbols: Vec::new(),
@@ -113,23 +121,20 @@ impl Follower {
     /// Applies up to `records_max` further committed records, appending what they moved to `out`; returns how
     /// many were applied (0: nothing new yet).
     pub fn step(&mut self, records_max: usize, out: &mut Vec<Movement>) -> anyhow::Result<usize> {
-        let mut records: Vec<Record> = Vec::with_capacity(records_max.min(65_536));
-        let from = self.engine.last_seq() + 1;
-        scan_log(&self.dir, ScanOptions { from_seq: from, live: true }, |_, _, r| {
-            if records.len() >= records_max {
-                return Visit::Stop;
-            }
-            records.push(*r);
-            Visit::Continue
-        })
-        .with_context(|| format!("reading the journal in {}", self.dir.display()))?;
+        let mut records = std::mem::take(&mut self.records);
+        records.clear();
+        self.tail
+            .poll(records_max, |r| records.push(*r))
+            .with_context(|| format!("reading the journal in {}", self.dir.display()))?;
         for r in &records {
             if r.input.seq != self.engine.last_seq() + 1 {
                 bail!("journal seq {} follows {}: a gap", r.input.seq, self.engine.last_seq());
             }
             self.apply(&r.input, out);
         }
-        Ok(records.len())
+        let n = records.len();
+        self.records = records;
+        Ok(n)
     }
 
     fn apply(&mut self, input: &Input, out: &mut Vec<Movement>) {
