@@ -1,5 +1,6 @@
-//! A `bourse` child process whose stderr is collected line by line: how `bourse demo` runs its primary and
-//! standby, and how the hot-standby tests run theirs.
+//! A `bourse` child process whose output is collected line by line: how `bourse demo` runs its primary and
+//! standby, how the hot-standby tests run theirs, and how `bench ledger --lag` runs the ledger. The nodes speak
+//! on stderr; stdout (where `bourse ledger ingest` prints its summary) is collected into the same lines.
 //!
 //! The child is killed when the [`Node`] is dropped (an error or a failing test leaves no busy-polling appliance
 //! behind) and, through `PR_SET_PDEATHSIG`, when the thread that spawned it dies.
@@ -23,7 +24,7 @@ pub struct Node {
 impl Node {
     /// `program <args> --config <config>` (`program` is the `bourse` binary, or `ip netns exec … bourse`).
     pub fn spawn(role: &str, mut command: Command, args: &[&str], config: &Path) -> anyhow::Result<Node> {
-        command.args(args).arg("--config").arg(config).stdout(Stdio::null()).stderr(Stdio::piped());
+        command.args(args).arg("--config").arg(config).stdout(Stdio::piped()).stderr(Stdio::piped());
         // SAFETY: prctl is async-signal-safe and touches no memory of ours; it asks the kernel to SIGKILL the
         // child when the spawning thread dies. The setting survives the exec of `ip` and of bourse (neither is
         // set-uid).
@@ -36,13 +37,10 @@ impl Node {
         }
         let mut child = command.spawn().with_context(|| format!("spawning {role} ({command:?})"))?;
         let stderr = child.stderr.take().context("the child's stderr pipe")?;
+        let stdout = child.stdout.take().context("the child's stdout pipe")?;
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-            }
-        });
+        collect(stderr, &lines);
+        collect(stdout, &lines);
         Ok(Node { child, role: role.to_string(), lines })
     }
 
@@ -50,12 +48,12 @@ impl Node {
         self.child.id()
     }
 
-    /// The first stderr line containing `needle`, if one arrived yet.
+    /// The first line of output containing `needle`, if one arrived yet.
     pub fn find(&self, needle: &str) -> Option<String> {
         self.lines.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|l| l.contains(needle)).cloned()
     }
 
-    /// Waits for a stderr line containing `needle` and returns it; an error (with the node's log) if the process
+    /// Waits for a line of output containing `needle` and returns it; an error (with the node's log) if the process
     /// exits first or `timeout` passes.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<String> {
         let deadline = Instant::now() + timeout;
@@ -117,6 +115,16 @@ impl Node {
     }
 }
 
+/// Appends each line `from` gives to `lines`, on a thread of its own, until the pipe closes.
+fn collect(from: impl std::io::Read + Send + 'static, lines: &Arc<Mutex<Vec<String>>>) {
+    let sink = Arc::clone(lines);
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+    });
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
@@ -149,6 +157,15 @@ pub fn confine(command: &mut Command, cores: &[usize]) {
             }
             Ok(())
         });
+    }
+}
+
+/// Confines the child to every core but `core` (the pipeline's busy-polled one), when there is one to avoid.
+pub fn keep_off(command: &mut Command, core: Option<usize>) {
+    let Some(core) = core else { return };
+    let others: Vec<usize> = bourse_nic::backend::pin::available_cores().into_iter().filter(|&c| c != core).collect();
+    if !others.is_empty() {
+        confine(command, &others);
     }
 }
 

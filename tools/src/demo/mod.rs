@@ -15,7 +15,7 @@ pub mod pair;
 
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -25,7 +25,7 @@ use crate::load::{self, FirmLogin, LoadOptions, LoadReport};
 
 // The embedded configuration and the in-process appliance live with the appliance (its own unit tests start one);
 // the demo, the integration tests and the benchmarks reach them here, next to `load_options`.
-pub use bourse_appliance::demo::{demo_config, free_udp_port, InProcess, TempDir};
+pub use bourse_appliance::demo::{demo_config, demo_toml, free_udp_port, InProcess, TempDir};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
@@ -104,51 +104,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if total_s > 25.0 {
         bail!("{} rates × {} s + {} s warm-up is {total_s} s: the demo is meant to finish in under 30 s", args.rates.len(), args.duration_s, args.warmup_s);
     }
-    if !matches!(args.ack.as_str(), "replicated" | "durable" | "local") {
-        bail!("--ack {:?}: expected replicated, durable or local", args.ack);
-    }
-    let cores = bourse_nic::backend::pin::available_cores();
-    let (pipeline_core, load_core) = if args.no_pin || cores.len() < 2 {
-        (None, None)
-    } else {
-        (
-            Some(args.pipeline_core.unwrap_or(cores[cores.len() - 1])),
-            Some(args.load_core.unwrap_or(cores[0])),
-        )
-    };
-    let wal = TempDir::new("bourse-demo-wal")?;
-    let (config, report, run) = if args.single {
-        let config = demo_config(wal.path(), &args.wal_mode, pipeline_core)?;
-        let mut appliance = InProcess::start(&config, Duration::from_secs(20))?;
-        let result = drive(&args, &config, load_core);
-        let summary = appliance.stop_and_join();
-        let report = result?;
-        let run = Run {
-            setup: format!("one appliance in this process, WAL {} (removed afterwards)", args.wal_mode),
-            ack: "acknowledged after the local WAL's group commit (no standby)".to_string(),
-            primary: summary?.to_string(),
-            standby: None,
-        };
-        (config, report, run)
-    } else {
-        let pair = pair::Pair::start(wal.path(), &args.wal_mode, &args.ack, pipeline_core, load_core)?;
-        let config = pair.primary_cfg.clone();
-        let ack = pair.ack_line.clone();
-        let result = drive(&args, &config, load_core);
-        let stopped = pair.stop();
-        let report = result?;
-        let stopped = stopped?;
-        let run = Run {
-            setup: format!(
-                "primary and hot standby as two processes, WAL {} on each (removed afterwards), mirror over TCP",
-                args.wal_mode
-            ),
-            ack,
-            primary: stopped.primary,
-            standby: Some(stopped.standby),
-        };
-        (config, report, run)
-    };
+    let (pipeline_core, load_core) = cores(&args);
+    let dir = TempDir::new("bourse-demo-wal")?;
+    let appliance = Appliance::start(&args, dir.path(), pipeline_core, load_core)?;
+    let config = appliance.config.clone();
+    let result = drive(&args, &config, load_core);
+    let stopped = appliance.stop();
+    let report = result?;
+    let run = stopped?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.json {
@@ -176,21 +139,109 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             writeln!(out, "standby: {s}")?;
         }
     }
-    drop(wal);
+    drop(dir);
     Ok(())
 }
 
-/// How the run was set up and what its nodes said, for the table's header and footer.
-struct Run {
+/// The pipeline's core and the load generator's: the last core and the first, unless `--no-pin` or a one-core
+/// host (then neither is pinned); `--pipeline-core` and `--load-core` choose others.
+pub fn cores(args: &DemoArgs) -> (Option<usize>, Option<usize>) {
+    let cores = bourse_nic::backend::pin::available_cores();
+    if args.no_pin || cores.len() < 2 {
+        return (None, None);
+    }
+    (Some(args.pipeline_core.unwrap_or(cores[cores.len() - 1])), Some(args.load_core.unwrap_or(cores[0])))
+}
+
+/// What the demo loads, as `args` ask: one appliance in this process (`--single`) or the primary and standby pair.
+pub struct Appliance {
+    /// The configuration the load generator is pointed at (the primary's).
+    pub config: Config,
+    /// That configuration as a file, for other programs following the same journal (`bourse ledger --config`).
+    pub config_path: PathBuf,
+    nodes: Nodes,
     setup: String,
     ack: String,
-    primary: String,
-    standby: Option<String>,
+}
+
+enum Nodes {
+    Single(InProcess),
+    Pair(Box<pair::Pair>),
+}
+
+/// How the run was set up and what its nodes said, for the table's header and footer.
+pub struct Run {
+    pub setup: String,
+    pub ack: String,
+    pub primary: String,
+    pub standby: Option<String>,
+}
+
+impl Appliance {
+    /// Starts it in `dir` (its configuration files and WAL directories go there), ready for input.
+    pub fn start(
+        args: &DemoArgs,
+        dir: &Path,
+        pipeline_core: Option<usize>,
+        load_core: Option<usize>,
+    ) -> anyhow::Result<Appliance> {
+        if !matches!(args.ack.as_str(), "replicated" | "durable" | "local") {
+            bail!("--ack {:?}: expected replicated, durable or local", args.ack);
+        }
+        if args.single {
+            let name = format!("demo-{}", std::process::id());
+            let text = demo_toml(&name, &dir.join("wal"), &args.wal_mode, pipeline_core, None)?;
+            let config = Config::parse(&text).context("the embedded demo configuration")?;
+            let config_path = dir.join("appliance.toml");
+            std::fs::write(&config_path, &text).with_context(|| format!("writing {}", config_path.display()))?;
+            let appliance = InProcess::start(&config, Duration::from_secs(20))?;
+            Ok(Appliance {
+                config,
+                config_path,
+                nodes: Nodes::Single(appliance),
+                setup: format!("one appliance in this process, WAL {} (removed afterwards)", args.wal_mode),
+                ack: "acknowledged after the local WAL's group commit (no standby)".to_string(),
+            })
+        } else {
+            let pair = pair::Pair::start(dir, &args.wal_mode, &args.ack, pipeline_core, load_core)?;
+            Ok(Appliance {
+                config: pair.primary_cfg.clone(),
+                config_path: pair.primary_config_path.clone(),
+                setup: format!(
+                    "primary and hot standby as two processes, WAL {} on each (removed afterwards), mirror over TCP",
+                    args.wal_mode
+                ),
+                ack: pair.ack_line.clone(),
+                nodes: Nodes::Pair(Box::new(pair)),
+            })
+        }
+    }
+
+    /// Stops every node and returns what each said.
+    pub fn stop(self) -> anyhow::Result<Run> {
+        let (primary, standby) = match self.nodes {
+            Nodes::Single(mut appliance) => (appliance.stop_and_join()?.to_string(), None),
+            Nodes::Pair(pair) => {
+                let stopped = pair.stop()?;
+                (stopped.primary, Some(stopped.standby))
+            }
+        };
+        Ok(Run { setup: self.setup, ack: self.ack, primary, standby })
+    }
 }
 
 /// The load generator against `config`'s order entry, on its own thread (it pins the thread it runs on, and this
 /// one stays unpinned).
 fn drive(args: &DemoArgs, config: &Config, load_core: Option<usize>) -> anyhow::Result<LoadReport> {
+    spawn_load(args, config, load_core)?.join().map_err(|_| anyhow::anyhow!("the load generator panicked"))?
+}
+
+/// Starts the load generator as [`drive`] runs it, and returns without waiting for it.
+pub fn spawn_load(
+    args: &DemoArgs,
+    config: &Config,
+    load_core: Option<usize>,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<LoadReport>>> {
     let mut opts = load_options(config, args.rates.clone(), Duration::from_secs_f64(args.duration_s), args.seed)?;
     opts.warmup = Duration::from_secs_f64(args.warmup_s);
     opts.mix.resting = args.resting;
@@ -200,7 +251,5 @@ fn drive(args: &DemoArgs, config: &Config, load_core: Option<usize>) -> anyhow::
     std::thread::Builder::new()
         .name("bourse-load".into())
         .spawn(move || load::run_load(&opts))
-        .context("starting the load thread")?
-        .join()
-        .map_err(|_| anyhow::anyhow!("the load generator panicked"))?
+        .context("starting the load thread")
 }

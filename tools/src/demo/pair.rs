@@ -6,7 +6,7 @@
 //! the standby promote itself after `promote_after_ms` of silence.
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use anyhow::Context;
 use bourse_appliance::config::Config;
 use bourse_appliance::demo::demo_toml;
 
-use crate::node::{confine, Node};
+use crate::node::{keep_off, Node};
 
 /// Silence before the standby promotes itself. Far above the 5 ms default: on a two-core host running the load
 /// generator, both nodes and their threads, a node can lose its core for longer than that, and a demo that
@@ -30,6 +30,8 @@ pub fn free_tcp_port() -> anyhow::Result<u16> {
 
 pub struct Pair {
     pub primary_cfg: Config,
+    /// Where `primary_cfg` was written.
+    pub primary_config_path: PathBuf,
     pub primary: Node,
     pub standby: Node,
     /// The primary's start-up line stating its acknowledgement rule and failure model.
@@ -58,8 +60,6 @@ impl Pair {
         // Every thread of both nodes but the primary's pipeline runs beside the load, off the pipeline's core:
         // the primary's aux thread (its mirror sender and group commit) is pinned to `aux_core`, the standby
         // process confined to the other cores.
-        let others: Vec<usize> =
-            bourse_nic::backend::pin::available_cores().into_iter().filter(|&c| Some(c) != pipeline_core).collect();
         let aux_core = pipeline_core.and(aux_core);
         let mirror = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_tcp_port()?);
         let pid = std::process::id();
@@ -79,9 +79,7 @@ impl Pair {
         std::fs::write(&pp, &primary_text).with_context(|| format!("writing {}", pp.display()))?;
         std::fs::write(&sp, &standby_text).with_context(|| format!("writing {}", sp.display()))?;
         let mut standby_command = Command::new(&exe);
-        if pipeline_core.is_some() && !others.is_empty() {
-            confine(&mut standby_command, &others);
-        }
+        keep_off(&mut standby_command, pipeline_core);
         let mut standby = Node::spawn("the demo standby", standby_command, &["standby"], &sp)?;
         standby.wait_for("listening for the primary", START_TIMEOUT)?;
         let mut primary = Node::spawn("the demo primary", Command::new(&exe), &["run"], &pp)?;
@@ -89,7 +87,7 @@ impl Pair {
         primary.wait_for("mirror: primary epoch", START_TIMEOUT)?;
         standby.wait_for("caught up with the primary", START_TIMEOUT)?;
         let ack_line = ack_line.trim_start_matches("bourse: acknowledgement: ").to_string();
-        Ok(Pair { primary_cfg, primary, standby, ack_line })
+        Ok(Pair { primary_cfg, primary_config_path: pp, primary, standby, ack_line })
     }
 
     /// Stops the standby, then the primary, each by SIGTERM, and returns what they said. A node that had to be
