@@ -81,8 +81,9 @@ enum BenchCmd {
     Clock(bench::clock::ClockArgs),
     /// Wire-to-ack round trip through the appliance over a veth pair, against each backend's bare echo.
     Wire(bench::wire::WireArgs),
-    /// Trades booked per second by `bourse ledger ingest` into SQLite and into PostgreSQL.
-    Ledger(bourse_ledger::bench::LedgerBenchArgs),
+    /// Trades booked per second by `bourse ledger ingest` into SQLite and into PostgreSQL; with --lag, how far the
+    /// following ledger trails the appliance's commit under the demo's load.
+    Ledger(bench::ledger_lag::LedgerArgs),
     /// The echo floor's server (run by `bench wire` inside a namespace).
     #[command(hide = true)]
     WireEcho(bench::wire::WireEchoArgs),
@@ -104,7 +105,7 @@ fn main() {
             BenchCmd::Recovery(a) => bench::recovery::run(a),
             BenchCmd::Clock(a) => bench::clock::run(a),
             BenchCmd::Wire(a) => bench::wire::run(a),
-            BenchCmd::Ledger(a) => bourse_ledger::bench::run(a),
+            BenchCmd::Ledger(a) => bench::ledger_lag::run(a),
             BenchCmd::WireEcho(a) => bench::wire::run_echo(a),
             BenchCmd::WireClient(a) => bench::wire::run_client(a),
         },

@@ -6,6 +6,7 @@ pub mod codec;
 pub mod engine;
 pub mod gbm;
 pub mod failover;
+pub mod ledger_lag;
 pub mod mirror;
 pub mod naive;
 #[cfg(feature = "rdma")]
