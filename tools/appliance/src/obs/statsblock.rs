@@ -684,22 +684,30 @@ impl StatsWriter {
     }
 
     /// As [`StatsWriter::create`], at an explicit path.
+    ///
+    /// The block is built in a new file and renamed over any old one, never truncated in place: a reader still
+    /// mapping a previous run's block (the ledger, `bourse stats`) would take SIGBUS on a page past a truncated
+    /// end, and would see a commit seq that does not belong to its block. It keeps the old file, whose writer is
+    /// gone, and opens the new one by name.
     pub fn create_at(path: &Path) -> Result<StatsWriter, StatsError> {
-        let io_err = |source| StatsError::Io {
-            path: path.to_path_buf(),
-            source,
+        let mut fresh = path.as_os_str().to_owned();
+        fresh.push(format!(".new-{}", std::process::id()));
+        let fresh = PathBuf::from(fresh);
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StatsError::Io { path, source }
         };
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
-            .open(path)
-            .map_err(io_err)?;
+            .open(&fresh)
+            .map_err(io_err(&fresh))?;
         let size_bytes = std::mem::size_of::<StatsBlock>();
-        // Truncating to zero then extending zero-fills the block, which is its initial state.
-        file.set_len(size_bytes as u64).map_err(io_err)?;
-        let map = Mapping::map(&file, size_bytes, true).map_err(io_err)?;
+        // Extending an empty file zero-fills the block, which is its initial state.
+        file.set_len(size_bytes as u64).map_err(io_err(&fresh))?;
+        let map = Mapping::map(&file, size_bytes, true).map_err(io_err(&fresh))?;
         let writer = StatsWriter {
             backing: Backing::Shared {
                 map,
@@ -707,6 +715,10 @@ impl StatsWriter {
             },
         };
         writer.init();
+        if let Err(e) = std::fs::rename(&fresh, path) {
+            let _ = std::fs::remove_file(&fresh);
+            return Err(io_err(path)(e));
+        }
         Ok(writer)
     }
 
