@@ -13,7 +13,7 @@ use bourse_persist::{AckPolicy, CommitIndex, DurabilityMode, Wal, WalConfig};
 
 use crate::book::BookConfig;
 use crate::calendar::Calendar;
-use crate::ingest::{self, IngestOptions};
+use crate::ingest::{self, CommitFrom, IngestOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct LedgerBenchArgs {
@@ -64,6 +64,8 @@ pub fn run(a: LedgerBenchArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let opts = |db: String| IngestOptions {
         wal_dir: wal.clone(),
+        // The benchmark's own journal, written before the run: committed as it stands.
+        commit: CommitFrom::Whole,
         db,
         capacity: Capacity::SMALL,
         book: BookConfig { calendar: Calendar::default(), currency: "USD".into() },

@@ -8,7 +8,7 @@ use bourse_engine::Capacity;
 
 use crate::book::BookConfig;
 use crate::calendar::{parse_date, Calendar};
-use crate::ingest::{self, IngestOptions};
+use crate::ingest::{self, CommitFrom, IngestOptions};
 use crate::report::{self, Format};
 use crate::schema::migrate;
 use crate::store::open;
@@ -72,6 +72,14 @@ pub struct IngestArgs {
     /// Journal records per database transaction.
     #[arg(long, default_value_t = 4096)]
     pub batch: usize,
+    /// How far the journal is committed, and so booked: `appliance` (the running appliance's commit seq, from
+    /// its stats block, named by --appliance or --config's `[appliance] name`), or `whole` (the directory is
+    /// committed as it stands: a stopped single appliance's journal after recovery, a standby's copy).
+    #[arg(long, value_enum, default_value_t = CommitArg::Appliance)]
+    pub commit: CommitArg,
+    /// With --commit appliance: the appliance's `[appliance] name` (default: --config's, else "bourse").
+    #[arg(long)]
+    pub appliance: Option<String>,
     /// Keep following the journal as it grows.
     #[arg(long)]
     pub follow: bool,
@@ -81,6 +89,12 @@ pub struct IngestArgs {
     /// Keep retrying a database that went away for this many seconds.
     #[arg(long, default_value_t = 60)]
     pub reconnect_secs: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CommitArg {
+    Appliance,
+    Whole,
 }
 
 #[derive(clap::Args, Debug)]
@@ -187,7 +201,16 @@ pub fn run(cmd: LedgerCmd) -> anyhow::Result<()> {
                 Some(p) => Calendar::load(p)?,
                 None => Calendar::default(),
             };
+            let commit = match a.commit {
+                CommitArg::Whole => CommitFrom::Whole,
+                CommitArg::Appliance => CommitFrom::Appliance(match (&a.appliance, &a.journal.config) {
+                    (Some(name), _) => name.clone(),
+                    (None, Some(path)) => bourse_appliance::config::Config::load(path)?.appliance.name,
+                    (None, None) => "bourse".to_string(),
+                }),
+            };
             let o = IngestOptions {
+                commit,
                 db: db_url(&a.db, Some(&a.journal.wal))?,
                 capacity: capacity(&a.journal)?,
                 wal_dir: a.journal.wal,
@@ -198,8 +221,9 @@ pub fn run(cmd: LedgerCmd) -> anyhow::Result<()> {
                 reconnect_for: Duration::from_secs(a.reconnect_secs),
             };
             let r = ingest::run(&o)?;
+            let committed = if r.committed == u64::MAX { "whole".to_string() } else { r.committed.to_string() };
             println!(
-                "ingested: position {} batches {} records {} trades {} reconnects {}",
+                "ingested: position {} batches {} records {} trades {} reconnects {} committed {committed}",
                 r.position, r.batches, r.records, r.trades, r.reconnects
             );
         }

@@ -92,7 +92,7 @@ impl Follower {
         while f.engine.last_seq() < upto {
             let want = (upto - f.engine.last_seq()) as usize;
             let before = f.engine.last_seq();
-            f.step(want.min(65_536), &mut sink)?;
+            f.step(want.min(65_536), upto, &mut sink)?;
             sink.clear();
             if f.engine.last_seq() == before {
                 bail!("{}: the journal ends at seq {before}, but the ledger covers seq {upto}", dir.display());
@@ -118,9 +118,15 @@ impl Follower {
         self.trades_seen
     }
 
-    /// Applies up to `records_max` further committed records, appending what they moved to `out`; returns how
-    /// many were applied (0: nothing new yet).
-    pub fn step(&mut self, records_max: usize, out: &mut Vec<Movement>) -> anyhow::Result<usize> {
+    /// Applies up to `records_max` further records, none past seq `through` (how far the journal is committed;
+    /// see [`crate::commit`]), appending what they moved to `out`; returns how many were applied (0: nothing new
+    /// yet). A record past `through` is not read: the tail stays before it.
+    pub fn step(&mut self, records_max: usize, through: u64, out: &mut Vec<Movement>) -> anyhow::Result<usize> {
+        let allowed = usize::try_from(through.saturating_sub(self.engine.last_seq())).unwrap_or(usize::MAX);
+        let records_max = records_max.min(allowed);
+        if records_max == 0 {
+            return Ok(0);
+        }
         let mut records = std::mem::take(&mut self.records);
         records.clear();
         self.tail

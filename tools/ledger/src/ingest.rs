@@ -9,6 +9,7 @@ use anyhow::Context;
 use bourse_engine::Capacity;
 
 use crate::book::{book_batch, BookConfig};
+use crate::commit::{CommitSource, Committed};
 use crate::follow::Follower;
 use crate::schema::{journal_position, migrate};
 use crate::store::{open, Store};
@@ -16,6 +17,8 @@ use crate::store::{open, Store};
 #[derive(Clone, Debug)]
 pub struct IngestOptions {
     pub wal_dir: PathBuf,
+    /// How far the journal is committed, and so booked (see [`crate::commit`]).
+    pub commit: CommitFrom,
     pub db: String,
     pub capacity: Capacity,
     pub book: BookConfig,
@@ -29,6 +32,24 @@ pub struct IngestOptions {
     pub reconnect_for: Duration,
 }
 
+/// Where the ledger learns how far the journal is committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommitFrom {
+    /// The running appliance of this name: its stats block's commit seq.
+    Appliance(String),
+    /// The directory is committed as it stands.
+    Whole,
+}
+
+impl CommitFrom {
+    fn source(&self) -> CommitSource {
+        match self {
+            CommitFrom::Appliance(name) => CommitSource::appliance(name),
+            CommitFrom::Whole => CommitSource::Whole,
+        }
+    }
+}
+
 /// What an ingest run did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IngestReport {
@@ -37,6 +58,8 @@ pub struct IngestReport {
     pub records: u64,
     pub trades: u64,
     pub reconnects: u64,
+    /// How far the journal was known committed when the run ended (`u64::MAX`: the whole directory).
+    pub committed: u64,
 }
 
 pub fn run(o: &IngestOptions) -> anyhow::Result<IngestReport> {
@@ -79,12 +102,35 @@ fn session(o: &IngestOptions, report: &mut IngestReport) -> anyhow::Result<()> {
     migrate(db.as_mut())?;
     let start = journal_position(db.as_mut())?;
     let mut follower = Follower::at(&o.wal_dir, o.capacity, start).context("bringing the follower to the ledger")?;
+    let mut commit = o.commit.source();
+    let mut said_unknown = false;
     let mut moves = Vec::new();
     let mut idle_since = Instant::now();
     loop {
         let from = follower.last_seq();
+        // While the commit point is unknown nothing new is booked; what is booked already stays committed.
+        let through = match commit.committed() {
+            Committed::Through(seq) => {
+                said_unknown = false;
+                seq
+            }
+            Committed::Unknown(why) => {
+                if !o.follow {
+                    anyhow::bail!(
+                        "{why}: the ledger books only what the appliance reports committed (booked through seq \
+                         {from}); pass --commit whole for a journal committed as it stands"
+                    );
+                }
+                if !said_unknown {
+                    eprintln!("ledger: {why}; waiting, booked through seq {from}");
+                    said_unknown = true;
+                }
+                from
+            }
+        };
+        report.committed = through;
         moves.clear();
-        let n = follower.step(o.batch_records, &mut moves)?;
+        let n = follower.step(o.batch_records, through, &mut moves)?;
         if n == 0 {
             report.position = from;
             if !o.follow || o.idle_exit.is_some_and(|d| idle_since.elapsed() > d) {

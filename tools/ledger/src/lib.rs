@@ -13,6 +13,9 @@
 //!                                                                                   balances, journal position
 //! ```
 //!
+//! Only the committed journal is booked: through the appliance's commit seq ([`commit`]), since a record past it
+//! can still be cut by a failover.
+//!
 //! Exactly once: each batch's transaction also moves the journal position it covers, so after a crash at any
 //! point the next run starts from the position the database holds — a batch is either wholly in or wholly out.
 //!
@@ -28,6 +31,7 @@ pub mod bench;
 pub mod book;
 pub mod calendar;
 pub mod cli;
+pub mod commit;
 pub mod follow;
 pub mod ids;
 pub mod ingest;

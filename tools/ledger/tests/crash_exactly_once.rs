@@ -20,7 +20,7 @@ const SQLITE_ROUNDS: u64 = 30;
 const POSTGRES_ROUNDS: u64 = 20;
 
 fn ingest_args<'a>(w: &'a str, d: &'a str) -> Vec<&'a str> {
-    vec!["ingest", "--wal", w, "--db", d, "--capacity", "small", "--batch", "16"]
+    vec!["ingest", "--commit", "whole", "--wal", w, "--db", d, "--capacity", "small", "--batch", "16"]
 }
 
 fn settle_args(d: &str) -> Vec<&str> {

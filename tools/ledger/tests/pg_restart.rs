@@ -57,7 +57,7 @@ fn postgres_restart_under_the_running_ledger() {
     let db = pg.database("books");
     let w = wal.to_str().unwrap();
     let ledger = ledger(&[
-        "ingest", "--wal", w, "--db", &db, "--capacity", "small", "--batch", "32", "--follow", "--idle-exit-ms", "3000",
+        "ingest", "--commit", "whole", "--wal", w, "--db", &db, "--capacity", "small", "--batch", "32", "--follow", "--idle-exit-ms", "3000",
     ])
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::piped())
@@ -80,7 +80,7 @@ fn postgres_restart_under_the_running_ledger() {
     let j = write_journal(&root.join("wal-ref"), 23, INPUTS, DAYS);
     let refdb = root.join("reference.sqlite3");
     let r = refdb.to_str().unwrap();
-    run_ok(&["ingest", "--wal", j.dir.to_str().unwrap(), "--db", r, "--capacity", "small"]);
+    run_ok(&["ingest", "--commit", "whole", "--wal", j.dir.to_str().unwrap(), "--db", r, "--capacity", "small"]);
     let want = dump(open(r).unwrap().as_mut());
     let have = dump(open(&db).unwrap().as_mut());
     for ((table, a), (_, b)) in want.iter().zip(&have) {

@@ -22,10 +22,10 @@ fn ingest_settle_reconcile() {
     std::fs::write(&holidays, "# exchange holidays\n2026-12-25\n").unwrap();
     let db = root.join("ledger.sqlite3");
     let (w, d, h) = (wal.to_str().unwrap(), db.to_str().unwrap(), holidays.to_str().unwrap());
-    let out = run_ok(&["ingest", "--wal", w, "--db", d, "--capacity", "small", "--holidays", h, "--batch", "100"]);
+    let out = run_ok(&["ingest", "--commit", "whole", "--wal", w, "--db", d, "--capacity", "small", "--holidays", h, "--batch", "100"]);
     assert!(out.contains(&format!("position {}", j.inputs)), "{out}");
     // A second run finds nothing new and writes nothing.
-    let out = run_ok(&["ingest", "--wal", w, "--db", d, "--capacity", "small", "--holidays", h]);
+    let out = run_ok(&["ingest", "--commit", "whole", "--wal", w, "--db", d, "--capacity", "small", "--holidays", h]);
     assert!(out.contains("records 0 trades 0"), "{out}");
 
     let mut s = open(d).unwrap();
@@ -145,7 +145,7 @@ fn a_short_seller_is_a_failed_delivery() {
     write_inputs(&wal, &inputs);
     let db = root.join("ledger.sqlite3");
     let (w, d) = (wal.to_str().unwrap(), db.to_str().unwrap());
-    run_ok(&["ingest", "--wal", w, "--db", d, "--capacity", "small"]);
+    run_ok(&["ingest", "--commit", "whole", "--wal", w, "--db", d, "--capacity", "small"]);
     // Friday 4th December 2026 settles on Tuesday 8th.
     let out = run_ok(&["settle", "--db", d, "--date", "2026-12-08"]);
     assert!(out.contains("settled 1 failed 1"), "{out}");
