@@ -16,7 +16,8 @@ pub const SYMBOLS: u16 = 4;
 pub const ACCOUNTS: u32 = 16;
 /// Recent orders remembered per session for cancels and replaces.
 const RECENT_MAX: usize = 8;
-const REFERENCE_PRICE: u32 = 1_000_000;
+/// Every symbol's reference price: the centre of its bands and of the prices the workload quotes.
+pub const REFERENCE_PRICE: u32 = 1_000_000;
 const TICK: u32 = 100;
 
 /// SplitMix64: tiny, fast and good enough to drive a workload. The project's one seeded generator: the crash-test

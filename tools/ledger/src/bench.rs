@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bourse_engine::{Capacity, Engine, Event, EventSink};
-use bourse_persist::workload::Workload;
+use bourse_engine::{Capacity, Command, Engine, Event, EventSink, Input, NewOrder, OrderKind, Side, TimeInForce};
+use bourse_persist::workload::{Workload, ACCOUNTS, REFERENCE_PRICE, SYMBOLS};
 use bourse_persist::{AckPolicy, CommitIndex, DurabilityMode, Wal, WalConfig};
 
 use crate::book::BookConfig;
@@ -23,6 +23,11 @@ pub struct LedgerBenchArgs {
     /// Journal records per database transaction.
     #[arg(long, default_value_t = 4096)]
     pub batch: usize,
+    /// The journal: `dense` (after the set-up, every second input trades: what the books of record must keep up
+    /// with in a burst) or `mixed` (the seeded workload: orders, cancels and replaces, few of which trade, so its
+    /// time goes mostly to the follower's replay).
+    #[arg(long, value_enum, default_value_t = JournalKind::Dense)]
+    pub workload: JournalKind,
     /// A PostgreSQL server to use (a database the run may fill); default: a throwaway cluster.
     #[arg(long)]
     pub postgres: Option<String>,
@@ -31,6 +36,13 @@ pub struct LedgerBenchArgs {
     pub no_postgres: bool,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JournalKind {
+    Dense,
+    Mixed,
 }
 
 struct Count(u64);
@@ -60,7 +72,7 @@ pub fn run(a: LedgerBenchArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&root);
     let wal = root.join("wal");
     std::fs::create_dir_all(&wal)?;
-    let trades = write_journal(&wal, a.inputs)?;
+    let trades = write_journal(&wal, a.inputs, a.workload)?;
     let mut rows = Vec::new();
     let opts = |db: String| IngestOptions {
         wal_dir: wal.clone(),
@@ -103,11 +115,15 @@ pub fn run(a: LedgerBenchArgs) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&root);
     if a.json {
-        let v = serde_json::json!({"bench": "ledger", "inputs": a.inputs, "trades_in_journal": trades,
+        let v = serde_json::json!({"bench": "ledger", "workload": a.workload, "inputs": a.inputs, "trades_in_journal": trades,
             "batch_records": a.batch, "rows": rows});
         println!("{v}");
     } else {
-        println!("ledger ingest: {} journal inputs, {trades} trades, {} records per transaction", a.inputs, a.batch);
+        let kind = match a.workload {
+            JournalKind::Dense => "dense",
+            JournalKind::Mixed => "mixed",
+        };
+        println!("ledger ingest: {} journal inputs ({kind}), {trades} trades, {} records per transaction", a.inputs, a.batch);
         println!("{:>9} {:>9} {:>8} {:>9} {:>12} {:>12}", "backend", "trades", "batches", "seconds", "trades/s", "records/s");
         for r in &rows {
             match &r.skipped {
@@ -138,8 +154,8 @@ fn measure(backend: &'static str, o: &IngestOptions) -> anyhow::Result<Row> {
     })
 }
 
-/// The seeded workload into a fresh WAL; returns the executions it makes.
-fn write_journal(dir: &std::path::Path, inputs: u64) -> anyhow::Result<u64> {
+/// The journal of `kind` into a fresh WAL; returns the executions it makes.
+fn write_journal(dir: &std::path::Path, inputs: u64, kind: JournalKind) -> anyhow::Result<u64> {
     let mut cfg = WalConfig::new(dir);
     cfg.mode = DurabilityMode::None;
     cfg.segment_bytes = 64 << 20;
@@ -150,8 +166,12 @@ fn write_journal(dir: &std::path::Path, inputs: u64) -> anyhow::Result<u64> {
     let mut count = Count(0);
     // 14:30 UTC on Thursday 3rd December 2026.
     let base = 1_796_308_200_000_000_000u64;
+    let mut dense = Dense::default();
     for seq in 1..=inputs {
-        let mut input = w.next(seq);
+        let mut input = match kind {
+            JournalKind::Dense if seq > Workload::SETUP_INPUTS => dense.next(seq),
+            _ => w.next(seq),
+        };
         input.timestamp += base;
         wal.append_unfenced(&input)?;
         engine.apply(&input, &mut count);
@@ -162,4 +182,42 @@ fn write_journal(dir: &std::path::Path, inputs: u64) -> anyhow::Result<u64> {
     }
     wal.close()?;
     Ok(count.0)
+}
+
+/// After the seeded workload's set-up: a resting sell, then a buy IOC that takes it, over and over, so every
+/// second input is one execution and the book stays empty. Account i sells to account i + 1 and each account
+/// buys as often as it sells, so cash and positions stay near their deposits however long the journal.
+#[derive(Default)]
+struct Dense {
+    step: u64,
+    next_ref: [u32; ACCOUNTS as usize],
+}
+
+impl Dense {
+    fn next(&mut self, seq: u64) -> Input {
+        let pair = self.step / 2;
+        let seller = (pair % u64::from(ACCOUNTS)) as u32;
+        let (account, side, tif) = if self.step % 2 == 0 {
+            (seller, Side::Sell, TimeInForce::Day)
+        } else {
+            ((seller + 1) % ACCOUNTS, Side::Buy, TimeInForce::Ioc)
+        };
+        self.step += 1;
+        let r = &mut self.next_ref[account as usize];
+        *r += 1;
+        let command = Command::NewOrder(NewOrder {
+            session: account as u16,
+            user_ref: *r,
+            account,
+            symbol: (pair % u64::from(SYMBOLS)) as u16,
+            side,
+            kind: OrderKind::Limit,
+            tif,
+            post_only: false,
+            qty: 1 + (pair % 100) as u32,
+            price: REFERENCE_PRICE,
+            stop_price: 0,
+        });
+        Input { seq, timestamp: seq * 1_000, command }
+    }
 }
