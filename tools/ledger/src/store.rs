@@ -59,8 +59,8 @@ pub trait Store {
     fn query(&mut self, sql: &str, params: &[Val]) -> anyhow::Result<Vec<Row>>;
     /// True when the connection is gone (the server restarted): the caller reconnects and resumes.
     fn is_broken(&self) -> bool;
-    /// Rows a multi-row INSERT should carry at most: many where each statement is a network round trip, one where
-    /// a prepared single-row statement is cheapest (an embedded database).
+    /// Rows a multi-row INSERT should carry at most: many where each statement is a network round trip, and on
+    /// an embedded database too, where each statement still costs a cache lookup, a bind and a VDBE run.
     fn rows_per_insert(&self) -> usize;
 }
 
@@ -165,8 +165,10 @@ impl Store for Sqlite {
     fn is_broken(&self) -> bool {
         false
     }
+    /// Measured on bench ledger --workload dense (100,000 trades): 1 row a statement 22,400 trades/s, 16 rows
+    /// 27,500, 64 rows 31,700.
     fn rows_per_insert(&self) -> usize {
-        1
+        64
     }
 }
 
