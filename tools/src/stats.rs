@@ -157,12 +157,7 @@ pub fn write_table(
     writeln!(out, "{:<28} {:>12}", "tx", s.tx_total)?;
     writeln!(out, "{:<28} {:>12}", "orders resting", s.orders_resting)?;
     writeln!(out, "{:<28} {:>12}", "commit seq", s.commit_seq)?;
-    writeln!(
-        out,
-        "{:<28} {:>12.3}",
-        "commit lag (us)",
-        s.commit_lag_ns as f64 / 1e3
-    )?;
+    writeln!(out, "{:<28} {:>12}", "commit backlog (inputs)", s.commit_backlog)?;
     for c in &s.counters {
         writeln!(out, "{:<28} {:>12}", c.name, c.count)?;
     }

@@ -111,8 +111,8 @@ fn metrics_endpoint_serves_parseable_prometheus_text() {
     assert_eq!(find("bourse_orders_resting", None), Value::Gauge(42.0));
     assert_eq!(find("bourse_commit_seq", None), Value::Gauge(99.0));
     assert_eq!(
-        find("bourse_commit_lag_seconds", None),
-        Value::Gauge(1.5e-6)
+        find("bourse_commit_backlog_inputs", None),
+        Value::Gauge(1500.0)
     );
     assert_eq!(
         find("bourse_info", Some(("backend", "af_xdp"))),

@@ -87,9 +87,9 @@ pub fn render(block: &StatsBlock, out: &mut String) {
     );
     gauge(
         out,
-        "bourse_commit_lag_seconds",
-        "Time from journaling to commit of the latest input.",
-        block.commit_lag_ns() as f64 / 1e9,
+        "bourse_commit_backlog_inputs",
+        "Inputs sequenced past the commit seq: journaled, not yet committed (not acknowledged).",
+        block.commit_backlog() as f64,
     );
     let age_ns = monotonic_ns().saturating_sub(block.heartbeat_ns());
     gauge(

@@ -2,7 +2,7 @@
 //! metrics endpoint and tests read while the appliance runs.
 //!
 //! The block is one `#[repr(C)]` struct of `AtomicU64`s mapped from `/dev/shm/bourse-stats-<name>`. Every field
-//! has exactly one writer thread (the pipeline core for traffic counters, the aux core for latencies, commit lag and
+//! has exactly one writer thread (the pipeline core for traffic counters, the aux core for latencies, commit backlog and
 //! the heartbeat), so updates are a relaxed load and store — plain `mov`s, no locked instruction, no lock — and
 //! readers see each counter whole because each is one aligned atomic word.
 //!
@@ -13,7 +13,7 @@
 //! ```text
 //!  word  0 magic "BRSSTAT1"         1 layout version     2 size in bytes      3 writer pid
 //!        4 heartbeat (CLOCK_MONOTONIC ns)                 5 rx  6 tx  7 orders resting
-//!        8 commit lag ns            9 commit seq        10 WAL mode code
+//!        8 commit backlog (inputs)    9 commit seq        10 WAL mode code
 //!       11 drops[16]  27 rejects[32]  59 stage quantiles[6][3]  77 stage count[6]  83 stage sum ns[6]
 //!       89 text seq   90 backend name (32 bytes)  94 drop names[16] (24 bytes each)  142 reject names[32]
 //!      238 counters[32] (layout 2: one per entry of COUNTERS, the rest reserved)
@@ -326,7 +326,7 @@ pub struct StatsBlock {
     rx_total: AtomicU64,
     tx_total: AtomicU64,
     orders_resting: AtomicU64,
-    commit_lag_ns: AtomicU64,
+    commit_backlog: AtomicU64,
     commit_seq: AtomicU64,
     wal_mode: AtomicU64,
     drops: [AtomicU64; DROP_REASONS_MAX],
@@ -468,7 +468,7 @@ pub struct StatsSnapshot {
     pub rx_total: u64,
     pub tx_total: u64,
     pub orders_resting: u64,
-    pub commit_lag_ns: u64,
+    pub commit_backlog: u64,
     pub commit_seq: u64,
     pub wal_mode: String,
     pub backend: String,
@@ -500,8 +500,8 @@ impl StatsBlock {
     pub fn orders_resting(&self) -> u64 {
         self.orders_resting.load(Ordering::Relaxed)
     }
-    pub fn commit_lag_ns(&self) -> u64 {
-        self.commit_lag_ns.load(Ordering::Relaxed)
+    pub fn commit_backlog(&self) -> u64 {
+        self.commit_backlog.load(Ordering::Relaxed)
     }
     pub fn commit_seq(&self) -> u64 {
         self.commit_seq.load(Ordering::Relaxed)
@@ -641,7 +641,7 @@ impl StatsBlock {
             rx_total: self.rx_total(),
             tx_total: self.tx_total(),
             orders_resting: self.orders_resting(),
-            commit_lag_ns: self.commit_lag_ns(),
+            commit_backlog: self.commit_backlog(),
             commit_seq: self.commit_seq(),
             wal_mode: self.wal_mode_name().to_string(),
             backend: name_str(&text.backend_name).to_string(),
@@ -787,10 +787,11 @@ impl StatsWriter {
     pub fn set_orders_resting(&self, n: u64) {
         self.block().orders_resting.store(n, Ordering::Relaxed);
     }
-    pub fn set_commit(&self, commit_seq: u64, commit_lag_ns: u64) {
+    /// The commit seq, and how many inputs are sequenced past it (journaled, not yet committed).
+    pub fn set_commit(&self, commit_seq: u64, commit_backlog: u64) {
         let b = self.block();
         b.commit_seq.store(commit_seq, Ordering::Relaxed);
-        b.commit_lag_ns.store(commit_lag_ns, Ordering::Relaxed);
+        b.commit_backlog.store(commit_backlog, Ordering::Relaxed);
     }
     /// Sets the WAL mode by name (one of [`WAL_MODE_NAMES`]; others store "unknown").
     pub fn set_wal_mode(&self, mode: &str) {
