@@ -17,7 +17,12 @@
 //! - timestamps never go back;
 //! - the book rebuilt from these messages alone is never crossed or locked after any message.
 //!
+//! The same datagrams, written to a pcap, are framed by tshark's MoldUDP64 dissector (MoldUDP64 1.00): it must
+//! read the session, sequence, count and message lengths our decoder read, End of Session included.
+//!
 //! One test function on purpose: the pipeline busy-polls (see `load_demo.rs`).
+
+mod support;
 
 use std::io::Write;
 use std::net::UdpSocket;
@@ -29,6 +34,7 @@ use bourse::load::client::set_rcvbuf;
 use bourse::load::run_load;
 use bourse_nic::wire::moldudp64::Packet;
 use serde_json::Value;
+use support::pcap::{tshark_decode, tshark_installed, write_pcap};
 
 const PYTHON_CHECK: &str = r#"
 import json, sys
@@ -181,9 +187,11 @@ fn itch_output_decodes_with_a_third_party_parser_and_rebuilds_an_uncrossed_book(
     // Every datagram was sent before the stop returned; loopback delivers in order. The stream ends with End of
     // Session (count 0xFFFF) after the day's close.
     let mut itch = Vec::new();
+    let mut datagrams = Vec::new();
     let (mut next, mut ended, mut messages) = (1u64, false, 0u64);
     let mut buf = [0u8; 9_000];
     while let Ok(n) = md.recv(&mut buf) {
+        datagrams.push(buf[..n].to_vec());
         let p = Packet::new_checked(&buf[..n]).expect("a MoldUDP64 datagram");
         assert!(!ended, "nothing after End of Session");
         if p.is_end_of_session() {
@@ -219,4 +227,23 @@ fn itch_output_decodes_with_a_third_party_parser_and_rebuilds_an_uncrossed_book(
     }
     assert_eq!(v["locates"].as_u64(), Some(config.symbols.len() as u64), "{v}");
     println!("itchfeed read {messages} messages of {} sent orders: {v}", r.sent);
+
+    if !tshark_installed() {
+        println!("skipped: tshark is not installed (ci/setup.sh installs it): the feed's MoldUDP64 framing unchecked");
+        return;
+    }
+    let pcap = wal.path().join("feed.pcap");
+    let src = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 40_001);
+    write_pcap(&pcap, src, group, &datagrams);
+    let decoded = tshark_decode(&pcap, group.port()).expect("tshark runs");
+    assert_eq!(decoded.len(), datagrams.len(), "tshark decoded every feed datagram");
+    for (d, (session, sequence, count, lens)) in datagrams.iter().zip(&decoded) {
+        let ours = Packet::new_checked(&d[..]).unwrap();
+        assert_eq!(session.as_bytes(), ours.session().trimmed(), "session");
+        assert_eq!((*sequence, *count), (ours.sequence(), ours.count()), "header of {d:02x?}");
+        let our_lens: Vec<usize> = if ours.is_end_of_session() { Vec::new() } else { ours.messages().map(<[u8]>::len).collect() };
+        assert_eq!(lens, &our_lens, "message lengths");
+    }
+    assert_eq!(decoded.last().map(|d| d.2), Some(0xffff), "tshark reads the End of Session last");
+    println!("tshark framed {} feed datagrams as we did", decoded.len());
 }

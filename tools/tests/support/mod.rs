@@ -10,6 +10,7 @@
 //! - [`exact_client`]: firm GAMMA entering one order per millisecond and recording exactly which were answered.
 //! - [`md`]: a MoldUDP64 market-data client that asks for retransmission of what it missed.
 //! - [`firm`]: a firm on a raw socket keeping every reply's bytes by sequence (reply continuity tests).
+//! - [`pcap`]: datagrams into a pcap for tshark's MoldUDP64 dissector, and its decoding of them.
 //!
 //! Use from a test file with `mod support;` (the folder form keeps cargo from treating it as a test of its own).
 #![allow(dead_code)]
@@ -18,6 +19,7 @@
 pub mod firm;
 pub mod md;
 pub mod netns;
+pub mod pcap;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
