@@ -197,7 +197,7 @@ impl Dense {
     fn next(&mut self, seq: u64) -> Input {
         let pair = self.step / 2;
         let seller = (pair % u64::from(ACCOUNTS)) as u32;
-        let (account, side, tif) = if self.step % 2 == 0 {
+        let (account, side, tif) = if self.step.is_multiple_of(2) {
             (seller, Side::Sell, TimeInForce::Day)
         } else {
             ((seller + 1) % ACCOUNTS, Side::Buy, TimeInForce::Ioc)

@@ -63,7 +63,7 @@ mod tests {
 
     #[test]
     fn ids_are_rfc_uuids_whose_text_sorts_by_their_key() {
-        let keys = [0u64, 1, 0xfff, 0x1000, 0xffff_fff, 0x1000_0000, 123_456_789_012, (1 << 60) - 1];
+        let keys = [0u64, 1, 0xfff, 0x1000, 0x0fff_ffff, 0x1000_0000, 123_456_789_012, (1 << 60) - 1];
         let ids: Vec<String> = keys.iter().map(|&k| super::trade_transfer(k, "CASH")).collect();
         for (id, &k) in ids.iter().zip(&keys) {
             let u = Uuid::parse_str(id).unwrap();
