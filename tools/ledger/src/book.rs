@@ -75,73 +75,26 @@ pub fn book_batch(
     })
 }
 
-/// Rows of one table waiting for a multi-row INSERT: `head` is `INSERT INTO t (cols) VALUES`, each row `width`
-/// parameters then `tail` (constant columns, e.g. `'PENDING'`).
+/// Rows of one table waiting to be appended in one call ([`Store::append`]: multi-row INSERTs, or COPY).
 struct Rows {
-    head: &'static str,
-    width: usize,
-    tail: &'static str,
+    table: &'static str,
+    columns: &'static [&'static str],
     vals: Vec<Val>,
 }
 
-/// Rows per INSERT at most; a remainder goes in power-of-two chunks, so each table has at most a handful of
-/// distinct statements for the prepared-statement caches (parameters per statement stay far below either
-/// database's limit: 128 × 12).
-const ROWS_PER_INSERT: usize = 128;
-
 impl Rows {
-    fn new(head: &'static str, width: usize, tail: &'static str) -> Rows {
-        Rows { head, width, tail, vals: Vec::new() }
+    fn new(table: &'static str, columns: &'static [&'static str]) -> Rows {
+        Rows { table, columns, vals: Vec::new() }
     }
 
     fn push(&mut self, row: impl IntoIterator<Item = Val>) {
         let before = self.vals.len();
         self.vals.extend(row);
-        debug_assert_eq!(self.vals.len() - before, self.width);
+        debug_assert_eq!(self.vals.len() - before, self.columns.len());
     }
 
     fn write(&self, s: &mut dyn Store) -> anyhow::Result<()> {
-        let most = s.rows_per_insert().clamp(1, ROWS_PER_INSERT);
-        // Each statement's text is built once per write, not once per chunk: on SQLite a chunk is one row, and
-        // formatting the text for every row took about a tenth of ingest's CPU (perf, bench ledger --inputs 50000).
-        let mut texts: Vec<(usize, String)> = Vec::new();
-        let mut rows = &self.vals[..];
-        while !rows.is_empty() {
-            let left = rows.len() / self.width;
-            let n = if left >= most { most } else { 1 << left.ilog2() };
-            let (chunk, rest) = rows.split_at(n * self.width);
-            let at = match texts.iter().position(|(k, _)| *k == n) {
-                Some(i) => i,
-                None => {
-                    texts.push((n, self.sql(n)));
-                    texts.len() - 1
-                }
-            };
-            s.exec(&texts[at].1, chunk)?;
-            rows = rest;
-        }
-        Ok(())
-    }
-
-    fn sql(&self, rows: usize) -> String {
-        let mut sql = String::from(self.head);
-        let mut k = 0;
-        for r in 0..rows {
-            sql.push_str(if r == 0 { " (" } else { ", (" });
-            for c in 0..self.width {
-                k += 1;
-                if c > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("${k}"));
-            }
-            if !self.tail.is_empty() {
-                sql.push_str(", ");
-                sql.push_str(self.tail);
-            }
-            sql.push(')');
-        }
-        sql
+        s.append(self.table, self.columns, &self.vals)
     }
 }
 
@@ -161,18 +114,17 @@ impl Default for Batch {
     fn default() -> Batch {
         Batch {
             trades: Rows::new(
-                "INSERT INTO trades (match_number, seq, symbol, price, qty, buyer_account, buyer_firm, \
-                 seller_account, seller_firm, trade_time_ns, trade_date, settle_date, state) VALUES",
-                12,
-                "'PENDING'",
+                "trades",
+                &[
+                    "match_number", "seq", "symbol", "price", "qty", "buyer_account", "buyer_firm", "seller_account",
+                    "seller_firm", "trade_time_ns", "trade_date", "settle_date", "state",
+                ],
             ),
             obligations: Rows::new(
-                "INSERT INTO obligations (id, match_number, leg, from_account, to_account, asset, amount, \
-                 settle_date, state) VALUES",
-                8,
-                "'PENDING'",
+                "obligations",
+                &["id", "match_number", "leg", "from_account", "to_account", "asset", "amount", "settle_date", "state"],
             ),
-            transfers: Rows::new("INSERT INTO transfers (id, seq, kind, match_number) VALUES", 4, ""),
+            transfers: Rows::new("transfers", &["id", "seq", "kind", "match_number"]),
             entries: entry_rows(),
             cash: Default::default(),
             positions: Default::default(),
@@ -226,6 +178,7 @@ impl Batch {
             Val::Int(t.timestamp_ns as i64),
             Val::Text(td.to_string()),
             Val::Text(sd.clone()),
+            Val::from("PENDING"),
         ]);
         let cash = cash_asset(&cfg.currency);
         let shares = shares_asset(t.symbol);
@@ -240,6 +193,7 @@ impl Batch {
                 Val::Text(asset.clone()),
                 Val::Int(amount),
                 Val::Text(sd.clone()),
+                Val::from("PENDING"),
             ]);
             let id = ids::trade_transfer(t.match_number, leg);
             self.transfer(&id, t.seq, leg, t.match_number as i64);
@@ -310,7 +264,7 @@ pub fn entries(
 }
 
 fn entry_rows() -> Rows {
-    Rows::new("INSERT INTO entries (transfer_id, line, book, account, asset, debit, credit) VALUES", 7, "")
+    Rows::new("entries", &["transfer_id", "line", "book", "account", "asset", "debit", "credit"])
 }
 
 /// Queues the two entries of one movement: the debit on `line`, the credit on `line + 1`.
