@@ -26,7 +26,8 @@
 //!   under cancel newest and cancel both, is passed over under cancel oldest, and counts under allow.
 //! - Rejections of a replace carry the replace's `new_user_ref`; rejections of a cancel carry the order's
 //!   `user_ref`. A rejected new order or replace still consumes its UserRefNum (it must keep increasing).
-//! - A new order's `account` must be the account its session is bound to (`UnknownAccount` otherwise).
+//! - A new order's `account` must be the account its session is bound to (`UnknownAccount` otherwise), and its
+//!   session's order entry must be enabled (`EntryDisabled` otherwise; checked after the UserRefNum is used up).
 //! - A cancel of an order that is not open, or with `qty >= leaves`, changes nothing and is reported as
 //!   `Ignored` (OUCH 5.0 section 2.3: superfluous cancels are silently ignored). So is a replace of an order that
 //!   is not open; it does not use up its new UserRefNum (section 2.2, case 1).
@@ -201,6 +202,9 @@ impl Engine {
             return reject(out, RejectReason::UserRefNotIncreasing);
         }
         self.sessions[n.session as usize].last_user_ref = n.user_ref;
+        if sess.entry_disabled {
+            return reject(out, RejectReason::EntryDisabled);
+        }
         if n.account != sess.account {
             return reject(out, RejectReason::UnknownAccount);
         }
@@ -782,7 +786,7 @@ impl Engine {
 
     /// Reduces open order `h` to `qty` (at most its open quantity) in place, keeping its priority; returns the
     /// shares taken off. Publishes nothing: the caller answers the session, then calls `publish_cut`.
-    fn cut_to(&mut self, h: u32, qty: u32) -> u32 {
+    pub(crate) fn cut_to(&mut self, h: u32, qty: u32) -> u32 {
         let o = self.slab.orders[h as usize];
         let cut = o.qty - qty;
         self.unlock(h, cut);
@@ -813,7 +817,7 @@ impl Engine {
     }
 
     /// The market-data half of a cut (`o` is the order before it), and the release of an order cut to nothing.
-    fn publish_cut<S: EventSink>(&mut self, h: u32, o: &Order, cut: u32, qty: u32, out: &mut S) {
+    pub(crate) fn publish_cut<S: EventSink>(&mut self, h: u32, o: &Order, cut: u32, qty: u32, out: &mut S) {
         let order_ref = self.slab.order_ref(h);
         if o.loc == Loc::Book {
             if qty == 0 {

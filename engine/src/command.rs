@@ -273,6 +273,30 @@ pub struct Refuse {
     pub introduces_ref: bool,
 }
 
+/// OUCH Mass Cancel Request (section 2.5): cancel every open order of the session — on a book, in a stop book or
+/// in a halt queue — or only those of `symbol` and/or `side`. `user_ref` is the request's own UserRefNum, which
+/// must exceed every one the session used (as a new order's). Orders are canceled symbol by symbol: the buy book
+/// best price first, the sell book best price first, the buy then the sell stop book from the lowest stop price,
+/// then the halt queue, FIFO within a price; [`crate::Event::MassCanceled`] follows the last cancel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MassCancel {
+    pub session: SessionId,
+    pub user_ref: UserRef,
+    /// Only this symbol's orders (a symbol that does not exist has none).
+    pub symbol: Option<SymbolId>,
+    pub side: Option<Side>,
+}
+
+/// OUCH Disable / Enable Order Entry Request (sections 2.6, 2.7): while disabled, the session's new orders are
+/// rejected with [`crate::RejectReason::EntryDisabled`]; cancels, modifies and replaces of its open orders go on.
+/// `user_ref` is the request's own UserRefNum, as for [`MassCancel`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SetOrderEntry {
+    pub session: SessionId,
+    pub user_ref: UserRef,
+    pub enabled: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Command {
     NewOrder(NewOrder),
@@ -291,6 +315,11 @@ pub enum Command {
     Refuse(Refuse),
     /// Start or end of the trading day on the feed.
     MarketHours(MarketHours),
+    MassCancel(MassCancel),
+    SetOrderEntry(SetOrderEntry),
+    /// OUCH Account Query (section 2.8) from `session`: changes nothing; journaled so that its answer, which the
+    /// gateway's replicated session state gives, takes its place in the session's outbound stream on every node.
+    AccountQuery(SessionId),
 }
 
 /// One sequenced input.

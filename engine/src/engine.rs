@@ -152,12 +152,15 @@ pub(crate) struct Session {
     /// Bound account, or `NIL` when unbound.
     pub account: u32,
     pub last_user_ref: u32,
+    /// The firm disabled its order entry (OUCH Disable Order Entry): new orders are rejected.
+    pub entry_disabled: bool,
 }
 
 impl Session {
     pub(crate) const EMPTY: Session = Session {
         account: NIL,
         last_user_ref: 0,
+        entry_disabled: false,
     };
 }
 
@@ -277,7 +280,11 @@ impl Engine {
                 admin(seq, r, out)
             }
             Command::SetHalt(h) => self.set_halt(seq, h, out),
-            Command::Tick | Command::MarketHours(_) => out.event(&Event::AdminApplied { seq }),
+            Command::Tick | Command::MarketHours(_) | Command::AccountQuery(_) => {
+                out.event(&Event::AdminApplied { seq })
+            }
+            Command::MassCancel(m) => self.mass_cancel(m, out),
+            Command::SetOrderEntry(c) => self.set_order_entry(c, out),
             Command::Refuse(r) => {
                 out.event(&Event::Refused { session: r.session, user_ref: r.user_ref, reason: r.reason })
             }
@@ -626,6 +633,11 @@ impl Engine {
             price: o.price,
             resting: o.loc == Loc::Book,
         })
+    }
+
+    /// Whether `session`'s order entry is enabled (OUCH Disable / Enable Order Entry); false for no session.
+    pub fn order_entry_enabled(&self, session: SessionId) -> bool {
+        self.sessions.get(session as usize).is_some_and(|s| !s.entry_disabled)
     }
 
     /// The open order a session's UserRefNum names.

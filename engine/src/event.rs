@@ -33,6 +33,8 @@ pub enum RejectReason {
     InvalidReplace,
     /// Order type not allowed in the current state (e.g. market order while halted).
     Halted,
+    /// The session disabled its own order entry ([`crate::SetOrderEntry`]) and has not enabled it again.
+    EntryDisabled,
 }
 
 /// Why resting quantity left the book without trading.
@@ -57,6 +59,9 @@ pub enum IgnoreReason {
     NotReduced,
     /// A modify changing an order between buy and sell.
     SideChange,
+    /// A mass cancel or an order-entry switch whose UserRefNum is not above the last one the session used: a
+    /// retransmission, which changes nothing (OUCH 5.0 section 2: inbound messages "may be repeated benignly").
+    NotIncreasing,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -203,6 +208,11 @@ pub enum Event {
     Ignored { session: SessionId, user_ref: UserRef, reason: IgnoreReason },
     /// A [`crate::Refuse`] input: the gateway refused the message; nothing else changed.
     Refused { session: SessionId, user_ref: UserRef, reason: u16 },
+    /// A [`crate::MassCancel`] done: `canceled` orders were canceled before it, each reported as `Canceled`
+    /// (`UserRequested`) and, when on a book, `BookDelete`.
+    MassCanceled { session: SessionId, user_ref: UserRef, canceled: u32 },
+    /// A [`crate::SetOrderEntry`] took effect (also when the session was already in that state).
+    OrderEntrySet { session: SessionId, user_ref: UserRef, enabled: bool },
 }
 
 /// Where the engine puts its events. The appliance's sink encodes straight into transmit slots, so an

@@ -22,6 +22,7 @@
 //! - `refs`: (session, UserRefNum) → handle, open addressing with backward-shift deletion.
 //! - `risk`: cash and share locks per account; `breaker`: price bands and the market-wide index.
 //! - `book`: entry checks, matching, stops, halt queues, cancel and replace (its module notes list the rules).
+//! - `controls`: a firm's mass cancel and order-entry switch over its own session.
 //! - `snapshot`, `invariants`: state encoding with a validating decoder, and the full invariant check.
 #![forbid(unsafe_code)]
 #![deny(clippy::disallowed_methods, clippy::disallowed_types, clippy::disallowed_macros)]
@@ -30,6 +31,7 @@ mod book;
 mod breaker;
 pub mod capacity;
 pub mod command;
+mod controls;
 pub mod engine;
 pub mod event;
 mod invariants;

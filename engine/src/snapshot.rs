@@ -22,8 +22,10 @@ use crate::{AddSymbol, Bands, Capacity, MarketBreaker, OrderKind, SelfTrade, Sid
 
 const MAGIC: &[u8; 8] = b"BRSENGN1";
 /// 2: open orders carry their chain's executed shares after their quantity. 3: accounts carry their self-trade
-/// prevention after the firm (a version-2 snapshot restores with the default, the only choice it knew).
-const VERSION: u32 = 3;
+/// prevention after the firm (a version-2 snapshot restores with the default, the only choice it knew). 4: sessions
+/// carry their order-entry switch after the last UserRefNum (older snapshots restore with entry enabled, the only
+/// state they knew).
+const VERSION: u32 = 4;
 
 struct W<'a>(&'a mut Vec<u8>);
 
@@ -120,6 +122,7 @@ fn tif_from(v: u8) -> Option<TimeInForce> {
 }
 
 /// Bytes per element of the fixed sections, to check a snapshot is long enough before allocating for it.
+/// The least a session takes (version 4 adds a byte): a lower bound for the size check, like the others.
 const SESSION_BYTES: usize = 8;
 const ACCOUNT_BYTES: usize = 35;
 const POSITION_BYTES: usize = 16;
@@ -159,6 +162,7 @@ impl Engine {
         for s in &self.sessions {
             w.u32(s.account);
             w.u32(s.last_user_ref);
+            w.u8(s.entry_disabled as u8);
         }
         for a in &self.accounts {
             w.u8(a.exists as u8);
@@ -309,6 +313,7 @@ impl Engine {
             *s = Session {
                 account: r.u32()?,
                 last_user_ref: r.u32()?,
+                entry_disabled: version >= 4 && r.bool("order entry disabled flag")?,
             };
             if s.account != NIL && s.account >= cap.accounts_max {
                 return Err(r.corrupt("session bound to an account outside capacity"));

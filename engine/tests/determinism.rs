@@ -193,3 +193,47 @@ fn snapshots_keep_each_accounts_self_trade_prevention() {
         assert_eq!(resting_canceled, matches!(self_trade, SelfTrade::CancelOldest | SelfTrade::CancelBoth), "{self_trade:?}: {a:?}");
     }
 }
+
+/// A disabled order entry (OUCH 5.0 section 2.6) is session state: it survives snapshot and restore, and a mass
+/// cancel (section 2.5) after the restore cancels the same orders in the same order on both engines.
+#[test]
+fn order_entry_switch_survives_restore_and_mass_cancel_replays_identically() {
+    let (mut e, mut feed) = setup();
+    let mut all = inputs(5, 4_000, &mut feed);
+    let control = |feed: &mut Feed, c| feed.input(1, c);
+    // UserRefNums far above the stream's, so the controls act.
+    let disable = SetOrderEntry { session: 2, user_ref: 1 << 30, enabled: false };
+    all.push(control(&mut feed, Command::SetOrderEntry(disable)));
+    for i in &all {
+        e.apply(i, &mut NullSink);
+    }
+    assert!(!e.order_entry_enabled(2) && e.order_entry_enabled(1));
+    let mut bytes = Vec::new();
+    e.snapshot(&mut bytes);
+    let mut r = Engine::restore(&bytes).expect("restore");
+    assert!(!r.order_entry_enabled(2), "the switch is part of the snapshot");
+    let mut again = Vec::new();
+    r.snapshot(&mut again);
+    assert_eq!(again, bytes);
+    let open = e.orders_open();
+    let tail = [
+        control(&mut feed, new_order(2, (1 << 30) + 1, Side::Buy, 1, 9_500)),
+        control(&mut feed, Command::MassCancel(MassCancel { session: 0, user_ref: 1 << 30, symbol: None, side: None })),
+        control(&mut feed, Command::SetOrderEntry(SetOrderEntry { user_ref: (1 << 30) + 2, enabled: true, ..disable })),
+        control(&mut feed, new_order(2, (1 << 30) + 3, Side::Buy, 1, 9_500)),
+    ];
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for i in &tail {
+        e.apply(i, &mut a);
+        r.apply(i, &mut b);
+    }
+    assert_eq!(a, b);
+    assert_eq!(e.state_hash(), r.state_hash());
+    r.check_invariants().unwrap();
+    assert!(matches!(a[0], Event::Rejected { session: 2, reason: RejectReason::EntryDisabled, .. }), "{:?}", a[0]);
+    let canceled = a.iter().filter(|ev| matches!(ev, Event::Canceled { session: 0, .. })).count() as u32;
+    assert!(a.contains(&Event::MassCanceled { session: 0, user_ref: 1 << 30, canceled }));
+    assert!(canceled > 0, "the stream leaves session 0 with open orders");
+    assert!(e.orders_open() <= open - canceled + 1);
+    assert!(a.iter().any(|ev| matches!(ev, Event::Accepted { session: 2, .. })), "entry enabled again");
+}

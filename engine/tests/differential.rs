@@ -51,6 +51,21 @@ enum Op {
         until: u16,
     },
     Tick,
+    /// `sym` 0..2 one symbol, 2 every symbol, 3 one that does not exist; `side` 0 both, 1 buy, 2 sell.
+    MassCancel {
+        session: u8,
+        sym: u8,
+        side: u8,
+        odd: u8,
+    },
+    OrderEntry {
+        session: u8,
+        enabled: bool,
+        odd: u8,
+    },
+    AccountQuery {
+        session: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -66,6 +81,11 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(session, back, qty, sell)| Op::Modify { session, back, qty, sell }),
         1 => (0u8..2, any::<bool>(), 0u16..3000).prop_map(|(sym, halted, until)| Op::Halt { sym, halted, until }),
         1 => Just(Op::Tick),
+        1 => (0u8..5, 0u8..4, 0u8..3, 0u8..40)
+            .prop_map(|(session, sym, side, odd)| Op::MassCancel { session, sym, side, odd }),
+        1 => (0u8..5, 0u8..4, 0u8..40)
+            .prop_map(|(session, e, odd)| Op::OrderEntry { session, enabled: e != 0, odd }),
+        1 => (0u8..6).prop_map(|session| Op::AccountQuery { session }),
     ]
 }
 
@@ -180,6 +200,26 @@ fn materialize(op: &Op, refs: &mut Refs, now: u64) -> Command {
             until: if until < 500 { 0 } else { now + until as u64 },
         }),
         Op::Tick => Command::Tick,
+        Op::MassCancel { session, sym, side, odd } => Command::MassCancel(MassCancel {
+            session: session as u16,
+            user_ref: refs.next(session as usize, odd),
+            symbol: match sym {
+                0 | 1 => Some(sym as u16),
+                2 => None,
+                _ => Some(7),
+            },
+            side: match side {
+                0 => None,
+                1 => Some(Side::Buy),
+                _ => Some(Side::Sell),
+            },
+        }),
+        Op::OrderEntry { session, enabled, odd } => Command::SetOrderEntry(SetOrderEntry {
+            session: session as u16,
+            user_ref: refs.next(session as usize, odd),
+            enabled,
+        }),
+        Op::AccountQuery { session } => Command::AccountQuery(session as u16),
     }
 }
 
@@ -307,6 +347,9 @@ fn feature(e: &Event) -> String {
         }
         Event::Accepted { queued: true, .. } => "Accepted::queued".into(),
         Event::Ignored { reason, .. } => format!("Ignored::{reason:?}"),
+        Event::MassCanceled { canceled: 0, .. } => "MassCanceled::none".into(),
+        Event::MassCanceled { canceled: 1, .. } => "MassCanceled::one".into(),
+        Event::MassCanceled { .. } => "MassCanceled::several".into(),
         other => format!("{other:?}")
             .split([' ', '{'])
             .next()
@@ -352,7 +395,13 @@ fn random_streams_cover_the_rules() {
         "Ignored::UnknownOrder",
         "Ignored::NotReduced",
         "Ignored::SideChange",
+        "Ignored::NotIncreasing",
         "Modified",
+        "MassCanceled::none",
+        "MassCanceled::one",
+        "MassCanceled::several",
+        "OrderEntrySet",
+        "Rejected::EntryDisabled",
     ] {
         assert!(
             tally.get(want).copied().unwrap_or(0) > 0,
@@ -614,4 +663,105 @@ fn fill_or_kill_sees_self_trade_prevention() {
             assert!(matches!(ev[..], [Event::Rejected { reason: RejectReason::FokUnfillable, .. }]), "{self_trade:?}: {ev:?}");
         }
     }
+}
+
+fn order_on(symbol: u16, user_ref: u32, side: Side, kind: OrderKind, price: u32, stop_price: u32) -> Command {
+    Command::NewOrder(NewOrder {
+        session: 0,
+        user_ref,
+        account: 0,
+        symbol,
+        side,
+        kind,
+        tif: TimeInForce::Day,
+        post_only: false,
+        qty: 10,
+        price,
+        stop_price,
+    })
+}
+
+fn canceled_refs(ev: &[Event]) -> Vec<u32> {
+    ev.iter()
+        .filter_map(|e| match e {
+            Event::Canceled { user_ref, reason: CancelReason::UserRequested, leaves_qty: 0, .. } => Some(*user_ref),
+            _ => None,
+        })
+        .collect()
+}
+
+/// OUCH 5.0 section 2.5: a Mass Cancel with no criteria cancels every order of the firm on the account — on the
+/// books, in the stop books and in a halt queue — and no other session's. The engine's order (symbol by symbol:
+/// buy book best first, sell book, buy stops, sell stops by stop price, the halt queue) is the model's; each
+/// resting order leaves the feed (BookDelete), and the Mass Canceled report comes last. A repeat of the request's
+/// UserRefNum changes nothing; Symbol and Side narrow the scope.
+#[test]
+fn mass_cancel_cancels_the_sessions_orders_in_book_order() {
+    use OrderKind::{Limit, Stop};
+    let orders = [
+        order_on(0, 1, Side::Buy, Limit, 9_400, 0),
+        order_on(0, 2, Side::Buy, Limit, 9_450, 0),
+        order_on(0, 3, Side::Buy, Limit, 9_400, 0),
+        order_on(0, 4, Side::Sell, Limit, 9_600, 0),
+        order_on(0, 5, Side::Buy, Stop, 0, 9_700),
+        order_on(0, 6, Side::Sell, Stop, 0, 9_300),
+        Command::NewOrder(NewOrder { session: 1, account: 1, ..match new_order(1, 1, Side::Buy, 5, 9_450) {
+            Command::NewOrder(n) => n,
+            _ => unreachable!(),
+        } }),
+        order_on(1, 7, Side::Sell, Limit, 9_600, 0),
+        Command::SetHalt(SetHalt { symbol: 0, halted: true, until: 0 }),
+        order_on(0, 8, Side::Buy, Limit, 9_400, 0),
+        order_on(0, 9, Side::Sell, Limit, 9_650, 0),
+    ];
+    let mass = |user_ref, symbol, side| Command::MassCancel(MassCancel { session: 0, user_ref, symbol, side });
+    let mut commands = orders.to_vec();
+    commands.push(mass(10, Some(0), Some(Side::Sell)));
+    commands.push(mass(11, None, None));
+    commands.push(mass(11, None, None));
+    commands.push(mass(12, None, None));
+    let ev = both(&commands);
+    let n = orders.len();
+    assert!(matches!(ev[n - 2][..], [Event::Accepted { queued: true, .. }]), "order 8 waits in the halt queue");
+    // Symbol 0, sells only: the sell book, the sell stops, the queue's sells.
+    assert_eq!(canceled_refs(&ev[n]), [4, 6, 9]);
+    assert_eq!(ev[n].last(), Some(&Event::MassCanceled { session: 0, user_ref: 10, canceled: 3 }));
+    // Everything left: symbol 0's buy book best first (FIFO at 9400), its buy stop and queued buy; then symbol 1.
+    assert_eq!(canceled_refs(&ev[n + 1]), [2, 1, 3, 5, 8, 7]);
+    let deletes = ev[n + 1].iter().filter(|e| matches!(e, Event::BookDelete { .. })).count();
+    assert_eq!(deletes, 4, "the resting orders 2, 1, 3 and 7 leave the feed; stops and queued orders were never on it");
+    assert_eq!(ev[n + 1].last(), Some(&Event::MassCanceled { session: 0, user_ref: 11, canceled: 6 }));
+    assert_eq!(
+        ev[n + 2],
+        [Event::Ignored { session: 0, user_ref: 11, reason: IgnoreReason::NotIncreasing }],
+        "a repeat is benign"
+    );
+    assert_eq!(ev[n + 3], [Event::MassCanceled { session: 0, user_ref: 12, canceled: 0 }]);
+}
+
+/// OUCH 5.0 sections 2.6-2.7: while a firm's order entry is disabled its new orders are rejected (and use up
+/// their UserRefNum), while its cancels still act; enabling lets orders in again. Both switches use up their own
+/// UserRefNum, and an unbound session's is refused like any of its inputs.
+#[test]
+fn disabled_order_entry_rejects_new_orders_until_enabled() {
+    let entry = |session, user_ref, enabled| Command::SetOrderEntry(SetOrderEntry { session, user_ref, enabled });
+    let ev = both(&[
+        new_order(0, 1, Side::Buy, 10, 9_400),
+        entry(0, 2, false),
+        new_order(0, 3, Side::Buy, 10, 9_400),
+        new_order(1, 1, Side::Buy, 10, 9_400),
+        Command::Cancel(Cancel { session: 0, user_ref: 1, qty: 0 }),
+        entry(0, 3, true),
+        entry(0, 4, true),
+        new_order(0, 5, Side::Buy, 10, 9_400),
+        entry(5, 1, false),
+    ]);
+    assert_eq!(ev[1], [Event::OrderEntrySet { session: 0, user_ref: 2, enabled: false }]);
+    assert_eq!(ev[2], [Event::Rejected { session: 0, user_ref: 3, reason: RejectReason::EntryDisabled }]);
+    assert!(matches!(ev[3][0], Event::Accepted { session: 1, .. }), "another session is not affected");
+    assert!(matches!(ev[4][0], Event::Canceled { user_ref: 1, .. }), "cancels go on");
+    assert_eq!(ev[5], [Event::Ignored { session: 0, user_ref: 3, reason: IgnoreReason::NotIncreasing }]);
+    assert_eq!(ev[6], [Event::OrderEntrySet { session: 0, user_ref: 4, enabled: true }]);
+    assert!(matches!(ev[7][0], Event::Accepted { session: 0, user_ref: 5, .. }));
+    assert_eq!(ev[8], [Event::Rejected { session: 5, user_ref: 1, reason: RejectReason::UnknownSession }]);
 }

@@ -99,3 +99,36 @@ fn the_reference_table_grows_without_allocating() {
     assert_eq!(sink.events, 6_000 * 2, "every order rests (Accepted + BookAdd)");
     engine.check_invariants().unwrap();
 }
+
+/// A mass cancel walks the books in place and the order-entry switch is a flag: neither allocates.
+#[test]
+fn mass_cancel_and_order_entry_switch_never_allocate() {
+    let mut engine = Engine::new(CAP);
+    let mut feed = Feed::new();
+    for c in setup_commands(2) {
+        engine.apply(&feed.input(1, c), &mut NullSink);
+    }
+    let mut stream = Stream::new(7);
+    for _ in 0..5_000 {
+        let (dt, c) = stream.next();
+        engine.apply(&feed.input(dt, c), &mut NullSink);
+    }
+    let open = engine.orders_open();
+    let mut inputs = Vec::new();
+    for s in 0..4u16 {
+        let user_ref = 1 << 30;
+        inputs.push(feed.input(1, Command::SetOrderEntry(SetOrderEntry { session: s, user_ref, enabled: false })));
+        let scope = MassCancel { session: s, user_ref: user_ref + 1, symbol: None, side: None };
+        inputs.push(feed.input(1, Command::MassCancel(scope)));
+    }
+    let mut sink = HashSink::default();
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for i in &inputs {
+        engine.apply(i, &mut sink);
+    }
+    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    assert_eq!(after - before, 0, "apply allocated {} times", after - before);
+    assert!(open > 0, "the stream must leave orders open to prove anything");
+    assert_eq!(engine.orders_open(), 0, "every session's orders canceled");
+    engine.check_invariants().unwrap();
+}

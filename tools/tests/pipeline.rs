@@ -649,3 +649,77 @@ fn end_of_day_closes_the_feed_and_every_logged_in_stream() {
     assert_eq!(end.count(), 0xffff);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// OUCH 5.0 sections 2.5-2.8 through the whole appliance: Disable Order Entry ('G'), an Enter Order refused while
+/// disabled (Rejected 0x000C), Enable ('K'), a Mass Cancel of every symbol (an Order Canceled 'U' per open order,
+/// an ITCH Order Delete for each, then the Mass Cancel Response 'X'), a resent Mass Cancel answered with that same
+/// response and not applied again, and an Account Query answered with the next UserRefNum.
+#[test]
+fn a_firm_disables_enables_mass_cancels_and_queries_its_account() {
+    let dir = std::env::temp_dir().join(format!("bourse-pipeline-controls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = config(&dir);
+    let (mut pipeline, _exporter, _) = build_pipeline(&cfg, Clock::calibrate(Duration::from_millis(20))).unwrap();
+    let a = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5000);
+    let b = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5001);
+    let firm = Alpha::new("ALFA").unwrap();
+    let switch = |user_ref| ouch::OrderEntryRequest { user_ref, firm };
+    let mass = Inbound::MassCancel(ouch::MassCancelRequest {
+        user_ref: 7,
+        firm,
+        symbol: Alpha::BLANK,
+        side: None,
+        group_id: None,
+    });
+    let mut inbox = vec![(a, login("ALPHA", "pw-a")), (b, login("BETA", "pw-b"))];
+    for r in 1..=3 {
+        inbox.push((a, ouch_datagram(&enter(r, ouch::Side::Buy, 10, 1_490_000 - u64::from(r) * 100, b'0'))));
+    }
+    inbox.push((b, ouch_datagram(&enter(1, ouch::Side::Buy, 10, 1_490_000, b'0'))));
+    for m in [
+        Inbound::DisableOrderEntry(switch(4)),
+        enter(5, ouch::Side::Buy, 10, 1_490_000, b'0'),
+        Inbound::EnableOrderEntry(switch(6)),
+        mass,
+        mass,
+        Inbound::AccountQuery,
+    ] {
+        inbox.push((a, ouch_datagram(&m)));
+    }
+    let mut backend = Script::new(inbox, 256);
+    while !backend.done() {
+        pipeline.poll(&mut backend);
+    }
+    for _ in 0..200 {
+        pipeline.poll(&mut backend);
+    }
+    assert!(pipeline.failure().is_none());
+    assert_eq!(pipeline.waiting(), (0, 0));
+    let replies = ouch_replies(backend.sent(), a);
+    let codes: Vec<u8> = replies.iter().map(|m| m.code()).collect();
+    assert_eq!(codes, b"AAAGJKCCCXXQ", "{replies:?}");
+    let response = ouch::MassCancelRequest { user_ref: 7, firm, symbol: Alpha::BLANK, side: None, group_id: None };
+    assert!(matches!(replies[9], ouch::Outbound::MassCancelResponse { request, .. } if request == response));
+    assert_eq!(replies[9], replies[10], "the resent request gets the same response, byte for byte");
+    assert!(matches!(replies[4], ouch::Outbound::OrderRejected { user_ref: 5, reason: 0x000c, .. }));
+    let canceled: Vec<(u32, u32, u8)> = replies[6..9]
+        .iter()
+        .map(|m| match *m {
+            ouch::Outbound::OrderCanceled { user_ref, quantity, reason, .. } => (user_ref, quantity, reason),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(canceled, [(1, 10, b'U'), (2, 10, b'U'), (3, 10, b'U')], "best bid first");
+    assert!(matches!(replies[11], ouch::Outbound::AccountQueryResponse { next_user_ref: 8, .. }));
+    assert_eq!(pipeline.counters.duplicates_answered, 1);
+    assert_eq!(pipeline.exchange.engine().orders_open(), 1, "beta's order stays");
+    let group = cfg.market_data.group;
+    let deletes = backend
+        .sent()
+        .filter(|(to, _)| *to == group)
+        .filter_map(|(_, d)| moldudp64::Packet::new_checked(d).ok())
+        .map(|p| p.messages().filter(|m| m[0] == b'D').count())
+        .sum::<usize>();
+    assert_eq!(deletes, 3, "each canceled order leaves the feed");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -621,12 +621,55 @@ fn ignored_requests_are_silent_on_the_wire_and_counted_by_reason() {
         (2, IgnoreReason::NotReduced),
         (3, IgnoreReason::NotReduced),
         (4, IgnoreReason::SideChange),
+        (5, IgnoreReason::NotIncreasing),
     ] {
         let (o, i) = run(&mut t, Event::Ignored { session: 2, user_ref, reason });
         assert!(o.is_empty() && i.is_empty(), "{reason:?} is answered with nothing");
     }
     let c = t.ignored;
-    assert_eq!((c.unknown_order, c.not_reduced, c.side_change), (1, 2, 1));
+    assert_eq!((c.unknown_order, c.not_reduced, c.side_change, c.not_increasing), (1, 2, 1, 1));
+}
+
+/// OUCH 5.0 section 2.5: Symbol space filled cancels every symbol, a listed one only its own; the Side option
+/// 'B' scopes to buys and any sell marking to sells. A symbol not listed, or a Group ID other than 0, scopes to
+/// a symbol no order is in. Section 3.14: the response echoes Firm, Symbol and the options as the firm sent them,
+/// from the journaled echo: 'X' | Timestamp | UserRefNum | Firm | Symbol | Appendage Length 7 | Group ID 0 (3,
+/// 24, 0, 0) | Side 'T' (2, 27, 'T').
+#[test]
+fn mass_cancel_scopes_and_its_response_echo_the_request() {
+    use bourse_appliance::translate::NO_SYMBOL;
+    use bourse_engine::MassCancel;
+    let t = translator();
+    let firm = bourse_nic::wire::alpha::Alpha(*b"FRM1");
+    let request = |symbol: &str, side, group_id| ouch::MassCancelRequest {
+        user_ref: 9,
+        firm,
+        symbol: if symbol.is_empty() { Symbol::BLANK } else { Symbol::new(symbol).unwrap() },
+        side,
+        group_id,
+    };
+    let scope = |m: ouch::MassCancelRequest| match t.on_ouch(2, 20, &ouch::Inbound::MassCancel(m)).unwrap() {
+        (Command::MassCancel(c), Some(_)) => (c.symbol, c.side),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(scope(request("", None, None)), (None, None));
+    assert_eq!(scope(request("MSFT", Some(ouch::Side::Buy), Some(0))), (Some(1), Some(Side::Buy)));
+    assert_eq!(scope(request("AAPL", Some(ouch::Side::SellShortExempt), None)), (Some(0), Some(Side::Sell)));
+    assert_eq!(scope(request("NOPE", None, None)), (Some(NO_SYMBOL), None));
+    assert_eq!(scope(request("", None, Some(3))), (Some(NO_SYMBOL), None));
+
+    let mut t = translator();
+    let m = request("", Some(ouch::Side::SellShort), Some(0));
+    let (command, echo) = t.on_ouch(2, 20, &ouch::Inbound::MassCancel(m)).unwrap();
+    let want = MassCancel { session: 2, user_ref: 9, symbol: None, side: Some(Side::Sell) };
+    assert_eq!(command, Command::MassCancel(want));
+    t.remember(&command, &echo.unwrap());
+    let (o, i) = run(&mut t, Event::MassCanceled { session: 2, user_ref: 9, canceled: 0 });
+    let mut want = vec![b'X', 0, 0, 0, 0, 0, 0, 0x03, 0xe8, 0, 0, 0, 9];
+    want.extend_from_slice(b"FRM1        ");
+    want.extend_from_slice(&[0, 7, 3, 24, 0, 0, 2, 27, b'T']);
+    assert_eq!(o, vec![(2, Some(9), want)]);
+    assert!(i.is_empty());
 }
 
 /// TotalView-ITCH 5.0, "Architecture": locate codes are "dynamically assigned each day, starting with a value of

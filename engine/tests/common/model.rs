@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use bourse_engine::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum MLoc {
@@ -70,6 +70,8 @@ pub struct Model {
     pos: HashMap<(u32, u16), (i64, i64)>,
     sess: HashMap<u16, u32>,
     last_ref: HashMap<u16, u32>,
+    /// Sessions whose firm disabled order entry.
+    disabled: HashSet<u16>,
     orders: BTreeMap<u64, MOrder>,
     refs: HashMap<(u16, u32), u64>,
     mw: Option<MarketBreaker>,
@@ -99,6 +101,7 @@ impl Model {
             pos: HashMap::new(),
             sess: HashMap::new(),
             last_ref: HashMap::new(),
+            disabled: HashSet::new(),
             orders: BTreeMap::new(),
             refs: HashMap::new(),
             mw: None,
@@ -338,7 +341,20 @@ impl Model {
                     }
                 }
             }
-            Command::Tick | Command::MarketHours(_) => out.push(Event::AdminApplied { seq }),
+            Command::Tick | Command::MarketHours(_) | Command::AccountQuery(_) => {
+                out.push(Event::AdminApplied { seq })
+            }
+            Command::MassCancel(m) => self.mass_cancel(&m, out),
+            Command::SetOrderEntry(c) => {
+                if self.control_ok(c.session, c.user_ref, out) {
+                    if c.enabled {
+                        self.disabled.remove(&c.session);
+                    } else {
+                        self.disabled.insert(c.session);
+                    }
+                    out.push(Event::OrderEntrySet { session: c.session, user_ref: c.user_ref, enabled: c.enabled });
+                }
+            }
             Command::Refuse(r) => {
                 out.push(Event::Refused { session: r.session, user_ref: r.user_ref, reason: r.reason })
             }
@@ -519,6 +535,9 @@ impl Model {
             return rej(out, RejectReason::UserRefNotIncreasing);
         }
         self.last_ref.insert(n.session, n.user_ref);
+        if self.disabled.contains(&n.session) {
+            return rej(out, RejectReason::EntryDisabled);
+        }
         if n.account != acct {
             return rej(out, RejectReason::UnknownAccount);
         }
@@ -944,6 +963,74 @@ impl Model {
             }
             self.close(id);
         }
+    }
+
+    /// A mass cancel or order-entry switch acts only for a bound session with a fresh UserRefNum, which it uses.
+    fn control_ok(&mut self, session: u16, user_ref: u32, out: &mut Vec<Event>) -> bool {
+        if !self.sess.contains_key(&session) {
+            out.push(Event::Rejected { session, user_ref, reason: RejectReason::UnknownSession });
+            return false;
+        }
+        if user_ref <= self.last_ref.get(&session).copied().unwrap_or(0) {
+            out.push(Event::Ignored { session, user_ref, reason: IgnoreReason::NotIncreasing });
+            return false;
+        }
+        self.last_ref.insert(session, user_ref);
+        true
+    }
+
+    /// Every open order of the session in scope, symbol by symbol: buy book best first, sell book best first,
+    /// buy stops then sell stops by stop price (oldest first within one), then the halt queue in arrival order.
+    fn mass_cancel(&mut self, m: &MassCancel, out: &mut Vec<Event>) {
+        if !self.control_ok(m.session, m.user_ref, out) {
+            return;
+        }
+        let sides: Vec<Side> =
+            [Side::Buy, Side::Sell].into_iter().filter(|s| m.side.is_none_or(|x| x == *s)).collect();
+        let syms: Vec<u16> = self.syms.keys().copied().filter(|s| m.symbol.is_none_or(|x| x == *s)).collect();
+        let mut canceled = 0;
+        for s in syms {
+            let mine = |o: &MOrder| o.session == m.session;
+            let mut ids: Vec<u64> = Vec::new();
+            for &side in &sides {
+                ids.extend(self.sorted_book(s, side).iter().filter(|o| mine(o)).map(|o| o.id));
+            }
+            for &side in &sides {
+                let mut stops: Vec<MOrder> = self
+                    .orders
+                    .values()
+                    .filter(|o| o.loc == MLoc::Stop && o.symbol == s && o.side == side && mine(o))
+                    .copied()
+                    .collect();
+                stops.sort_by_key(|o| (o.stop, o.time));
+                ids.extend(stops.iter().map(|o| o.id));
+            }
+            let queued = self.queues[&s].iter().map(|id| self.orders[id]);
+            ids.extend(queued.filter(|o| mine(o) && sides.contains(&o.side)).map(|o| o.id));
+            for id in ids {
+                let o = self.orders[&id];
+                self.unlock(id, o.qty);
+                out.push(Event::Canceled {
+                    order_ref: id,
+                    session: o.session,
+                    user_ref: o.user_ref,
+                    symbol: o.symbol,
+                    side: o.side,
+                    canceled_qty: o.qty,
+                    leaves_qty: 0,
+                    reason: CancelReason::UserRequested,
+                });
+                if o.loc == MLoc::Book {
+                    out.push(Event::BookDelete { order_ref: id, symbol: o.symbol });
+                }
+                if o.loc == MLoc::Queue {
+                    self.queues.get_mut(&s).unwrap().retain(|&x| x != id);
+                }
+                self.close(id);
+                canceled += 1;
+            }
+        }
+        out.push(Event::MassCanceled { session: m.session, user_ref: m.user_ref, canceled });
     }
 
     fn modify(&mut self, m: &Modify, out: &mut Vec<Event>) {

@@ -1,5 +1,5 @@
-//! Nasdaq OUCH 5.0 order entry messages ("O*U*C*H Version 5.0", section 2 "Inbound Messages", section 3
-//! "Outbound Messages", section 4 "Optional Appendages", Appendix C "Reject Reasons").
+//! Nasdaq OUCH 5.0 order entry messages ("OUCH 5.0 Order Entry Specification", rev 1.04: section 2 "Inbound
+//! Messages", section 3 "Outbound Messages", Appendix A "Optional Fields", Appendix C "Order Reject Reasons").
 //!
 //! Each OUCH message travels as the payload of one SoupBinTCP data packet: inbound in Unsequenced Data, outbound
 //! sequenced (here in MoldUDP64 framing). All integers are big-endian. UserRefNum is u32, strictly increasing
@@ -68,6 +68,28 @@ pub mod field {
         pub const QUANTITY: usize = 6;
         pub const LEN: usize = 10;
         pub const APPENDAGE_LEN: usize = 10;
+    }
+    /// Mass Cancel Request 'C' — section 2.5: Symbol blank for every symbol; Side and Group ID come as options.
+    pub mod mass_cancel {
+        pub const USER_REF: usize = 1;
+        pub const FIRM: usize = 5;
+        pub const SYMBOL: usize = 9;
+        pub const APPENDAGE_LEN: usize = 17;
+        pub const LEN: usize = 19;
+    }
+    /// Disable Order Entry Request 'D' — section 2.6, and Enable Order Entry Request 'E' — section 2.7 (the same
+    /// layout).
+    pub mod order_entry {
+        pub const USER_REF: usize = 1;
+        pub const FIRM: usize = 5;
+        pub const APPENDAGE_LEN: usize = 9;
+        pub const LEN: usize = 11;
+    }
+    /// Account Query Request 'Q' — section 2.8: the type byte alone, or with an Appendage Length and appendage
+    /// ("the Appendage Length and Optional Appendage fields are optional on this message type").
+    pub mod account_query {
+        pub const LEN: usize = 1;
+        pub const APPENDAGE_LEN: usize = 1;
     }
     /// Every outbound message: type, then Timestamp.
     pub const TIMESTAMP: usize = 1;
@@ -148,6 +170,27 @@ pub mod field {
         pub const SIDE: usize = 13;
         pub const QUANTITY: usize = 14;
         pub const LEN: usize = 18;
+    }
+    /// Mass Cancel Response 'X' — section 3.14: the request's fields echoed, its Side and Group ID options too.
+    pub mod mass_cancel_response {
+        pub const USER_REF: usize = 9;
+        pub const FIRM: usize = 13;
+        pub const SYMBOL: usize = 17;
+        pub const APPENDAGE_LEN: usize = 25;
+        pub const LEN: usize = 27;
+    }
+    /// Disable Order Entry Response 'G' — section 3.15, and Enable Order Entry Response 'K' — section 3.16.
+    pub mod order_entry_response {
+        pub const USER_REF: usize = 9;
+        pub const FIRM: usize = 13;
+        pub const APPENDAGE_LEN: usize = 17;
+        pub const LEN: usize = 19;
+    }
+    /// Account Query Response 'Q' — section 3.17. Its Appendage Length is "absent unless this message results
+    /// from the incoming message specifying non zero userRefIdx", which this venue does not take: 13 bytes.
+    pub mod account_query_response {
+        pub const NEXT_USER_REF: usize = 9;
+        pub const LEN: usize = 13;
     }
 }
 
@@ -245,6 +288,10 @@ pub mod tag {
     pub const PRICE_TYPE: u8 = 6;
     pub const POST_ONLY: u8 = 12;
     pub const EXPIRE_TIME: u8 = 15;
+    /// Group ID, u16 (Appendix A tag 24); a Mass Cancel scope.
+    pub const GROUP_ID: u8 = 24;
+    /// Side, one of B/S/T/E (Appendix A tag 27); a Mass Cancel scope.
+    pub const SIDE: u8 = 27;
     /// bourse extension (outside Nasdaq's tag range in use): stop/trigger price, u64 with 4 implied decimals.
     /// OUCH 5.0 has no stop orders; a client that does not know this tag never sends it.
     pub const STOP_PRICE: u8 = 224;
@@ -261,12 +308,16 @@ pub struct Options {
     pub post_only: Option<u8>,
     /// ExpireTime: seconds to live, below 86 400.
     pub expire_time: Option<u32>,
+    /// Group ID (Mass Cancel): 0 names the orders entered without a Group ID.
+    pub group_id: Option<u16>,
+    /// Side (Mass Cancel), as sent; [`Side::from_code`] validates it where it is used.
+    pub side: Option<u8>,
     pub stop_price: Option<u64>,
 }
 
-/// Largest appendage we emit or accept: every option we know, once each, is 6+6+3+3+6+10 = 34 bytes; unknown
-/// options may make a client's appendage longer, so the parse limit is the u16 field itself.
-pub const OPTIONS_MAX_BYTES: usize = 34;
+/// Largest appendage we emit or accept: every option we know, once each, is 6+6+3+3+6+4+3+10 = 41 bytes;
+/// unknown options may make a client's appendage longer, so the parse limit is the u16 field itself.
+pub const OPTIONS_MAX_BYTES: usize = 41;
 
 impl Options {
     /// Most orders carry no appendage: that case is a constant, and the option walk stays out of line (returning
@@ -313,6 +364,12 @@ impl Options {
                         v.try_into().map_err(|_| bad("ExpireTime option"))?,
                     ))
                 }
+                tag::GROUP_ID => {
+                    o.group_id = Some(u16::from_be_bytes(
+                        v.try_into().map_err(|_| bad("Group ID option"))?,
+                    ))
+                }
+                tag::SIDE => o.side = Some(one(v).ok_or(bad("Side option"))?),
                 tag::STOP_PRICE => {
                     o.stop_price = Some(u64::from_be_bytes(
                         v.try_into().map_err(|_| bad("StopPrice option"))?,
@@ -331,6 +388,8 @@ impl Options {
             + self.price_type.map_or(0, |_| 3)
             + self.post_only.map_or(0, |_| 3)
             + self.expire_time.map_or(0, |_| 6)
+            + self.group_id.map_or(0, |_| 4)
+            + self.side.map_or(0, |_| 3)
             + self.stop_price.map_or(0, |_| 10)
     }
 
@@ -357,6 +416,12 @@ impl Options {
         }
         if let Some(t) = self.expire_time {
             put(tag::EXPIRE_TIME, &t.to_be_bytes());
+        }
+        if let Some(g) = self.group_id {
+            put(tag::GROUP_ID, &g.to_be_bytes());
+        }
+        if let Some(s) = self.side {
+            put(tag::SIDE, &[s]);
         }
         if let Some(p) = self.stop_price {
             put(tag::STOP_PRICE, &p.to_be_bytes());
@@ -418,6 +483,31 @@ pub struct ModifyOrder {
     pub quantity: u32,
 }
 
+/// Mass Cancel Request 'C' — section 2.5: 19 bytes plus appendage. Cancels the firm's open orders on the
+/// account, all of them or those of `symbol` (blank: every symbol), of `side` and of `group_id` when given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MassCancelRequest {
+    pub user_ref: u32,
+    pub firm: Alpha<4>,
+    pub symbol: Symbol,
+    pub side: Option<Side>,
+    pub group_id: Option<u16>,
+}
+
+impl MassCancelRequest {
+    fn options(&self) -> Options {
+        Options { side: self.side.map(Side::code), group_id: self.group_id, ..Options::default() }
+    }
+}
+
+/// Disable Order Entry Request 'D' (section 2.6) and Enable Order Entry Request 'E' (section 2.7): 11 bytes plus
+/// appendage. Blocks or unblocks the firm's new orders on the account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderEntryRequest {
+    pub user_ref: u32,
+    pub firm: Alpha<4>,
+}
+
 /// One inbound (client → exchange) OUCH message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Inbound {
@@ -425,6 +515,11 @@ pub enum Inbound {
     ReplaceOrder(ReplaceOrder),
     CancelOrder(CancelOrder),
     ModifyOrder(ModifyOrder),
+    MassCancel(MassCancelRequest),
+    DisableOrderEntry(OrderEntryRequest),
+    EnableOrderEntry(OrderEntryRequest),
+    /// Account Query Request 'Q' (section 2.8): asks for the next UserRefNum the account may use.
+    AccountQuery,
 }
 
 #[inline]
@@ -473,12 +568,29 @@ fn emit_appendage(b: &mut [u8], len_at: usize, o: &Options) {
 }
 
 impl Inbound {
+    /// The UserRefNum the message carries (0 for an Account Query, which has none).
     pub fn user_ref(&self) -> u32 {
         match self {
             Inbound::EnterOrder(m) => m.user_ref,
             Inbound::ReplaceOrder(m) => m.user_ref,
             Inbound::CancelOrder(m) => m.user_ref,
             Inbound::ModifyOrder(m) => m.user_ref,
+            Inbound::MassCancel(m) => m.user_ref,
+            Inbound::DisableOrderEntry(m) | Inbound::EnableOrderEntry(m) => m.user_ref,
+            Inbound::AccountQuery => 0,
+        }
+    }
+
+    /// The UserRefNum the message introduces, which must be above every one the session used before (section
+    /// 1.2): Enter and Replace Order, Mass Cancel, Disable and Enable Order Entry. Cancel and Modify name an
+    /// order's; an Account Query carries none.
+    pub fn new_user_ref(&self) -> Option<u32> {
+        match self {
+            Inbound::EnterOrder(m) => Some(m.user_ref),
+            Inbound::ReplaceOrder(m) => Some(m.user_ref),
+            Inbound::MassCancel(m) => Some(m.user_ref),
+            Inbound::DisableOrderEntry(m) | Inbound::EnableOrderEntry(m) => Some(m.user_ref),
+            Inbound::CancelOrder(_) | Inbound::ModifyOrder(_) | Inbound::AccountQuery => None,
         }
     }
 
@@ -538,6 +650,31 @@ impl Inbound {
                     quantity: get_u32(b, f::QUANTITY),
                 })
             }
+            b'C' => {
+                use field::mass_cancel as f;
+                let o = Options::parse(appendage(b, f::APPENDAGE_LEN)?)?;
+                Inbound::MassCancel(MassCancelRequest {
+                    user_ref: get_u32(b, f::USER_REF),
+                    firm: Alpha(get_array(b, f::FIRM)),
+                    symbol: Alpha(get_array(b, f::SYMBOL)),
+                    side: o.side.map(Side::from_code).transpose()?,
+                    group_id: o.group_id,
+                })
+            }
+            code @ (b'D' | b'E') => {
+                use field::order_entry as f;
+                Options::parse(appendage(b, f::APPENDAGE_LEN)?)?;
+                let m = OrderEntryRequest { user_ref: get_u32(b, f::USER_REF), firm: Alpha(get_array(b, f::FIRM)) };
+                if code == b'D' {
+                    Inbound::DisableOrderEntry(m)
+                } else {
+                    Inbound::EnableOrderEntry(m)
+                }
+            }
+            b'Q' => {
+                optional_appendage(b, field::account_query::APPENDAGE_LEN)?;
+                Inbound::AccountQuery
+            }
             code => {
                 return Err(Error::UnknownType {
                     format: FORMAT,
@@ -553,6 +690,9 @@ impl Inbound {
             Inbound::ReplaceOrder(m) => field::replace::LEN + m.options.buffer_len(),
             Inbound::CancelOrder(_) => field::cancel::LEN,
             Inbound::ModifyOrder(_) => field::modify::LEN,
+            Inbound::MassCancel(m) => field::mass_cancel::LEN + m.options().buffer_len(),
+            Inbound::DisableOrderEntry(_) | Inbound::EnableOrderEntry(_) => field::order_entry::LEN,
+            Inbound::AccountQuery => field::account_query::LEN,
         }
     }
 
@@ -602,6 +742,22 @@ impl Inbound {
                 b[field::modify::SIDE] = m.side.code();
                 put_u32(b, field::modify::QUANTITY, m.quantity);
             }
+            Inbound::MassCancel(m) => {
+                use field::mass_cancel as f;
+                b[0] = b'C';
+                put_u32(b, f::USER_REF, m.user_ref);
+                put_array(b, f::FIRM, &m.firm.0);
+                put_array(b, f::SYMBOL, &m.symbol.0);
+                emit_appendage(b, f::APPENDAGE_LEN, &m.options());
+            }
+            Inbound::DisableOrderEntry(m) | Inbound::EnableOrderEntry(m) => {
+                use field::order_entry as f;
+                b[0] = if matches!(self, Inbound::DisableOrderEntry(_)) { b'D' } else { b'E' };
+                put_u32(b, f::USER_REF, m.user_ref);
+                put_array(b, f::FIRM, &m.firm.0);
+                put_u16(b, f::APPENDAGE_LEN, 0);
+            }
+            Inbound::AccountQuery => b[0] = b'Q',
         }
         Ok(len)
     }
@@ -696,6 +852,26 @@ pub enum Outbound {
         side: Side,
         quantity: u32,
     },
+    /// Mass Cancel Response 'X' (section 3.14): the request's fields echoed.
+    MassCancelResponse {
+        timestamp: u64,
+        request: MassCancelRequest,
+    },
+    /// Disable Order Entry Response 'G' (section 3.15).
+    DisableOrderEntryResponse {
+        timestamp: u64,
+        request: OrderEntryRequest,
+    },
+    /// Enable Order Entry Response 'K' (section 3.16).
+    EnableOrderEntryResponse {
+        timestamp: u64,
+        request: OrderEntryRequest,
+    },
+    /// Account Query Response 'Q' (section 3.17): the next UserRefNum the account may use.
+    AccountQueryResponse {
+        timestamp: u64,
+        next_user_ref: u32,
+    },
 }
 
 impl Outbound {
@@ -709,6 +885,10 @@ impl Outbound {
             Outbound::OrderRejected { .. } => b'J',
             Outbound::CancelReject { .. } => b'I',
             Outbound::OrderModified { .. } => b'M',
+            Outbound::MassCancelResponse { .. } => b'X',
+            Outbound::DisableOrderEntryResponse { .. } => b'G',
+            Outbound::EnableOrderEntryResponse { .. } => b'K',
+            Outbound::AccountQueryResponse { .. } => b'Q',
         }
     }
 
@@ -722,6 +902,13 @@ impl Outbound {
             Outbound::OrderRejected { .. } => field::rejected::LEN,
             Outbound::CancelReject { .. } => field::cancel_reject::LEN,
             Outbound::OrderModified { .. } => field::modified::LEN,
+            Outbound::MassCancelResponse { request, .. } => {
+                field::mass_cancel_response::LEN + request.options().buffer_len()
+            }
+            Outbound::DisableOrderEntryResponse { .. } | Outbound::EnableOrderEntryResponse { .. } => {
+                field::order_entry_response::LEN
+            }
+            Outbound::AccountQueryResponse { .. } => field::account_query_response::LEN,
         }
     }
 
@@ -732,7 +919,11 @@ impl Outbound {
             | Outbound::OrderExecuted { timestamp, .. }
             | Outbound::OrderRejected { timestamp, .. }
             | Outbound::CancelReject { timestamp, .. }
-            | Outbound::OrderModified { timestamp, .. } => *timestamp,
+            | Outbound::OrderModified { timestamp, .. }
+            | Outbound::MassCancelResponse { timestamp, .. }
+            | Outbound::DisableOrderEntryResponse { timestamp, .. }
+            | Outbound::EnableOrderEntryResponse { timestamp, .. }
+            | Outbound::AccountQueryResponse { timestamp, .. } => *timestamp,
             Outbound::OrderAccepted(o) | Outbound::OrderReplaced { order: o, .. } => o.timestamp,
         }
     }
@@ -807,6 +998,23 @@ impl Outbound {
                 put_u32(b, f::USER_REF, *user_ref);
                 b[f::SIDE] = side.code();
                 put_u32(b, f::QUANTITY, *quantity);
+            }
+            Outbound::MassCancelResponse { request, .. } => {
+                use field::mass_cancel_response as f;
+                put_u32(b, f::USER_REF, request.user_ref);
+                put_array(b, f::FIRM, &request.firm.0);
+                put_array(b, f::SYMBOL, &request.symbol.0);
+                emit_appendage(b, f::APPENDAGE_LEN, &request.options());
+            }
+            Outbound::DisableOrderEntryResponse { request, .. }
+            | Outbound::EnableOrderEntryResponse { request, .. } => {
+                use field::order_entry_response as f;
+                put_u32(b, f::USER_REF, request.user_ref);
+                put_array(b, f::FIRM, &request.firm.0);
+                put_u16(b, f::APPENDAGE_LEN, 0);
+            }
+            Outbound::AccountQueryResponse { next_user_ref, .. } => {
+                put_u32(b, field::account_query_response::NEXT_USER_REF, *next_user_ref)
             }
         }
         Ok(len)
@@ -884,6 +1092,37 @@ impl Outbound {
                     side: Side::from_code(b[f::SIDE])?,
                     quantity: get_u32(b, f::QUANTITY),
                 }
+            }
+            b'X' => {
+                use field::mass_cancel_response as f;
+                let o = Options::parse(appendage(b, f::APPENDAGE_LEN)?)?;
+                let request = MassCancelRequest {
+                    user_ref: get_u32(b, f::USER_REF),
+                    firm: Alpha(get_array(b, f::FIRM)),
+                    symbol: Alpha(get_array(b, f::SYMBOL)),
+                    side: o.side.map(Side::from_code).transpose()?,
+                    group_id: o.group_id,
+                };
+                Outbound::MassCancelResponse { timestamp: ts(b), request }
+            }
+            code @ (b'G' | b'K') => {
+                use field::order_entry_response as f;
+                appendage(b, f::APPENDAGE_LEN)?;
+                let request =
+                    OrderEntryRequest { user_ref: get_u32(b, f::USER_REF), firm: Alpha(get_array(b, f::FIRM)) };
+                if code == b'G' {
+                    Outbound::DisableOrderEntryResponse { timestamp: ts(b), request }
+                } else {
+                    Outbound::EnableOrderEntryResponse { timestamp: ts(b), request }
+                }
+            }
+            b'Q' => {
+                use field::account_query_response as f;
+                // Section 3.17: the Appendage Length is optional; when present, the appendage must be whole.
+                if b.len() != f::LEN {
+                    appendage(b, f::LEN)?;
+                }
+                Outbound::AccountQueryResponse { timestamp: ts(b), next_user_ref: get_u32(b, f::NEXT_USER_REF) }
             }
             code => {
                 return Err(Error::UnknownType {

@@ -187,8 +187,8 @@ fn cancel_and_modify_fixtures() {
         "too long"
     );
     assert!(matches!(
-        Inbound::parse(b"Q"),
-        Err(Error::UnknownType { code: b'Q', .. })
+        Inbound::parse(b"Z"),
+        Err(Error::UnknownType { code: b'Z', .. })
     ));
     assert!(Inbound::parse(&[]).is_err());
 }
@@ -438,4 +438,115 @@ fn enter_with_an_invalid_side_is_recognised() {
     let mut long = v.clone();
     long.push(0);
     assert_eq!(enter_with_invalid_side(&long), None, "bytes after the appendage");
+}
+
+fn firm() -> Alpha<4> {
+    Alpha(*b"BRSE")
+}
+
+/// Section 2.5, Mass Cancel Request: Type 'C' @0, UserRefNum @1 (4), Firm @5 (4), Symbol @9 (8, space filled
+/// for every symbol), Appendage Length @17 (2), appendage @19 with the Side (Appendix A tag 27) and Group ID
+/// (tag 24) options.
+#[test]
+fn mass_cancel_request_fixture() {
+    let mut v = vec![b'C', 0, 0, 0, 12]; // UserRefNum 12
+    v.extend_from_slice(b"BRSE"); // @5 Firm
+    v.extend_from_slice(b"AAPL    "); // @9 Symbol
+    v.extend_from_slice(&[0, 0]); // @17 Appendage Length 0
+    assert_eq!(v.len(), 19);
+    let m = MassCancelRequest { user_ref: 12, firm: firm(), symbol: sym(), side: None, group_id: None };
+    roundtrip_in(Inbound::MassCancel(m), &v);
+    // Every symbol: Symbol space filled.
+    let mut all = v.clone();
+    all[9..17].copy_from_slice(b"        ");
+    assert_eq!(Inbound::parse(&all).unwrap(), Inbound::MassCancel(MassCancelRequest { symbol: Symbol::BLANK, ..m }));
+    // Group ID 0 (length 3, tag 24, 0x0000) then Side 'S' (length 2, tag 27): the emitter writes tags in order.
+    let mut with = v.clone();
+    with[18] = 7;
+    with.extend_from_slice(&[3, 24, 0, 0, 2, 27, b'S']);
+    let scoped = MassCancelRequest { side: Some(Side::Sell), group_id: Some(0), ..m };
+    roundtrip_in(Inbound::MassCancel(scoped), &with);
+    // The other order on the wire, and UserRefIdx (tag 28), which is skipped.
+    let mut other = v.clone();
+    other[18] = 10;
+    other.extend_from_slice(&[2, 27, b'S', 2, 28, 1, 3, 24, 0, 0]);
+    assert_eq!(Inbound::parse(&other).unwrap(), Inbound::MassCancel(scoped));
+    // A Side outside B/S/T/E, a Group ID of one byte, and the message without its Appendage Length: malformed.
+    let mut bad = v.clone();
+    bad[18] = 3;
+    bad.extend_from_slice(&[2, 27, b'Q']);
+    assert!(matches!(Inbound::parse(&bad), Err(Error::InvalidField { field: "side", .. })));
+    let mut bad = v.clone();
+    bad[18] = 3;
+    bad.extend_from_slice(&[2, 24, 0]);
+    assert!(matches!(Inbound::parse(&bad), Err(Error::InvalidField { field: "Group ID option", .. })));
+    assert!(Inbound::parse(&v[..17]).is_err());
+}
+
+/// Sections 2.6 and 2.7: Type 'D' / 'E' @0, UserRefNum @1 (4), Firm @5 (4), Appendage Length @9 (2): 11 bytes.
+#[test]
+fn disable_and_enable_order_entry_request_fixtures() {
+    let m = OrderEntryRequest { user_ref: 0x0102_0304, firm: firm() };
+    let v = [b'D', 1, 2, 3, 4, b'B', b'R', b'S', b'E', 0, 0];
+    roundtrip_in(Inbound::DisableOrderEntry(m), &v);
+    let v = [b'E', 1, 2, 3, 4, b'B', b'R', b'S', b'E', 0, 0];
+    roundtrip_in(Inbound::EnableOrderEntry(m), &v);
+    // With UserRefIdx 2 (tag 28), skipped.
+    let v = [b'E', 1, 2, 3, 4, b'B', b'R', b'S', b'E', 0, 3, 2, 28, 2];
+    assert_eq!(Inbound::parse(&v).unwrap(), Inbound::EnableOrderEntry(m));
+    assert!(Inbound::parse(&v[..9]).is_err(), "the Appendage Length is not optional here");
+}
+
+/// Section 2.8: Type 'Q', then an Appendage Length and appendage that are optional on this message type.
+#[test]
+fn account_query_request_fixture() {
+    roundtrip_in(Inbound::AccountQuery, b"Q");
+    assert_eq!(Inbound::parse(&[b'Q', 0, 0]).unwrap(), Inbound::AccountQuery);
+    assert_eq!(Inbound::parse(&[b'Q', 0, 3, 2, 28, 1]).unwrap(), Inbound::AccountQuery);
+    assert!(Inbound::parse(&[b'Q', 0]).is_err(), "half an Appendage Length");
+    assert!(Inbound::parse(&[b'Q', 0, 2, 2]).is_err(), "an appendage shorter than announced");
+    assert_eq!(Inbound::AccountQuery.new_user_ref(), None);
+}
+
+/// Section 3.14, Mass Cancel Response: Type 'X' @0, Timestamp @1 (8), UserRefNum @9 (4), Firm @13 (4), Symbol
+/// @17 (8), Appendage Length @25 (2), and the request's Side and Group ID options echoed @27.
+#[test]
+fn mass_cancel_response_fixture() {
+    let request = MassCancelRequest { user_ref: 12, firm: firm(), symbol: Symbol::BLANK, side: None, group_id: None };
+    let mut body = vec![0, 0, 0, 12];
+    body.extend_from_slice(b"BRSE");
+    body.extend_from_slice(b"        ");
+    body.extend_from_slice(&[0, 0]);
+    let v = out(b'X', &body);
+    assert_eq!(v.len(), 27);
+    roundtrip_out(Outbound::MassCancelResponse { timestamp: TSV, request }, &v);
+    let mut with = v.clone();
+    with[26] = 3;
+    with.extend_from_slice(&[2, 27, b'B']);
+    let request = MassCancelRequest { side: Some(Side::Buy), ..request };
+    roundtrip_out(Outbound::MassCancelResponse { timestamp: TSV, request }, &with);
+}
+
+/// Sections 3.15 and 3.16: Type 'G' / 'K' @0, Timestamp @1 (8), UserRefNum @9 (4), Firm @13 (4), Appendage
+/// Length @17 (2): 19 bytes. Section 3.17: Type 'Q', Timestamp, NextUserRefNum @9 (4), its Appendage Length
+/// absent (no UserRefIdx here): 13 bytes.
+#[test]
+fn order_entry_and_account_query_response_fixtures() {
+    let request = OrderEntryRequest { user_ref: 5, firm: firm() };
+    let body = [0, 0, 0, 5, b'B', b'R', b'S', b'E', 0, 0];
+    let g = out(b'G', &body);
+    assert_eq!(g.len(), 19);
+    roundtrip_out(Outbound::DisableOrderEntryResponse { timestamp: TSV, request }, &g);
+    roundtrip_out(Outbound::EnableOrderEntryResponse { timestamp: TSV, request }, &out(b'K', &body));
+    let q = out(b'Q', &[0, 0, 0x01, 0x00]);
+    assert_eq!(q.len(), 13);
+    roundtrip_out(Outbound::AccountQueryResponse { timestamp: TSV, next_user_ref: 256 }, &q);
+    // A response carrying an appendage (another venue's UserRefIdx) parses; a torn one does not.
+    let mut with = q.clone();
+    with.extend_from_slice(&[0, 3, 2, 28, 1]);
+    assert_eq!(
+        Outbound::parse(&with).unwrap(),
+        Outbound::AccountQueryResponse { timestamp: TSV, next_user_ref: 256 }
+    );
+    assert!(Outbound::parse(&with[..14]).is_err());
 }

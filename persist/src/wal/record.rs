@@ -20,14 +20,18 @@
 //! display, capacity …) as an opaque [`Echo`]: those kinds ([`RecordKind::OrderEchoed`],
 //! [`RecordKind::ReplaceEchoed`]) take two cache lines, because what a firm sees of its orders is derived from the
 //! journal and nothing else. A gateway refusal ([`RecordKind::Refuse`]) is journaled too, in one line, so that its
-//! reply takes its place in the session's outbound sequence on every replay.
+//! reply takes its place in the session's outbound sequence on every replay. A firm's Mass Cancel
+//! ([`RecordKind::MassCancel`]) and order-entry switch ([`RecordKind::SetOrderEntry`]) keep an echo too (the
+//! request's Firm, Symbol and options, which their responses repeat), each in one line; an Account Query
+//! ([`RecordKind::AccountQuery`]) is one line with the session alone.
 //!
 //! Decoding validates everything — length, CRC, kind, every enum byte and every reserved byte — and returns a typed
 //! [`RecordError`] instead of panicking on any input (fuzzed in `persist/fuzz`).
 
 use bourse_engine::{
     AddAccount, AddSymbol, Bands, BindSession, Cancel, Command, Deposit, DepositShares, Input, MarketBreaker,
-    MarketHours, Modify, NewOrder, OrderKind, Refuse, Replace, SelfTrade, SetHalt, Side, TimeInForce,
+    MarketHours, MassCancel, Modify, NewOrder, OrderKind, Refuse, Replace, SelfTrade, SetHalt, SetOrderEntry, Side,
+    TimeInForce,
 };
 use bytemuck::{Pod, Zeroable};
 
@@ -84,10 +88,16 @@ pub enum RecordKind {
     Modify = 16,
     /// Start or end of the trading day on the market-data feed.
     MarketHours = 17,
+    /// An OUCH Mass Cancel Request, with its echo.
+    MassCancel = 18,
+    /// An OUCH Disable or Enable Order Entry Request, with its echo.
+    SetOrderEntry = 19,
+    /// An OUCH Account Query Request.
+    AccountQuery = 20,
 }
 
 /// Number of record kinds (for per-kind counters indexed by [`RecordKind::index`]).
-pub const KINDS_COUNT: usize = 16;
+pub const KINDS_COUNT: usize = 19;
 
 impl RecordKind {
     pub const ALL: [RecordKind; KINDS_COUNT] = [
@@ -107,6 +117,9 @@ impl RecordKind {
         RecordKind::Refuse,
         RecordKind::Modify,
         RecordKind::MarketHours,
+        RecordKind::MassCancel,
+        RecordKind::SetOrderEntry,
+        RecordKind::AccountQuery,
     ];
 
     pub fn from_u16(v: u16) -> Option<RecordKind> {
@@ -144,12 +157,22 @@ impl RecordKind {
             Command::Refuse(_) => RecordKind::Refuse,
             Command::Modify(_) => RecordKind::Modify,
             Command::MarketHours(_) => RecordKind::MarketHours,
+            Command::MassCancel(_) => RecordKind::MassCancel,
+            Command::SetOrderEntry(_) => RecordKind::SetOrderEntry,
+            Command::AccountQuery(_) => RecordKind::AccountQuery,
         }
     }
 
     /// Whether records of this kind carry an [`Echo`].
     pub const fn carries_echo(self) -> bool {
-        matches!(self, RecordKind::OrderEchoed | RecordKind::ReplaceEchoed | RecordKind::Refuse)
+        matches!(
+            self,
+            RecordKind::OrderEchoed
+                | RecordKind::ReplaceEchoed
+                | RecordKind::Refuse
+                | RecordKind::MassCancel
+                | RecordKind::SetOrderEntry
+        )
     }
 
     pub fn name(self) -> &'static str {
@@ -170,6 +193,9 @@ impl RecordKind {
             RecordKind::Refuse => "refuse",
             RecordKind::Modify => "modify",
             RecordKind::MarketHours => "market_hours",
+            RecordKind::MassCancel => "mass_cancel",
+            RecordKind::SetOrderEntry => "set_order_entry",
+            RecordKind::AccountQuery => "account_query",
         }
     }
 
@@ -192,6 +218,9 @@ impl RecordKind {
             RecordKind::Refuse => core::mem::size_of::<RefuseBody>(),
             RecordKind::Modify => core::mem::size_of::<ModifyBody>(),
             RecordKind::MarketHours => core::mem::size_of::<MarketHoursBody>(),
+            RecordKind::MassCancel => core::mem::size_of::<MassCancelBody>(),
+            RecordKind::SetOrderEntry => core::mem::size_of::<SetOrderEntryBody>(),
+            RecordKind::AccountQuery => core::mem::size_of::<AccountQueryBody>(),
         }
     }
 
@@ -369,6 +398,44 @@ pub struct RefuseBody {
     pub echo: Echo,
 }
 
+/// `MassCancel` body: `has_symbol` 0 every symbol (then `symbol` is 0) or 1 only `symbol`; `side` 0 both, 1 buy,
+/// 2 sell; then the echo.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct MassCancelBody {
+    pub session: u16,
+    pub symbol: u16,
+    pub user_ref: u32,
+    pub has_symbol: u8,
+    pub side: u8,
+    pub reserved: [u8; 2],
+    pub echo: Echo,
+}
+
+/// `SetOrderEntry` body: `enabled` 0 (Disable Order Entry) or 1 (Enable), then the echo.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct SetOrderEntryBody {
+    pub session: u16,
+    pub enabled: u8,
+    pub reserved: u8,
+    pub user_ref: u32,
+    pub echo: Echo,
+}
+
+/// `AccountQuery` body: the asking session.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct AccountQueryBody {
+    pub session: u16,
+    pub reserved: [u8; 6],
+}
+
+const _: () = assert!(core::mem::size_of::<MassCancelBody>() == 32);
+const _: () = assert!(RecordKind::MassCancel.record_bytes() == 64, "a mass cancel is one cache line");
+const _: () = assert!(core::mem::size_of::<SetOrderEntryBody>() == 28);
+const _: () = assert!(RecordKind::SetOrderEntry.record_bytes() == 64);
+const _: () = assert!(RecordKind::AccountQuery.record_bytes() == 64);
 const _: () = assert!(core::mem::size_of::<NewOrderBody>() == 32);
 const _: () = assert!(core::mem::size_of::<OrderEchoedBody>() == 56);
 const _: () = assert!(RecordKind::OrderEchoed.record_bytes() == 128);
@@ -436,7 +503,8 @@ pub fn encode(input: &Input, epoch: u32, out: &mut [u8; RECORD_BYTES_MAX]) -> us
 }
 
 /// [`encode`] with the fields replies echo: a New Order or Replace with `Some(echo)` is journaled as
-/// `OrderEchoed`/`ReplaceEchoed`; a `Refuse` keeps its echo (zeros when `None`); other commands ignore it.
+/// `OrderEchoed`/`ReplaceEchoed`; a `Refuse`, `MassCancel` or `SetOrderEntry` keeps its echo (zeros when `None`);
+/// other commands ignore it.
 pub fn encode_entry(input: &Input, echo: Option<&Echo>, epoch: u32, out: &mut [u8; RECORD_BYTES_MAX]) -> usize {
     let kind = RecordKind::of_entry(&input.command, echo.is_some());
     let length = kind.record_bytes();
@@ -506,6 +574,33 @@ pub fn encode_entry(input: &Input, echo: Option<&Echo>, epoch: u32, out: &mut [u
             put(body, &MarketBreakerBody { halt_ns: m.halt_ns, level_bps: m.level_bps, reserved: 0 })
         }
         Command::Tick => {}
+        Command::MassCancel(m) => put(
+            body,
+            &MassCancelBody {
+                session: m.session,
+                symbol: m.symbol.unwrap_or(0),
+                user_ref: m.user_ref,
+                has_symbol: u8::from(m.symbol.is_some()),
+                side: match m.side {
+                    None => 0,
+                    Some(Side::Buy) => 1,
+                    Some(Side::Sell) => 2,
+                },
+                reserved: [0; 2],
+                echo,
+            },
+        ),
+        Command::SetOrderEntry(c) => put(
+            body,
+            &SetOrderEntryBody {
+                session: c.session,
+                enabled: u8::from(c.enabled),
+                reserved: 0,
+                user_ref: c.user_ref,
+                echo,
+            },
+        ),
+        Command::AccountQuery(session) => put(body, &AccountQueryBody { session, reserved: [0; 6] }),
         Command::MarketHours(h) => {
             let (phase, utc_offset_s) = match h {
                 MarketHours::Open { utc_offset_s } => (MARKET_OPEN, utc_offset_s),
@@ -688,6 +783,33 @@ fn decode_body(kind: RecordKind, body: &[u8]) -> Result<(Command, Echo), RecordE
             };
             (Command::Refuse(r), b.echo)
         }
+        RecordKind::MassCancel => {
+            let b: MassCancelBody = bytemuck::pod_read_unaligned(body);
+            // Every symbol is written with symbol 0, so each mass cancel has one encoding.
+            if b.reserved != [0; 2] || (b.has_symbol == 0 && b.symbol != 0) {
+                return Err(RecordError::ReservedNotZero);
+            }
+            let m = MassCancel {
+                session: b.session,
+                user_ref: b.user_ref,
+                symbol: flag("has_symbol", b.has_symbol)?.then_some(b.symbol),
+                side: match b.side {
+                    0 => None,
+                    1 => Some(Side::Buy),
+                    2 => Some(Side::Sell),
+                    v => return Err(bad("mass cancel side", v)),
+                },
+            };
+            (Command::MassCancel(m), b.echo)
+        }
+        RecordKind::SetOrderEntry => {
+            let b: SetOrderEntryBody = bytemuck::pod_read_unaligned(body);
+            if b.reserved != 0 {
+                return Err(RecordError::ReservedNotZero);
+            }
+            let c = SetOrderEntry { session: b.session, user_ref: b.user_ref, enabled: flag("enabled", b.enabled)? };
+            (Command::SetOrderEntry(c), b.echo)
+        }
         RecordKind::NewOrder => (new_order(&bytemuck::pod_read_unaligned(body))?, NONE),
         RecordKind::Replace => (replace(&bytemuck::pod_read_unaligned(body))?, NONE),
         other => (decode_admin(other, body)?, NONE),
@@ -833,6 +955,13 @@ fn decode_admin(kind: RecordKind, body: &[u8]) -> Result<Command, RecordError> {
             Command::SetMarketBreaker(MarketBreaker { level_bps: b.level_bps, halt_ns: b.halt_ns })
         }
         RecordKind::Tick => Command::Tick,
+        RecordKind::AccountQuery => {
+            let b: AccountQueryBody = bytemuck::pod_read_unaligned(body);
+            if b.reserved != [0; 6] {
+                return Err(RecordError::ReservedNotZero);
+            }
+            Command::AccountQuery(b.session)
+        }
         RecordKind::MarketHours => {
             let b: MarketHoursBody = bytemuck::pod_read_unaligned(body);
             if b.reserved != [0; 3] || (b.phase == MARKET_CLOSE && b.utc_offset_s != 0) {
@@ -854,7 +983,9 @@ fn decode_admin(kind: RecordKind, body: &[u8]) -> Result<Command, RecordError> {
         | RecordKind::Replace
         | RecordKind::OrderEchoed
         | RecordKind::ReplaceEchoed
-        | RecordKind::Refuse => unreachable!("decoded by decode_body"),
+        | RecordKind::Refuse
+        | RecordKind::MassCancel
+        | RecordKind::SetOrderEntry => unreachable!("decoded by decode_body"),
     })
 }
 
@@ -955,6 +1086,15 @@ mod tests {
             any::<(u16, u32, u16, bool)>().prop_map(|(session, user_ref, reason, introduces_ref)| {
                 Command::Refuse(Refuse { session, user_ref, reason, introduces_ref })
             }),
+            (any::<(u16, u32)>(), proptest::option::of(any::<u16>()), proptest::option::of(side())).prop_map(
+                |((session, user_ref), symbol, side)| {
+                    Command::MassCancel(MassCancel { session, user_ref, symbol, side })
+                }
+            ),
+            any::<(u16, u32, bool)>().prop_map(|(session, user_ref, enabled)| {
+                Command::SetOrderEntry(SetOrderEntry { session, user_ref, enabled })
+            }),
+            any::<u16>().prop_map(Command::AccountQuery),
         ]
     }
 
@@ -1033,7 +1173,7 @@ mod tests {
         assert_eq!(decode(&buf[..n]).unwrap().input, input);
         assert_eq!(RecordKind::from_u16(16), Some(RecordKind::Modify));
         assert_eq!(RecordKind::from_u16(15), None);
-        assert_eq!(RecordKind::Modify.index(), KINDS_COUNT - 2);
+        assert_eq!(RecordKind::Modify.index(), 14);
         buf[HEADER_BYTES + 2] = 2;
         let crc = crc32c::crc32c(&buf[4..n]);
         buf[..4].copy_from_slice(&crc.to_le_bytes());
@@ -1075,7 +1215,7 @@ mod tests {
         );
         // Written before the offset existed: an open in UTC.
         assert_eq!(corrupt(1, 0), Ok(Command::MarketHours(MarketHours::Open { utc_offset_s: 0 })));
-        assert_eq!(RecordKind::MarketHours.index(), KINDS_COUNT - 1);
+        assert_eq!(RecordKind::MarketHours.index(), 15);
         assert_eq!(RecordKind::MarketHours.name(), "market_hours");
     }
 
@@ -1126,5 +1266,60 @@ mod tests {
             buf[..4].copy_from_slice(&crc.to_le_bytes());
             assert_eq!(decode(&buf[..n]), Err(RecordError::BadField { field: "self_trade", value: 9 }));
         }
+    }
+
+    /// A firm's controls (OUCH 5.0 sections 2.5-2.8) are kinds 18, 19 and 20, one cache line each, laid out as
+    /// their bodies' doc comments draw them: every byte checked here by hand.
+    #[test]
+    fn firm_controls_are_kinds_18_to_20() {
+        let echo: Echo = *b"BRSEAAPL    S\x00\x05\x01\x00\x00\x00\x00";
+        let mass = MassCancel { session: 3, user_ref: 0x0102_0304, symbol: Some(7), side: Some(Side::Sell) };
+        let input = Input { seq: 9, timestamp: 1, command: Command::MassCancel(mass) };
+        let mut buf = [0u8; RECORD_BYTES_MAX];
+        let n = encode_entry(&input, Some(&echo), 0, &mut buf);
+        assert_eq!(n, 64);
+        assert_eq!(&buf[24..26], &18u16.to_le_bytes());
+        assert_eq!(&buf[HEADER_BYTES..HEADER_BYTES + 12], &[3, 0, 7, 0, 4, 3, 2, 1, 1, 2, 0, 0]);
+        assert_eq!(&buf[HEADER_BYTES + 12..HEADER_BYTES + 32], &echo);
+        let r = decode(&buf[..n]).unwrap();
+        assert_eq!((r.input, r.echo, r.kind), (input, echo, RecordKind::MassCancel));
+        let reseal = |buf: &mut [u8; RECORD_BYTES_MAX]| {
+            let crc = crc32c::crc32c(&buf[4..64]);
+            buf[..4].copy_from_slice(&crc.to_le_bytes());
+        };
+        let mut bad = buf;
+        bad[HEADER_BYTES + 9] = 3;
+        reseal(&mut bad);
+        assert_eq!(decode(&bad[..n]), Err(RecordError::BadField { field: "mass cancel side", value: 3 }));
+        let mut bad = buf;
+        bad[HEADER_BYTES + 8] = 0;
+        reseal(&mut bad);
+        assert_eq!(decode(&bad[..n]), Err(RecordError::ReservedNotZero), "every symbol is written with symbol 0");
+
+        let every = MassCancel { symbol: None, side: None, ..mass };
+        let n = encode(&Input { command: Command::MassCancel(every), ..input }, 0, &mut buf);
+        assert_eq!(&buf[HEADER_BYTES..HEADER_BYTES + 12], &[3, 0, 0, 0, 4, 3, 2, 1, 0, 0, 0, 0]);
+        assert_eq!(decode(&buf[..n]).unwrap().input.command, Command::MassCancel(every));
+
+        let switch = SetOrderEntry { session: 3, user_ref: 5, enabled: false };
+        let input = Input { seq: 10, timestamp: 1, command: Command::SetOrderEntry(switch) };
+        let n = encode_entry(&input, Some(&echo), 0, &mut buf);
+        assert_eq!((n, &buf[24..26]), (64, &19u16.to_le_bytes()[..]));
+        assert_eq!(&buf[HEADER_BYTES..HEADER_BYTES + 8], &[3, 0, 0, 0, 5, 0, 0, 0]);
+        assert_eq!(decode(&buf[..n]).unwrap().echo, echo);
+        buf[HEADER_BYTES + 2] = 2;
+        reseal(&mut buf);
+        assert_eq!(decode(&buf[..n]), Err(RecordError::BadField { field: "enabled", value: 2 }));
+
+        let input = Input { seq: 11, timestamp: 1, command: Command::AccountQuery(3) };
+        let n = encode_entry(&input, Some(&echo), 0, &mut buf);
+        assert_eq!((n, &buf[24..26]), (64, &20u16.to_le_bytes()[..]));
+        assert_eq!(&buf[HEADER_BYTES..HEADER_BYTES + 8], &[3, 0, 0, 0, 0, 0, 0, 0]);
+        let r = decode(&buf[..n]).unwrap();
+        assert_eq!((r.input, r.echo), (input, [0; ECHO_BYTES]), "a query keeps no echo");
+        assert_eq!(
+            [RecordKind::MassCancel, RecordKind::SetOrderEntry, RecordKind::AccountQuery].map(RecordKind::index),
+            [16, 17, 18]
+        );
     }
 }

@@ -46,6 +46,29 @@
 //!   (sections 2.2 and 2.3; Order Rejected answers only Enter and Replace, section 3.8) and counted in
 //!   [`Translator::ignored`].
 //!
+//! ## A firm's controls (sections 2.5-2.8, 3.14-3.17)
+//! * Mass Cancel 'C' → `MassCancel`: every open order of the session (one firm per account here, so the Firm
+//!   field only echoes), all symbols when Symbol is blank; the Side option 'B' scopes to buys, 'S'/'T'/'E' to
+//!   sells. Each order canceled is answered Order Canceled 'U' and leaves the feed (ITCH Order Delete); Mass
+//!   Cancel Response 'X' follows the last one, echoing the request. A symbol not listed here, or a Group ID other
+//!   than 0 (Enter Order's Group ID is not kept, so every order here has none), matches no order: only the
+//!   response is sent.
+//! * Disable 'D' / Enable 'E' Order Entry → `SetOrderEntry`, answered 'G' / 'K'. While disabled, Enter Order is
+//!   rejected with 0x000C Firm Not Authorized (the spec names no code for it; the firm is, for now, not
+//!   authorized to enter orders); cancels, modifies and replaces of open orders go on.
+//! * These three introduce a UserRefNum, which must exceed every one the session used (section 1.2); a repeat is
+//!   answered with its first reply, never applied again.
+//! * Account Query 'Q' → `AccountQuery`, answered 'Q' with the session's next UserRefNum by the exchange state
+//!   that keeps it (`appliance::exchange`).
+//! * UserRefIdx (tag 28) is not supported: it is skipped like any unknown option, and replies carry no appendage
+//!   for it.
+//!
+//! ```text
+//!  Mass Cancel echo (20 bytes):  0 Firm (4)  4 Symbol (8)  12 Side code (0: none)  13 Group ID (u16 BE)
+//!                                15 Group ID given (0/1)  16 zero (4)
+//!  Order entry echo (20 bytes):  0 Firm (4)  4 zero (16)
+//! ```
+//!
 //! ## Market data (TotalView-ITCH 5.0)
 //! * Stock locates start at 1 ([`stock_locate`]); Order Reference Numbers are day-unique from 1
 //!   ([`crate::order_refs`]) and OUCH Accepted/Replaced carry the same numbers.
@@ -62,7 +85,7 @@
 //! InsufficientShares → 0x002B Risk: Short Sell Not Allowed; WouldTakeLiquidity → 0x0012 Crossed Market;
 //! FokUnfillable → 0x000D Invalid Min Quantity (FOK is expressed with MinQty); NoLiquidity → 0x0001 Quote
 //! Unavailable; CapacityExhausted → 0x000A Processing Error; InvalidReplace → 0x0015 Replace Not Allowed;
-//! Halted → 0x0007 Halted.
+//! Halted → 0x0007 Halted; EntryDisabled → 0x000C Firm Not Authorized.
 //!
 //! ## Field validation (sections 2.1, 2.2; Appendix C)
 //! Enter Order: Quantity 0 or ≥ 1,000,000 → 0x0013 Invalid Quantity; Display outside Y/N/A → 0x0003 Invalid
@@ -72,9 +95,9 @@
 //! Order with any such field, or a price out of range, cancels the order it names instead (section 2.2 case 2).
 
 use bourse_engine::{
-    Cancel, CancelReason, Command, Event, HaltReason, IgnoreReason, MarketHours, Modify, NewOrder, OrderKind,
-    RejectReason, Replace,
-    SessionId, Side, SymbolId, TimeInForce, TradingState, UserRef,
+    Cancel, CancelReason, Command, Event, HaltReason, IgnoreReason, MarketHours, MassCancel, Modify, NewOrder,
+    OrderKind, RejectReason, Replace, SessionId, SetOrderEntry, Side, SymbolId, TimeInForce, TradingState,
+    UserRef,
 };
 use bourse_nic::wire::alpha::{Alpha, ClOrdId, Symbol};
 use bourse_nic::wire::itch;
@@ -109,6 +132,7 @@ impl OuchReject {
             ouch::Inbound::ReplaceOrder(m) => (m.user_ref, m.cl_ord_id),
             ouch::Inbound::CancelOrder(m) => (m.user_ref, EMPTY.cl_ord_id),
             ouch::Inbound::ModifyOrder(m) => (m.user_ref, EMPTY.cl_ord_id),
+            other => (other.user_ref(), EMPTY.cl_ord_id),
         };
         OuchReject { user_ref, reason, cl_ord_id }
     }
@@ -139,7 +163,9 @@ impl OuchReject {
 pub fn reject_code(r: RejectReason) -> u16 {
     match r {
         RejectReason::UnknownSymbol => rr::INVALID_SYMBOL,
-        RejectReason::UnknownAccount | RejectReason::UnknownSession => rr::FIRM_NOT_AUTHORIZED,
+        RejectReason::UnknownAccount | RejectReason::UnknownSession | RejectReason::EntryDisabled => {
+            rr::FIRM_NOT_AUTHORIZED
+        }
         RejectReason::UserRefNotIncreasing | RejectReason::InvalidAdmin => rr::OTHER,
         RejectReason::ZeroQuantity => rr::INVALID_QUANTITY,
         RejectReason::QuantityTooLarge => rr::SHARES_EXCEED_THRESHOLD,
@@ -299,6 +325,8 @@ pub struct Translator {
     sessions_max: u16,
     /// The ClOrdID of the refusal being applied (its echo), for the Order Rejected it produces.
     refused_cl_ord_id: ClOrdId,
+    /// The echo of the Mass Cancel or order-entry switch being applied, for the response it produces.
+    control_echo: Echo,
     /// Cancels, replaces and modifies the engine ignored (OUCH answers them with nothing), by reason.
     pub ignored: IgnoredCounts,
     /// Engine references → the day-unique Order Reference Numbers OUCH and ITCH publish (replicated state).
@@ -331,6 +359,9 @@ pub struct IgnoredCounts {
     pub not_reduced: u64,
     /// Modify asking to turn a buy into a sell or back.
     pub side_change: u64,
+    /// Mass cancel or order-entry switch whose UserRefNum the session had used (the gateway answers repeats
+    /// before they are journaled, so only inputs from elsewhere count here).
+    pub not_increasing: u64,
 }
 
 impl Translator {
@@ -354,6 +385,7 @@ impl Translator {
             records_mask: limits.records_max as u32 - 1,
             sessions_max: limits.sessions_max,
             refused_cl_ord_id: Alpha([b' '; 14]),
+            control_echo: [0; ECHO_BYTES],
             ignored: IgnoredCounts::default(),
             refs: OrderRefs::with_slots(0),
             entering: None,
@@ -459,6 +491,7 @@ impl Translator {
                 self.put_record(r.session, rec);
             }
             Command::Refuse(_) => self.refused_cl_ord_id.0.copy_from_slice(&echo[..14]),
+            Command::MassCancel(_) | Command::SetOrderEntry(_) => self.control_echo = *echo,
             _ => {}
         }
     }
@@ -538,7 +571,29 @@ impl Translator {
                 let modify = Modify { session, user_ref: m.user_ref, qty: m.quantity, side, side_code: m.side.code() };
                 Ok((Command::Modify(modify), None))
             }
+            ouch::Inbound::MassCancel(m) => Ok((Command::MassCancel(self.mass_cancel(session, m)), Some(mass_echo(m)))),
+            ouch::Inbound::DisableOrderEntry(m) | ouch::Inbound::EnableOrderEntry(m) => {
+                let enabled = matches!(msg, ouch::Inbound::EnableOrderEntry(_));
+                let mut echo = [0; ECHO_BYTES];
+                echo[..4].copy_from_slice(&m.firm.0);
+                Ok((Command::SetOrderEntry(SetOrderEntry { session, user_ref: m.user_ref, enabled }), Some(echo)))
+            }
+            ouch::Inbound::AccountQuery => Ok((Command::AccountQuery(session), None)),
         }
+    }
+
+    /// A Mass Cancel's scope (section 2.5): a symbol this venue does not list, or a Group ID no order here can
+    /// have, scopes to [`NO_SYMBOL`], which holds no order.
+    fn mass_cancel(&self, session: SessionId, m: &ouch::MassCancelRequest) -> MassCancel {
+        let symbol = if m.group_id.is_some_and(|g| g != 0) {
+            Some(NO_SYMBOL)
+        } else if m.symbol.is_blank() {
+            None
+        } else {
+            Some(self.symbol_id(&m.symbol).unwrap_or(NO_SYMBOL))
+        };
+        let side = m.side.map(|s| if s == ouch::Side::Buy { Side::Buy } else { Side::Sell });
+        MassCancel { session, user_ref: m.user_ref, symbol, side }
     }
 
     fn enter(
@@ -1002,7 +1057,22 @@ impl Translator {
                 IgnoreReason::UnknownOrder => self.ignored.unknown_order += 1,
                 IgnoreReason::NotReduced => self.ignored.not_reduced += 1,
                 IgnoreReason::SideChange => self.ignored.side_change += 1,
+                IgnoreReason::NotIncreasing => self.ignored.not_increasing += 1,
             },
+            Event::MassCanceled { session, user_ref, .. } => {
+                let request = mass_request(user_ref, &self.control_echo);
+                let m = ouch::Outbound::MassCancelResponse { timestamp, request };
+                self.ouch(session, Some(user_ref), m, ouch_out);
+            }
+            Event::OrderEntrySet { session, user_ref, enabled } => {
+                let request = ouch::OrderEntryRequest { user_ref, firm: Alpha(array(&self.control_echo, 0)) };
+                let m = if enabled {
+                    ouch::Outbound::EnableOrderEntryResponse { timestamp, request }
+                } else {
+                    ouch::Outbound::DisableOrderEntryResponse { timestamp, request }
+                };
+                self.ouch(session, Some(user_ref), m, ouch_out);
+            }
             // No OUCH or ITCH message exists for these: a triggered stop is reported by what it then does.
             Event::StopTriggered { .. }
             | Event::AdminRejected { .. }
@@ -1046,6 +1116,40 @@ fn replace_is_valid(m: &ouch::ReplaceOrder) -> bool {
         && matches!(m.display, b'Y' | b'N' | b'A')
         && m.intermarket_sweep == b'N'
         && m.options.post_only.is_none_or(|p| p == b'P' || p == b'N')
+}
+
+/// The symbol a Mass Cancel names when it can match no order: the translator's ids are below `u16::MAX`.
+pub const NO_SYMBOL: SymbolId = SymbolId::MAX;
+
+/// The journaled echo of a Mass Cancel Request (layout in the module comment).
+fn mass_echo(m: &ouch::MassCancelRequest) -> Echo {
+    let mut e = [0; ECHO_BYTES];
+    e[..4].copy_from_slice(&m.firm.0);
+    e[4..12].copy_from_slice(&m.symbol.0);
+    e[12] = m.side.map_or(0, ouch::Side::code);
+    if let Some(g) = m.group_id {
+        e[13..15].copy_from_slice(&g.to_be_bytes());
+        e[15] = 1;
+    }
+    e
+}
+
+/// The request a Mass Cancel Response echoes, from the journaled echo (an invalid side code, which only a
+/// journal not written by this gateway can hold, is left out).
+fn mass_request(user_ref: UserRef, e: &Echo) -> ouch::MassCancelRequest {
+    ouch::MassCancelRequest {
+        user_ref,
+        firm: Alpha(array(e, 0)),
+        symbol: Alpha(array(e, 4)),
+        side: ouch::Side::from_code(e[12]).ok(),
+        group_id: (e[15] == 1).then(|| u16::from_be_bytes([e[13], e[14]])),
+    }
+}
+
+fn array<const N: usize>(e: &Echo, at: usize) -> [u8; N] {
+    let mut a = [0; N];
+    a.copy_from_slice(&e[at..at + N]);
+    a
 }
 
 /// The Stock Locate of `symbol`: TotalView-ITCH 5.0 "Architecture" assigns locate codes "starting with a value

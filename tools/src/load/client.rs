@@ -458,7 +458,13 @@ impl FirmConn {
                 self.counts.executions += 1;
                 return;
             }
-            ouch::Outbound::SystemEvent { .. } | ouch::Outbound::OrderModified { .. } => return,
+            // The load generator sends none of the requests these answer.
+            ouch::Outbound::SystemEvent { .. }
+            | ouch::Outbound::OrderModified { .. }
+            | ouch::Outbound::MassCancelResponse { .. }
+            | ouch::Outbound::DisableOrderEntryResponse { .. }
+            | ouch::Outbound::EnableOrderEntryResponse { .. }
+            | ouch::Outbound::AccountQueryResponse { .. } => return,
         };
         match answered {
             Some(a) => {

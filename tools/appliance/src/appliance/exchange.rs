@@ -28,6 +28,8 @@ use bourse_engine::{Capacity, Command, Engine, Event, EventSink, Input, MarketHo
 use bourse_persist::recovery::{check_next, ApplyError, Replicated};
 use bourse_persist::wal::record::{Echo, Record, ECHO_BYTES, UTC_OFFSET_S_MAX};
 
+use bourse_nic::wire::ouch::{self, Outbound};
+
 use super::store::{read_u64 as take_u64, take, OutcomeRing, RetransmitStore};
 use crate::translate::Translator;
 
@@ -121,6 +123,21 @@ struct ReplyBook {
     outcomes: OutcomeRing,
 }
 
+impl ReplyBook {
+    /// Gives `msg` the session's next sequence, keeps it for re-requests (and, when it is the first reply to
+    /// `first_reply_to`, for that UserRefNum's repeats) and hands it on.
+    fn sequence(&mut self, session: SessionId, first_reply_to: Option<UserRef>, msg: &[u8], out: &mut impl Outputs) {
+        let sequence = self.next_sequence;
+        // Cannot fail: every OUCH reply fits a slot (REPLY_BYTES_MAX ≥ the largest we send).
+        let _ = self.store.put(sequence, msg);
+        if let Some(r) = first_reply_to {
+            self.outcomes.record(r, sequence);
+        }
+        self.next_sequence += 1;
+        out.reply(session, sequence, msg);
+    }
+}
+
 /// The market-data numbering.
 struct MdBook {
     next_sequence: u64,
@@ -188,6 +205,8 @@ impl Exchange {
             Command::NewOrder(o) => Some((o.session, o.user_ref)),
             Command::Replace(r) => Some((r.session, r.new_user_ref)),
             Command::Refuse(r) if r.introduces_ref => Some((r.session, r.user_ref)),
+            Command::MassCancel(m) => Some((m.session, m.user_ref)),
+            Command::SetOrderEntry(c) => Some((c.session, c.user_ref)),
             _ => None,
         };
         if let Some((session, user_ref)) = used {
@@ -201,6 +220,9 @@ impl Exchange {
             Command::Cancel(c) => Some(c.session),
             Command::Replace(r) => Some(r.session),
             Command::Refuse(r) if r.reason != RATE_LIMITED => Some(r.session),
+            Command::MassCancel(m) => Some(m.session),
+            Command::SetOrderEntry(c) => Some(c.session),
+            Command::AccountQuery(session) => Some(session),
             _ => None,
         };
         if let Some(b) = sender.and_then(|s| self.books.get_mut(usize::from(s))) {
@@ -221,7 +243,23 @@ impl Exchange {
             let md = &mut self.md;
             self.translator.on_market_hours(hours, time_of_day, &mut |msg| md.publish(msg, out));
         }
+        if let Command::AccountQuery(session) = input.command {
+            self.answer_account_query(session, time_of_day, out);
+        }
         Ok(())
+    }
+
+    /// Account Query Response (OUCH 5.0 section 3.17): "the next available UserRefNum", one above the highest the
+    /// session used, which this state keeps (every Enter, Replace, Mass Cancel and order-entry switch, refused or
+    /// not). Sequenced like any reply, so a re-request or a replay returns the same bytes.
+    fn answer_account_query(&mut self, session: SessionId, time_of_day: u64, out: &mut impl Outputs) {
+        let Some(b) = self.books.get_mut(usize::from(session)) else { return };
+        let next_user_ref = b.last_user_ref.saturating_add(1);
+        let m = Outbound::AccountQueryResponse { timestamp: time_of_day, next_user_ref };
+        let mut msg = [0u8; ouch::field::account_query_response::LEN];
+        if let Ok(n) = m.emit(&mut msg) {
+            b.sequence(session, None, &msg[..n], out);
+        }
     }
 
     pub fn engine(&self) -> &Engine {
@@ -420,15 +458,9 @@ impl<O: Outputs> EventSink for Sink<'_, O> {
             event,
             self.time_of_day,
             &mut |session, first_reply_to, msg| {
-                let Some(b) = books.get_mut(usize::from(session)) else { return };
-                let sequence = b.next_sequence;
-                // Cannot fail: every OUCH reply fits a slot (REPLY_BYTES_MAX ≥ the largest we send).
-                let _ = b.store.put(sequence, msg);
-                if let Some(r) = first_reply_to {
-                    b.outcomes.record(r, sequence);
+                if let Some(b) = books.get_mut(usize::from(session)) {
+                    b.sequence(session, first_reply_to, msg, &mut **out.borrow_mut());
                 }
-                b.next_sequence += 1;
-                out.borrow_mut().reply(session, sequence, msg);
             },
             &mut |msg| md.publish(msg, &mut **out.borrow_mut()),
         );

@@ -499,6 +499,7 @@ impl Exported {
             (Counter::IgnoredUnknownOrder, ignored.unknown_order),
             (Counter::IgnoredNotReduced, ignored.not_reduced),
             (Counter::IgnoredSideChange, ignored.side_change),
+            (Counter::IgnoredNotIncreasing, ignored.not_increasing),
             (Counter::SnapshotsTaken, snap.taken.load(Ordering::Relaxed)),
             (Counter::SnapshotsFailed, snap.failed.load(Ordering::Relaxed)),
             (Counter::SnapshotsSkipped, snap.skipped.load(Ordering::Relaxed)),
@@ -573,6 +574,7 @@ pub fn reject_name(r: RejectReason) -> &'static str {
         RejectReason::InvalidAdmin => "invalid_admin",
         RejectReason::InvalidReplace => "invalid_replace",
         RejectReason::Halted => "halted",
+        RejectReason::EntryDisabled => "entry_disabled",
     }
 }
 

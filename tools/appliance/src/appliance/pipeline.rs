@@ -398,11 +398,9 @@ impl Pipeline {
                 }
             }
             Outcome::Ouch { session, account, message } => {
-                let new_ref = match message {
-                    ouch::Inbound::EnterOrder(m) => Some(m.user_ref),
-                    ouch::Inbound::ReplaceOrder(m) => Some(m.user_ref),
-                    ouch::Inbound::CancelOrder(_) | ouch::Inbound::ModifyOrder(_) => None,
-                };
+                // Enter, Replace, Mass Cancel and the order-entry switches introduce a UserRefNum: one at or below
+                // the highest used is a retransmission, answered with its first reply (OUCH 5.0 section 2).
+                let new_ref = message.new_user_ref();
                 if let Some(user_ref) = new_ref {
                     if self.exchange.is_repeat(session, user_ref) {
                         self.counters.duplicates += 1;

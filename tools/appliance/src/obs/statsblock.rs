@@ -135,6 +135,7 @@ pub enum Counter {
     SnapshotsShort,
     OrderRefsUnmapped,
     TxUnresolved,
+    IgnoredNotIncreasing,
 }
 
 /// Entries of [`COUNTERS`] the primary's aux thread sets from its witness agent (the `Witness*` ones); the pipeline's
@@ -142,7 +143,7 @@ pub enum Counter {
 pub const WITNESS_COUNTERS: usize = 4;
 
 /// `(counter, name, help)` in slot order: `COUNTERS[i].0 as usize == i`.
-pub const COUNTERS: [(Counter, &str, &str); 38] = [
+pub const COUNTERS: [(Counter, &str, &str); 39] = [
     (
         Counter::KernelDrops,
         "kernel_drops",
@@ -296,6 +297,13 @@ pub const COUNTERS: [(Counter, &str, &str); 38] = [
         "tx_unresolved",
         "Outputs not sent because the destination's MAC was not known yet (raw backends, which then ask by ARP; \
          replies are resent at the firm's next login).",
+    ),
+    (
+        Counter::IgnoredNotIncreasing,
+        "ignored_not_increasing",
+        "Mass cancels and order-entry switches journaled with a UserRefNum their session had used, ignored without \
+         a reply (the gateway answers repeats from their first reply before journaling, so this counts inputs \
+         from elsewhere).",
     ),
 ];
 

@@ -48,7 +48,8 @@ fn enter(user_ref: u32, side: Side, qty: u32, price: u64, symbol: &str, capacity
 }
 
 /// A seeded stream of firm messages for two sessions: resting orders, crossing orders, replaces, cancels, an
-/// unknown symbol (refused) and ticks, as journaled inputs with their echoes.
+/// unknown symbol (refused), mass cancels, order-entry switches, account queries and ticks, as journaled inputs
+/// with their echoes.
 fn stream(x: &Exchange, n: u32, seed: u64) -> Vec<(Command, Echo)> {
     let mut rng = bourse_persist::workload::Rng::new(seed);
     let mut out = Vec::new();
@@ -57,7 +58,19 @@ fn stream(x: &Exchange, n: u32, seed: u64) -> Vec<(Command, Echo)> {
         let session = (rng.next_u64() % 2) as u16;
         let next = refs[usize::from(session)] + 1;
         let r = rng.next_u64() % 10;
-        let msg = match r {
+        let firm = Alpha(*b"FIRM");
+        let msg = match (r, rng.next_u64() % 8) {
+            (3, 0) => Inbound::MassCancel(ouch::MassCancelRequest {
+                user_ref: next,
+                firm,
+                symbol: if rng.next_u64().is_multiple_of(2) { Symbol::BLANK } else { Symbol::new("AAPL").unwrap() },
+                side: [None, Some(Side::Buy), Some(Side::SellShort)][(rng.next_u64() % 3) as usize],
+                group_id: None,
+            }),
+            (3, 1) => Inbound::DisableOrderEntry(ouch::OrderEntryRequest { user_ref: next, firm }),
+            (3, 2..=4) => Inbound::EnableOrderEntry(ouch::OrderEntryRequest { user_ref: next, firm }),
+            (3, 5) => Inbound::AccountQuery,
+            (r, _) => match r {
             0 if next > 1 => Inbound::ReplaceOrder(ReplaceOrder {
                 orig_user_ref: next - 1,
                 user_ref: next,
@@ -80,8 +93,9 @@ fn stream(x: &Exchange, n: u32, seed: u64) -> Vec<(Command, Echo)> {
                 let price = 1_495_000 + (rng.next_u64() % 10) * 100;
                 enter(next, side, 1 + (rng.next_u64() % 30) as u32, price, "AAPL", if i % 3 == 0 { b'P' } else { b'A' })
             }
+            },
         };
-        let introduces = matches!(msg, Inbound::EnterOrder(_) | Inbound::ReplaceOrder(_));
+        let introduces = msg.new_user_ref().is_some();
         if introduces {
             refs[usize::from(session)] = next;
         }
@@ -130,6 +144,11 @@ fn same_inputs_same_outputs_byte_for_byte() {
     assert_eq!(oa, ob);
     assert!(oa.0.iter().any(|o| o.0 == 'o' && o.3[0] == b'E'), "some orders executed");
     assert!(oa.0.iter().any(|o| o.0 == 'o' && o.3[0] == b'J'), "some refusals answered");
+    for (code, what) in [(b'X', "mass cancels"), (b'G', "disables"), (b'K', "enables"), (b'Q', "account queries")] {
+        assert!(oa.0.iter().any(|o| o.0 == 'o' && o.3[0] == code), "some {what} answered");
+    }
+    let rejected_while_disabled = oa.0.iter().any(|o| o.0 == 'o' && o.3[0] == b'J' && o.3[13..15] == [0, 0x0c]);
+    assert!(rejected_while_disabled, "some orders entered while disabled");
     // Each stream is numbered densely from 1.
     for session in 0..2u16 {
         let seqs: Vec<u64> = oa.0.iter().filter(|o| o.0 == 'o' && o.1 == session).map(|o| o.2).collect();
@@ -477,4 +496,110 @@ fn order_accepted_echoes_the_options_the_order_was_accepted_with() {
     run(&mut y, &journal, &mut first);
     run(&mut z, &journal, &mut again);
     assert_eq!(first.0, again.0);
+}
+
+/// Applies each firm message of `session` as the gateway journals it; returns everything applying produced.
+fn firm_says(x: &mut Exchange, session: u16, msgs: &[Inbound]) -> Collect {
+    let mut out = Collect::default();
+    for msg in msgs {
+        let (command, echo) = x.translator().on_ouch(session, u32::from(session), msg).unwrap();
+        run(x, &[(command, echo.unwrap_or(NO_ECHO))], &mut out);
+    }
+    out
+}
+
+fn replies(out: &Collect) -> Vec<&[u8]> {
+    out.0.iter().filter(|o| o.0 == 'o').map(|o| &o.3[..]).collect()
+}
+
+/// OUCH 5.0 sections 2.5 and 3.14: a Mass Cancel of one symbol cancels the firm's orders there and nowhere else,
+/// each answered Order Canceled (section 3.4) reason 'U' and deleted from the feed (ITCH Order Delete 'D'), then
+/// the Mass Cancel Response echoes the request. Every byte is written out from the spec tables.
+#[test]
+fn mass_cancel_answers_each_order_then_the_response() {
+    let c = config();
+    let (mut x, inputs) = genesis(&c);
+    run(&mut x, &inputs, &mut Collect::default());
+    let other = c.symbols[1].name.clone();
+    let reference = crate::config::parse_price(&c.symbols[1].reference_price).unwrap();
+    let entered = firm_says(&mut x, 0, &[
+        enter(1, Side::Buy, 10, 1_490_000, "AAPL", b'A'),
+        enter(2, Side::SellShort, 7, 1_510_000, "AAPL", b'A'),
+        enter(3, Side::Buy, 5, u64::from(reference), &other, b'A'),
+    ]);
+    let adds: Vec<&[u8]> = entered.0.iter().filter(|o| o.0 == 'i' && o.3[0] == b'A').map(|o| &o.3[..]).collect();
+    assert_eq!(adds.len(), 3, "{entered:?}");
+    let firm = Alpha(*b"BRSE");
+    let symbol = Symbol::new("AAPL").unwrap();
+    let request = ouch::MassCancelRequest { user_ref: 4, firm, symbol, side: None, group_id: None };
+    let out = firm_says(&mut x, 0, &[Inbound::MassCancel(request)]);
+    let ts = out.0[0].3[1..9].to_vec();
+    let canceled = |user_ref: u8, qty: u8| {
+        // 'C' | Timestamp (8) | UserRefNum (4) | Quantity (4) | Reason 'U'
+        let mut v = vec![b'C'];
+        v.extend_from_slice(&ts);
+        v.extend_from_slice(&[0, 0, 0, user_ref, 0, 0, 0, qty, b'U']);
+        v
+    };
+    // 'X' | Timestamp | UserRefNum 4 | Firm "BRSE" | Symbol "AAPL    " | Appendage Length 0: 27 bytes.
+    let mut response = vec![b'X'];
+    response.extend_from_slice(&ts);
+    response.extend_from_slice(&[0, 0, 0, 4]);
+    response.extend_from_slice(b"BRSEAAPL    \0\0");
+    assert_eq!(replies(&out), [&canceled(1, 10)[..], &canceled(2, 7)[..], &response[..]]);
+    // ITCH Order Delete (section 1.4.3): 'D', the locate and the Add Order's reference number at @11.
+    let deletes: Vec<&[u8]> = out.0.iter().filter(|o| o.0 == 'i').map(|o| &o.3[..]).collect();
+    assert_eq!(deletes.len(), 2);
+    for (d, a) in deletes.iter().zip(&adds) {
+        assert_eq!((d[0], d.len(), &d[1..3], &d[11..19]), (b'D', 19, &a[1..3], &a[11..19]));
+    }
+    assert_eq!(x.engine().orders_open(), 1, "the other symbol's order stays");
+    assert!(x.is_repeat(0, 4), "the request used its UserRefNum up");
+    assert_eq!(x.first_reply(0, 4), Some(x.next_reply_sequence(0) - 1), "a repeat is answered with the response");
+}
+
+/// Sections 2.6-2.8 and 3.15-3.17: Disable Order Entry is answered 'G', an Enter Order while disabled Rejected
+/// 0x000C, and the state survives a snapshot; Enable is answered 'K' and orders are accepted again; an Account
+/// Query is answered with the next UserRefNum, one above every UserRefNum used, the refused ones too.
+#[test]
+fn order_entry_switch_survives_a_restart_and_the_account_query_counts_every_user_ref() {
+    let c = config();
+    let (mut x, inputs) = genesis(&c);
+    run(&mut x, &inputs, &mut Collect::default());
+    let firm = Alpha(*b"BRSE");
+    let out = firm_says(&mut x, 1, &[Inbound::DisableOrderEntry(ouch::OrderEntryRequest { user_ref: 7, firm })]);
+    let ts = out.0[0].3[1..9].to_vec();
+    // 'G' | Timestamp | UserRefNum 7 | Firm | Appendage Length 0: 19 bytes.
+    let mut g = vec![b'G'];
+    g.extend_from_slice(&ts);
+    g.extend_from_slice(&[0, 0, 0, 7, b'B', b'R', b'S', b'E', 0, 0]);
+    assert_eq!(replies(&out), [&g[..]]);
+    let mut payload = Vec::new();
+    x.snapshot(&mut payload);
+    let translator = setup::new_translator(&c).unwrap();
+    let mut x = Exchange::restore(&payload, translator, setup::exchange_limits(&c), &[]).unwrap();
+    assert!(!x.engine().order_entry_enabled(1));
+    let out = firm_says(&mut x, 1, &[enter(8, Side::Buy, 10, 1_490_000, "AAPL", b'A')]);
+    let r = replies(&out);
+    assert_eq!((r.len(), r[0][0], &r[0][9..13], &r[0][13..15]), (1, b'J', &[0u8, 0, 0, 8][..], &[0u8, 0x0c][..]));
+    assert_eq!(&r[0][15..29], b"C8            ", "the rejection echoes the ClOrdID");
+    let out = firm_says(&mut x, 1, &[
+        Inbound::EnableOrderEntry(ouch::OrderEntryRequest { user_ref: 9, firm }),
+        enter(10, Side::Buy, 10, 1_490_000, "AAPL", b'A'),
+        Inbound::AccountQuery,
+    ]);
+    let r = replies(&out);
+    assert_eq!((r[0][0], r[0].len(), &r[0][9..13]), (b'K', 19, &[0u8, 0, 0, 9][..]));
+    assert_eq!(r[1][0], b'A', "accepted again");
+    // 'Q' | Timestamp | NextUserRefNum 11: 13 bytes, no appendage (section 3.17).
+    let q = r[2];
+    assert_eq!((q[0], q.len(), &q[9..13]), (b'Q', 13, &[0u8, 0, 0, 11][..]));
+    // A refused Enter Order uses its UserRefNum up too: the next is 13.
+    let refused = ouch::reject_reason::INVALID_SYMBOL;
+    let reject = crate::translate::OuchReject { user_ref: 12, reason: refused, cl_ord_id: ClOrdId::BLANK };
+    let mut out = Collect::default();
+    run(&mut x, &[reject.command(1, true)], &mut out);
+    let out2 = firm_says(&mut x, 1, &[Inbound::AccountQuery]);
+    assert_eq!(&replies(&out2)[0][9..13], &[0, 0, 0, 13]);
+    assert_eq!(x.first_reply(1, 9).map(|s| x.reply(1, s).unwrap()[0]), Some(b'K'));
 }
